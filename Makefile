@@ -1,0 +1,39 @@
+# shopsearch: two set-up commands, `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+WORKSPACE ?= demo-workspace
+
+.PHONY: setup demo test lint typecheck unit bench-simulate clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the project's dependencies change; torch is pinned to the local CPU wheel.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/shopsearch demo --workspace $(WORKSPACE)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint unit
+
+bench-simulate: setup
+	$(PY) benchmarks/simulate_speed.py
+
+clean:
+	rm -rf $(VENV) $(WORKSPACE) .pytest_cache .mypy_cache .ruff_cache
