@@ -1,0 +1,45 @@
+"""The ``shopsearch`` command line. Each command module attaches its commands to :data:`app`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from shopsearch.cli.app import app
+from shopsearch.errors import RejectedRowsError, ShopSearchError
+
+
+def _register() -> None:
+    # Importing a command module attaches its commands to ``app``.
+    from shopsearch.cli import ingest, stats  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; a user mistake prints one clear line, never a traceback.
+
+    Exit status: 0 success, 1 rows rejected by ingest, 2 any other user error.
+    """
+    _register()
+    from shopsearch.cli.progress import console
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except RejectedRowsError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except ShopSearchError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] file not found: {exc.filename}", highlight=False)
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

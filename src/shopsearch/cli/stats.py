@@ -1,0 +1,31 @@
+"""``shopsearch stats --workspace DIR [--json]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from shopsearch.cli.app import app
+from shopsearch.cli.progress import console
+from shopsearch.store.stats import STAT_KEYS, workspace_stats
+from shopsearch.store.workspace import Workspace
+
+
+@app.command()
+def stats(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Count products, users, requests, impressions, clicks, carts and purchases per domain."""
+    result = workspace_stats(Workspace.open(workspace))
+    if as_json:
+        typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("domain", *STAT_KEYS, title=f"workspace {workspace}")
+    for domain, counts in result["domains"].items():
+        table.add_row(domain, *(f"{counts[k]:,}" for k in STAT_KEYS))
+    console.print(table)
