@@ -1,0 +1,469 @@
+"""Helpers shared by the loaders: reading files with their source rows, finding each file's kind,
+filling the columns a format lacks, and building the domains table.
+
+Conventions every loader follows through these helpers:
+
+- Text files are read with every column as a string (``keep_default_na=False``: an empty cell is
+  ``""``, never NaN), so a bad value reaches ingest unchanged and is reported there with its row.
+- ``_file`` is the path as given and ``_row`` the 1-based line where the record starts (the header
+  is line 1, quoted values may span lines) or the 1-based row of a Parquet file.
+- A file that is not of the format (missing, empty, wrong columns, not decodable, rows with more
+  fields than the header) raises :class:`~shopsearch.errors.DataFormatError` naming the file, the
+  expected and found columns, and the fix.
+- :func:`finish` gives every table exactly the workspace columns (plus ``_file`` and ``_row``).
+  Columns the format lacks, and missing cells of columns that have one, take the data model's
+  default (:mod:`shopsearch.catalog.models`, :mod:`shopsearch.events.models`): description and
+  brand ``""``, category ``[]``, attributes/filters/scores ``"{}"``, in_stock ``True``,
+  created_at the load time, interaction value ``0.0``; price and session_id are null.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shopsearch.errors import DataFormatError
+from shopsearch.store.schema import TABLES
+
+#: Extra columns every loaded table carries so ingest can point at the source of a bad row.
+SOURCE_COLUMNS = ("_file", "_row")
+
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+
+#: Start of the synthetic clock used when a format has no time at all (see :func:`seconds_to_iso`).
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a format's text files are written.
+
+    Attributes:
+        sep: Field separator.
+        encodings: Encodings to try in order; the first that decodes the whole file wins.
+        quoting: A :mod:`csv` quoting constant (``csv.QUOTE_NONE`` for files without quoting).
+    """
+
+    sep: str = ","
+    encodings: tuple[str, ...] = ("utf-8",)
+    quoting: int = csv.QUOTE_MINIMAL
+
+
+CSV = TextFormat()
+TSV = TextFormat(sep="\t")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of file a format accepts, recognised by its columns.
+
+    Attributes:
+        name: Short name used in messages and as the key of :func:`classify`'s result.
+        required: Columns a file of this kind must have.
+        label: How the user knows the file, e.g. ``"train.csv"``.
+    """
+
+    name: str
+    required: tuple[str, ...]
+    label: str
+
+
+# -- paths and columns ---------------------------------------------------------------------------
+def check_paths(paths: Sequence[Path | str], fmt: str) -> list[Path]:
+    """The paths as :class:`Path`, or a clear error if none are given or one is not a file."""
+    if not paths:
+        raise DataFormatError(f"{fmt}: no input file given; pass at least one file path")
+    checked = [Path(p) for p in paths]
+    for path in checked:
+        if not path.exists():
+            raise DataFormatError(f"{fmt}: file not found: {path}; check the path")
+        if not path.is_file():
+            raise DataFormatError(f"{fmt}: {path} is not a file; give the data file itself")
+    return checked
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether a path is read as Parquet (by its suffix)."""
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def columns_of(path: Path, fmt: str, text: TextFormat = CSV) -> list[str]:
+    """The column names of a file (the header of a text file, the schema of a Parquet file)."""
+    if is_parquet(path):
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError) as exc:
+            raise DataFormatError(
+                f"{fmt}: {path} is not a readable Parquet file ({exc}); "
+                "give a Parquet file or a CSV file without the .parquet suffix"
+            ) from None
+    frame, _ = _read_text(path, fmt, text, nrows=0)
+    return [str(c) for c in frame.columns]
+
+
+def classify(
+    paths: Sequence[Path], fmt: str, kinds: Sequence[Kind], text: TextFormat = CSV
+) -> dict[str, list[Path]]:
+    """Group the paths by kind: each file is the first kind whose required columns it has.
+
+    Raises:
+        DataFormatError: A file has the columns of none of the kinds; the message lists each
+            kind's expected columns and the columns found.
+    """
+    found: dict[str, list[Path]] = {kind.name: [] for kind in kinds}
+    for path in paths:
+        columns = set(columns_of(path, fmt, text))
+        for kind in kinds:
+            if set(kind.required) <= columns:
+                found[kind.name].append(path)
+                break
+        else:
+            raise DataFormatError(
+                f"{fmt}: {path} is not a {fmt} file: expected the columns of "
+                + " or ".join(f"{k.label} ({', '.join(k.required)})" for k in kinds)
+                + f"; found {_listing(columns)}. Give the files of the {fmt} format unchanged"
+                + (", or load your own data with the 'generic' format" if fmt != "generic" else "")
+            )
+    return found
+
+
+def require(
+    found: Mapping[str, list[Path]], fmt: str, kinds: Collection[str], because: str
+) -> None:
+    """Fail clearly unless at least one file of one of ``kinds`` was given."""
+    if not any(found.get(k) for k in kinds):
+        raise DataFormatError(f"{fmt}: {because}")
+
+
+# -- reading -------------------------------------------------------------------------------------
+def read_frame(
+    path: Path, fmt: str, required: Iterable[str], text: TextFormat = CSV, what: str = "file"
+) -> pd.DataFrame:
+    """Read a text or Parquet file with ``_file`` and ``_row`` columns; check required columns.
+
+    Text files are read as strings (empty cells are ``""``); Parquet columns keep their types.
+    """
+    if is_parquet(path):
+        try:
+            frame = pq.read_table(path).to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataFormatError(
+                f"{fmt}: {path} is not a readable Parquet file ({exc}); give a valid Parquet file"
+            ) from None
+        rows = np.arange(1, len(frame) + 1, dtype=np.int64)
+    else:
+        frame, encoding = _read_text(path, fmt, text)
+        rows = _record_lines(path, text, encoding, len(frame))
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataFormatError(
+            f"{fmt}: {path} is missing the column(s) {', '.join(missing)} of a {what}; "
+            f"found {_listing(frame.columns)}. Give the {what} with its original header"
+        )
+    frame = frame.reset_index(drop=True)
+    frame["_file"] = str(path)
+    frame["_row"] = rows
+    return frame
+
+
+def _read_text(
+    path: Path, fmt: str, text: TextFormat, nrows: int | None = None
+) -> tuple[pd.DataFrame, str]:
+    """Read a delimited text file as strings, trying each encoding in turn; also the encoding."""
+    last_error: UnicodeDecodeError | None = None
+    for encoding in text.encodings:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(
+                    path,
+                    sep=text.sep,
+                    encoding=encoding,
+                    quoting=text.quoting,
+                    dtype=str,
+                    keep_default_na=False,
+                    index_col=False,
+                    nrows=nrows,
+                )
+        except UnicodeDecodeError as exc:
+            last_error = exc
+            continue
+        except pd.errors.EmptyDataError:
+            raise DataFormatError(
+                f"{fmt}: {path} is empty; a {fmt} file starts with a header line of column names"
+            ) from None
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+            raise DataFormatError(
+                f"{fmt}: {path} cannot be parsed as a {_sep_name(text.sep)}-separated file "
+                f"({_first_line(exc)}); a line has more fields than the header. Quote values "
+                "that contain the separator, or check that this is the right file and format"
+            ) from None
+        return frame, encoding
+    assert last_error is not None
+    raise DataFormatError(
+        f"{fmt}: {path} is not {' or '.join(text.encodings)} text (byte "
+        f"{last_error.object[last_error.start:last_error.start + 1]!r} at offset "
+        f"{last_error.start}); re-save it as UTF-8"
+    )
+
+
+def _record_lines(path: Path, text: TextFormat, encoding: str, records: int) -> np.ndarray:
+    """The 1-based line on which each data record starts (the header is line 1).
+
+    When the file has one line per record (the usual case) this is ``2..n+1`` without reading the
+    file again as text; otherwise (values spanning lines, blank lines) the records are re-read
+    with the :mod:`csv` module, which follows the same quoting rules.
+    """
+    simple = np.arange(2, records + 2, dtype=np.int64)
+    with path.open("rb") as handle:
+        newlines = 0
+        last = b""
+        while chunk := handle.read(1 << 24):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines = newlines + (1 if last not in (b"\n", b"") else 0)
+    if lines == records + 1:
+        return simple
+    starts: list[int] = []
+    with path.open(newline="", encoding=encoding) as handle:
+        reader = csv.reader(handle, delimiter=text.sep, quoting=text.quoting)
+        end = 0
+        for record in reader:
+            if record:
+                starts.append(end + 1)
+            end = reader.line_num
+    starts = starts[1:]
+    return np.asarray(starts, dtype=np.int64) if len(starts) == records else simple
+
+
+def _sep_name(sep: str) -> str:
+    return {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}.get(sep, repr(sep))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+
+
+def _listing(columns: Iterable[object]) -> str:
+    names = [str(c) for c in columns]
+    if not names:
+        return "no columns"
+    shown = ", ".join(names[:20])
+    return shown + (f", ... ({len(names)} columns)" if len(names) > 20 else "")
+
+
+# -- building tables -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DomainRow:
+    """One storefront a loader emits, with the source row that introduced it."""
+
+    domain_id: str
+    name: str
+    language: str
+    currency: str
+    file: str
+    row: int
+
+
+def domains_frame(domains: Iterable[DomainRow]) -> pd.DataFrame:
+    """The domains table for the given domains (first occurrence of each id kept)."""
+    seen: dict[str, DomainRow] = {}
+    for domain in domains:
+        seen.setdefault(domain.domain_id, domain)
+    frame = pd.DataFrame(
+        {
+            "domain_id": [d.domain_id for d in seen.values()],
+            "name": [d.name for d in seen.values()],
+            "language": [d.language for d in seen.values()],
+            "currency": [d.currency for d in seen.values()],
+            "_file": [d.file for d in seen.values()],
+            "_row": pd.array([d.row for d in seen.values()], dtype="int64"),
+        }
+    )
+    return finish(frame, "domains")
+
+
+def first_rows(frame: pd.DataFrame, key: str | list[str]) -> pd.DataFrame:
+    """The first row of each distinct ``key`` value, in file order."""
+    return frame.drop_duplicates(subset=key, keep="first").reset_index(drop=True)
+
+
+def _defaults(load_time: str) -> dict[tuple[str, str], Callable[[int], list[Any]]]:
+    return {
+        ("domains", "language"): lambda n: ["en"] * n,
+        ("domains", "currency"): lambda n: ["USD"] * n,
+        ("products", "description"): lambda n: [""] * n,
+        ("products", "brand"): lambda n: [""] * n,
+        ("products", "category"): lambda n: [[] for _ in range(n)],
+        ("products", "price"): lambda n: [None] * n,
+        ("products", "attributes"): lambda n: ["{}"] * n,
+        ("products", "created_at"): lambda n: [load_time] * n,
+        ("products", "in_stock"): lambda n: [True] * n,
+        ("requests", "session_id"): lambda n: [None] * n,
+        ("requests", "filters"): lambda n: ["{}"] * n,
+        ("impressions", "price"): lambda n: [None] * n,
+        ("impressions", "scores"): lambda n: ["{}"] * n,
+        ("interactions", "value"): lambda n: [0.0] * n,
+    }
+
+
+def finish(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """``frame`` with exactly the columns of ``table`` plus ``_file`` and ``_row``, in order.
+
+    Columns the frame lacks are filled with the data model's default, and so are missing cells
+    (None, NaN or blank text) of the columns that have a default; other columns are kept as read.
+    """
+    frame = frame.reset_index(drop=True)
+    n = len(frame)
+    defaults = _defaults(datetime.now(UTC).isoformat())
+    out: dict[str, Any] = {}
+    for name in TABLES[table].names:
+        fill = defaults.get((table, name))
+        if name not in frame.columns:
+            if fill is None:
+                raise AssertionError(f"loader bug: table {table!r} built without column {name!r}")
+            out[name] = pd.Series(fill(n), dtype=object)
+            continue
+        column = frame[name]
+        if fill is not None:
+            missing = _missing(column)
+            if missing.any():
+                column = column.astype(object)
+                column[missing] = pd.Series(fill(int(missing.sum())), dtype=object).to_numpy()
+        out[name] = column
+    for name in SOURCE_COLUMNS:
+        out[name] = frame[name]
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
+
+
+def _missing(column: pd.Series) -> np.ndarray:
+    """Cells that are None/NaN or blank strings."""
+    na = column.isna().to_numpy(dtype=bool)
+    if isinstance(column.dtype, pd.StringDtype):
+        return na | (column.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+    if column.dtype == object:
+        blank = np.array(
+            [isinstance(v, str) and not v.strip() for v in column.to_numpy(dtype=object)],
+            dtype=bool,
+        )
+        return na | blank
+    return na
+
+
+def stable_id(parts: pd.DataFrame | pd.Series, prefix: str, length: int = 16) -> pd.Series:
+    """A short, stable id per row: ``prefix`` + the first ``length`` hex digits of a SHA-1.
+
+    The hash is over the row's values as text joined by the unit separator, so equal rows get
+    equal ids on every machine and pandas version.
+    """
+    if isinstance(parts, pd.Series):
+        joined = parts.astype(str)
+    else:
+        joined = parts.astype(str).agg("\x1f".join, axis=1)
+    ids = [
+        prefix + hashlib.sha1(value.encode("utf-8")).hexdigest()[:length]
+        for value in joined.to_numpy(dtype=object)
+    ]
+    return pd.Series(ids, index=parts.index, dtype=object)
+
+
+def seconds_to_iso(seconds: pd.Series, origin: pd.Timestamp = EPOCH) -> pd.Series:
+    """Seconds after ``origin`` as ISO-8601 UTC strings; a non-numeric value is kept as given.
+
+    Keeping a bad value as text (instead of NaT) lets ingest report it with the value.
+    """
+    numbers = pd.to_numeric(seconds, errors="coerce")
+    ok = numbers.notna() & np.isfinite(numbers.astype("float64"))
+    iso = seconds.astype(object).copy()
+    if ok.any():
+        good = numbers[ok].astype("float64")
+        stamps = origin + pd.to_timedelta(good, unit="s")
+        whole = bool((good == np.floor(good)).all())
+        pattern = "%Y-%m-%dT%H:%M:%SZ" if whole else "%Y-%m-%dT%H:%M:%S.%fZ"
+        iso[ok] = stamps.dt.strftime(pattern).to_numpy(dtype=object)
+    return iso
+
+
+def json_objects(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Each mapping as a compact JSON object string (keys sorted, values as text, empties out)."""
+    return [
+        json.dumps(
+            {str(k): str(v) for k, v in record.items() if v is not None and str(v) != ""},
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        for record in records
+    ]
+
+
+def attributes_from(frame: pd.DataFrame, columns: Mapping[str, str]) -> list[str]:
+    """Per row, a JSON object of ``{attribute name: value}`` from ``{column: attribute name}``."""
+    present = {name: col for col, name in columns.items() if col in frame.columns}
+    if not present:
+        return ["{}"] * len(frame)
+    names = list(present)
+    values = [frame[col].astype(str).to_numpy(dtype=object) for col in present.values()]
+    return json_objects(dict(zip(names, row, strict=True)) for row in zip(*values, strict=True))
+
+
+def split_path(values: pd.Series, sep: str) -> pd.Series:
+    """Category paths split on ``sep`` into lists of stripped, non-empty levels."""
+    return pd.Series(
+        [
+            [level.strip() for level in str(value).split(sep) if level.strip()]
+            if isinstance(value, str)
+            else []
+            for value in values.to_numpy(dtype=object)
+        ],
+        index=values.index,
+        dtype=object,
+    )
+
+
+_TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y"})
+
+
+def truthy(values: pd.Series) -> pd.Series:
+    """Which cells of a 0/1 label column are set (1, 1.0, true, yes; any case)."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.fillna(False).astype(bool)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.fillna(0).astype("float64") > 0
+    return values.astype(str).str.strip().str.lower().isin(_TRUE)
+
+
+def source_id(fmt: str, path: Path) -> str:
+    """Prefix for ids derived from file rows, unique per format and file: ``fmt:stem``."""
+    return f"{fmt}:{path.stem}"
+
+
+_COUNTRY_TOKEN = re.compile(r"[^A-Za-z]+")
+
+
+def name_tokens(path: Path) -> list[str]:
+    """Lower-case alphabetic tokens of a file name and its folder (``AliExpress_NL`` → nl)."""
+    text = f"{path.parent.name} {path.stem}"
+    return [t.lower() for t in _COUNTRY_TOKEN.split(text) if t]
+
+
+def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
+    """Concatenate non-empty lists of frames, or ``None`` when there are none."""
+    if not frames:
+        return None
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    return pd.concat(list(frames), ignore_index=True)

@@ -1,0 +1,1 @@
+"""Retrieval: lexical (tantivy), dense (faiss), fusion and hybrid candidate generation."""

@@ -1,0 +1,167 @@
+"""Query building for the lexical index, with tantivy's Query API (never its query parser).
+
+A user's text is analyzed like the documents (:class:`~.lexical_schema.QueryAnalyzer`) and
+each distinct word becomes one clause::
+
+    word clause = SHOULD over fields f:  term(f, stem) ^ boost_f
+                                         fuzzy(f, stem, distance 1) ^ (fuzzy_boost * boost_f)
+
+Fuzzy sub-queries are only added for alphabetic words of ``fuzzy_min_length`` or more letters
+and only on ``fuzzy_fields``. tantivy scores a fuzzy match with a constant (its boost), and an
+exact term also matches its own fuzzy query, so a product with the exact word scores its BM25
+on top of what a product with only a near spelling gets: exact matches always rank above fuzzy
+ones, all else equal. The word clauses are OR-ed with a minimum number that must match, and
+filters are MUST clauses with a constant score of 0, so they restrict without changing scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tantivy
+
+from shopsearch.catalog.models import CATEGORY_SEPARATOR
+from shopsearch.retrieval.base import Filters
+from shopsearch.retrieval.lexical_schema import PATH_SEPARATOR, category_term
+
+#: Words after this many distinct ones are ignored (keeps pasted paragraphs fast).
+MAX_QUERY_WORDS = 32
+
+Facets = dict[str, dict[str, int]]
+Occur = tantivy.Occur
+
+
+def text_query(
+    schema: tantivy.Schema,
+    words: Sequence[tuple[str, str]],
+    field_boosts: Mapping[str, float],
+    fuzzy_fields: Sequence[str],
+    fuzzy_boost: float,
+    fuzzy_min_length: int,
+    min_match: float,
+) -> tantivy.Query | None:
+    """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words."""
+    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+    seen: set[str] = set()
+    for word, stem in words:
+        if stem in seen:
+            continue
+        seen.add(stem)
+        fuzzy = word.isalpha() and len(word) >= fuzzy_min_length
+        clauses.append((Occur.Should, _word_query(schema, stem, field_boosts, fuzzy_fields,
+                                                  fuzzy_boost if fuzzy else 0.0)))
+        if len(clauses) == MAX_QUERY_WORDS:
+            break
+    if not clauses:
+        return None
+    required = max(1, math.ceil(min_match * len(clauses)))
+    return tantivy.Query.boolean_query(clauses, minimum_number_should_match=required)
+
+
+def _word_query(
+    schema: tantivy.Schema,
+    stem: str,
+    field_boosts: Mapping[str, float],
+    fuzzy_fields: Sequence[str],
+    fuzzy_boost: float,
+) -> tantivy.Query:
+    Query = tantivy.Query
+    clauses = [
+        (Occur.Should, Query.boost_query(Query.term_query(schema, field, stem), boost))
+        for field, boost in field_boosts.items()
+    ]
+    if fuzzy_boost > 0:
+        clauses += [
+            (
+                Occur.Should,
+                Query.boost_query(
+                    Query.fuzzy_term_query(schema, field, stem, 1, True),
+                    fuzzy_boost * field_boosts.get(field, 1.0),
+                ),
+            )
+            for field in fuzzy_fields
+        ]
+    return Query.boolean_query(clauses)
+
+
+def filter_queries(schema: tantivy.Schema, filters: Filters | None) -> list[tantivy.Query]:
+    """One unscored query per restriction in ``filters``; every one must match."""
+    if filters is None:
+        return []
+    Query = tantivy.Query
+    queries = []
+    if filters.domain is not None:
+        queries.append(Query.term_query(schema, "domain", filters.domain))
+    if filters.category:
+        queries.append(Query.term_query(schema, "category_path", category_term(filters.category)))
+    if filters.brand is not None:
+        queries.append(Query.term_query(schema, "brand_key", filters.brand.lower()))
+    if filters.price_min is not None or filters.price_max is not None:
+        queries.append(
+            Query.range_query(
+                schema, "price", tantivy.FieldType.Float, filters.price_min, filters.price_max
+            )
+        )
+    if filters.in_stock is not None:
+        queries.append(Query.term_query(schema, "in_stock", filters.in_stock))
+    return [Query.const_score_query(q, 0.0) for q in queries]
+
+
+def full_query(scored: tantivy.Query | None, filters: list[tantivy.Query]) -> tantivy.Query:
+    """``scored`` AND every filter; without ``scored``, every product passing the filters."""
+    base = scored if scored is not None else tantivy.Query.const_score_query(
+        tantivy.Query.all_query(), 0.0
+    )
+    if not filters:
+        return base
+    return tantivy.Query.boolean_query([(Occur.Must, q) for q in [base, *filters]])
+
+
+def price_bucket_labels(edges: Sequence[float]) -> list[str]:
+    """Labels of the price buckets cut at ``edges``: ``0-25``, ``25-50``, ..., ``1000+``."""
+    bounds = [0.0, *edges]
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return [*labels, f"{bounds[-1]:g}+"]
+
+
+def facet_aggregation(edges: Sequence[float], size: int) -> dict[str, object]:
+    """The tantivy aggregation that counts brands, category prefixes and price buckets.
+
+    ``segment_size`` is unbounded so counts are exact across segments, not estimates.
+    """
+    labels = price_bucket_labels(edges)
+    ranges: list[dict[str, object]] = []
+    bounds: list[float | None] = [None, *edges, None]
+    for label, lo, hi in zip(labels, bounds, bounds[1:], strict=False):
+        bucket: dict[str, object] = {"key": label}
+        if lo is not None:
+            bucket["from"] = lo
+        if hi is not None:
+            bucket["to"] = hi
+        ranges.append(bucket)
+    terms = {"size": size, "segment_size": 2**31 - 1}
+    return {
+        "brand": {"terms": {"field": "brand_name", **terms}},
+        "category": {"terms": {"field": "category_path", **terms}},
+        "price": {"range": {"field": "price", "ranges": ranges}},
+    }
+
+
+def read_facets(result: Mapping[str, Any]) -> Facets:
+    """Facet counts from the result of :func:`facet_aggregation`, most frequent first.
+
+    Values with a count of 0 are left out; category paths are joined with ``" > "``.
+    """
+    facets: Facets = {}
+    for name in ("category", "brand", "price"):
+        counts = {
+            str(bucket["key"]).replace(PATH_SEPARATOR, CATEGORY_SEPARATOR): int(bucket["doc_count"])
+            for bucket in result[name]["buckets"]
+            if int(bucket["doc_count"]) > 0
+        }
+        if name != "price":
+            counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        facets[name] = counts
+    return facets

@@ -1,0 +1,1 @@
+"""Workspace store: Parquet tables, DuckDB SQL, atomic writes, validation and ingest."""
