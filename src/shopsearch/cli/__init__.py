@@ -12,7 +12,7 @@ from shopsearch.errors import RejectedRowsError, ShopSearchError
 
 def _register() -> None:
     # Importing a command module attaches its commands to ``app``.
-    from shopsearch.cli import ingest, split, stats  # noqa: F401
+    from shopsearch.cli import demo, evaluate, ingest, search, simulate, split, stats  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,11 +21,16 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Count products, users, requests, impressions, clicks, carts and purchases per domain."""
-    result = workspace_stats(Workspace.open(workspace))
+    print_stats(Workspace.open(workspace), as_json)
+
+
+def print_stats(workspace: Workspace, as_json: bool) -> None:
+    """Print a workspace's per-domain counts as JSON or as a table."""
+    result = workspace_stats(workspace)
     if as_json:
         typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table("domain", *STAT_KEYS, title=f"workspace {workspace}")
+    table = Table("domain", *STAT_KEYS, title=f"workspace {workspace.root}")
     for domain, counts in result["domains"].items():
         table.add_row(domain, *(f"{counts[k]:,}" for k in STAT_KEYS))
     console.print(table)

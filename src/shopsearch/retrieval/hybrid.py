@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 import orjson
 import pyarrow as pa
 
-from shopsearch.errors import InvalidInputError, NotFittedError
+from shopsearch.errors import InvalidInputError
 from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
 from shopsearch.store.atomic import write_json
@@ -30,7 +30,7 @@ class HybridRetriever(Retriever):
     """
 
     name = "hybrid"
-    config_keys = ["fusion", "per_source_k", "rrf_constant"]
+    config_keys: ClassVar[list[str]] = ["fusion", "per_source_k", "rrf_constant"]
 
     def __init__(
         self,
@@ -54,7 +54,6 @@ class HybridRetriever(Retriever):
         """Index the products in every source."""
         for retriever in self.sources.values():
             retriever.index(products)
-        self.indexed_ = True
         return self
 
     def source_candidates(
@@ -71,10 +70,12 @@ class HybridRetriever(Retriever):
         return self.weighting_.fuse(lists, k)
 
     def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
-        """The top ``k`` fused candidates; ``Candidates.sources`` keeps each source's score."""
+        """The top ``k`` fused candidates; ``Candidates.sources`` keeps each source's score.
+
+        Sources may be indexed before they are combined; an unindexed source raises
+        :class:`~shopsearch.errors.NotFittedError`.
+        """
         check_k(k)
-        if not getattr(self, "indexed_", False):
-            raise NotFittedError("HybridRetriever is not indexed; call index(products) first")
         return self.fuse(self.source_candidates(query, k, filters), k)
 
     def fit_fusion(
@@ -119,5 +120,4 @@ class HybridRetriever(Retriever):
         }
         hybrid = cls(sources, config["fusion"], config["per_source_k"], config["rrf_constant"])
         hybrid.weighting_.weights_ = {k: float(v) for k, v in config["weights"].items()}
-        hybrid.indexed_ = True
         return hybrid

@@ -6,21 +6,25 @@ each distinct word becomes one clause::
     word clause = SHOULD over fields f:  term(f, stem) ^ boost_f
                                          fuzzy(f, stem, distance 1) ^ (fuzzy_boost * boost_f)
 
-Fuzzy sub-queries are only added for alphabetic words of ``fuzzy_min_length`` or more letters
-and only on ``fuzzy_fields``. tantivy scores a fuzzy match with a constant (its boost), and an
-exact term also matches its own fuzzy query, so a product with the exact word scores its BM25
-on top of what a product with only a near spelling gets: exact matches always rank above fuzzy
-ones, all else equal. The word clauses are OR-ed with a minimum number that must match, and
-filters are MUST clauses with a constant score of 0, so they restrict without changing scores.
+Fuzzy sub-queries are only added for alphabetic words that have ``fuzzy_min_length`` or more
+letters both as typed and as stemmed (the stem is what is matched: ``cases`` → ``case`` stays
+exact, or it would also find ``cake``), and only on ``fuzzy_fields``. tantivy scores a fuzzy
+match with a constant (its boost), and an exact term also matches its own fuzzy query, so a
+product with the exact word scores its BM25 on top of what a product with only a near spelling
+gets: exact matches always rank above fuzzy ones, all else equal. The word clauses are OR-ed
+with a minimum number that must match, and filters are MUST clauses with a constant score of 0,
+so they restrict without changing scores.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tantivy
+from tantivy import Occur, Query
 
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.retrieval.base import Filters
@@ -30,7 +34,6 @@ from shopsearch.retrieval.lexical_schema import PATH_SEPARATOR, category_term
 MAX_QUERY_WORDS = 32
 
 Facets = dict[str, dict[str, int]]
-Occur = tantivy.Occur
 
 
 def text_query(
@@ -41,23 +44,23 @@ def text_query(
     fuzzy_boost: float,
     fuzzy_min_length: int,
     min_match: float,
-) -> tantivy.Query | None:
+) -> Query | None:
     """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words."""
-    clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
+    clauses: list[tuple[Occur, Query]] = []
     seen: set[str] = set()
     for word, stem in words:
         if stem in seen:
             continue
         seen.add(stem)
-        fuzzy = word.isalpha() and len(word) >= fuzzy_min_length
-        clauses.append((Occur.Should, _word_query(schema, stem, field_boosts, fuzzy_fields,
-                                                  fuzzy_boost if fuzzy else 0.0)))
+        fuzzy = word.isalpha() and min(len(word), len(stem)) >= fuzzy_min_length
+        fields = fuzzy_fields if fuzzy else ()
+        clauses.append((Occur.Should, _word_query(schema, stem, field_boosts, fields, fuzzy_boost)))
         if len(clauses) == MAX_QUERY_WORDS:
             break
     if not clauses:
         return None
     required = max(1, math.ceil(min_match * len(clauses)))
-    return tantivy.Query.boolean_query(clauses, minimum_number_should_match=required)
+    return Query.boolean_query(clauses, minimum_number_should_match=required)
 
 
 def _word_query(
@@ -66,31 +69,28 @@ def _word_query(
     field_boosts: Mapping[str, float],
     fuzzy_fields: Sequence[str],
     fuzzy_boost: float,
-) -> tantivy.Query:
-    Query = tantivy.Query
+) -> Query:
     clauses = [
         (Occur.Should, Query.boost_query(Query.term_query(schema, field, stem), boost))
         for field, boost in field_boosts.items()
     ]
-    if fuzzy_boost > 0:
-        clauses += [
-            (
-                Occur.Should,
-                Query.boost_query(
-                    Query.fuzzy_term_query(schema, field, stem, 1, True),
-                    fuzzy_boost * field_boosts.get(field, 1.0),
-                ),
-            )
-            for field in fuzzy_fields
-        ]
+    clauses += [
+        (
+            Occur.Should,
+            Query.boost_query(
+                Query.fuzzy_term_query(schema, field, stem, 1, True),
+                fuzzy_boost * field_boosts.get(field, 1.0),
+            ),
+        )
+        for field in fuzzy_fields
+    ]
     return Query.boolean_query(clauses)
 
 
-def filter_queries(schema: tantivy.Schema, filters: Filters | None) -> list[tantivy.Query]:
+def filter_queries(schema: tantivy.Schema, filters: Filters | None) -> list[Query]:
     """One unscored query per restriction in ``filters``; every one must match."""
     if filters is None:
         return []
-    Query = tantivy.Query
     queries = []
     if filters.domain is not None:
         queries.append(Query.term_query(schema, "domain", filters.domain))
@@ -109,20 +109,18 @@ def filter_queries(schema: tantivy.Schema, filters: Filters | None) -> list[tant
     return [Query.const_score_query(q, 0.0) for q in queries]
 
 
-def full_query(scored: tantivy.Query | None, filters: list[tantivy.Query]) -> tantivy.Query:
+def full_query(scored: Query | None, filters: list[Query]) -> Query:
     """``scored`` AND every filter; without ``scored``, every product passing the filters."""
-    base = scored if scored is not None else tantivy.Query.const_score_query(
-        tantivy.Query.all_query(), 0.0
-    )
+    base = scored if scored is not None else Query.const_score_query(Query.all_query(), 0.0)
     if not filters:
         return base
-    return tantivy.Query.boolean_query([(Occur.Must, q) for q in [base, *filters]])
+    return Query.boolean_query([(Occur.Must, q) for q in [base, *filters]])
 
 
 def price_bucket_labels(edges: Sequence[float]) -> list[str]:
     """Labels of the price buckets cut at ``edges``: ``0-25``, ``25-50``, ..., ``1000+``."""
     bounds = [0.0, *edges]
-    labels = [f"{lo:g}-{hi:g}" for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    labels = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(bounds)]
     return [*labels, f"{bounds[-1]:g}+"]
 
 

@@ -51,7 +51,8 @@ def write_bytes(target: Path, data: bytes) -> None:
 
 def write_json(target: Path, value: object) -> None:
     """Atomically write ``value`` as indented JSON."""
-    write_bytes(target, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+    write_bytes(target, orjson.dumps(value, option=options))
 
 
 def write_parquet(target: Path, table: pa.Table) -> None:

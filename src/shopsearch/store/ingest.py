@@ -17,7 +17,7 @@ import pandas as pd
 from shopsearch.datasets.base import LoadedData
 from shopsearch.store.atomic import write_bytes
 from shopsearch.store.schema import UPSERT_KEYS
-from shopsearch.store.validate import REJECT_COLUMNS, validate_frame
+from shopsearch.store.validate import REJECT_COLUMNS, Validated, validate_frame
 from shopsearch.store.workspace import Workspace
 
 _DOMAIN_TABLES = ("products", "judgments", "requests")
@@ -79,13 +79,7 @@ def ingest(workspace: Workspace, data: LoadedData, add_domains: bool = False) ->
         if name in _EVENT_TABLES and checked.table.num_rows:
             if request_ids is None:
                 request_ids = _stored_request_ids(workspace)
-            ids = checked.table["request_id"].to_pylist()
-            checked = checked.reject(
-                [i in request_ids for i in ids],
-                "request_id",
-                lambda i: f"unknown request_id {ids[i]!r}: no such request in this ingest "
-                "or the workspace",
-            )
+            checked = _require_known_requests(checked, request_ids)
         rejects += [{**r, "table": name} for r in checked.rejects]
         good = checked.table
         if name in UPSERT_KEYS:
@@ -106,3 +100,13 @@ def ingest(workspace: Workspace, data: LoadedData, add_domains: bool = False) ->
 
 def _stored_request_ids(workspace: Workspace) -> set[str]:
     return set(workspace.table("requests", columns=["request_id"])["request_id"].to_pylist())
+
+
+def _require_known_requests(checked: Validated, known: set[str]) -> Validated:
+    """Reject event rows whose request is neither in this ingest nor stored."""
+    ids = checked.table["request_id"].to_pylist()
+    return checked.reject(
+        [i in known for i in ids],
+        "request_id",
+        lambda i: f"unknown request_id {ids[i]!r}: no such request in this ingest or the workspace",
+    )

@@ -161,7 +161,9 @@ def _check_number(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Chec
     if spec.min_value is not None:
         low = ~bad & ~blank & (numbers < spec.min_value)
         word = "negative" if spec.min_value == 0 else f"below {spec.min_value:g}"
-        reasons[low] = numbers[low].map(lambda v: f"{word}: {v:g}; use a value >= {spec.min_value:g}")
+        reasons[low] = numbers[low].map(
+            lambda v: f"{word}: {v:g}; use a value >= {spec.min_value:g}"
+        )
     return _Checked(numbers, reasons)
 
 
@@ -249,6 +251,14 @@ def _check_kind(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checke
     return _Checked(text, reasons)
 
 
+def _unknown_domain(value: object, known: set[str]) -> str:
+    listed = ", ".join(sorted(known)) or "none yet"
+    return (
+        f"unknown domain {value!r} (known: {listed}); declare it in a domains file or ingest "
+        "with --add-domains"
+    )
+
+
 _CHECKS: dict[str, Callable[[pd.Series, FieldSpec, pd.Series], _Checked]] = {
     "id": _check_text,
     "text": _check_text,
@@ -327,19 +337,17 @@ def validate_frame(table: str, frame: pd.DataFrame, known_domains: set[str]) -> 
             reasons[blank] = "missing"
         if spec.known_domain:
             unknown = ~blank & ~checked.values.isin(known_domains)
-            known = ", ".join(sorted(known_domains)) or "none yet"
             reasons[unknown] = checked.values[unknown].map(
-                lambda v: f"unknown domain {v!r} (known: {known}); declare it in a domains "
-                "file or ingest with --add-domains"
+                lambda v: _unknown_domain(v, known_domains)
             )
         failed = reasons.ne("")
         if failed.any():
             bad_rows |= failed
-            for i in np.flatnonzero(failed.to_numpy()):
+            for i in map(int, np.flatnonzero(failed.to_numpy())):
                 rejects.append(
                     {
                         "file": str(files.iat[i]),
-                        "row": int(rows.iat[i]),
+                        "row": int(str(rows.iat[i])),
                         "table": table,
                         "field": name,
                         "value": _show(raw.iat[i]),

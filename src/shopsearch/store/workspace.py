@@ -124,18 +124,12 @@ class Workspace:
 
     def table(self, name: str, columns: Sequence[str] | None = None) -> pa.Table:
         """Read a whole table (optionally only some columns) as one Arrow table."""
-        schema = TABLES[name] if name in TABLES else None
-        self._table_dir(name)
         parts = self.parts(name)
+        cols = list(columns) if columns else None
         if not parts:
-            table = empty_table(name)
-        else:
-            table = pa.concat_tables(
-                [pq.read_table(p, columns=list(columns) if columns else None) for p in parts]
-            )
-            return table
-        assert schema is not None
-        return table.select(list(columns)) if columns else table
+            empty = empty_table(name)
+            return empty.select(cols) if cols else empty
+        return pa.concat_tables([pq.read_table(p, columns=cols) for p in parts])
 
     def count(self, name: str) -> int:
         """Number of rows in a table, from Parquet metadata."""
@@ -191,7 +185,7 @@ class Workspace:
             else:
                 merged = table
             self._commit(name, [], [merged])
-        return table.num_rows
+        return int(table.num_rows)
 
     def _manifest_names(self, name: str) -> list[str]:
         return [p.name for p in self.parts(name)]

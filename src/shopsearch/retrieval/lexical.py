@@ -1,0 +1,379 @@
+"""The lexical retriever: BM25 over product text on tantivy, with typo tolerance, filters,
+facet counts and incremental updates.
+
+Searched fields, with default boosts: title ×3, brand ×2, category names, description,
+attributes (keys and values), all analyzed with English stemming and ASCII folding
+(:mod:`.lexical_schema`). Query text is never given to tantivy's query parser: it is analyzed
+like the documents and built into a query with tantivy's Query API (:mod:`.lexical_query`), so
+any user input (quotes, colons, ``AND``, ``*``, emoji) is just words.
+
+Behaviour worth knowing:
+
+* **Typos**: words of ``fuzzy_min_length`` (5) or more letters (as typed and as stemmed) also
+  match terms one edit away (a transposition is one edit) on ``fuzzy_fields``, at
+  ``fuzzy_boost`` (0.3) of the field's weight and a constant score, so an exact match always
+  outranks a fuzzy-only one, all else equal. Shorter words and words with digits match
+  exactly only.
+* **Matching**: a product matches when it has at least ``max(1, ceil(min_match × words))`` of
+  the query's distinct words (default: any one word); ``total`` and facets count these.
+* **No words** (empty, whitespace or punctuation only): every product passing the filters
+  matches (browsing), in index order with score 0.
+* **Filters** are clauses of the tantivy query, so ``total`` and facets are exact.
+* **Facets** (:meth:`LexicalRetriever.facets`) count the whole matching set, not the top ``k``:
+  ``category`` per path prefix at every level (keys such as ``"Furniture > Sofas"``), ``brand``
+  as spelled in the catalog, and ``price`` in fixed buckets cut at ``price_buckets`` (default
+  ``0-25, 25-50, 50-100, 100-250, 250-500, 500-1000, 1000+``; a bucket includes its lower edge
+  and excludes its upper one; products without a price are in no bucket). Values with a count
+  of 0 are left out; ``category`` and ``brand`` keep the ``facet_size`` most frequent values.
+* **Storage**: with ``index_dir`` the index is built in ``index_dir/tantivy`` and every change
+  also rewrites the bundle's small files, so the directory is always a loadable bundle and
+  ``save(index_dir)`` costs nothing; without it, the index lives in a temporary directory
+  deleted with the retriever and :meth:`~LexicalRetriever.save` copies it. A loaded retriever
+  works in the directory it was loaded from: :meth:`~LexicalRetriever.add` and
+  :meth:`~LexicalRetriever.delete` update that bundle in place.
+* ``k`` above the number of products is allowed; fewer candidates come back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Self, cast
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import tantivy
+
+from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
+from shopsearch.retrieval.lexical_query import (
+    Facets,
+    facet_aggregation,
+    filter_queries,
+    full_query,
+    read_facets,
+    text_query,
+)
+from shopsearch.retrieval.lexical_schema import (
+    TEXT_FIELDS,
+    QueryAnalyzer,
+    build_schema,
+    key_term,
+    read_products,
+)
+from shopsearch.retrieval.lexical_store import (
+    CONFIG_FILE,
+    ROWS_FILE,
+    IndexHome,
+    read_rows,
+    write_rows,
+)
+from shopsearch.store.atomic import write_json
+
+#: Version of the bundle layout written by :meth:`LexicalRetriever.save`.
+FORMAT_VERSION = 1
+DEFAULT_FIELD_BOOSTS: Mapping[str, float] = {
+    "title": 3.0,
+    "brand": 2.0,
+    "category": 1.0,
+    "description": 1.0,
+    "attributes": 1.0,
+}
+DEFAULT_FUZZY_FIELDS = ("title", "brand", "category")
+DEFAULT_PRICE_BUCKETS = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+
+
+@dataclass
+class LexicalResult:
+    """One search: the top candidates and the facet counts of everything that matched."""
+
+    candidates: Candidates
+    facets: Facets
+
+
+class LexicalRetriever(Retriever):
+    """BM25 retrieval on tantivy with fuzzy matching, filters, facets and incremental updates.
+
+    Args:
+        index_dir: directory to build the index in (a bundle directory, see the module
+            docstring); ``None`` keeps it in a temporary directory.
+        field_boosts: weight of each searched field (of ``title, brand, category,
+            description, attributes``); fields left out are not searched.
+        fuzzy_fields: fields where words may match with one typo.
+        fuzzy_boost: weight of a typo match relative to the field's weight.
+        fuzzy_min_length: shortest word (in letters) that may match with a typo.
+        min_match: fraction of the query's words a product must contain (0: any one word,
+            1: all of them).
+        price_buckets: upper edges of the price facet's buckets, increasing; the last bucket
+            is open-ended.
+        facet_size: most values listed per ``category`` and ``brand`` facet.
+
+    Example:
+        >>> lexical = LexicalRetriever().index(products)          # doctest: +SKIP
+        >>> lexical.retrieve("sofa", k=10, Filters(domain="us"))  # doctest: +SKIP
+    """
+
+    name: ClassVar[str] = "lexical"
+    config_keys: ClassVar[list[str]] = [
+        "field_boosts",
+        "fuzzy_fields",
+        "fuzzy_boost",
+        "fuzzy_min_length",
+        "min_match",
+        "price_buckets",
+        "facet_size",
+    ]
+
+    home_: IndexHome
+    schema_: tantivy.Schema
+    analyzer_: QueryAnalyzer
+    #: row id → product key, for every row ever written in this session (append-only).
+    keys_: dict[int, ProductKey]
+    #: product key → row id of the live document of each indexed product.
+    rows_: dict[ProductKey, int]
+    next_row_: int
+
+    def __init__(
+        self,
+        index_dir: str | Path | None = None,
+        *,
+        field_boosts: Mapping[str, float] = DEFAULT_FIELD_BOOSTS,
+        fuzzy_fields: Sequence[str] = DEFAULT_FUZZY_FIELDS,
+        fuzzy_boost: float = 0.3,
+        fuzzy_min_length: int = 5,
+        min_match: float = 0.0,
+        price_buckets: Sequence[float] = DEFAULT_PRICE_BUCKETS,
+        facet_size: int = 100,
+    ) -> None:
+        self.index_dir = None if index_dir is None else Path(index_dir)
+        self.field_boosts = dict(field_boosts)
+        self.fuzzy_fields = tuple(fuzzy_fields)
+        self.fuzzy_boost = fuzzy_boost
+        self.fuzzy_min_length = fuzzy_min_length
+        self.min_match = min_match
+        self.price_buckets = tuple(price_buckets)
+        self.facet_size = facet_size
+
+    # -- building ------------------------------------------------------------------------------
+    def index(self, products: pa.Table) -> Self:
+        """Index ``products`` (the workspace products schema), replacing any previous index.
+
+        A key that occurs more than once keeps its last row.
+        """
+        self._check_params()
+        latest = {product.key: product for product in read_products(products)}
+        home = IndexHome.create(self.index_dir, build_schema())
+        with home.writer() as writer:
+            for row, product in enumerate(latest.values()):
+                writer.add_document(product.document(row))
+        self.home_ = home
+        self.schema_ = home.index.schema
+        self.analyzer_ = QueryAnalyzer()
+        self.rows_ = {key: row for row, key in enumerate(latest)}
+        self.keys_ = dict(enumerate(latest))
+        self.next_row_ = len(latest)
+        self._persist()
+        return self
+
+    def add(self, products: pa.Table) -> Self:
+        """Add products without a rebuild; a product whose key is indexed is replaced.
+
+        The change is committed and visible to the next search when this returns.
+        """
+        home = self._fitted()
+        rows = dict(self.rows_)
+        with home.writer() as writer:
+            for product in read_products(products):
+                if product.key in rows:
+                    writer.delete_documents_by_term("key", key_term(product.key))
+                row = self.next_row_
+                self.next_row_ += 1
+                self.keys_[row] = product.key
+                rows[product.key] = row
+                writer.add_document(product.document(row))
+        self.rows_ = rows
+        self._persist()
+        return self
+
+    def delete(self, keys: Iterable[ProductKey]) -> int:
+        """Remove products by key without a rebuild; returns how many were indexed.
+
+        Keys that are not indexed are ignored.
+        """
+        home = self._fitted()
+        present = [key for key in dict.fromkeys(keys) if key in self.rows_]
+        if present:
+            with home.writer() as writer:
+                for key in present:
+                    writer.delete_documents_by_term("key", key_term(key))
+            gone = set(present)
+            self.rows_ = {key: row for key, row in self.rows_.items() if key not in gone}
+            self._persist()
+        return len(present)
+
+    def __len__(self) -> int:
+        """How many products are indexed."""
+        self._fitted()
+        return len(self.rows_)
+
+    # -- searching -----------------------------------------------------------------------------
+    def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
+        """The top ``k`` products for ``query`` that pass ``filters``, by BM25 score.
+
+        Args:
+            query: the user's text, used as typed (no query syntax).
+            k: how many candidates at most.
+            filters: restrictions applied inside the index.
+
+        Returns:
+            Candidates best first; ``total`` is how many products matched in all.
+        """
+        check_k(k)
+        searcher = self._fitted().searcher()
+        return self._top(searcher, self._query(query, filters), k)
+
+    def facets(self, query: str, filters: Filters | None = None) -> Facets:
+        """Facet counts over every product matching ``query`` and ``filters``.
+
+        Returns:
+            ``{"category": {path: n}, "brand": {brand: n}, "price": {bucket: n}}``, see the
+            module docstring for the keys.
+        """
+        searcher = self._fitted().searcher()
+        return self._facets(searcher, self._query(query, filters))
+
+    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> LexicalResult:
+        """:meth:`retrieve` and :meth:`facets` on one snapshot of the index."""
+        check_k(k)
+        searcher = self._fitted().searcher()
+        built = self._query(query, filters)
+        return LexicalResult(self._top(searcher, built, k), self._facets(searcher, built))
+
+    def _query(self, query: str, filters: Filters | None) -> tantivy.Query:
+        scored = text_query(
+            self.schema_,
+            self.analyzer_.words(query),
+            self.field_boosts,
+            self.fuzzy_fields,
+            self.fuzzy_boost,
+            self.fuzzy_min_length,
+            self.min_match,
+        )
+        return full_query(scored, filter_queries(self.schema_, filters))
+
+    def _top(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> Candidates:
+        if searcher.num_docs == 0:
+            return Candidates.empty()
+        result = searcher.search(query, limit=min(k, searcher.num_docs), count=True)
+        hits = result.hits
+        rows = cast(list[int], searcher.fast_field_values("row", [address for _, address in hits]))
+        return Candidates(
+            keys=[self.keys_[row] for row in rows],
+            scores=np.array([score for score, _ in hits], dtype=np.float32),
+            total=result.count,  # type: ignore[attr-defined]  # missing from tantivy's stub
+        )
+
+    def _facets(self, searcher: tantivy.Searcher, query: tantivy.Query) -> Facets:
+        aggregation = facet_aggregation(self.price_buckets, self.facet_size)
+        return read_facets(searcher.aggregate(query, aggregation))
+
+    # -- storage -------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write the bundle to ``path``; only small files when ``path`` is where it is built."""
+        home = self._fitted()
+        target = Path(path)
+        if home.temporary or target.resolve() != home.root.resolve():
+            home.copy_to(target)
+        self._write_bundle(target)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Open a bundle written by :meth:`save` (or built in an ``index_dir``), in place."""
+        root = Path(path)
+        config_path = root / CONFIG_FILE
+        if not config_path.exists():
+            raise WorkspaceError(f"{config_path} is missing; give a directory written by save()")
+        meta = orjson.loads(config_path.read_bytes())
+        if meta.get("format") != FORMAT_VERSION or meta.get("name") != cls.name:
+            raise WorkspaceError(
+                f"{root} holds a {meta.get('name')!r} bundle of format {meta.get('format')}; "
+                f"this version reads {cls.name!r} format {FORMAT_VERSION}; rebuild it with index()"
+            )
+        retriever = cls(root, **meta["config"])
+        retriever._check_params()
+        home = IndexHome.open(root)
+        rows = read_rows(root / ROWS_FILE)
+        indexed = home.searcher().num_docs
+        if indexed != len(rows):
+            raise WorkspaceError(
+                f"{root} is inconsistent: its index holds {indexed} products but {ROWS_FILE} "
+                f"lists {len(rows)}; rebuild it with index()"
+            )
+        retriever.home_ = home
+        retriever.schema_ = home.index.schema
+        retriever.analyzer_ = QueryAnalyzer()
+        retriever.rows_ = rows
+        retriever.keys_ = {row: key for key, row in rows.items()}
+        retriever.next_row_ = max(rows.values(), default=-1) + 1
+        return retriever
+
+    def _persist(self) -> None:
+        if not self.home_.temporary:
+            self._write_bundle(self.home_.root)
+
+    def _write_bundle(self, root: Path) -> None:
+        write_rows(root / ROWS_FILE, self.rows_)
+        write_json(
+            root / CONFIG_FILE,
+            {"name": self.name, "format": FORMAT_VERSION, "config": self.get_config()},
+        )
+
+    # -- checks --------------------------------------------------------------------------------
+    def _fitted(self) -> IndexHome:
+        if not hasattr(self, "home_"):
+            raise NotFittedError(
+                "this LexicalRetriever has no index; call index(products) or "
+                "LexicalRetriever.load(path) first"
+            )
+        return self.home_
+
+    def _check_params(self) -> None:
+        unknown = sorted(set(self.field_boosts) - set(TEXT_FIELDS))
+        unknown += sorted(set(self.fuzzy_fields) - set(TEXT_FIELDS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown field(s) {', '.join(unknown)}; use fields of {', '.join(TEXT_FIELDS)}"
+            )
+        if not self.field_boosts:
+            raise InvalidInputError(
+                f"field_boosts is empty; give a weight to at least one of {', '.join(TEXT_FIELDS)}"
+            )
+        for field, boost in self.field_boosts.items():
+            _check_positive(f"field_boosts[{field!r}]", boost)
+        _check_positive("fuzzy_boost", self.fuzzy_boost)
+        if self.fuzzy_min_length < 1:
+            raise InvalidInputError(
+                f"fuzzy_min_length={self.fuzzy_min_length} is not allowed; use a length >= 1"
+            )
+        if not 0.0 <= self.min_match <= 1.0:
+            raise InvalidInputError(
+                f"min_match={self.min_match} is not allowed; use a fraction in [0, 1]"
+            )
+        edges = self.price_buckets
+        for edge in edges:
+            _check_positive("a price bucket edge", edge)
+        if any(lo >= hi for lo, hi in itertools.pairwise(edges)):
+            raise InvalidInputError(
+                f"price_buckets={list(edges)} is not increasing; give increasing bucket edges"
+            )
+        if self.facet_size < 1:
+            raise InvalidInputError(f"facet_size={self.facet_size} is not allowed; use >= 1")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"{name}={value} is not allowed; use a finite number > 0")

@@ -1,0 +1,207 @@
+"""What the lexical index stores: the tantivy schema, the text analyzer, and product documents.
+
+Searchable text fields (analyzed with :data:`ANALYZER`, English stemming):
+
+    title, brand, category (the path's names), description, attributes (keys and values)
+
+Filter and facet fields (not analyzed):
+
+    key            "domain<US>product_id", the unique term an update or delete removes by
+    row            integer row id (fast) that maps a hit back to its product key
+    domain         exact domain id
+    brand_key      the brand lower-cased, for the case-insensitive brand filter
+    brand_name     the brand as the catalog spells it (fast), for brand facet counts
+    category_path  every prefix of the category path, levels joined by ``\\x1f`` (fast,
+                   multi-valued): a term query on a prefix is the category filter and a terms
+                   aggregation over it counts every level of the tree
+    price          float (fast, indexed); absent when the product has no price
+    in_stock       bool (fast, indexed)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import pyarrow as pa
+import tantivy
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.retrieval.base import ProductKey
+
+#: Name under which :data:`ANALYZER` is registered with every lexical index.
+ANALYZER = "shopsearch_en"
+#: The analyzed fields a query searches, in the order they are scored.
+TEXT_FIELDS = ("title", "brand", "category", "description", "attributes")
+#: Joins category levels inside the index (never shown; facets use " > ").
+PATH_SEPARATOR = "\x1f"
+#: Joins domain and product id in the unique ``key`` term.
+KEY_SEPARATOR = "\x1f"
+#: Tokens longer than this are dropped, as tantivy's own ``en_stem`` does.
+MAX_TOKEN_CHARS = 40
+
+PRODUCT_COLUMNS = (
+    "domain",
+    "product_id",
+    "title",
+    "description",
+    "brand",
+    "category",
+    "price",
+    "attributes",
+    "in_stock",
+)
+
+
+def index_analyzer() -> tantivy.TextAnalyzer:
+    """tantivy's ``en_stem`` chain plus ASCII folding (so ``cafe`` finds ``café``)."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(MAX_TOKEN_CHARS))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.ascii_fold())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+class QueryAnalyzer:
+    """Splits a query the way :func:`index_analyzer` splits documents, keeping each word."""
+
+    def __init__(self) -> None:
+        self._words = (
+            tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+            .filter(tantivy.Filter.remove_long(MAX_TOKEN_CHARS))
+            .filter(tantivy.Filter.lowercase())
+            .filter(tantivy.Filter.ascii_fold())
+            .build()
+        )
+        self._stem = (
+            tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.raw())
+            .filter(tantivy.Filter.stemmer("english"))
+            .build()
+        )
+
+    def words(self, text: str) -> list[tuple[str, str]]:
+        """``(word, stem)`` for each token of ``text``: the folded word and its indexed term."""
+        return [(word, self._stem.analyze(word)[0]) for word in self._words.analyze(text)]
+
+
+def build_schema() -> tantivy.Schema:
+    """The lexical index's schema (see the module docstring)."""
+    builder = tantivy.SchemaBuilder()
+    for name in TEXT_FIELDS:
+        builder.add_text_field(name, tokenizer_name=ANALYZER, index_option="freq")
+    builder.add_text_field("key", tokenizer_name="raw", index_option="basic")
+    builder.add_unsigned_field("row", fast=True)
+    builder.add_text_field("domain", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("brand_key", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("brand_name", fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("category_path", fast=True, tokenizer_name="raw", index_option="basic")
+    builder.add_float_field("price", indexed=True, fast=True)
+    builder.add_boolean_field("in_stock", indexed=True, fast=True)
+    return builder.build()
+
+
+def key_term(key: ProductKey) -> str:
+    """The unique ``key`` term of a product."""
+    return f"{key[0]}{KEY_SEPARATOR}{key[1]}"
+
+
+def category_term(path: tuple[str, ...] | list[str]) -> str:
+    """The ``category_path`` term of a path (or path prefix)."""
+    return PATH_SEPARATOR.join(path)
+
+
+@dataclass(frozen=True)
+class ProductText:
+    """The fields of one product the lexical index reads."""
+
+    domain: str
+    product_id: str
+    title: str
+    description: str
+    brand: str
+    category: list[str]
+    price: float | None
+    attributes: str
+    in_stock: bool
+
+    @property
+    def key(self) -> ProductKey:
+        """``(domain, product_id)``."""
+        return (self.domain, self.product_id)
+
+    def document(self, row: int) -> tantivy.Document:
+        """The tantivy document of this product under integer id ``row``."""
+        doc = tantivy.Document()
+        doc.add_text("title", self.title)
+        doc.add_text("brand", self.brand)
+        doc.add_text("category", " ".join(self.category))
+        doc.add_text("description", self.description)
+        doc.add_text("attributes", attribute_text(self.attributes))
+        doc.add_text("key", key_term(self.key))
+        doc.add_unsigned("row", row)
+        doc.add_text("domain", self.domain)
+        if self.brand:
+            doc.add_text("brand_key", self.brand.lower())
+            doc.add_text("brand_name", self.brand)
+        for depth in range(1, len(self.category) + 1):
+            doc.add_text("category_path", category_term(self.category[:depth]))
+        if self.price is not None and math.isfinite(self.price):
+            doc.add_float("price", self.price)
+        doc.add_boolean("in_stock", self.in_stock)
+        return doc
+
+
+def attribute_text(attributes: str) -> str:
+    """The searchable text of an attributes JSON object: every key and value.
+
+    Text that is not a JSON object is indexed as it is.
+    """
+    try:
+        value = orjson.loads(attributes) if attributes else {}
+    except orjson.JSONDecodeError:
+        return attributes
+    if not isinstance(value, dict):
+        return attributes
+    return " ".join(_flatten(value))
+
+
+def _flatten(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _flatten(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _flatten(item)
+    elif value is not None:
+        yield str(value)
+
+
+def read_products(products: pa.Table) -> Iterator[ProductText]:
+    """The rows of a ``products`` table (see :mod:`shopsearch.store.schema`)."""
+    missing = [name for name in PRODUCT_COLUMNS if name not in products.column_names]
+    if missing:
+        raise InvalidInputError(
+            f"the products table has no column(s) {', '.join(missing)}; pass a table with the "
+            "workspace products schema (shopsearch.store.schema.TABLES['products'])"
+        )
+    columns = [products.column(name).to_pylist() for name in PRODUCT_COLUMNS]
+    for domain, pid, title, desc, brand, category, price, attrs, in_stock in zip(
+        *columns, strict=True
+    ):
+        yield ProductText(
+            domain=str(domain),
+            product_id=str(pid),
+            title=title or "",
+            description=desc or "",
+            brand=brand or "",
+            category=[str(level) for level in category or []],
+            price=None if price is None else float(price),
+            attributes=attrs or "",
+            in_stock=bool(in_stock),
+        )
