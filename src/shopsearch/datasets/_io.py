@@ -22,13 +22,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
 import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,12 +55,13 @@ class TextFormat:
     Attributes:
         sep: Field separator.
         encodings: Encodings to try in order; the first that decodes the whole file wins.
-        quoting: A :mod:`csv` quoting constant (``csv.QUOTE_NONE`` for files without quoting).
+        quoting: A :mod:`csv` quoting constant: ``QUOTE_MINIMAL`` (0, the default) or
+            ``QUOTE_NONE`` (3) for files that never quote.
     """
 
     sep: str = ","
     encodings: tuple[str, ...] = ("utf-8",)
-    quoting: int = csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = 0
 
 
 CSV = TextFormat()
@@ -125,16 +127,17 @@ def classify(
     """
     found: dict[str, list[Path]] = {kind.name: [] for kind in kinds}
     for path in paths:
-        columns = set(columns_of(path, fmt, text))
+        header = columns_of(path, fmt, text)
+        columns = set(header)
         for kind in kinds:
             if set(kind.required) <= columns:
                 found[kind.name].append(path)
                 break
         else:
             raise DataFormatError(
-                f"{fmt}: {path} is not a {fmt} file: expected the columns of "
+                f"{fmt}: {path} does not match the {fmt} format: expected the columns of "
                 + " or ".join(f"{k.label} ({', '.join(k.required)})" for k in kinds)
-                + f"; found {_listing(columns)}. Give the files of the {fmt} format unchanged"
+                + f"; found {_listing(header)}. Give the files of the {fmt} format unchanged"
                 + (", or load your own data with the 'generic' format" if fmt != "generic" else "")
             )
     return found
@@ -158,7 +161,7 @@ def read_frame(
     """
     if is_parquet(path):
         try:
-            frame = pq.read_table(path).to_pandas()
+            frame: pd.DataFrame = pq.read_table(path).to_pandas()
         except (pa.ArrowException, OSError) as exc:
             raise DataFormatError(
                 f"{fmt}: {path} is not a readable Parquet file ({exc}); give a valid Parquet file"
@@ -206,16 +209,17 @@ def _read_text(
                 f"{fmt}: {path} is empty; a {fmt} file starts with a header line of column names"
             ) from None
         except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+            where = _long_record(path, text, encoding) or _first_line(exc)
             raise DataFormatError(
-                f"{fmt}: {path} cannot be parsed as a {_sep_name(text.sep)}-separated file "
-                f"({_first_line(exc)}); a line has more fields than the header. Quote values "
-                "that contain the separator, or check that this is the right file and format"
+                f"{fmt}: {path} cannot be parsed as a {_sep_name(text.sep)}-separated file: "
+                f"{where}. Quote values that contain the separator, or check that this is the "
+                "right file and format"
             ) from None
         return frame, encoding
     assert last_error is not None
     raise DataFormatError(
         f"{fmt}: {path} is not {' or '.join(text.encodings)} text (byte "
-        f"{last_error.object[last_error.start:last_error.start + 1]!r} at offset "
+        f"{last_error.object[last_error.start : last_error.start + 1]!r} at offset "
         f"{last_error.start}); re-save it as UTF-8"
     )
 
@@ -247,6 +251,27 @@ def _record_lines(path: Path, text: TextFormat, encoding: str, records: int) -> 
             end = reader.line_num
     starts = starts[1:]
     return np.asarray(starts, dtype=np.int64) if len(starts) == records else simple
+
+
+def _long_record(path: Path, text: TextFormat, encoding: str) -> str | None:
+    """Where the first record with more fields than the header starts, as a phrase."""
+    try:
+        with path.open(newline="", encoding=encoding) as handle:
+            reader = csv.reader(handle, delimiter=text.sep, quoting=text.quoting)
+            end = 0
+            width = None
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if width is None:
+                    width = len(record)
+                elif len(record) > width:
+                    return (
+                        f"the record on line {start} has {len(record)} fields, "
+                        f"the header has {width}"
+                    )
+    except (csv.Error, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _sep_name(sep: str) -> str:
@@ -294,6 +319,21 @@ def domains_frame(domains: Iterable[DomainRow]) -> pd.DataFrame:
         }
     )
     return finish(frame, "domains")
+
+
+def domain_rows(
+    frame: pd.DataFrame, domain_id: str, name: str, language: str, currency: str
+) -> list[DomainRow]:
+    """A format's one domain, introduced by the first row of ``frame`` (none if it is empty)."""
+    if frame.empty:
+        return []
+    first = frame.iloc[0]
+    return [DomainRow(domain_id, name, language, currency, str(first["_file"]), int(first["_row"]))]
+
+
+def objects(values: Iterable[object], index: pd.Index) -> pd.Series:
+    """Values of any kind (lists, dicts, None) as an object column aligned with ``index``."""
+    return pd.Series(list(values), index=index, dtype=object)
 
 
 def first_rows(frame: pd.DataFrame, key: str | list[str]) -> pd.DataFrame:
@@ -351,15 +391,15 @@ def finish(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 def _missing(column: pd.Series) -> np.ndarray:
     """Cells that are None/NaN or blank strings."""
-    na = column.isna().to_numpy(dtype=bool)
+    na: np.ndarray = column.isna().to_numpy(dtype=bool)
     if isinstance(column.dtype, pd.StringDtype):
-        return na | (column.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+        blank: np.ndarray = (column.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+        both: np.ndarray = na | blank
+        return both
     if column.dtype == object:
-        blank = np.array(
-            [isinstance(v, str) and not v.strip() for v in column.to_numpy(dtype=object)],
-            dtype=bool,
-        )
-        return na | blank
+        blanks = [isinstance(v, str) and not v.strip() for v in column.to_numpy(dtype=object)]
+        either: np.ndarray = na | np.array(blanks, dtype=bool)
+        return either
     return na
 
 
@@ -401,7 +441,7 @@ def json_objects(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """Each mapping as a compact JSON object string (keys sorted, values as text, empties out)."""
     return [
         json.dumps(
-            {str(k): str(v) for k, v in record.items() if v is not None and str(v) != ""},
+            {str(k): str(v) for k, v in record.items() if not _blank(v)},
             ensure_ascii=False,
             sort_keys=True,
             separators=(",", ":"),
@@ -410,13 +450,22 @@ def json_objects(records: Iterable[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def _blank(value: object) -> bool:
+    """None, NaN or empty text."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
 def attributes_from(frame: pd.DataFrame, columns: Mapping[str, str]) -> list[str]:
     """Per row, a JSON object of ``{attribute name: value}`` from ``{column: attribute name}``."""
     present = {name: col for col, name in columns.items() if col in frame.columns}
     if not present:
         return ["{}"] * len(frame)
     names = list(present)
-    values = [frame[col].astype(str).to_numpy(dtype=object) for col in present.values()]
+    values = [frame[col].to_numpy(dtype=object) for col in present.values()]
     return json_objects(dict(zip(names, row, strict=True)) for row in zip(*values, strict=True))
 
 
@@ -438,17 +487,23 @@ _TRUE = frozenset({"1", "1.0", "true", "t", "yes", "y"})
 
 
 def truthy(values: pd.Series) -> pd.Series:
-    """Which cells of a 0/1 label column are set (1, 1.0, true, yes; any case)."""
+    """Which cells of a label column are set: a positive number, or true/t/yes/y (any case)."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.fillna(False).astype(bool)
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.fillna(0).astype("float64") > 0
-    return values.astype(str).str.strip().str.lower().isin(_TRUE)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    words = values.astype(str).str.strip().str.lower().isin(_TRUE)
+    return (numbers.fillna(0.0) > 0) | words
 
 
 def source_id(fmt: str, path: Path) -> str:
     """Prefix for ids derived from file rows, unique per format and file: ``fmt:stem``."""
     return f"{fmt}:{path.stem}"
+
+
+def source_ids(fmt: str, files: pd.Series) -> pd.Series:
+    """:func:`source_id` of each row's ``_file``."""
+    prefixes = {f: source_id(fmt, Path(f)) for f in pd.unique(files)}
+    return files.map(prefixes).astype(object)
 
 
 _COUNTRY_TOKEN = re.compile(r"[^A-Za-z]+")
@@ -467,3 +522,100 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame | None:
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
     return pd.concat(list(frames), ignore_index=True)
+
+
+def flagged(
+    rows: pd.DataFrame,
+    flags: Sequence[tuple[str, pd.Series]],
+    values: Mapping[str, pd.Series] | None = None,
+) -> pd.DataFrame:
+    """Interaction rows from label masks: for each ``(kind, mask)`` the rows where it is set.
+
+    ``value`` is taken from ``values`` for the kinds it names and left missing (the default 0.0)
+    for the others.
+
+    Args:
+        rows: Source rows (aligned with the masks) carrying the interaction's other columns.
+        flags: ``(interaction kind, boolean mask)`` pairs in funnel order.
+        values: Optional ``{kind: value column}``, e.g. the purchase value.
+
+    Returns:
+        The rows with ``kind`` and ``value`` set, in the order of ``rows``, then funnel order.
+    """
+    parts = []
+    rows = rows.reset_index(drop=True)
+    for order, (kind, mask) in enumerate(flags):
+        keep = mask.to_numpy(dtype=bool)
+        hit = rows[keep].assign(kind=kind, _order=order, _source=rows.index[keep])
+        given = values is not None and kind in values
+        hit["value"] = values[kind][keep].to_numpy() if values is not None and given else None
+        parts.append(hit)
+    if not parts:
+        return rows.iloc[:0].assign(kind=[], value=[])
+    merged = pd.concat(parts, ignore_index=True).sort_values(["_source", "_order"], kind="stable")
+    return merged.drop(columns=["_source", "_order"]).reset_index(drop=True)
+
+
+def positions(request_ids: pd.Series) -> pd.Series:
+    """1-based position of each row within its request, in row order."""
+    return request_ids.groupby(request_ids, sort=False).cumcount() + 1
+
+
+def line_clock(lines: pd.Series) -> pd.Series:
+    """Synthetic time for formats without any: line ``n`` of a file is ``n`` seconds after
+    1970-01-01 UTC, so the file order is kept (times of different files are not comparable)."""
+    return seconds_to_iso(lines)
+
+
+def split_list(value: object, sep: str) -> list[str]:
+    """A separated list cell as stripped parts (``[]`` for a missing or blank cell)."""
+    if not isinstance(value, str) or not value.strip():
+        return []
+    return [part.strip() for part in value.split(sep)]
+
+
+def explode_shown(
+    rows: pd.DataFrame,
+    keep: Sequence[str],
+    items: str,
+    values: str,
+    value_name: str,
+    sep: str,
+) -> pd.DataFrame:
+    """One row per shown item: the ``sep``-separated lists ``items`` and ``values`` of each row
+    side by side, as ``product_id`` and ``value_name``, with a 1-based ``position`` per request.
+
+    ``values`` is cut or padded with ``""`` to the length of ``items``; ``keep`` columns (which
+    must include ``request_id``, ``_file`` and ``_row``) are repeated on every item.
+    """
+    shown_items = [split_list(v, sep) for v in rows[items].to_numpy(dtype=object)]
+    shown_values = [split_list(v, sep) for v in rows[values].to_numpy(dtype=object)]
+    shown_values = [
+        vals[: len(its)] + [""] * (len(its) - len(vals))
+        for its, vals in zip(shown_items, shown_values, strict=True)
+    ]
+    lists = rows[list(keep)].copy()
+    lists["product_id"] = objects(shown_items, lists.index)
+    lists[value_name] = objects(shown_values, lists.index)
+    shown = lists.explode(["product_id", value_name], ignore_index=True)
+    shown = shown[shown["product_id"].notna()].reset_index(drop=True)
+    shown["position"] = positions(shown["request_id"])
+    return shown
+
+
+def read_all(
+    paths: Sequence[Path], fmt: str, kind: Kind, text: TextFormat = CSV
+) -> pd.DataFrame | None:
+    """The files of one kind read and concatenated in order (``None`` when there are none)."""
+    return concat([read_frame(p, fmt, kind.required, text, kind.label) for p in paths])
+
+
+def load_single_kind(
+    paths: Sequence[Path], fmt: str, kind: Kind, text: TextFormat = CSV
+) -> tuple[list[Path], pd.DataFrame]:
+    """For formats of one file kind: check and read every path; the paths and their rows."""
+    checked = classify(check_paths(paths, fmt), fmt, (kind,), text)[kind.name]
+    rows = read_all(checked, fmt, kind, text)
+    if rows is None:  # check_paths guarantees a path, classify that it is of this kind
+        raise DataFormatError(f"{fmt}: no {kind.label} given")
+    return checked, rows
