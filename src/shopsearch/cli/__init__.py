@@ -12,7 +12,16 @@ from shopsearch.errors import RejectedRowsError, ShopSearchError
 
 def _register() -> None:
     # Importing a command module attaches its commands to ``app``.
-    from shopsearch.cli import demo, evaluate, ingest, search, simulate, split, stats  # noqa: F401
+    from shopsearch.cli import (  # noqa: F401
+        bench,
+        demo,
+        evaluate,
+        ingest,
+        search,
+        simulate,
+        split,
+        stats,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
