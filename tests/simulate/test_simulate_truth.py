@@ -118,5 +118,5 @@ def test_bad_inputs_fail_clearly(truth: GroundTruth) -> None:
 
 
 def test_workspace_without_truth_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(WorkspaceError, match="no simulated world"):
+    with pytest.raises(WorkspaceError, match="no simulator ground truth"):
         GroundTruth.load(Workspace.create(tmp_path / "empty"))

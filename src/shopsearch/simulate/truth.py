@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shopsearch.errors import InvalidInputError
+from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.simulate.behaviour import Funnel, funnel
 from shopsearch.simulate.common import F64, I8, I32, I64
 from shopsearch.simulate.persist import load_world
@@ -134,8 +134,17 @@ class GroundTruth:
 
     @classmethod
     def load(cls, workspace: Workspace) -> GroundTruth:
-        """The ground truth of a simulated workspace (world and every logged request)."""
-        folder = workspace.dir("ground_truth")
+        """The ground truth of a simulated workspace (world and every logged request).
+
+        Raises:
+            WorkspaceError: the workspace was not made by the simulator.
+        """
+        folder = workspace.root / "ground_truth"
+        if not folder.is_dir():
+            raise WorkspaceError(
+                f"workspace {workspace.root} has no simulator ground truth; evaluations on "
+                "simulated truth need a workspace made by 'shopsearch simulate'"
+            )
         world = load_world(folder)
         return cls(world, read_requests(folder))
 
