@@ -1,0 +1,1 @@
+"""Ranking: training samples and features, multi-task ranking models, position bias."""

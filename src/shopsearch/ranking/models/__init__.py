@@ -1,0 +1,1 @@
+"""Torch ranking models: baselines (:mod:`.baselines`) and the papers' models (:mod:`.paper`)."""

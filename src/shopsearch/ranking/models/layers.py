@@ -1,0 +1,136 @@
+"""Small building blocks shared by the papers' ranking models (:mod:`.paper`).
+
+* :func:`mlp` — a ReLU multi-layer perceptron.
+* :class:`FeatureEmbedder` — embeds every non-sequence field of a :class:`RankingBatch`
+  (dense, categorical ids, target item, category paths, domain, logged position) into one flat
+  vector per impression.
+* :meth:`FeatureEmbedder.sequence` — embeds the behaviour sequence (item + leaf category + kind
+  + age), sharing the item and category tables with the target item so that target attention
+  compares like with like.
+* :func:`target_attention_logits` — the DIN "activation unit" input ``[e, t, e - t, e * t]``
+  scored by an MLP, vectorised over batch and sequence.
+
+Everything is vectorised over the batch and the sequence (no Python loop over rows) so that
+scoring 200 candidates stays within the serving budget on one core.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor, nn
+
+from shopsearch.ranking.base import FeatureSpec, RankingBatch
+
+MAX_POSITION = 64
+
+
+def mlp(sizes: list[int], *, last_activation: bool = False) -> nn.Sequential:
+    """``Linear`` layers of ``sizes`` with ReLU between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if index < len(sizes) - 2 or last_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FeatureEmbedder(nn.Module):
+    """Embeds the fields of a :class:`RankingBatch` into flat vectors.
+
+    Args:
+        spec: the batch's shapes and vocabularies.
+        embed_dim: width of every embedding table.
+        use_position: embed the logged position (a training-time bias feature: at serving the
+            position is 0, so every candidate gets the same "unknown position" embedding).
+    """
+
+    sparse_offsets: Tensor
+
+    def __init__(self, spec: FeatureSpec, embed_dim: int, *, use_position: bool = True) -> None:
+        super().__init__()
+        self.spec = spec
+        self.embed_dim = embed_dim
+        self.use_position = use_position
+        cardinalities = [max(1, c) for c in spec.sparse_cardinalities]
+        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("sparse_offsets", offsets[: len(cardinalities)], persistent=False)
+        self.sparse = nn.Embedding(max(1, sum(cardinalities)), embed_dim)
+        self.item = nn.Embedding(max(1, spec.n_items), embed_dim, padding_idx=0)
+        self.category = nn.Embedding(max(1, spec.n_categories), embed_dim, padding_idx=0)
+        self.domain = nn.Embedding(max(1, spec.n_domains), embed_dim)
+        self.kind = nn.Embedding(max(1, spec.n_kinds), embed_dim, padding_idx=0)
+        self.age = nn.Linear(1, embed_dim)
+        self.position = nn.Embedding(MAX_POSITION + 1, embed_dim)
+
+    @property
+    def output_dim(self) -> int:
+        """Width of :meth:`forward`'s output."""
+        n_embedded = len(self.spec.sparse_names) + 2 + 2 * self.spec.category_depth
+        n_embedded += 1 if self.use_position else 0
+        return len(self.spec.dense_names) + n_embedded * self.embed_dim
+
+    def target(self, batch: RankingBatch) -> Tensor:
+        """``[B, d]`` the target item: its id embedding plus its leaf category's."""
+        leaf = batch.item_category[:, -1]
+        target: Tensor = self.item(batch.item) + self.category(leaf)
+        return target
+
+    def sequence(self, batch: RankingBatch) -> Tensor:
+        """``[B, L, d]`` each behaviour: item + leaf category + kind + age embeddings."""
+        embedded: Tensor = (
+            self.item(batch.seq_items)
+            + self.category(batch.seq_categories)
+            + self.kind(batch.seq_kinds)
+            + self.age(batch.seq_age.unsqueeze(-1))
+        )
+        return embedded * batch.seq_mask.unsqueeze(-1).to(embedded.dtype)
+
+    def forward(self, batch: RankingBatch, dense: Tensor | None = None) -> Tensor:
+        """``[B, output_dim]``: dense features (``dense`` overrides the batch's) + embeddings."""
+        size = len(batch)
+        parts = [batch.dense if dense is None else dense]
+        if len(self.spec.sparse_names):
+            sparse = self.sparse(batch.sparse + self.sparse_offsets)
+            parts.append(sparse.reshape(size, -1))
+        parts.append(self.item(batch.item))
+        parts.append(self.domain(batch.domain))
+        parts.append(self.category(batch.item_category).reshape(size, -1))
+        parts.append(self.category(batch.query_category).reshape(size, -1))
+        if self.use_position:
+            parts.append(self.position(batch.position.clamp(0, MAX_POSITION)))
+        return torch.cat(parts, dim=-1)
+
+
+class ActivationUnit(nn.Module):
+    """DIN's activation unit: an MLP scoring ``[e, t, e - t, e * t]`` per behaviour.
+
+    The first layer is applied without building the ``4d``-wide concatenation:
+    ``W [e, t, e - t, e * t] = (W_e + W_d) e + (W_t - W_d) t + W_p (e * t)``, which is the same
+    function at a fraction of the cost (the target term is computed once per impression).
+    """
+
+    def __init__(self, embed_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.first = nn.Linear(4 * embed_dim, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, sequence: Tensor, target: Tensor) -> Tensor:
+        """``[B, L]`` unnormalised scores of each behaviour of ``sequence`` for ``target``."""
+        w_e, w_t, w_d, w_p = torch.split(self.first.weight, self.embed_dim, dim=1)
+        per_target = nn.functional.linear(target, w_t - w_d, self.first.bias).unsqueeze(1)
+        behaviour = torch.cat([sequence, sequence * target.unsqueeze(1)], dim=-1)
+        hidden = torch.relu(behaviour @ torch.cat([w_e + w_d, w_p], dim=1).T + per_target)
+        scores: Tensor = self.out(hidden).squeeze(-1)
+        return scores
+
+
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis restricted to ``mask``; all-masked rows give zeros."""
+    weights = torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1)
+    return weights * mask.to(scores.dtype)
+
+
+__all__ = ["MAX_POSITION", "ActivationUnit", "FeatureEmbedder", "masked_softmax", "mlp"]
