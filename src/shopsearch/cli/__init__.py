@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+import typer
 
 from shopsearch.cli.app import app
 from shopsearch.errors import RejectedRowsError, ShopSearchError
@@ -18,9 +19,11 @@ def _register() -> None:
         evaluate,
         ingest,
         search,
+        serve,
         simulate,
         split,
         stats,
+        train,
     )
 
 
@@ -40,12 +43,17 @@ def main(argv: list[str] | None = None) -> None:
     except ShopSearchError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         console.print("aborted")
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except (click.exceptions.ClickException, typer.TyperException) as exc:
+        # typer raises its own (vendored) click exceptions; both know how to show themselves.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except FileNotFoundError as exc:
         console.print(f"[red]error:[/red] file not found: {exc.filename}", highlight=False)
         sys.exit(2)

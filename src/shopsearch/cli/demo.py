@@ -1,4 +1,4 @@
-"""``shopsearch demo``: build the demo workspace from the simulator and show it."""
+"""``shopsearch demo``: build the demo workspace from the simulator, index it and serve it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console
+from shopsearch.cli.progress import console, progress_bar
 from shopsearch.cli.simulate import run_simulation
 from shopsearch.cli.stats import print_stats
+from shopsearch.config import load_settings
 from shopsearch.store.workspace import Workspace
 
 DEMO = {"domains": 3, "products": 2000, "users": 5000, "sessions": 20000, "seed": 7}
@@ -21,8 +22,14 @@ def demo(
     workspace: Annotated[
         Path, typer.Option("--workspace", "-w", help="Demo workspace directory.")
     ] = Path("demo-workspace"),
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve it at the end (or build and exit).")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port to serve on.")] = 8000,
 ) -> None:
-    """Build a simulated 3-market shop (once; reused when it exists) and show its statistics."""
+    """Build a simulated 3-market shop and its search index (once; reused when they exist),
+    show its statistics and serve it at http://HOST:PORT."""
     exists = (workspace / "workspace.json").exists() and Workspace.open(workspace).count(
         "requests"
     )
@@ -30,4 +37,24 @@ def demo(
         console.print(f"using the demo workspace already built at {workspace}")
     else:
         run_simulation(workspace, **DEMO)
-    print_stats(Workspace.open(workspace), as_json=False)
+    ws = Workspace.open(workspace)
+    _index_once(ws)
+    print_stats(ws, as_json=False)
+    if serve:
+        from shopsearch.serve.runner import serve_workspace
+
+        console.print(f"serving the demo at http://{host}:{port}  (Ctrl-C stops)")
+        serve_workspace(ws, host=host, port=port)
+
+
+def _index_once(ws: Workspace) -> None:
+    """Build the search bundle unless the workspace has one."""
+    from shopsearch.engine import Engine
+    from shopsearch.store.bundles import CURRENT_FILE
+
+    if (ws.root / "models" / CURRENT_FILE).exists():
+        console.print("using the search index already built")
+        return
+    with progress_bar("indexing products") as advance:
+        engine = Engine.build(ws, load_settings(ws.root), progress=advance)
+    console.print(f"indexed {len(engine.products)} products into {engine.bundle}")

@@ -20,7 +20,10 @@ def stats(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Count products, users, requests, impressions, clicks, carts and purchases per domain."""
+    """Count products, users, requests, impressions, clicks, carts and purchases per domain.
+
+    Searches and events logged by ``shopsearch serve`` are compacted into the tables first.
+    """
     print_stats(Workspace.open(workspace), as_json)
 
 

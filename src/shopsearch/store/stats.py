@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shopsearch.serve.compaction import compact_event_log
 from shopsearch.store.workspace import Workspace
 
 _COUNTS = """
@@ -28,7 +29,11 @@ STAT_KEYS = ("products", "users", "requests", "impressions", "clicks", "carts", 
 
 
 def workspace_stats(workspace: Workspace) -> dict[str, dict[str, dict[str, int]]]:
-    """``{"domains": {domain: {"products": n, "users": n, "requests": n, ...}}}``."""
+    """``{"domains": {domain: {"products": n, "users": n, "requests": n, ...}}}``.
+
+    Served searches and events still in the event log are compacted into the tables first.
+    """
+    compact_event_log(workspace)
     with workspace.connect() as con:
         rows = con.execute(_COUNTS).fetchall()
     return {

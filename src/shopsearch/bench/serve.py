@@ -1,0 +1,472 @@
+"""``shopsearch bench serve``: requests/s and latency of ``shopsearch serve`` under load.
+
+The server runs as a subprocess (``shopsearch serve``) on 127.0.0.1 and a free port, once per
+``--workers`` value; the benchmark waits for ``/health``, checks one ``/search`` answer, sends a
+few warm-up requests, then loads it at each concurrency level. Every level is bounded by a
+request count and by seconds, every request by a timeout, and the server is always terminated.
+
+The load generator runs in this process on the same machine: raw asyncio HTTP/1.1 over one
+keep-alive connection per simulated client, with requests encoded before timing and responses
+read by ``Content-Length`` without parsing JSON, so the client spends little CPU per request.
+Its CPU time is still reported per level (``client_cpu_share``: the share of one core it used),
+because it competes with the server for the same cores.
+
+Queries are the workspace's logged query texts (see
+:func:`shopsearch.bench.retrieval.bench_queries`), searched in all domains with ``size=10`` and
+no explanation. After the server stops, the same queries go through an in-process
+``Engine.search`` one at a time with the same parameters, so ``http_overhead_ratio`` =
+(HTTP p50 at the lowest concurrency, normally 1 − engine p50) / engine p50 is measured, not
+estimated.
+
+The server logs every search it answers, as it does for real traffic, and that logging is part
+of what is measured; but it serves a hard-linked snapshot of the workspace
+(:func:`snapshot_workspace`), so benchmark searches never enter the workspace's own logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import orjson
+
+from shopsearch.bench.retrieval import Say, bench_queries
+from shopsearch.bench.timing import measure
+from shopsearch.config import Settings
+from shopsearch.engine import Engine, SearchParams
+from shopsearch.errors import InvalidInputError, ShopSearchError
+from shopsearch.serve.engines import SIGNAL_DIR
+from shopsearch.serve.event_log import LOG_DIR
+from shopsearch.serve.request_ids import SECRET_FILE
+from shopsearch.store.bundles import CURRENT_FILE, current_bundle
+from shopsearch.store.workspace import Workspace
+
+HOST = "127.0.0.1"
+PAGE_SIZE = 10
+STARTUP_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+WARMUP_REQUESTS = 20
+# Workspace folders and files a server does not read (its log, secret and signals are made anew).
+_NOT_SERVED = frozenset({LOG_DIR, SECRET_FILE, SIGNAL_DIR, "cache", "ground_truth", "rejects"})
+# Run the CLI through this interpreter: works whether or not the venv's bin/ is on PATH.
+_SERVE = "from shopsearch.cli import main; main()"
+
+
+@dataclass(frozen=True)
+class LoadBounds:
+    """Limits of one concurrency level: it stops at whichever is reached first."""
+
+    requests: int
+    seconds: float
+
+
+def parse_levels(text: str, name: str) -> list[int]:
+    """A comma list of positive integers (``"1,8,32"``), or a clear error naming the option."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise InvalidInputError(
+            f"{name}={text!r} is not a comma list of positive integers; use e.g. 1,8,32"
+        )
+    return values
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ShopSearchError(
+                f"the server exited with status {process.returncode} before answering /health; "
+                f"its last output:\n{_tail(log)}"
+            )
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if _get(port, "/health")[0] == 200:
+                return
+        time.sleep(0.2)
+    raise ShopSearchError(
+        f"the server did not answer /health within {STARTUP_TIMEOUT_S:.0f} s; "
+        f"its last output:\n{_tail(log)}"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()  # uvicorn shuts its workers down on SIGTERM
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+    # The server got its own process group: end any worker that outlived it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_server(workspace: Path, workers: int, log: Path) -> Iterator[int]:
+    """Run ``shopsearch serve`` on 127.0.0.1 until the block ends; yields its port.
+
+    Args:
+        workspace: the workspace to serve (it must have a current bundle).
+        workers: server worker processes.
+        log: file receiving the server's output (its tail is shown if it fails to start).
+    """
+    port = _free_port()
+    command = [
+        sys.executable, "-c", _SERVE, "serve", "--workspace", str(workspace),
+        "--host", HOST, "--port", str(port), "--workers", str(workers),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            _wait_healthy(process, port, log)
+            yield port
+        finally:
+            _stop(process)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def snapshot_workspace(workspace: Workspace, into: Path) -> Path:
+    """A copy of what serving reads (tables, the current bundle, settings), made of hard links.
+
+    The benchmark serves the snapshot, so its searches are logged there, at the same cost, and
+    never reach the workspace's own logs (they would become training data). Hard links are safe
+    because every workspace write replaces files by rename and never changes one in place; where
+    linking fails (another file system) the file is copied.
+    """
+    root, models = workspace.root.resolve(), workspace.root.resolve() / "models"
+    bundle = current_bundle(workspace)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        if here == root:
+            return {n for n in names if n in _NOT_SERVED or n.startswith(".")}
+        if here == models:
+            return {n for n in names if n not in (CURRENT_FILE, bundle.name)}
+        return set()
+
+    shutil.copytree(root, into, ignore=ignore, copy_function=_link_or_copy)
+    return into
+
+
+def _check_search(port: int, path: str, log: Path) -> None:
+    status, body = _get(port, path)
+    answer = orjson.loads(body) if body.startswith(b"{") else None
+    if status != 200 or not isinstance(answer, dict) or "items" not in answer:
+        raise ShopSearchError(
+            f"GET {path} answered {status} {body[:300]!r}; expected 200 with a JSON body "
+            f"holding 'items'; the server's last output:\n{_tail(log)}"
+        )
+
+
+# -- the load generator --------------------------------------------------------------------------
+
+
+def _search_paths(queries: Sequence[str]) -> list[str]:
+    return [f"/search?{urlencode({'q': q, 'size': PAGE_SIZE})}" for q in queries]
+
+
+def _request_bytes(port: int, paths: Sequence[str]) -> list[bytes]:
+    head = f"Host: {HOST}:{port}\r\nAccept: application/json\r\n\r\n"
+    return [f"GET {path} HTTP/1.1\r\n{head}".encode() for path in paths]
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bool]:
+    """Send one request and read its response; returns (status, connection kept alive)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length: int | None = None
+    keep_alive = True
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            keep_alive = False
+    if length is None:
+        raise ConnectionError("the server answered without Content-Length")
+    await reader.readexactly(length)
+    return status, keep_alive
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class _Level:
+    """The shared state of one concurrency level: the request budget and what was measured."""
+
+    def __init__(self, requests: Sequence[bytes], bounds: LoadBounds) -> None:
+        self.requests = requests
+        self.budget = bounds.requests
+        self.deadline = time.perf_counter() + bounds.seconds
+        self.issued = 0
+        self.errors = 0
+        self.latencies: list[float] = []
+
+    def next_request(self) -> bytes | None:
+        """The next request to send, or ``None`` when the count or the time is used up."""
+        if self.issued >= self.budget or time.perf_counter() >= self.deadline:
+            return None
+        request = self.requests[self.issued % len(self.requests)]
+        self.issued += 1
+        return request
+
+
+async def _connect(port: int) -> Connection | None:
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            return await asyncio.open_connection(HOST, port)
+    except (OSError, TimeoutError):
+        return None  # the client connects again with its first request
+
+
+async def _client(level: _Level, port: int, connection: Connection | None) -> None:
+    """One simulated client: requests back to back on one keep-alive connection."""
+    try:
+        while (request := level.next_request()) is not None:
+            start = time.perf_counter()
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    if connection is None:
+                        connection = await asyncio.open_connection(HOST, port)
+                    status, keep_alive = await _exchange(*connection, request)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError, ValueError):
+                level.errors += 1
+                keep_alive = False
+            else:
+                if status == 200:
+                    level.latencies.append(time.perf_counter() - start)
+                else:
+                    level.errors += 1
+            if not keep_alive and connection is not None:
+                connection[1].close()
+                connection = None
+    finally:
+        if connection is not None:
+            connection[1].close()
+
+
+async def _run_level(
+    port: int, requests: Sequence[bytes], clients: int, bounds: LoadBounds
+) -> tuple[_Level, float, float]:
+    """The level, its wall seconds and this process's CPU seconds, connections opened first."""
+    connections = await asyncio.gather(*(_connect(port) for _ in range(clients)))
+    cpu, start = time.process_time(), time.perf_counter()
+    level = _Level(requests, bounds)
+    await asyncio.gather(*(_client(level, port, c) for c in connections))
+    return level, time.perf_counter() - start, time.process_time() - cpu
+
+
+def load_level(
+    port: int, requests: Sequence[bytes], clients: int, bounds: LoadBounds
+) -> dict[str, float | int | None]:
+    """Send ``requests`` (cycled) from ``clients`` concurrent clients; throughput and latency.
+
+    Latency percentiles are over successful (200) answers; ``errors`` counts other statuses,
+    timeouts and broken connections; ``client_cpu_share`` is the load generator's CPU time over
+    the level's wall time (1.0 = one core busy).
+    """
+    level, wall, cpu = asyncio.run(_run_level(port, requests, clients, bounds))
+    ok = np.asarray(level.latencies, dtype=np.float64) * 1000
+    percentiles = (
+        {f"p{p}_ms": float(np.percentile(ok, p)) for p in (50, 95, 99)}
+        if ok.size
+        else dict.fromkeys(("p50_ms", "p95_ms", "p99_ms"))
+    )
+    return {
+        "clients": clients,
+        "requests": level.issued,
+        "ok": int(ok.size),
+        "errors": level.errors,
+        "seconds": wall,
+        "rps": ok.size / wall,
+        **percentiles,
+        "mean_ms": float(ok.mean()) if ok.size else None,
+        "max_ms": float(ok.max()) if ok.size else None,
+        "client_cpu_share": cpu / wall,
+    }
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def _serve_levels(
+    workspace: Workspace, workers: int, queries: Sequence[str], concurrency: Sequence[int],
+    bounds: LoadBounds, say: Say,
+) -> dict[str, dict[str, float | int | None]]:
+    with tempfile.TemporaryDirectory(dir=workspace.dir("cache"), prefix="bench-serve-") as tmp:
+        served = snapshot_workspace(workspace, Path(tmp) / "workspace")
+        say(f"starting shopsearch serve with {workers} worker(s)")
+        log = Path(tmp) / "server.log"
+        with running_server(served, workers, log) as port:
+            paths = _search_paths(queries)
+            _check_search(port, paths[0], log)
+            requests = _request_bytes(port, paths)
+            load_level(port, requests, 1, LoadBounds(WARMUP_REQUESTS, bounds.seconds))
+            levels: dict[str, dict[str, float | int | None]] = {}
+            for clients in concurrency:
+                row = load_level(port, requests, clients, bounds)
+                levels[str(clients)] = row
+                say(
+                    f"workers {workers}, {clients:3} clients: {row['rps']:8.1f} req/s, "
+                    f"p50 {_ms(row['p50_ms'])}, p99 {_ms(row['p99_ms'])}, "
+                    f"{row['errors']} errors, client cpu {row['client_cpu_share']:.0%}"
+                )
+    return levels
+
+
+def _ms(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def run_serve_bench(
+    workspace: Workspace,
+    settings: Settings,
+    bounds: LoadBounds,
+    concurrency: Sequence[int] = (1, 8, 32),
+    workers: Sequence[int] = (1,),
+    seed: int = 0,
+    say: Say = print,
+) -> dict[str, Any]:
+    """Load ``shopsearch serve`` at each concurrency level, then time ``Engine.search`` alone.
+
+    Args:
+        workspace: a workspace with a current bundle (``shopsearch index``).
+        settings: the settings the in-process engine uses (the server reads the same sources).
+        bounds: the most requests and seconds of each level.
+        concurrency: concurrent clients of each level.
+        workers: server worker processes; the server is measured once per value. ``levels``
+            holds the first value's levels, ``more_workers`` the others'.
+        seed: seed for sampling the queries.
+        say: progress messages.
+
+    Returns:
+        The report: ``suite``, ``dataset``, ``levels``, ``engine``, ``ratios``, ``config``.
+    """
+    if bounds.requests < 1 or bounds.seconds <= 0:
+        raise InvalidInputError(
+            f"requests={bounds.requests}, seconds={bounds.seconds} leave nothing to measure; "
+            "use requests >= 1 and seconds > 0"
+        )
+    current_bundle(workspace)  # fail before starting a server when there is nothing to serve
+    products = workspace.table("products")
+    queries = bench_queries(workspace, products, bounds.requests, seed)
+    by_workers = {
+        w: _serve_levels(workspace, w, queries, concurrency, bounds, say) for w in workers
+    }
+    say("timing Engine.search in process, one query at a time")
+    engine = Engine.load(workspace, settings)
+    timed = measure(
+        lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), queries,
+        warmup=min(WARMUP_REQUESTS, len(queries)),
+    )
+    levels = by_workers[workers[0]]
+    return {
+        "suite": "bench/serve",
+        "dataset": {
+            "products": products.num_rows,
+            "domains": len(workspace.domains()),
+            "queries": len(queries),
+            "distinct_queries": len(set(queries)),
+            "sources": sorted(engine.retrieval.sources),
+        },
+        "levels": levels,
+        "more_workers": {str(w): by_workers[w] for w in workers[1:]},
+        "engine": timed,
+        "ratios": _ratios(levels, timed, by_workers),
+        "config": {
+            "seed": seed,
+            "requests_per_level": bounds.requests,
+            "seconds_per_level": bounds.seconds,
+            "concurrency": list(concurrency),
+            "workers": list(workers),
+            "size": PAGE_SIZE,
+            "warmup_requests": WARMUP_REQUESTS,
+            "request_timeout_s": REQUEST_TIMEOUT_S,
+            "client": "asyncio raw HTTP/1.1, one keep-alive connection per client, same machine",
+            "cpu_count": os.cpu_count(),
+            "host": HOST,
+            "served": "a hard-linked snapshot of the workspace (its logs stay untouched)",
+        },
+    }
+
+
+def _ratios(
+    levels: dict[str, dict[str, float | int | None]],
+    engine: dict[str, float],
+    by_workers: dict[int, dict[str, dict[str, float | int | None]]],
+) -> dict[str, float | None]:
+    first, last = levels[min(levels, key=int)], levels[max(levels, key=int)]
+    http_p50 = first["p50_ms"]
+    ratios: dict[str, float | None] = {
+        "http_p50_ms_at_lowest_concurrency": None if http_p50 is None else float(http_p50),
+        "engine_p50_ms": engine["p50_ms"],
+        "http_overhead_ratio": (
+            None if http_p50 is None else (http_p50 - engine["p50_ms"]) / engine["p50_ms"]
+        ),
+        "rps_highest_over_lowest_concurrency": (
+            float(last["rps"] or 0) / float(first["rps"]) if first["rps"] else None
+        ),
+    }
+    base = next(iter(by_workers))
+    top = max(levels, key=int)
+    for w, other in list(by_workers.items())[1:]:
+        base_rps = by_workers[base][top]["rps"]
+        ratios[f"rps_workers_{w}_over_{base}_at_{top}"] = (
+            float(other[top]["rps"] or 0) / float(base_rps) if base_rps else None
+        )
+    return ratios

@@ -1,0 +1,57 @@
+"""``shopsearch serve``: the HTTP search API (and web page) over a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopsearch.cli.app import app
+from shopsearch.cli.progress import console
+from shopsearch.config import load_settings
+from shopsearch.store.bundles import current_bundle
+from shopsearch.store.workspace import Workspace
+
+WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]
+HostOption = Annotated[
+    str | None, typer.Option(help="Address to listen on [default: serve.host, 127.0.0.1].")
+]
+PortOption = Annotated[
+    int | None, typer.Option(min=1, max=65_535, help="TCP port [default: serve.port, 8000].")
+]
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOption,
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes [default: serve.workers, 1]."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+) -> None:
+    """Serve search, event logging, catalog updates and metrics over HTTP.
+
+    Logged searches and events go to WORKSPACE/log and are compacted into the requests,
+    impressions and interactions tables while serving and at shutdown (Ctrl-C).
+    """
+    from shopsearch.serve.runner import serve_workspace
+
+    ws = Workspace.open(workspace)
+    settings = load_settings(workspace, config)
+    current_bundle(ws)  # a clear error naming 'shopsearch index' when there is none
+    bind_host = host or settings.serve.host
+    bind_port = port or settings.serve.port
+    console.print(
+        f"serving {ws.root} at http://{bind_host}:{bind_port}  (Ctrl-C stops)", soft_wrap=True
+    )
+    serve_workspace(
+        ws,
+        host=bind_host,
+        port=bind_port,
+        workers=workers or settings.serve.workers,
+        config=config,
+    )

@@ -1,0 +1,167 @@
+"""The FastAPI application: :func:`create_app` for one workspace, :func:`app_from_env` for
+uvicorn's worker processes.
+
+Life cycle of one process: the engine of the current bundle (or of the bundle the run's other
+workers switched to) is loaded when the app is created; at start-up the event log opens its
+segment; while serving, the log is compacted into the workspace tables every
+``compact_every_s`` and reload announcements of other workers are followed; at shutdown the log
+is flushed and closed and compacted once more. The web page (``static/``) is served at ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import shopsearch
+from shopsearch.config import Settings, load_settings
+from shopsearch.serve.compaction import compact_event_log
+from shopsearch.serve.engines import LiveEngine
+from shopsearch.serve.errors import JsonResponse, install_error_handlers
+from shopsearch.serve.event_log import LOG_DIR, EventLog
+from shopsearch.serve.metrics import Metrics, MetricsMiddleware
+from shopsearch.serve.request_ids import RequestIds, workspace_secret
+from shopsearch.serve.routes_admin import admin_router
+from shopsearch.serve.routes_catalog import catalog_router
+from shopsearch.serve.routes_events import events_router
+from shopsearch.serve.routes_search import search_router
+from shopsearch.serve.state import ServerState
+from shopsearch.store.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+#: Environment of ``shopsearch serve``'s worker processes (read by :func:`app_from_env`).
+ENV_WORKSPACE = "SHOPSEARCH_SERVER_WORKSPACE"
+ENV_CONFIG = "SHOPSEARCH_SERVER_CONFIG"
+ENV_WORKERS = "SHOPSEARCH_SERVER_WORKERS"
+ENV_RUN = "SHOPSEARCH_SERVER_RUN"
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(
+    workspace: Workspace,
+    settings: Settings,
+    *,
+    workers: int = 1,
+    run_id: str | None = None,
+    compact_every_s: float = 30.0,
+    follow_every_s: float = 1.0,
+    log_linger_s: float = 0.005,
+) -> FastAPI:
+    """The search API over ``workspace``'s current bundle.
+
+    Run it with its lifespan (uvicorn, or ``with TestClient(app)``): the event log only writes
+    between start-up and shutdown.
+
+    Args:
+        workspace: the workspace to serve and log into.
+        settings: limits, retrieval and the admin token.
+        workers: worker processes serving this workspace (catalog writes need 1).
+        run_id: shared by the workers of one ``shopsearch serve`` (reload announcements).
+        compact_every_s: period of the event log's compaction into the tables.
+        follow_every_s: period of checking other workers' reload announcements.
+        log_linger_s: longest a search's log line waits to share an fsync.
+
+    Raises:
+        WorkspaceError: the workspace has no bundle (build one with ``shopsearch index``).
+    """
+    metrics = Metrics()
+    state = ServerState(
+        workspace=workspace,
+        settings=settings,
+        live=LiveEngine(workspace, settings, run_id),
+        log=EventLog(workspace.root / LOG_DIR, linger_s=log_linger_s, observer=metrics),
+        ids=RequestIds(workspace_secret(workspace)),
+        metrics=metrics,
+        workers=workers,
+        domains=workspace.domains(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.log.start()
+        tasks = [
+            asyncio.create_task(_every(compact_every_s, _compact, state)),
+            asyncio.create_task(_every(follow_every_s, _follow, state)),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(_shutdown, state)
+
+    app = FastAPI(
+        title="shopsearch",
+        version=shopsearch.__version__,
+        summary="Search, event logging and catalog updates over one shopsearch workspace.",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.state.shop = state
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for router in (search_router, events_router, catalog_router, admin_router):
+        app.include_router(router(state))
+    if (STATIC_DIR / "index.html").exists():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def page() -> FileResponse:
+            return FileResponse(STATIC_DIR / "index.html")
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one ``shopsearch serve`` worker, configured through the environment."""
+    workspace = Workspace.open(os.environ[ENV_WORKSPACE])
+    config = os.environ.get(ENV_CONFIG)
+    settings = load_settings(workspace.root, Path(config) if config else None)
+    return create_app(
+        workspace,
+        settings,
+        workers=int(os.environ.get(ENV_WORKERS, "1")),
+        run_id=os.environ.get(ENV_RUN),
+    )
+
+
+async def _every(seconds: float, job: Callable[[ServerState], None], state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(job, state)
+        except Exception:  # a failed round is logged; the next round tries again
+            logger.exception("background job %s failed", job.__name__)
+
+
+def _compact(state: ServerState) -> None:
+    result = compact_event_log(state.workspace)
+    for table in ("requests", "impressions", "interactions"):
+        rows = getattr(result, table)
+        if rows:
+            state.metrics.compacted.labels(table).inc(rows)
+
+
+def _follow(state: ServerState) -> None:
+    if state.live.follow() is not None:
+        state.metrics.reloads.labels("ok").inc()
+        state.refresh_domains()
+
+
+def _shutdown(state: ServerState) -> None:
+    state.log.close()
+    try:
+        _compact(state)
+    except Exception:  # the log is safe on disk; the next compaction (any command) moves it
+        logger.exception("compaction at shutdown failed; the event log will be compacted later")

@@ -1,0 +1,157 @@
+"""Prometheus metrics: requests, errors and latency per route, latency per search stage, and
+the event log's writes, drops and compactions.
+
+With one process the metrics live in a registry of their own (several apps in one process, as
+in tests, do not collide). With several workers, ``shopsearch serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start; every worker then writes its values
+there and ``GET /metrics`` on any worker reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: The exposition format's content type.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The server's metrics (also the event log's observer)."""
+
+    def __init__(self) -> None:
+        # the *_created series only repeat the process start time
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "shopsearch_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "shopsearch_http_errors",
+            "HTTP error answers by route template and kind (client: 4xx, server: 5xx).",
+            ["route", "kind"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "shopsearch_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.stages = Histogram(
+            "shopsearch_search_stage_duration_seconds",
+            "Time spent in each search stage (the timings_ms keys of /search).",
+            ["stage"],
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.written_lines = Counter(
+            "shopsearch_event_log_lines",
+            "Lines written and fsync'd to the event log.",
+            registry=registry,
+        )
+        self.write_seconds = Histogram(
+            "shopsearch_event_log_write_duration_seconds",
+            "Time of one event log write + fsync (one group commit).",
+            buckets=_SECONDS,
+            registry=registry,
+        )
+        self.dropped_lines = Counter(
+            "shopsearch_event_log_dropped_lines",
+            "Lines not logged: queue full (disk too slow) or a write error.",
+            registry=registry,
+        )
+        self.compacted = Counter(
+            "shopsearch_event_log_compacted_rows",
+            "Rows moved from the event log into the workspace tables, by table.",
+            ["table"],
+            registry=registry,
+        )
+        self.reloads = Counter(
+            "shopsearch_reloads",
+            "Bundle reloads by outcome (ok, refused).",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        if self.multiprocess:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if status >= 400:
+            self.errors.labels(route, "server" if status >= 500 else "client").inc()
+
+    def observe_stages(self, timings_ms: Mapping[str, float]) -> None:
+        """Record one search's stage timings."""
+        for stage, ms in timings_ms.items():
+            self.stages.labels(stage).observe(ms / 1000.0)
+
+    def log_written(self, lines: int, nbytes: int, seconds: float) -> None:
+        """Event log observer: a batch was written."""
+        self.written_lines.inc(lines)
+        self.write_seconds.observe(seconds)
+
+    def log_dropped(self, lines: int) -> None:
+        """Event log observer: lines were lost."""
+        self.dropped_lines.inc(lines)
+
+
+class MetricsMiddleware:
+    """Times and counts every HTTP request by its route template (e.g. ``/products/{domain}/...``).
+
+    Args:
+        app: the wrapped ASGI app.
+        metrics: where to record.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request and record it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(
+                route, scope["method"], status, time.perf_counter() - start
+            )

@@ -1,0 +1,191 @@
+"""Request bodies and responses of the HTTP API, as pydantic models (they make the OpenAPI
+schema at ``/openapi.json``; hot endpoints render their JSON directly, in this shape)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shopsearch.events.models import InteractionKind
+from shopsearch.store.limits import LIMITS
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)]
+#: Longest request id accepted by ``POST /events`` (issued ids are shorter; see request_ids).
+MAX_REQUEST_ID_CHARS = 2048
+#: Most events in one ``POST /events``.
+MAX_EVENTS = 1000
+
+
+class ErrorDetail(BaseModel):
+    """What is wrong and how to fix it."""
+
+    parameter: str = Field(description="The parameter or body field to fix.")
+    message: str = Field(description="The value, the limit and the fix.")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+class ItemOut(BaseModel):
+    """One shown product."""
+
+    domain: str
+    product_id: str
+    title: str
+    brand: str
+    category: list[str]
+    price: float | None
+    in_stock: bool
+    score: float
+    position: int = Field(description="1-based position over all pages.")
+    stages: dict[str, float | None] = Field(
+        description="Each stage's score (with explain=1; else empty)."
+    )
+
+
+class SearchOut(BaseModel):
+    """One search's results."""
+
+    request_id: str = Field(description="Quote it in POST /events.")
+    query: str
+    domain: str | None
+    total: int
+    page: int
+    size: int
+    items: list[ItemOut]
+    facets: dict[str, dict[str, int]] = Field(
+        description='Counts over all matches: "category" (path prefix), "brand", "price" bucket.'
+    )
+    timings_ms: dict[str, float]
+
+
+class DomainOut(BaseModel):
+    """A market or storefront."""
+
+    domain_id: str
+    name: str
+    language: str
+    currency: str
+
+
+class DomainsOut(BaseModel):
+    """Every domain of the workspace."""
+
+    domains: list[DomainOut]
+
+
+class EventIn(BaseModel):
+    """A click, add-to-cart or purchase on a product shown by a search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
+    product_id: Id
+    kind: InteractionKind
+    user_id: Id | None = Field(None, description="Default: the user of the search.")
+    value: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = Field(
+        0.0, description="Money value (purchases), >= 0."
+    )
+    timestamp: datetime | None = Field(None, description="ISO-8601; default: now (UTC).")
+
+
+class EventsIn(BaseModel):
+    """A batch of events, stored all or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS)]
+
+
+class EventsOut(BaseModel):
+    """How many events were durably stored."""
+
+    accepted: int
+
+
+CategoryList = Annotated[
+    list[Annotated[str, StringConstraints(max_length=LIMITS.max_name_chars)]],
+    Field(max_length=32),
+]
+CategoryPath = Annotated[str, StringConstraints(max_length=LIMITS.max_text_chars)]
+
+
+class ProductIn(BaseModel):
+    """A product's fields for ``PUT /products/{domain}/{product_id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=LIMITS.max_title_chars
+        ),
+    ]
+    description: Annotated[str, StringConstraints(max_length=LIMITS.max_text_chars)] = ""
+    brand: Annotated[str, StringConstraints(max_length=LIMITS.max_name_chars)] = ""
+    category: CategoryList | CategoryPath = Field(
+        default_factory=list, description='A path: ["Furniture", "Sofas"] or "Furniture > Sofas".'
+    )
+    price: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    attributes: Annotated[dict[Id, str], Field(max_length=LIMITS.max_attributes)] = Field(
+        default_factory=dict
+    )
+    in_stock: bool = True
+
+
+class ProductOut(BaseModel):
+    """A stored product."""
+
+    domain: str
+    product_id: str
+    title: str
+    description: str
+    brand: str
+    category: list[str]
+    price: float | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    in_stock: bool
+
+
+class ProductKeyOut(BaseModel):
+    """A product's identity."""
+
+    domain: str
+    product_id: str
+
+
+class DeletedOut(BaseModel):
+    """The product that was deleted."""
+
+    deleted: ProductKeyOut
+
+
+class HealthOut(BaseModel):
+    """The server is up and serves this bundle."""
+
+    status: str
+    bundle: str
+    products: int
+
+
+class ReloadIn(BaseModel):
+    """Which bundle to load (default: the one ``W/models/CURRENT`` names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+
+class ReloadOut(BaseModel):
+    """The bundle now served."""
+
+    bundle: str
+    previous: str
+    products: int
+    load_ms: float

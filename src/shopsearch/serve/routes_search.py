@@ -1,0 +1,224 @@
+"""``GET /search``, ``GET /domains`` and ``GET /health``."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from shopsearch.catalog.models import CATEGORY_SEPARATOR
+from shopsearch.engine import SearchParams, SearchResponse
+from shopsearch.errors import InvalidInputError
+from shopsearch.retrieval.base import Filters
+from shopsearch.serve.errors import ApiError
+from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
+from shopsearch.serve.records import Shown, now_us, search_line
+from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
+from shopsearch.serve.responses import error_responses, json_response
+from shopsearch.serve.state import ServerState
+from shopsearch.store.limits import LIMITS
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: The user of a search that names none.
+ANONYMOUS = "anonymous"
+_FACETS = ("category", "brand", "price")
+
+
+def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
+    """``func`` with its string annotations evaluated, also against the local ``namespace``.
+
+    FastAPI evaluates annotations against the module only; parameters whose bounds come from
+    settings (``Query(le=limits.max_size)``) name variables of the enclosing function.
+    """
+    func.__annotations__ = typing.get_type_hints(func, localns=namespace, include_extras=True)
+    return func
+
+
+def search_router(state: ServerState) -> APIRouter:
+    """The read-only search endpoints, with limits from ``state.settings``."""
+    limits = state.settings.search
+    router = APIRouter()
+
+    def search(
+        q: Annotated[
+            str,
+            Query(
+                max_length=limits.max_query_chars,
+                description="What the user typed; may be empty only with a category or brand.",
+            ),
+        ] = "",
+        domain: Annotated[
+            str | None,
+            Query(min_length=1, max_length=LIMITS.max_id_chars, description="Market to search."),
+        ] = None,
+        user: Annotated[
+            str | None,
+            Query(min_length=1, max_length=MAX_USER_BYTES, description="Who searches."),
+        ] = None,
+        page: Annotated[int, Query(ge=1, le=limits.max_page)] = 1,
+        size: Annotated[int, Query(ge=1, le=limits.max_size)] = min(
+            limits.default_size, limits.max_size
+        ),
+        category: Annotated[
+            str | None,
+            Query(max_length=LIMITS.max_text_chars, description='Path prefix: "A > B".'),
+        ] = None,
+        brand: Annotated[str | None, Query(max_length=LIMITS.max_name_chars)] = None,
+        price_min: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        price_max: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        in_stock: Annotated[bool | None, Query(description="true/false or 1/0.")] = None,
+        explain: Annotated[bool, Query(description="Each stage's score per item.")] = False,
+    ) -> Response:
+        path = _category(category)
+        if not q.strip() and not path and not brand:
+            raise ApiError(
+                400,
+                "q",
+                "q is empty; give search words, or browse with a category or brand filter "
+                "(e.g. category=Furniture)",
+            )
+        if user is not None and len(user.encode()) > MAX_USER_BYTES:
+            raise ApiError(
+                422, "user", f"user is {len(user.encode())} bytes in UTF-8; the limit is "
+                f"{MAX_USER_BYTES}; use a shorter user id"
+            )
+        if price_min is not None and price_max is not None and price_min > price_max:
+            raise ApiError(
+                400, "price_min", f"price_min={price_min} is above price_max={price_max}; "
+                "use price_min <= price_max"
+            )
+        filters = Filters(
+            category=path,
+            brand=brand or None,
+            price_min=price_min,
+            price_max=price_max,
+            in_stock=in_stock,
+        )
+        with state.live.reading() as served:
+            if domain is not None and domain not in served.domains:
+                raise ApiError(
+                    400, "domain", f"unknown domain {domain!r}; domains are "
+                    f"{', '.join(sorted(served.domains))} (see /domains)"
+                )
+            if domain is None and len(served.domains) == 1:
+                domain = next(iter(served.domains))
+            params = SearchParams(q, domain, user, filters, page, size, explain=True)
+            try:
+                response = served.engine.search(params)
+            except InvalidInputError as exc:
+                raise ApiError(400, "request", str(exc)) from exc
+        who, where = user or ANONYMOUS, domain or ALL_DOMAINS
+        request_id = state.ids.issue(where, who)
+        payload = _payload(request_id, q, domain, page, size, response, explain)
+        _log(state, request_id, who, where, q, filters, payload, response)
+        state.metrics.observe_stages(response.timings_ms)
+        return json_response(payload)
+
+    router.get(
+        "/search",
+        response_model=SearchOut,
+        responses=error_responses(400, 422),
+        summary="Search the catalog",
+    )(with_local_annotations(search, locals()))
+
+    @router.get("/domains", response_model=DomainsOut, summary="The markets")
+    def domains() -> Response:
+        return json_response({"domains": [d.model_dump() for d in state.domains]})
+
+    @router.get("/health", response_model=HealthOut, summary="Liveness and the bundle served")
+    def health() -> Response:
+        served = state.live.current
+        return json_response(
+            {"status": "ok", "bundle": served.bundle, "products": len(served.engine.products)}
+        )
+
+    return router
+
+
+def _category(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    parts = tuple(p.strip() for p in text.split(CATEGORY_SEPARATOR.strip()) if p.strip())
+    return parts or None
+
+
+def _payload(
+    request_id: str,
+    query: str,
+    domain: str | None,
+    page: int,
+    size: int,
+    response: SearchResponse,
+    explain: bool,
+) -> dict[str, Any]:
+    offset = (page - 1) * size
+    items = [
+        {
+            "domain": item.domain,
+            "product_id": item.product_id,
+            "title": item.title,
+            "brand": item.brand,
+            "category": item.category,
+            "price": item.price,
+            "in_stock": item.in_stock,
+            "score": item.score,
+            "position": offset + i + 1,
+            "stages": item.stages,
+        }
+        for i, item in enumerate(response.items)
+    ]
+    payload = {
+        "request_id": request_id,
+        "query": query,
+        "domain": domain,
+        "total": response.total,
+        "page": page,
+        "size": size,
+        "items": items,
+        "facets": {name: response.facets.get(name, {}) for name in _FACETS},
+        "timings_ms": response.timings_ms,
+    }
+    if not explain:
+        payload["items"] = [{**item, "stages": {}} for item in items]
+    return payload
+
+
+def _log(
+    state: ServerState,
+    request_id: str,
+    user: str,
+    domain: str,
+    query: str,
+    filters: Filters,
+    payload: dict[str, Any],
+    response: SearchResponse,
+) -> None:
+    shown = [
+        Shown(
+            item["product_id"],
+            item["position"],
+            item["price"],
+            {k: v for k, v in found.stages.items() if v is not None},
+        )
+        for item, found in zip(payload["items"], response.items, strict=True)
+    ]
+    logged = {
+        "category": CATEGORY_SEPARATOR.join(filters.category) if filters.category else None,
+        "brand": filters.brand,
+        "price_min": None if filters.price_min is None else str(filters.price_min),
+        "price_max": None if filters.price_max is None else str(filters.price_max),
+        "in_stock": None if filters.in_stock is None else str(filters.in_stock).lower(),
+    }
+    line = search_line(
+        request_id,
+        user,
+        domain,
+        query,
+        {k: v for k, v in logged.items() if v is not None},
+        now_us(),
+        shown,
+    )
+    state.log.submit(line)

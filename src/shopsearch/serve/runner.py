@@ -1,0 +1,63 @@
+"""Running the app under uvicorn for ``shopsearch serve`` and ``shopsearch demo``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import uvicorn
+
+from shopsearch.serve.app import ENV_CONFIG, ENV_RUN, ENV_WORKERS, ENV_WORKSPACE
+from shopsearch.serve.engines import SIGNAL_DIR
+from shopsearch.store.bundles import current_bundle
+from shopsearch.store.workspace import Workspace
+
+
+def serve_workspace(
+    workspace: Workspace,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    config: Path | None = None,
+) -> None:
+    """Serve ``workspace`` until interrupted (Ctrl-C shuts down cleanly, compacting the log).
+
+    Args:
+        workspace: the workspace to serve; it needs a bundle (``shopsearch index``).
+        host: address to listen on.
+        port: TCP port.
+        workers: worker processes (more than 1: no catalog writes; see
+            :mod:`shopsearch.serve.catalog`).
+        config: the TOML settings file, if not the workspace's own.
+
+    Raises:
+        WorkspaceError: the workspace has no bundle yet.
+    """
+    current_bundle(workspace)  # fail before starting when there is nothing to serve
+    run = uuid.uuid4().hex
+    os.environ[ENV_WORKSPACE] = str(workspace.root.resolve())
+    os.environ[ENV_WORKERS] = str(workers)
+    os.environ[ENV_RUN] = run
+    if config is not None:
+        os.environ[ENV_CONFIG] = str(config.resolve())
+    run_dir = workspace.root / SIGNAL_DIR
+    metrics_dir = run_dir / f"metrics-{run}"
+    if workers > 1:
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    try:
+        uvicorn.run(
+            "shopsearch.serve.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        (run_dir / f"reload-{run}.json").unlink(missing_ok=True)

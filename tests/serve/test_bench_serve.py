@@ -1,0 +1,81 @@
+"""``shopsearch bench serve`` on a tiny lexical-only workspace with tiny bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pytest
+
+from shopsearch.bench.serve import parse_levels
+from shopsearch.cli import main
+from shopsearch.config import Settings
+from shopsearch.datasets.base import LoadedData
+from shopsearch.engine import Engine
+from shopsearch.errors import InvalidInputError
+from shopsearch.serve import compact_event_log
+from shopsearch.store.ingest import ingest
+from shopsearch.store.workspace import Workspace
+
+WORDS = ["grey", "oak", "linen", "leather", "compact", "classic"]
+THINGS = ["sofa", "table", "lamp", "chair"]
+
+
+def _workspace(root: Path) -> Workspace:
+    rows = [
+        (domain, f"{domain}{i}", f"{WORDS[i % 6]} {THINGS[i % 4]} {i}", f"brand{i % 3}",
+         f"Home > {THINGS[i % 4].title()}s", 20.0 + 15 * i, True)
+        for domain in ("us", "gb")
+        for i in range(12)
+    ]
+    products = pd.DataFrame(
+        rows, columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"]
+    )
+    ws = Workspace.create(root)
+    ingest(ws, LoadedData("generic", products=products), add_domains=True)
+    settings = Settings()
+    settings.retrieval.sources = ["lexical"]
+    Engine.build(ws, settings)
+    return ws
+
+
+@pytest.mark.timeout(90)
+def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path / "ws")
+    report = tmp_path / "report.json"
+    main([
+        "bench", "serve", "--workspace", str(ws.root), "--report", str(report),
+        "--requests", "30", "--seconds", "20", "--concurrency", "1,4",
+    ])
+    result = orjson.loads(report.read_bytes())
+    assert result["suite"] == "bench/serve"
+    assert result["dataset"]["products"] == 24
+    assert result["dataset"]["sources"] == ["lexical"]
+    assert set(result["levels"]) == {"1", "4"}
+    for clients, level in result["levels"].items():
+        assert level["clients"] == int(clients)
+        assert level["errors"] == 0
+        assert level["ok"] == level["requests"] == 30
+        assert 0 < level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
+        assert level["rps"] > 0
+    assert result["engine"]["queries"] == 30
+    assert result["engine"]["p50_ms"] > 0
+    ratios = result["ratios"]
+    assert ratios["http_overhead_ratio"] == pytest.approx(
+        (result["levels"]["1"]["p50_ms"] - result["engine"]["p50_ms"])
+        / result["engine"]["p50_ms"]
+    )
+    assert result["config"]["concurrency"] == [1, 4]
+    assert result["config"]["workers"] == [1]
+    # The server ran on a snapshot: no benchmark search reaches the workspace's own logs.
+    compact_event_log(ws)
+    assert ws.count("requests") == 0
+    assert not list(ws.dir("cache").glob("bench-serve-*"))
+
+
+def test_levels_must_be_positive_integers() -> None:
+    assert parse_levels("1, 8,32", "concurrency") == [1, 8, 32]
+    for bad in ("", "0,8", "one", "1;8"):
+        with pytest.raises(InvalidInputError, match="comma list of positive integers"):
+            parse_levels(bad, "concurrency")

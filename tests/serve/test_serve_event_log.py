@@ -1,0 +1,109 @@
+"""The event log writer: durability on acknowledgement, group commit, rotation, back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+
+import pytest
+
+from shopsearch.serve.event_log import EventLog
+from shopsearch.serve.records import decode_line, interaction_line
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.writes = 0
+        self.lines = 0
+        self.dropped = 0
+
+    def log_written(self, lines: int, nbytes: int, seconds: float) -> None:
+        self.writes += 1
+        self.lines += lines
+
+    def log_dropped(self, lines: int) -> None:
+        self.dropped += lines
+
+
+def _line(i: int) -> bytes:
+    return interaction_line(f"r{i}", "u", "p", "click", i, 0.0)
+
+
+def _records(folder) -> list[dict]:
+    lines = b"".join(p.read_bytes() for p in sorted(folder.glob("*.wal"))).split(b"\n")[:-1]
+    return [decode_line(line) for line in lines]
+
+
+def test_concurrent_durable_writes_share_fsyncs(tmp_path):
+    observer = Counting()
+    log = EventLog(tmp_path / "log", observer=observer)
+    log.start()
+
+    async def post_all() -> None:
+        await asyncio.gather(*(log.write(_line(i)) for i in range(200)))
+
+    try:
+        asyncio.run(post_all())
+        assert len(_records(tmp_path / "log")) == 200  # on disk once write() returned
+    finally:
+        log.close()
+    assert observer.lines == 200
+    assert observer.writes < 200  # group commit
+
+
+def test_submitted_lines_are_written_within_the_linger(tmp_path):
+    log = EventLog(tmp_path / "log", linger_s=0.001)
+    log.start()
+    try:
+        for i in range(50):
+            assert log.submit(_line(i))
+        log.flush()
+        assert [r["request_id"] for r in _records(tmp_path / "log")] == [f"r{i}" for i in range(50)]
+    finally:
+        log.close()
+
+
+def test_the_segment_is_locked_while_open_and_rotates_by_size(tmp_path):
+    log = EventLog(tmp_path / "log", segment_bytes=1_000)
+    log.start()
+    first = log.segment
+    assert first is not None
+    fd = os.open(first, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for i in range(30):
+            log.submit(_line(i))
+            log.flush()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # closed by the rotation: free
+    finally:
+        os.close(fd)
+        log.close()
+    assert len(list((tmp_path / "log").glob("*.wal"))) > 2
+    assert len(_records(tmp_path / "log")) == 30
+    assert not list((tmp_path / "log").glob(".*"))  # no half-created segment is left
+
+
+def test_submit_drops_when_the_queue_is_full(tmp_path):
+    observer = Counting()
+    log = EventLog(tmp_path / "log", linger_s=10.0, max_queued_bytes=300, observer=observer)
+    log.start()
+    try:
+        kept = sum(log.submit(_line(i)) for i in range(10))
+        assert 0 < kept < 10
+        assert observer.dropped == 10 - kept
+    finally:
+        log.close()  # closing writes what was queued at once
+    assert len(_records(tmp_path / "log")) == kept
+
+
+def test_a_closed_log_refuses_writes(tmp_path):
+    log = EventLog(tmp_path / "log")
+    with pytest.raises(RuntimeError, match="start"):
+        log.submit(_line(0))
+    log.start()
+    log.close()
+    log.close()
+    with pytest.raises(RuntimeError):
+        log.submit(_line(0))

@@ -1,0 +1,179 @@
+"""The web page in a real browser (Debian chromium through Playwright) against the real server.
+
+The server is ``shopsearch serve`` in a subprocess on 127.0.0.1; the browser loads the page,
+searches, filters by a facet, switches explanations on, logs a click, changes market and pages;
+the click is then read back from the workspace's ``interactions`` table after compaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from shopsearch.bench.serve import running_server
+from shopsearch.config import Settings
+from shopsearch.datasets.base import LoadedData
+from shopsearch.engine import Engine
+from shopsearch.serve import compact_event_log
+from shopsearch.store.ingest import ingest
+from shopsearch.store.workspace import Workspace
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
+    ),
+    pytest.mark.timeout(90),
+]
+WAIT_MS = 10_000
+
+DOMAINS = pd.DataFrame(
+    [("us", "United States", "en-US", "USD"), ("de", "Germany", "de-DE", "EUR")],
+    columns=["domain_id", "name", "language", "currency"],
+)
+PRODUCTS = pd.DataFrame(
+    [
+        ("us", "1", "Classic grey linen sofa", "Acme", "Furniture > Sofas", 499.0, True),
+        ("us", "2", "Brown leather sofa", "Bolt", "Furniture > Sofas", 899.0, True),
+        ("us", "3", "Grey corner sofa bed", "Acme", "Furniture > Sofas", 649.0, True),
+        ("us", "4", "Compact grey armchair", "Acme", "Furniture > Chairs", 249.0, True),
+        ("us", "5", "Velvet sofa cushion set", "Bolt", "Home > Textiles", 39.0, True),
+        ("us", "6", "Noise cancelling headphones", "Sonic", "Electronics > Audio", 199.0, False),
+        ("us", "7", "Trail running shoes", "Swift", "Apparel > Shoes", 89.0, True),
+        ("de", "8", "Classic grey sofa", "Acme", "Furniture > Sofas", 549.0, True),
+        ("de", "9", "Leather sofa three seater", "Bolt", "Furniture > Sofas", 999.0, True),
+        ("de", "10", "Oak dining table", "Woodly", "Furniture > Tables", 399.0, True),
+        ("de", "11", "Desk lamp with dimmer", "Lumo", "Home > Lighting", 49.0, True),
+        ("de", "12", "Wireless earbuds", "Sonic", "Electronics > Audio", 129.0, True),
+    ],
+    columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"],
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = Workspace.create(tmp_path_factory.mktemp("web") / "ws")
+    ingest(ws, LoadedData("generic", domains=DOMAINS, products=PRODUCTS))
+    settings = Settings()
+    settings.retrieval.sources = ["lexical"]
+    Engine.build(ws, settings)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def base_url(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(workspace.root, 1, log) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"the page raised: {errors}"
+
+
+def _search(page: Page, query: str) -> None:
+    page.get_by_test_id("search-input").fill(query)
+    page.get_by_test_id("search-input").press("Enter")
+
+
+def test_search_filter_explain_and_click_is_logged(
+    page: Page, base_url: str, workspace: Workspace
+) -> None:
+    page.goto(f"{base_url}/")
+    expect(page.get_by_test_id("domain-select").locator("option")).to_have_count(3)
+    user = page.get_by_test_id("user-id").input_value()
+    assert user.startswith("web-")
+
+    _search(page, "sofa")
+    results = page.get_by_test_id("result")
+    expect(results).to_have_count(6)
+    expect(page.get_by_test_id("result-summary")).to_contain_text("6 results")
+    first = results.first
+    expect(first.get_by_test_id("result-title")).to_contain_text("sofa", ignore_case=True)
+    expect(first.get_by_test_id("result-brand")).not_to_be_empty()
+    expect(first.get_by_test_id("result-category")).to_contain_text("Furniture")
+    price = "[data-testid=result][data-domain={}] [data-testid=result-price]"
+    expect(page.locator(price.format("us")).first).to_contain_text("$")
+    expect(page.locator(price.format("de")).first).to_contain_text("€")
+
+    acme = page.locator("[data-testid=facet-value][data-facet=brand][data-value=Acme]")
+    expect(acme).to_contain_text("3")
+    acme.click()
+    expect(results).to_have_count(3)
+    expect(acme).to_have_attribute("aria-pressed", "true")
+    for brand in page.get_by_test_id("result-brand").all_inner_texts():
+        assert brand == "Acme"
+
+    with page.expect_response(lambda r: "/search?" in r.url) as answer:
+        page.get_by_test_id("explain-toggle").check()
+    request_id = answer.value.json()["request_id"]
+    stages = first.get_by_test_id("stage")
+    expect(stages.first).to_have_attribute("data-stage", "retrieval.lexical")
+    expect(stages.first.locator("dd")).to_have_text(re.compile(r"^\d+\.\d{4}$"))
+
+    product_id = first.get_attribute("data-product-id")
+    first.get_by_test_id("event-click").click()
+    expect(first.get_by_test_id("event-status")).to_have_text("✓ Click logged")
+
+    acme.click()  # a second click clears the filter
+    expect(results).to_have_count(6)
+
+    compact_event_log(workspace)
+    clicks = workspace.table("interactions").to_pylist()
+    assert {
+        (c["request_id"], c["product_id"], c["kind"], c["user_id"]) for c in clicks
+    } >= {(request_id, product_id, "click", user)}
+
+
+def test_market_switch_pages_and_errors(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/")
+    expect(page.get_by_test_id("domain-select").locator("option")).to_have_count(3)
+    _search(page, "sofa lamp table shoes headphones earbuds armchair cushion")
+    results = page.get_by_test_id("result")
+    expect(results).to_have_count(10)
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 2")
+    expect(page.get_by_test_id("prev-page")).to_be_disabled()
+    page.get_by_test_id("next-page").click()
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 2")
+    expect(results).to_have_count(2)  # all 12 products match one of the words
+    expect(page.get_by_test_id("next-page")).to_be_disabled()
+
+    page.get_by_test_id("domain-select").select_option("de")
+    expect(results).to_have_count(5)
+    for price in page.get_by_test_id("result-price").all_inner_texts():
+        assert "€" in price
+
+    page.goto(f"{base_url}/?q={'x' * 600}")
+    expect(page.get_by_test_id("error")).to_be_visible()
+    expect(page.get_by_test_id("error")).to_contain_text("512")
+    expect(results).to_have_count(0)
