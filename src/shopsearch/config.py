@@ -34,6 +34,21 @@ class RetrievalSettings(BaseModel):
     hnsw_threshold: int = Field(20_000, ge=0)
 
 
+class RankingSettings(BaseModel):
+    """The ranking stage: which model ``shopsearch train --stage ranking`` fits, how it serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    model: str = "dnn"
+    position_bias: Literal["none", "feature", "ipw"] = "feature"
+    epochs: int = Field(3, ge=1, le=100)
+    value: Literal["ctr", "gmv", "linear"] = "linear"
+    w_click: float = 1.0
+    w_cart: float = 2.0
+    w_purchase: float = 4.0
+
+
 class SearchSettings(BaseModel):
     """Request limits and defaults."""
 
@@ -64,6 +79,7 @@ class Settings(BaseSettings):
     )
 
     retrieval: RetrievalSettings = RetrievalSettings()
+    ranking: RankingSettings = RankingSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
 

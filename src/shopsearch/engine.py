@@ -1,30 +1,34 @@
 """The engine: the search stages composed from one bundle and one config.
 
-``Engine.search(params)`` runs query → retrieval (every candidate source, fused) → page, with
-facets from the lexical index's whole matching set, a per-stage score for each item, and
-timings. Later stages (pre-ranking, ranking, re-ranking) plug in after retrieval.
+``Engine.search(params)`` runs query → retrieval (every candidate source, fused) → ranking (when
+the bundle has a ``ranking/`` model and ``[ranking] enabled``) → page, with facets from the
+lexical index's whole matching set, a per-stage score for each item, and timings. Later stages
+(pre-ranking, re-ranking) plug in around ranking.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Candidates, Filters
+from shopsearch.retrieval.base import Candidates, Filters, ProductKey
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
 from shopsearch.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shopsearch.ranking.stage import RankingStage
 
 Facets = dict[str, dict[str, int]]
 
@@ -76,6 +80,7 @@ class Engine:
         products: product lookup for rendering results.
         settings: limits and retrieval depth.
         bundle: the bundle directory the engine was loaded from (``None`` if built in memory).
+        ranking: the ranking stage (``None``: results keep the fused order).
     """
 
     def __init__(
@@ -84,11 +89,13 @@ class Engine:
         products: ProductLookup,
         settings: Settings,
         bundle: Path | None = None,
+        ranking: RankingStage | None = None,
     ) -> None:
         self.retrieval = retrieval
         self.products = products
         self.settings = settings
         self.bundle = bundle
+        self.ranking = ranking
         lexical = [r for r in retrieval.sources.values() if isinstance(r, LexicalRetriever)]
         self.lexical = lexical[0] if lexical else None
 
@@ -134,7 +141,13 @@ class Engine:
         bundle = bundle or current_bundle(workspace)
         bundle_meta(bundle)
         retrieval = HybridRetriever.load(bundle / "retrieval")
-        return cls(retrieval, ProductLookup(workspace.table("products")), settings, bundle)
+        ranking = None
+        if settings.ranking.enabled and (bundle / "ranking").is_dir():
+            from shopsearch.ranking.stage import RankingStage  # torch: only when a model exists
+
+            ranking = RankingStage.load(bundle / "ranking", workspace, settings.ranking)
+        products = ProductLookup(workspace.table("products"))
+        return cls(retrieval, products, settings, bundle, ranking)
 
     # -- searching -------------------------------------------------------------------------------
     def check(self, params: SearchParams) -> Filters:
@@ -184,13 +197,23 @@ class Engine:
         start = time.perf_counter()
         fused = self.retrieval.fuse(lists, depth)
         timings["retrieval.fusion"] = 1000 * (time.perf_counter() - start)
+        stage_scores: dict[str, Any] = {}
+        if self.ranking is not None and len(fused):
+            start = time.perf_counter()
+            ranked = self.ranking.rank(
+                fused, params.query, params.user_id, self.settings.retrieval.candidates
+            )
+            fused, stage_scores = ranked.candidates, ranked.stages
+            timings["ranking"] = 1000 * (time.perf_counter() - start)
         start = time.perf_counter()
-        items = self._page(fused, params)
+        items = self._page(fused, params, stage_scores)
         timings["render"] = 1000 * (time.perf_counter() - start)
         timings["total"] = sum(timings.values())
         return SearchResponse(uuid.uuid4().hex, items, len(fused), facets, timings)
 
-    def _page(self, fused: Candidates, params: SearchParams) -> list[ResultItem]:
+    def _page(
+        self, fused: Candidates, params: SearchParams, stage_scores: dict[str, Any]
+    ) -> list[ResultItem]:
         start = (params.page - 1) * params.size
         stop = start + params.size
         items: list[ResultItem] = []
@@ -204,6 +227,9 @@ class Engine:
                     value = float(scores[i])
                     stages[f"retrieval.{name}"] = None if value != value else value
                 stages["retrieval.fused"] = float(fused.scores[i])
+                for name, scores in stage_scores.items():
+                    value = float(scores[i])
+                    stages[name] = None if value != value else value
             items.append(
                 ResultItem(
                     domain=row["domain"],
@@ -220,6 +246,8 @@ class Engine:
         return items
 
     # -- catalog updates -------------------------------------------------------------------------
+    # Both write the change into the engine's bundle too (the lexical index updates its files in
+    # place; dense indexes are saved again), so a restart serves the updated catalog.
     def upsert_products(self, products: pa.Table) -> None:
         """Add or replace products in every index incrementally (no rebuild)."""
         for source in self.retrieval.sources.values():
@@ -228,3 +256,25 @@ class Engine:
             elif isinstance(source, DenseRetriever):
                 source.upsert(products)
         self.products.upsert(products)
+        self._save_dense()
+
+    def delete_products(self, keys: Iterable[ProductKey]) -> int:
+        """Remove products from every index incrementally; returns how many were known.
+
+        Unknown keys are ignored.
+        """
+        unique = list(dict.fromkeys(keys))
+        known = sum(self.products.get(key) is not None for key in unique)
+        for source in self.retrieval.sources.values():
+            if isinstance(source, LexicalRetriever | DenseRetriever):
+                source.delete(unique)
+        self.products.delete(unique)
+        self._save_dense()
+        return known
+
+    def _save_dense(self) -> None:
+        if self.bundle is None:
+            return
+        for name, source in self.retrieval.sources.items():
+            if isinstance(source, DenseRetriever):
+                source.save(self.bundle / "retrieval" / name)

@@ -42,3 +42,67 @@ def retrieval(
         )
     console.print(result["ratios"], highlight=False)
     console.print(f"report written to {report}")
+
+
+@bench_app.command("serve")
+def serve(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    requests: Annotated[int, typer.Option(help="Most requests per concurrency level.")] = 2000,
+    seconds: Annotated[float, typer.Option(help="Most seconds per concurrency level.")] = 20.0,
+    concurrency: Annotated[
+        str, typer.Option(help="Concurrent clients of each level, a comma list.")
+    ] = "1,8,32",
+    workers: Annotated[
+        str, typer.Option(help="Server worker processes; a comma list (1,2) measures each.")
+    ] = "1",
+    seed: Annotated[int, typer.Option(help="Seed for sampling queries.")] = 0,
+) -> None:
+    """Requests/s and p50/p95/p99 of 'shopsearch serve' at each concurrency, beside Engine.search.
+
+    The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process.
+    """
+    from shopsearch.bench.serve import LoadBounds, parse_levels, run_serve_bench
+
+    ws = Workspace.open(workspace)
+    result = run_serve_bench(
+        ws,
+        load_settings(workspace),
+        LoadBounds(requests, seconds),
+        parse_levels(concurrency, "concurrency"),
+        parse_levels(workers, "workers"),
+        seed,
+        say=_say,
+    )
+    write_json(report, result)
+    engine = result["engine"]
+    console.print(
+        f"Engine.search in process: {engine['qps']:.1f} q/s, p50 {engine['p50_ms']:.2f} ms, "
+        f"p99 {engine['p99_ms']:.2f} ms",
+        highlight=False,
+    )
+    console.print(result["ratios"], highlight=False)
+    console.print(f"report written to {report}")
+
+
+@bench_app.command("ranking")
+def ranking(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    requests: Annotated[int, typer.Option(help="Requests timed per model.")] = 500,
+    candidates: Annotated[int, typer.Option(help="Candidates scored per request.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for sampling candidates.")] = 0,
+) -> None:
+    """Ranking-model inference per request (features precomputed), p50/p99, every model."""
+    from shopsearch.bench.ranking import run_ranking_bench
+
+    ws = Workspace.open(workspace)
+    result = run_ranking_bench(ws, requests, candidates, seed, say=_say)
+    write_json(report, result)
+    for name, row in result["systems"].items():
+        console.print(
+            f"{name:14} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+            f"{'ok' if row['within_target'] else 'over'} (target {result['target_ms']} ms)",
+            highlight=False,
+        )
+    console.print(f"report written to {report}")

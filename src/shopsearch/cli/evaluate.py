@@ -59,3 +59,41 @@ def relevance(
     result.write(report)
     console.print(result.render_table(), highlight=False)
     console.print(f"report written to {report}")
+
+
+@eval_app.command("ranking")
+def ranking(
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    dataset: Annotated[str, typer.Option(help="Log source: sim (a simulated workspace).")] = "sim",
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Simulated workspace (sim).")
+    ] = None,
+    models: Annotated[
+        str, typer.Option(help="Comma list of registry models (default: every model).")
+    ] = "",
+    epochs: Annotated[int, typer.Option(help="Most training epochs per torch model.")] = 2,
+    test_fraction: Annotated[float, typer.Option(help="Share of latest requests tested.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for training and bootstrap.")] = 0,
+) -> None:
+    """Ranking models on logs: AUC / GAUC per task and NDCG@10 against the simulator's truth.
+
+    Example: shopsearch eval ranking --dataset sim --workspace W --report r.json
+    """
+    from shopsearch.errors import InvalidInputError
+    from shopsearch.evaluate.suites.ranking_sim import RankingSimConfig, run_ranking_sim_suite
+
+    if dataset != "sim":
+        raise InvalidInputError(f"--dataset {dataset!r} is not available here; use --dataset sim")
+    if workspace is None:
+        raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
+    config = RankingSimConfig(
+        workspace=workspace,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        test_fraction=test_fraction,
+        epochs=epochs,
+        seed=seed,
+    )
+    result = run_ranking_sim_suite(config, say=_say)
+    result.write(report)
+    console.print(result.render_table(), highlight=False)
+    console.print(f"report written to {report}")

@@ -278,6 +278,10 @@ class DenseRetriever(Retriever):
             self._build_index()
 
     # -- searching -----------------------------------------------------------------------------
+    def clear_query_cache(self) -> None:
+        """Forget the cached query vectors (benchmarks measure cold query encoding this way)."""
+        self._queries.clear()
+
     def _query_vectors(self, queries: Sequence[str]) -> FloatMatrix:
         """Query vectors through a small LRU cache (head queries repeat)."""
         out = np.empty((len(queries), self.vectors_.shape[1]), np.float32)

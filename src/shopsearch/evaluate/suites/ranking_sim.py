@@ -1,0 +1,270 @@
+"""``shopsearch eval ranking --dataset sim``: ranking models on simulated logs vs ground truth.
+
+The workspace's impressions become samples (:mod:`shopsearch.ranking.samples`); the last
+``test_fraction`` of requests by time are the test split, everything earlier trains. Every model
+of the registry is trained on the training split with its default position-bias handling
+(``feature``); ``dnn`` is also trained with ``none`` and ``ipw`` (``shopsearch/dnn-pb-none``,
+``shopsearch/dnn-pb-ipw``). On test impressions (scored as at serving, position unknown):
+
+* ``auc_click``, ``auc_cart``, ``auc_purchase`` — AUC of each task's probability against the
+  logged label; ``gauc_click`` — click AUC per request, impression-weighted;
+* ``ndcg@10`` — NDCG@10 of the model's order (by the ranking value) of each test request's
+  shown items against the simulator's *true* relevance grade, and ``ndcg@10_purchase`` against
+  the true purchase propensity (requests with a positive grade / propensity only);
+* the same per market (``by_domain``) and on long-tail users (``long_tail``: at most 2 earlier
+  behaviours).
+
+CIs are 95% bootstraps over requests. Baselines: ``baseline/logging-policy`` (the logged order)
+and ``baseline/lightgbm`` (LambdaMART on the same features). The simulator's configuration is
+copied into the report's ``config``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.metrics import (
+    JudgedRun,
+    auc,
+    auc_ci,
+    bootstrap_ci,
+    gauc,
+    gauc_ci,
+)
+from shopsearch.evaluate.report import Report
+from shopsearch.ranking.features import FeatureEncoder
+from shopsearch.ranking.ranker import Scores, train_ranker
+from shopsearch.ranking.registry import LIGHTGBM, MODEL_NAMES, check_model_name
+from shopsearch.ranking.samples import Samples, build_samples, split_by_time
+from shopsearch.ranking.train import TrainConfig
+from shopsearch.ranking.value import RankingValue
+from shopsearch.simulate.truth import GroundTruth
+from shopsearch.store.workspace import Workspace
+
+Say = Callable[[str], None]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class RankingSimConfig:
+    """Inputs of the simulated ranking suite.
+
+    Attributes:
+        workspace: a simulated workspace (``shopsearch simulate``).
+        models: registry names to train (default: all).
+        test_fraction: share of the latest requests held out.
+        epochs: most training epochs per torch model.
+        n_resamples: bootstrap resamples of each CI.
+        seed: seed of training and bootstraps.
+    """
+
+    workspace: Path
+    models: tuple[str, ...] = ()
+    test_fraction: float = 0.2
+    epochs: int = 2
+    n_resamples: int = 200
+    seed: int = 0
+
+
+@dataclass
+class _Test:
+    samples: Samples
+    grade: F64
+    propensity: F64
+
+
+def _systems(models: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """``(report name, model, position bias)`` of every system to train."""
+    out: list[tuple[str, str, str]] = []
+    for name in models or MODEL_NAMES:
+        check_model_name(name)
+        if name == LIGHTGBM:
+            out.append(("baseline/lightgbm", name, "none"))
+            continue
+        out.append((f"shopsearch/{name}", name, "feature"))
+        if name == "dnn":
+            out.append(("shopsearch/dnn-pb-none", name, "none"))
+            out.append(("shopsearch/dnn-pb-ipw", name, "ipw"))
+    return out
+
+
+def _ndcg(rows: pd.DataFrame, score: F64, gains: F64) -> F64:
+    """NDCG@10 per request with a positive gain, ranking the request's rows by ``score``."""
+    frame = pd.DataFrame(
+        {
+            "r": rows["request_id"].to_numpy(),
+            "p": rows["product_id"].to_numpy(),
+            "s": score,
+            "g": gains,
+        }
+    )
+    frame = frame[frame.groupby("r")["g"].transform("max") > 0]
+    if frame.empty:
+        return np.zeros(0)
+    frame = frame.sort_values(["r", "s"], ascending=[True, False], kind="stable")
+    run: dict[str, list[str]] = {}
+    qrels: dict[str, dict[str, float]] = {}
+    for request, product, gain in zip(frame["r"], frame["p"], frame["g"], strict=True):
+        run.setdefault(str(request), []).append(str(product))
+        qrels.setdefault(str(request), {})[str(product)] = float(gain)
+    judged: JudgedRun[str] = JudgedRun(run, qrels, depth=10)
+    values: F64 = judged.ndcg(10)
+    return values
+
+
+def _metrics(
+    rows: pd.DataFrame,
+    scores: Scores,
+    value: F64,
+    grade: F64,
+    propensity: F64,
+    n_resamples: int,
+    seed: int,
+    with_ci: bool,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    metrics: dict[str, float] = {}
+    ci: dict[str, tuple[float, float]] = {}
+    groups = rows["request_id"].to_numpy()
+    for task in ("click", "cart", "purchase"):
+        labels = rows[task].to_numpy()
+        try:
+            metrics[f"auc_{task}"] = auc(labels, scores[task])
+            if with_ci:
+                ci[f"auc_{task}"] = auc_ci(labels, scores[task], groups, n_resamples, seed=seed)
+        except InvalidInputError:
+            continue
+    try:
+        metrics["gauc_click"] = gauc(rows["click"].to_numpy(), scores["click"], groups)
+        if with_ci:
+            ci["gauc_click"] = gauc_ci(
+                rows["click"].to_numpy(), scores["click"], groups, n_resamples, seed=seed
+            )
+    except InvalidInputError:
+        pass
+    for key, gains in (("ndcg@10", grade), ("ndcg@10_purchase", propensity)):
+        per = _ndcg(rows, value, gains)
+        metrics[key] = float(per.mean()) if per.size else 0.0
+        if with_ci and per.size:
+            ci[key] = bootstrap_ci(per, n_resamples, seed=seed)
+    metrics["requests"] = float(rows["request_id"].nunique())
+    return metrics, ci
+
+
+def _evaluate(
+    report: Report, name: str, test: _Test, scores: Scores, cfg: RankingSimConfig
+) -> None:
+    rows = test.samples.rows
+    price = rows["price"].to_numpy()
+    value = RankingValue().score(scores["click"], scores["cart"], scores["purchase"], price)
+    metrics, ci = _metrics(
+        rows, scores, value, test.grade, test.propensity, cfg.n_resamples, cfg.seed, True
+    )
+    metrics.pop("requests")  # the report's dataset counts them; slices keep their count
+    extra: dict[str, Any] = {"by_domain": {}}
+    slices: list[tuple[str, npt.NDArray[np.bool_]]] = [
+        (f"by_domain/{d}", (rows["domain"] == d).to_numpy()) for d in sorted(set(rows["domain"]))
+    ]
+    slices.append(("long_tail", rows["long_tail"].to_numpy(bool)))
+    for key, mask in slices:
+        if not mask.any():
+            continue
+        sub = rows.loc[mask].reset_index(drop=True)
+        sub_scores = {k: v[mask] for k, v in scores.items()}
+        m, c = _metrics(
+            sub,
+            sub_scores,
+            value[mask],
+            test.grade[mask],
+            test.propensity[mask],
+            cfg.n_resamples,
+            cfg.seed,
+            key == "long_tail",
+        )
+        entry: dict[str, Any] = {**m, "ci95": {k: list(v) for k, v in c.items()}} if c else m
+        if key == "long_tail":
+            extra["long_tail"] = entry
+        else:
+            extra["by_domain"][key.split("/", 1)[1]] = entry
+    report.add_system(name, metrics, ci, extra)
+
+
+def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Report:
+    """Train every model on the workspace's logs and evaluate it (see the module docstring)."""
+    tell = say or (lambda _message: None)
+    ws = Workspace.open(cfg.workspace)
+    sim_config = ws.dir("ground_truth") / "config.json"
+    if not sim_config.exists():
+        raise InvalidInputError(
+            f"{cfg.workspace} is not a simulated workspace (no ground truth); build one with "
+            f"'shopsearch simulate -w {cfg.workspace}'"
+        )
+    report = Report(
+        suite="ranking",
+        primary_metric="ndcg@10",
+        config={
+            "dataset": "sim",
+            "test_fraction": cfg.test_fraction,
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "value": "linear 1*p_click + 2*p_cart + 4*p_purchase",
+            "simulator": orjson.loads(sim_config.read_bytes()).get("config", {}),
+        },
+    )
+    with report.timer("samples"):
+        tell("building samples")
+        samples = build_samples(ws.connect())
+        train, test_samples = split_by_time(samples, cfg.test_fraction)
+    with report.timer("ground_truth"):
+        truth = GroundTruth.load(ws)
+        rows = test_samples.rows
+        keys = np.stack([rows["domain"].to_numpy(object), rows["product_id"].to_numpy(object)], 1)
+        funnel = truth.funnel(rows["request_id"].tolist(), keys)
+        test = _Test(
+            test_samples,
+            np.asarray(funnel.grade, np.float64),
+            np.asarray(funnel.purchase_propensity, np.float64),
+        )
+    with report.timer("encode"):
+        encoder = FeatureEncoder(train.seq_kinds.shape[1]).fit(train)
+        train_batch, test_batch = encoder.transform(train), encoder.transform(test_samples)
+    report.dataset = {
+        "train_impressions": len(train),
+        "train_requests": train.n_requests,
+        "test_impressions": len(test_samples),
+        "test_requests": test_samples.n_requests,
+        "test_clicks": int(rows["click"].sum()),
+        "test_carts": int(rows["cart"].sum()),
+        "test_purchases": int(rows["purchase"].sum()),
+        "long_tail_test_impressions": int(rows["long_tail"].sum()),
+    }
+    logged = -rows["position"].to_numpy(np.float64)
+    _evaluate(
+        report,
+        "baseline/logging-policy",
+        test,
+        {"click": logged, "cart": logged, "purchase": logged},
+        cfg,
+    )
+    train_cfg = TrainConfig(epochs=cfg.epochs, seed=cfg.seed)
+    for name, model, position_bias in _systems(cfg.models):
+        tell(f"training {name}")
+        start = time.perf_counter()
+        ranker = train_ranker(
+            train, model, position_bias, train_cfg, encoded=(encoder, train_batch)
+        )
+        report.timing(f"train/{name}", time.perf_counter() - start)
+        _evaluate(report, name, test, ranker.score_batch(test_batch), cfg)
+    return report
+
+
+__all__ = ["RankingSimConfig", "run_ranking_sim_suite"]

@@ -1,0 +1,59 @@
+"""Train the ranking stage on a workspace's logs and publish it in a new bundle.
+
+The new bundle copies the current bundle's other stages (retrieval indexes) and adds
+``ranking/`` (see :class:`~shopsearch.ranking.ranker.Ranker`); publishing makes it current, so a
+running ``shopsearch serve`` hot-reloads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from shopsearch.config import RankingSettings
+from shopsearch.ranking.ranker import train_ranker
+from shopsearch.ranking.registry import check_model_name
+from shopsearch.ranking.samples import build_samples
+from shopsearch.ranking.train import Progress, TrainConfig
+from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
+from shopsearch.store.workspace import Workspace
+
+RANKING_DIR = "ranking"
+
+
+def train_ranking_bundle(
+    workspace: Workspace, settings: RankingSettings, progress: Progress | None = None
+) -> Path:
+    """Fit ``settings.model`` on every logged impression; returns the published bundle."""
+    check_model_name(settings.model)
+    old = current_bundle(workspace)
+    meta = bundle_meta(old)
+    samples = build_samples(workspace.connect())
+    config = TrainConfig(epochs=settings.epochs)
+    ranker = train_ranker(
+        samples, settings.model, settings.position_bias, config, progress=progress
+    )
+    bundle = new_bundle_dir(workspace)
+    for child in old.iterdir():
+        if child.is_dir() and child.name != RANKING_DIR:
+            shutil.copytree(child, bundle / child.name)
+    ranker.save(bundle / RANKING_DIR)
+    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
+    stages[RANKING_DIR] = RANKING_DIR
+    publish_bundle(
+        workspace,
+        bundle,
+        {
+            **{k: v for k, v in meta.items() if k not in ("created", "id")},
+            "stages": stages,
+            "ranking": {
+                "model": settings.model,
+                "position_bias": settings.position_bias,
+                "impressions": len(samples),
+            },
+        },
+    )
+    return bundle
+
+
+__all__ = ["RANKING_DIR", "train_ranking_bundle"]
