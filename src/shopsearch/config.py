@@ -7,6 +7,7 @@ between section and key, e.g. ``SHOPSEARCH_SERVE__PORT=9000``), then a TOML file
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,8 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65_535)
     workers: int = Field(1, ge=1, le=64)
+    #: Searches computed at once per worker (default: the CPU count); more wait their turn.
+    search_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     admin_token: SecretStr | None = None
 
 

@@ -107,7 +107,8 @@ def search_router(state: ServerState) -> APIRouter:
                 domain = next(iter(served.domains))
             params = SearchParams(q, domain, user, filters, page, size, explain=True)
             try:
-                response = served.engine.search(params)
+                with state.search_slots:
+                    response = served.engine.search(params)
             except InvalidInputError as exc:
                 raise ApiError(400, "request", str(exc)) from exc
         who, where = user or ANONYMOUS, domain or ALL_DOMAINS

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from shopsearch.catalog.models import Domain
 from shopsearch.config import Settings
@@ -20,6 +21,8 @@ class ServerState:
     Attributes:
         workers: how many worker processes serve this workspace (catalog writes need 1).
         domains: the workspace's domains (re-read on reload and when a write names a new one).
+        search_slots: at most ``serve.search_concurrency`` searches compute at once; the rest
+            wait their turn instead of thrashing the CPU (throughput stays flat under load).
     """
 
     workspace: Workspace
@@ -30,6 +33,10 @@ class ServerState:
     metrics: Metrics
     workers: int
     domains: list[Domain]
+    search_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.search_slots = threading.BoundedSemaphore(self.settings.serve.search_concurrency)
 
     def refresh_domains(self) -> list[Domain]:
         """Re-read the workspace's domains."""
