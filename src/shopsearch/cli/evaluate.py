@@ -64,36 +64,105 @@ def relevance(
 @eval_app.command("ranking")
 def ranking(
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    dataset: Annotated[str, typer.Option(help="Log source: sim (a simulated workspace).")] = "sim",
+    dataset: Annotated[
+        str, typer.Option(help="Log source: sim (a simulated workspace), trivago or bestbuy.")
+    ] = "sim",
     workspace: Annotated[
         Path | None, typer.Option("--workspace", "-w", help="Simulated workspace (sim).")
     ] = None,
+    train: Annotated[
+        Path | None, typer.Option(help="Training log (trivago events / Best Buy clicks).")
+    ] = None,
+    test: Annotated[Path | None, typer.Option(help="Held-out log of the same format.")] = None,
     models: Annotated[
-        str, typer.Option(help="Comma list of registry models (default: every model).")
+        str,
+        typer.Option(
+            help="Comma list of registry models (default: every model; bestbuy: lightgbm,dnn)."
+        ),
     ] = "",
     epochs: Annotated[int, typer.Option(help="Most training epochs per torch model.")] = 2,
     test_fraction: Annotated[float, typer.Option(help="Share of latest requests tested.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed for training and bootstrap.")] = 0,
 ) -> None:
-    """Ranking models on logs: AUC / GAUC per task and NDCG@10 against the simulator's truth.
+    """Ranking models on logs: sim (AUC / GAUC, NDCG@10 vs the simulator's truth), trivago (MRR
+    of the clicked item) or bestbuy (MAP@5 of the clicked SKU).
 
-    Example: shopsearch eval ranking --dataset sim --workspace W --report r.json
+    Examples: shopsearch eval ranking --dataset sim --workspace W --report r.json;
+    shopsearch eval ranking --dataset trivago --train A.parquet --test B.parquet --report r.json
     """
     from shopsearch.errors import InvalidInputError
-    from shopsearch.evaluate.suites.ranking_sim import RankingSimConfig, run_ranking_sim_suite
+    from shopsearch.evaluate.report import Report
 
-    if dataset != "sim":
-        raise InvalidInputError(f"--dataset {dataset!r} is not available here; use --dataset sim")
-    if workspace is None:
-        raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
-    config = RankingSimConfig(
-        workspace=workspace,
-        models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        test_fraction=test_fraction,
-        epochs=epochs,
-        seed=seed,
-    )
-    result = run_ranking_sim_suite(config, say=_say)
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    result: Report
+    if dataset in ("trivago", "bestbuy"):
+        if train is None or test is None:
+            raise InvalidInputError(f"--dataset {dataset} needs --train FILE and --test FILE")
+        if dataset == "trivago":
+            from shopsearch.evaluate.suites.ranking_trivago import (
+                RankingTrivagoConfig,
+                run_ranking_trivago_suite,
+            )
+
+            tv = RankingTrivagoConfig(train, test, names, epochs=epochs, seed=seed)
+            result = run_ranking_trivago_suite(tv, say=_say)
+        else:
+            from shopsearch.evaluate.suites.ranking_bestbuy import (
+                RankingBestBuyConfig,
+                run_ranking_bestbuy_suite,
+            )
+
+            bb = RankingBestBuyConfig(
+                train, test, names or RankingBestBuyConfig.models, epochs=epochs, seed=seed
+            )
+            result = run_ranking_bestbuy_suite(bb, say=_say)
+    elif dataset == "sim":
+        from shopsearch.evaluate.suites.ranking_sim import RankingSimConfig, run_ranking_sim_suite
+
+        if workspace is None:
+            raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
+        config = RankingSimConfig(
+            workspace=workspace,
+            models=names,
+            test_fraction=test_fraction,
+            epochs=epochs,
+            seed=seed,
+        )
+        result = run_ranking_sim_suite(config, say=_say)
+    else:
+        raise InvalidInputError(
+            f"--dataset {dataset!r} is not available; use sim, trivago or bestbuy"
+        )
+    result.write(report)
+    console.print(result.render_table(), highlight=False)
+    console.print(f"report written to {report}")
+
+
+@eval_app.command("online")
+def online(
+    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Simulated workspace.")],
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    policies: Annotated[
+        str, typer.Option(help="Two policies A,B: logging, engine, engine+ranking or random.")
+    ] = "logging,engine",
+    sessions: Annotated[int, typer.Option(help="Sessions replayed per policy.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the replayed sessions and bootstrap.")] = 0,
+) -> None:
+    """Offline A/B test: the simulator replays the same sessions against two policies; clicks,
+    carts, purchases and GMV per 1,000 requests with CIs and the paired difference B - A.
+
+    Example: shopsearch eval online -w W --policies logging,engine+ranking --report r.json
+    """
+    from shopsearch.errors import InvalidInputError
+    from shopsearch.evaluate.suites.online import OnlineConfig, run_online_suite
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    if len(names) != 2:
+        raise InvalidInputError(
+            f"--policies {policies!r} must name two policies, e.g. logging,engine"
+        )
+    config = OnlineConfig(workspace, (names[0], names[1]), sessions=sessions, seed=seed)
+    result = run_online_suite(config, say=_say)
     result.write(report)
     console.print(result.render_table(), highlight=False)
     console.print(f"report written to {report}")
