@@ -280,6 +280,11 @@ class MiniLMEncoder(Encoder):
 
 #: Encoder name → class. Add new encoders here.
 ENCODERS: dict[str, type[Encoder]] = {MiniLMEncoder.name: MiniLMEncoder}
+#: Encoders defined in other modules (which add themselves to :data:`ENCODERS` on import).
+_ENCODER_MODULES = {
+    "mmse": "shopsearch.retrieval.mmse",
+    "search-gcn": "shopsearch.retrieval.search_gcn",
+}
 
 
 def make_encoder(name: str, config: dict[str, Any] | None = None) -> Encoder:
@@ -288,6 +293,10 @@ def make_encoder(name: str, config: dict[str, Any] | None = None) -> Encoder:
     Raises:
         InvalidInputError: ``name`` is not in :data:`ENCODERS`.
     """
+    if name not in ENCODERS and name in _ENCODER_MODULES:
+        import importlib
+
+        importlib.import_module(_ENCODER_MODULES[name])
     try:
         cls = ENCODERS[name]
     except KeyError:

@@ -8,6 +8,22 @@ unjudged products count 0), recall@100 of products judged relevant, and MRR.
 Systems: ``baseline/bm25s`` (bm25s, numba, default parameters, titles, English stopwords),
 ``shopsearch/lexical``, ``shopsearch/dense`` (MiniLM), ``shopsearch/hybrid`` (fusion of the
 two; weights fitted on the training judgments when given, else reciprocal-rank fusion).
+
+With ``--train`` two more: ``shopsearch/two-tower`` (the MMSE two-tower encoder of
+:mod:`shopsearch.retrieval.mmse`, trained from scratch on the training judgments, grades as
+stages, served by faiss like the dense system) and ``shopsearch/fused`` (lexical + MiniLM dense
++ two-tower, weighted score fusion). The two-tower model is trained on the training queries minus
+``fusion_holdout`` of them; the fused weights are fitted on those held-out training queries, so
+the weights do not favour a model on queries it was trained on. Dense systems report their faiss
+index bytes per product in ``index``.
+
+And the compressed pair, at the same bytes per product (``pq_m`` one-byte codes):
+``shopsearch/two-tower-pq`` (Poeem, :mod:`shopsearch.retrieval.poeem`: a copy of the trained
+two-tower model trained further jointly with a rotation and PQ codebooks, exported as a faiss
+``IndexPQ``) and ``baseline/faiss-pq`` (faiss ``IndexPQ`` trained post hoc on the two-tower item
+vectors). The trained two-tower model is saved under ``cache_dir/mmse-two-tower``.
+``shopsearch/gcn`` serves the two-tower vectors enriched by SearchGCN propagation over the graph
+of the training queries and their relevant products (:mod:`shopsearch.retrieval.search_gcn`).
 """
 
 from __future__ import annotations
@@ -17,6 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import faiss
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
@@ -26,7 +45,11 @@ from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
+from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.poeem import PoeemIndex, code_bytes, post_hoc_pq, search
+from shopsearch.retrieval.search_gcn import SearchGCNEncoder
 from shopsearch.text.encoders import MiniLMEncoder
+from shopsearch.text.product_text import product_texts
 
 DEPTH = 100
 METRICS = ("ndcg@10", "recall@100", "mrr")
@@ -45,12 +68,25 @@ class RelevanceSuiteConfig:
     cache_dir: Path
     rel_threshold: float | None = None
     fusion_queries: int = 2000
+    fusion_holdout: int = 1000
+    two_tower: dict[str, Any] | None = None
+    pq_m: int = 48
+    poeem_epochs: int = 1
     n_resamples: int = 1000
     seed: int = 0
 
 
 def _run_of(queries: Sequence[str], results: Sequence[Candidates]) -> dict[str, list[ProductKey]]:
     return {q: list(c.keys) for q, c in zip(queries, results, strict=True)}
+
+
+def _index_size(dense: DenseRetriever) -> dict[str, float]:
+    """Bytes per product of the serialised faiss index and of the raw float32 vectors."""
+    rows = max(len(dense.rows_), 1)
+    return {
+        "bytes_per_product": len(faiss.serialize_index(dense.index_)) / rows,
+        "float32_vector_bytes": 4 * dense.vectors_.shape[1],
+    }
 
 
 def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> Report:
@@ -92,7 +128,12 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> 
         },
     )
 
-    def score(name: str, results: Sequence[Candidates], seconds: float) -> None:
+    def score(
+        name: str,
+        results: Sequence[Candidates],
+        seconds: float,
+        index: dict[str, float] | None = None,
+    ) -> None:
         evaluation = evaluate_run(
             _run_of(queries, results),
             test.qrels,
@@ -101,9 +142,10 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> 
             n_resamples=config.n_resamples,
             seed=config.seed,
         )
-        report.add_evaluation(
-            name, evaluation, extra={"latency": {"ms_per_query": 1000 * seconds / len(queries)}}
-        )
+        extra: dict[str, Any] = {"latency": {"ms_per_query": 1000 * seconds / len(queries)}}
+        if index is not None:
+            extra["index"] = index
+        report.add_evaluation(name, evaluation, extra=extra)
         say(f"{name}: ndcg@10={evaluation.metrics['ndcg@10']:.4f}")
 
     say(f"catalog {catalog.num_rows} products, {len(queries)} test queries")
@@ -121,7 +163,12 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> 
     with report.timer("index/dense"):
         dense = DenseRetriever(MiniLMEncoder(), cache_dir=config.cache_dir).index(catalog)
     start = time.perf_counter()
-    score("shopsearch/dense", dense.retrieve_many(queries, DEPTH), time.perf_counter() - start)
+    score(
+        "shopsearch/dense",
+        dense.retrieve_many(queries, DEPTH),
+        time.perf_counter() - start,
+        _index_size(dense),
+    )
 
     hybrid = HybridRetriever({"lexical": lexical, "dense": dense}, fusion="rrf")
     if train is not None:
@@ -134,4 +181,83 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> 
     report.config["hybrid_fusion"] = hybrid.fusion
     start = time.perf_counter()
     score("shopsearch/hybrid", hybrid.retrieve_many(queries, DEPTH), time.perf_counter() - start)
+    if train is not None:
+        _learned_systems(config, catalog, train, queries, lexical, dense, report, score, say)
     return report
+
+
+def _learned_systems(
+    config: RelevanceSuiteConfig,
+    catalog: Any,
+    train: JudgedSet,
+    queries: list[str],
+    lexical: LexicalRetriever,
+    dense: DenseRetriever,
+    report: Report,
+    score: Callable[..., None],
+    say: Progress,
+) -> None:
+    """``shopsearch/two-tower`` and ``shopsearch/fused``: trained on the training judgments."""
+    train_queries = sorted(train.qrels)
+    random.Random(config.seed + 1).shuffle(train_queries)
+    holdout = train_queries[: min(config.fusion_holdout, len(train_queries) // 5)]
+    fit_qrels = {q: train.qrels[q] for q in train_queries[len(holdout) :]}
+    keys = list(
+        zip(
+            catalog.column("domain").to_pylist(),
+            catalog.column("product_id").to_pylist(),
+            strict=True,
+        )
+    )
+    texts = dict(zip(keys, product_texts(catalog), strict=True))
+    settings = dict(config.two_tower or {})
+    say(f"training the two-tower model on {len(fit_qrels)} training queries")
+    samples = StagedSamples.from_judgments(fit_qrels, texts)
+    with report.timer("fit/two_tower"):
+        encoder = TwoTowerEncoder(**settings).fit(samples)
+    encoder.save(config.cache_dir / "mmse-two-tower")
+    report.config["two_tower"] = {
+        **encoder.get_config(),
+        "train_queries": len(fit_qrels),
+        "loss_per_epoch": encoder.history_,
+    }
+    with report.timer("index/two_tower"):
+        two_tower = DenseRetriever(encoder).index(catalog)
+    start = time.perf_counter()
+    score(
+        "shopsearch/two-tower",
+        two_tower.retrieve_many(queries, DEPTH),
+        time.perf_counter() - start,
+        _index_size(two_tower),
+    )
+    with report.timer("fit/gcn"):
+        gcn = DenseRetriever(SearchGCNEncoder().fit(encoder, samples)).index(catalog)
+    start = time.perf_counter()
+    found_gcn = gcn.retrieve_many(queries, DEPTH)
+    score("shopsearch/gcn", found_gcn, time.perf_counter() - start, _index_size(gcn))
+
+    fused = HybridRetriever({"lexical": lexical, "dense": dense, "two_tower": two_tower})
+    with report.timer("fit/fused_fusion"):
+        fused.fit_fusion(holdout, [train.qrels[q] for q in holdout])
+    report.config["fused_weights"] = dict(fused.weighting_.weights_)
+    report.config["fused_fit_queries"] = len(holdout)
+    start = time.perf_counter()
+    score("shopsearch/fused", fused.retrieve_many(queries, DEPTH), time.perf_counter() - start)
+
+    item_vectors = two_tower.vectors_
+    with report.timer("index/faiss_pq"):
+        baseline = post_hoc_pq(item_vectors, config.pq_m, 8)
+    start = time.perf_counter()
+    found = search(baseline, encoder.encode_queries(queries), keys, DEPTH)
+    score("baseline/faiss-pq", found, time.perf_counter() - start, code_bytes(baseline))
+    say(f"Poeem: training a PQ index (m={config.pq_m}) jointly with the two-tower model")
+    joint = TwoTowerEncoder.load(config.cache_dir / "mmse-two-tower")
+    with report.timer("fit/poeem"):
+        poeem = PoeemIndex(m=config.pq_m, epochs=config.poeem_epochs, seed=config.seed)
+        poeem.fit(joint, samples)
+    with report.timer("index/poeem"):
+        index = poeem.build(joint.encode_items(list(texts.values())))
+    report.config["poeem"] = {"m": poeem.m, "nbits": poeem.nbits, "loss_per_epoch": poeem.history_}
+    start = time.perf_counter()
+    found = search(index, joint.encode_queries(queries), keys, DEPTH)
+    score("shopsearch/two-tower-pq", found, time.perf_counter() - start, code_bytes(index))
