@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,15 +17,34 @@ from shopsearch.store.workspace import Workspace
 bench_app = typer.Typer(help="Speed benchmarks; each writes a JSON report.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]
+ReportOption = Annotated[Path, typer.Option(help="Where to write the JSON report.")]
+
 
 def _say(message: str) -> None:
     console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
+def _write_report(
+    report: Path,
+    result: dict[str, Any],
+    rows: Callable[[dict[str, Any]], Iterable[str]],
+    *,
+    ratios: bool,
+) -> None:
+    """Write ``result`` to ``report``, print its ``rows`` (and its ``ratios``), then the path."""
+    write_json(report, result)
+    for row in rows(result):
+        console.print(row, highlight=False)
+    if ratios:
+        console.print(result["ratios"], highlight=False)
+    console.print(f"report written to {report}")
+
+
 @bench_app.command("retrieval")
 def retrieval(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    workspace: WorkspaceOption,
+    report: ReportOption,
     queries: Annotated[int, typer.Option(help="Queries timed per system.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed for sampling queries.")] = 0,
 ) -> None:
@@ -33,21 +53,21 @@ def retrieval(
 
     ws = Workspace.open(workspace)
     result = run_retrieval_bench(ws, load_settings(workspace), queries, seed, say=_say)
-    write_json(report, result)
+    _write_report(report, result, _retrieval_rows, ratios=True)
+
+
+def _retrieval_rows(result: dict[str, Any]) -> Iterable[str]:
     for name, row in result["systems"].items():
-        console.print(
+        yield (
             f"{name:32} {row['qps']:9.1f} q/s  p50 {row['p50_ms']:7.2f} ms  "
-            f"p99 {row['p99_ms']:7.2f} ms  index {row['index_per_s']:9.0f} products/s",
-            highlight=False,
+            f"p99 {row['p99_ms']:7.2f} ms  index {row['index_per_s']:9.0f} products/s"
         )
-    console.print(result["ratios"], highlight=False)
-    console.print(f"report written to {report}")
 
 
 @bench_app.command("serve")
 def serve(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    workspace: WorkspaceOption,
+    report: ReportOption,
     requests: Annotated[int, typer.Option(help="Most requests per concurrency level.")] = 2000,
     seconds: Annotated[float, typer.Option(help="Most seconds per concurrency level.")] = 20.0,
     concurrency: Annotated[
@@ -74,21 +94,21 @@ def serve(
         seed,
         say=_say,
     )
-    write_json(report, result)
+    _write_report(report, result, _serve_rows, ratios=True)
+
+
+def _serve_rows(result: dict[str, Any]) -> Iterable[str]:
     engine = result["engine"]
-    console.print(
+    yield (
         f"Engine.search in process: {engine['qps']:.1f} q/s, p50 {engine['p50_ms']:.2f} ms, "
-        f"p99 {engine['p99_ms']:.2f} ms",
-        highlight=False,
+        f"p99 {engine['p99_ms']:.2f} ms"
     )
-    console.print(result["ratios"], highlight=False)
-    console.print(f"report written to {report}")
 
 
 @bench_app.command("ranking")
 def ranking(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    workspace: WorkspaceOption,
+    report: ReportOption,
     requests: Annotated[int, typer.Option(help="Requests timed per model.")] = 500,
     candidates: Annotated[int, typer.Option(help="Candidates scored per request.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for sampling candidates.")] = 0,
@@ -98,11 +118,12 @@ def ranking(
 
     ws = Workspace.open(workspace)
     result = run_ranking_bench(ws, requests, candidates, seed, say=_say)
-    write_json(report, result)
+    _write_report(report, result, _ranking_rows, ratios=False)
+
+
+def _ranking_rows(result: dict[str, Any]) -> Iterable[str]:
     for name, row in result["systems"].items():
-        console.print(
+        yield (
             f"{name:14} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
-            f"{'ok' if row['within_target'] else 'over'} (target {result['target_ms']} ms)",
-            highlight=False,
+            f"{'ok' if row['within_target'] else 'over'} (target {result['target_ms']} ms)"
         )
-    console.print(f"report written to {report}")

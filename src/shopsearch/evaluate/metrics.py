@@ -389,6 +389,17 @@ def _grades_of(query_id: Hashable, judged: Mapping[D, float]) -> FloatArray:
     return grades
 
 
+def _judged(
+    run: Mapping[Q, Sequence[D]],
+    qrels: Mapping[Q, Mapping[D, float]],
+    k: int | None,
+    query_ids: Sequence[Q] | None,
+) -> JudgedRun[Q]:
+    """The :class:`JudgedRun` of ``run`` scored to depth ``k`` (checked; ``None`` = all)."""
+    depth = None if k is None else _check_k(k)
+    return JudgedRun(run, qrels, query_ids=query_ids, depth=depth)
+
+
 def ndcg_at_k(
     run: Mapping[Q, Sequence[D]],
     qrels: Mapping[Q, Mapping[D, float]],
@@ -407,7 +418,7 @@ def ndcg_at_k(
     Returns:
         One value per query, aligned to ``query_ids``.
     """
-    return JudgedRun(run, qrels, query_ids=query_ids, depth=_check_k(k)).ndcg(k)
+    return _judged(run, qrels, k, query_ids).ndcg(k)
 
 
 def map_at_k(
@@ -430,7 +441,7 @@ def map_at_k(
     Returns:
         One value per query, aligned to ``query_ids``.
     """
-    return JudgedRun(run, qrels, query_ids=query_ids, depth=_check_k(k)).ap(k, rel_threshold)
+    return _judged(run, qrels, k, query_ids).ap(k, rel_threshold)
 
 
 def recall_at_k(
@@ -453,7 +464,7 @@ def recall_at_k(
     Returns:
         One value per query, aligned to ``query_ids``.
     """
-    return JudgedRun(run, qrels, query_ids=query_ids, depth=_check_k(k)).recall(k, rel_threshold)
+    return _judged(run, qrels, k, query_ids).recall(k, rel_threshold)
 
 
 def mrr(
@@ -476,8 +487,7 @@ def mrr(
     Returns:
         One value per query, aligned to ``query_ids``.
     """
-    depth = None if k is None else _check_k(k)
-    return JudgedRun(run, qrels, query_ids=query_ids, depth=depth).rr(rel_threshold, k)
+    return _judged(run, qrels, k, query_ids).rr(rel_threshold, k)
 
 
 # --------------------------------------------------------------------------- classification

@@ -39,14 +39,21 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import (
-    TASKS,
     FeatureSpec,
     RankingBatch,
     RankingModel,
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import ActivationUnit, FeatureEmbedder, masked_softmax, mlp
+from shopsearch.ranking.models.layers import (
+    ActivationUnit,
+    FeatureEmbedder,
+    batched_expert_parameters,
+    batched_experts,
+    masked_softmax,
+    mlp,
+    task_towers,
+)
 
 
 def random_sequence_mask(
@@ -120,11 +127,10 @@ class AWMoE(RankingModel):
         self.gate_bias = nn.Parameter(torch.zeros(n_experts))
         expert_in = self.embedder.output_dim + embed_dim
         # All experts as batched weights: [n_experts, in, hidden], [n_experts, hidden, hidden].
-        self.expert_w1 = nn.Parameter(torch.randn(n_experts, expert_in, hidden) / expert_in**0.5)
-        self.expert_b1 = nn.Parameter(torch.zeros(n_experts, 1, hidden))
-        self.expert_w2 = nn.Parameter(torch.randn(n_experts, hidden, hidden) / hidden**0.5)
-        self.expert_b2 = nn.Parameter(torch.zeros(n_experts, 1, hidden))
-        self.towers = nn.ModuleList(mlp([hidden, hidden // 2, 1]) for _ in TASKS)
+        self.expert_w1, self.expert_b1, self.expert_w2, self.expert_b2 = batched_expert_parameters(
+            n_experts, expert_in, hidden, hidden
+        )
+        self.towers = task_towers(hidden, hidden // 2)
 
     def gate_logits(self, sequence: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``([B, n_experts] gate logits, [B, L] attention)`` for the behaviours in ``mask``."""
@@ -135,12 +141,11 @@ class AWMoE(RankingModel):
 
     def experts(self, features: Tensor) -> Tensor:
         """``[n_experts, B, hidden]`` every expert's output."""
-        hidden = torch.relu(
-            torch.baddbmm(
-                self.expert_b1, features.unsqueeze(0).expand(self.n_experts, -1, -1), self.expert_w1
+        return torch.relu(
+            batched_experts(
+                features, self.expert_w1, self.expert_b1, self.expert_w2, self.expert_b2
             )
         )
-        return torch.relu(torch.baddbmm(self.expert_b2, hidden, self.expert_w2))
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities; in training also the full and masked views' gate logits."""

@@ -35,7 +35,7 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp, task_towers
 
 
 class _Inputs(nn.Module):
@@ -158,11 +158,9 @@ class MMoE(RankingModel):
         self.expert_dim, self.tower_dim, self.chain = expert_dim, tower_dim, chain
         self.inputs = _Inputs(spec, embed_dim)
         width = self.inputs.output_dim
-        self.experts = nn.ModuleList(
-            mlp([width, 2 * expert_dim, expert_dim], last_activation=True) for _ in range(n_experts)
-        )
+        self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
         self.gates = nn.ModuleList(nn.Linear(width, n_experts) for _ in TASKS)
-        self.towers = nn.ModuleList(mlp([expert_dim, tower_dim, 1]) for _ in TASKS)
+        self.towers = task_towers(expert_dim, tower_dim)
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
@@ -185,7 +183,7 @@ class _CGCLevel(nn.Module):
         self.n_tasks, self.n_specific, self.n_shared = n_tasks, n_specific, n_shared
 
         def expert() -> nn.Module:
-            return mlp([width, 2 * dim, dim], last_activation=True)
+            return expert_block(width, dim)
 
         self.specific = nn.ModuleList(
             nn.ModuleList(expert() for _ in range(n_specific)) for _ in range(n_tasks)
@@ -261,7 +259,7 @@ class PLE(RankingModel):
             _CGCLevel(width, len(TASKS), n_specific, n_shared, expert_dim, level < levels - 1)
             for level, width in enumerate(widths)
         )
-        self.towers = nn.ModuleList(mlp([expert_dim, tower_dim, 1]) for _ in TASKS)
+        self.towers = task_towers(expert_dim, tower_dim)
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""

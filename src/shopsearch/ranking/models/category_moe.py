@@ -43,7 +43,12 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, mlp
+from shopsearch.ranking.models.layers import (
+    FeatureEmbedder,
+    batched_expert_parameters,
+    batched_experts,
+    mlp,
+)
 
 
 def deepest_known(path: Tensor) -> Tensor:
@@ -157,10 +162,9 @@ class CategoryMoE(RankingModel):
         self.parent_gate_net = mlp([embed_dim, hidden // 2, n_experts])
         fan_in = self.embedder.output_dim
         n_tasks = len(TASKS)
-        self.expert_w1 = nn.Parameter(torch.randn(n_experts, fan_in, hidden) / fan_in**0.5)
-        self.expert_b1 = nn.Parameter(torch.zeros(n_experts, 1, hidden))
-        self.expert_w2 = nn.Parameter(torch.randn(n_experts, hidden, n_tasks) / hidden**0.5)
-        self.expert_b2 = nn.Parameter(torch.zeros(n_experts, 1, n_tasks))
+        self.expert_w1, self.expert_b1, self.expert_w2, self.expert_b2 = batched_expert_parameters(
+            n_experts, fan_in, hidden, n_tasks
+        )
 
     def category_gate_logits(self, categories: Tensor) -> Tensor:
         """``[..., n_experts]`` gate logits of category ids of any shape."""
@@ -181,9 +185,10 @@ class CategoryMoE(RankingModel):
 
     def expert_logits(self, features: Tensor) -> Tensor:
         """``[B, n_experts, n_tasks]`` every expert's task logits."""
-        stacked = features.unsqueeze(0).expand(self.n_experts, -1, -1)
-        hidden = torch.relu(torch.baddbmm(self.expert_b1, stacked, self.expert_w1))
-        return torch.baddbmm(self.expert_b2, hidden, self.expert_w2).transpose(0, 1)
+        logits = batched_experts(
+            features, self.expert_w1, self.expert_b1, self.expert_w2, self.expert_b2
+        )
+        return logits.transpose(0, 1)
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities from the category-gated mixture of experts."""

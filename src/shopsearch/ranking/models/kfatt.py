@@ -57,7 +57,7 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp
 
 #: What KFAtt-freq merges: behaviours of the same leaf category or of the same item.
 FREQ_KEYS = ("category", "item")
@@ -201,9 +201,7 @@ class KFAtt(RankingModel):
         self.attention = KalmanFilteringAttention(
             query_dim, embed_dim, embed_dim, embed_dim, hidden // 2, freq_cap=freq_cap
         )
-        self.bottom = mlp(
-            [self.embedder.output_dim + embed_dim, 2 * hidden, hidden], last_activation=True
-        )
+        self.bottom = expert_block(self.embedder.output_dim + embed_dim, hidden)
         self.heads = nn.Linear(hidden, len(TASKS))
 
     def query_vector(self, batch: RankingBatch) -> Tensor:

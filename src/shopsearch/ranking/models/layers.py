@@ -1,6 +1,9 @@
 """Small building blocks shared by the papers' ranking models (:mod:`.paper`).
 
-* :func:`mlp` — a ReLU multi-layer perceptron.
+* :func:`mlp` — a ReLU multi-layer perceptron; :func:`expert_block` (the two-layer shared
+  bottom / expert shape) and :func:`task_towers` (one MLP tower per task) are built from it.
+* :func:`batched_expert_parameters` / :func:`batched_experts` — ``n_experts`` two-layer experts
+  held as batched weights and evaluated with one ``baddbmm`` per layer.
 * :class:`FeatureEmbedder` — embeds every non-sequence field of a :class:`RankingBatch`
   (dense, categorical ids, target item, category paths, domain, logged position) into one flat
   vector per impression.
@@ -21,7 +24,7 @@ import itertools
 import torch
 from torch import Tensor, nn
 
-from shopsearch.ranking.base import FeatureSpec, RankingBatch
+from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch
 
 MAX_POSITION = 64
 
@@ -34,6 +37,37 @@ def mlp(sizes: list[int], *, last_activation: bool = False) -> nn.Sequential:
         if index < len(sizes) - 2 or last_activation:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def expert_block(fan_in: int, width: int) -> nn.Sequential:
+    """``fan_in -> 2 * width -> width`` :func:`mlp` with a ReLU after the last layer too."""
+    return mlp([fan_in, 2 * width, width], last_activation=True)
+
+
+def task_towers(fan_in: int, hidden: int) -> nn.ModuleList:
+    """One ``fan_in -> hidden -> 1`` :func:`mlp` tower per task of :data:`TASKS`, in order."""
+    return nn.ModuleList(mlp([fan_in, hidden, 1]) for _ in TASKS)
+
+
+def batched_expert_parameters(
+    n_experts: int, fan_in: int, hidden: int, fan_out: int
+) -> tuple[nn.Parameter, nn.Parameter, nn.Parameter, nn.Parameter]:
+    """``(w1 [E, in, hidden], b1 [E, 1, hidden], w2 [E, hidden, out], b2 [E, 1, out])``.
+
+    The weights are drawn from ``N(0, 1 / fan_in)`` (``w1`` first, then ``w2``); biases are 0.
+    """
+    w1 = nn.Parameter(torch.randn(n_experts, fan_in, hidden) / fan_in**0.5)
+    b1 = nn.Parameter(torch.zeros(n_experts, 1, hidden))
+    w2 = nn.Parameter(torch.randn(n_experts, hidden, fan_out) / hidden**0.5)
+    b2 = nn.Parameter(torch.zeros(n_experts, 1, fan_out))
+    return w1, b1, w2, b2
+
+
+def batched_experts(features: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """``[E, B, out]`` every expert's output (ReLU hidden layer, linear output) for ``[B, in]``."""
+    stacked = features.unsqueeze(0).expand(w1.shape[0], -1, -1)
+    hidden = torch.relu(torch.baddbmm(b1, stacked, w1))
+    return torch.baddbmm(b2, hidden, w2)
 
 
 class FeatureEmbedder(nn.Module):
@@ -133,4 +167,14 @@ def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     return weights * mask.to(scores.dtype)
 
 
-__all__ = ["MAX_POSITION", "ActivationUnit", "FeatureEmbedder", "masked_softmax", "mlp"]
+__all__ = [
+    "MAX_POSITION",
+    "ActivationUnit",
+    "FeatureEmbedder",
+    "batched_expert_parameters",
+    "batched_experts",
+    "expert_block",
+    "masked_softmax",
+    "mlp",
+    "task_towers",
+]

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import FeatureEmbedder, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, task_towers
 from shopsearch.ranking.models.market_mask import MarketMask
 
 
@@ -92,12 +92,10 @@ class SeqMD(RankingModel):
         self.use_position = use_position
         self.market_mask = MarketMask(spec) if use_market_mask else None
         self.embedder = FeatureEmbedder(spec, embed_dim, use_position=use_position)
-        self.bottom = mlp(
-            [self.embedder.output_dim + embed_dim, 2 * hidden, hidden], last_activation=True
-        )
+        self.bottom = expert_block(self.embedder.output_dim + embed_dim, hidden)
         self.task_embeddings = nn.Parameter(torch.randn(len(TASKS), embed_dim) * 0.1)
         self.gru = nn.GRU(hidden + embed_dim, hidden, batch_first=True)
-        self.towers = nn.ModuleList(mlp([hidden, hidden // 2, 1]) for _ in TASKS)
+        self.towers = task_towers(hidden, hidden // 2)
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Unconditional funnel probabilities, one GRU step per task."""
