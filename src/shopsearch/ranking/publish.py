@@ -15,6 +15,7 @@ from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import check_model_name
 from shopsearch.ranking.samples import build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
+from shopsearch.serve.compaction import compact_event_log
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
 from shopsearch.store.workspace import Workspace
 
@@ -24,10 +25,15 @@ RANKING_DIR = "ranking"
 def train_ranking_bundle(
     workspace: Workspace, settings: RankingSettings, progress: Progress | None = None
 ) -> Path:
-    """Fit ``settings.model`` on every logged impression; returns the published bundle."""
+    """Fit ``settings.model`` on every logged impression; returns the published bundle.
+
+    Served traffic still in the event log is compacted into the tables first, so what the
+    engine served and logged is trained on (the loop closes).
+    """
     check_model_name(settings.model)
     old = current_bundle(workspace)
     meta = bundle_meta(old)
+    compact_event_log(workspace)
     samples = build_samples(workspace.connect())
     config = TrainConfig(epochs=settings.epochs)
     ranker = train_ranker(
