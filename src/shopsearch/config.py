@@ -7,7 +7,6 @@ between section and key, e.g. ``SHOPSEARCH_SERVE__PORT=9000``), then a TOML file
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -33,6 +32,22 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(200, ge=1, le=10_000)
     encoder: str = "minilm"
     hnsw_threshold: int = Field(20_000, ge=0)
+    #: Query vectors of dense sources kept in memory per process (least recently used
+    #: dropped; 1.5 KB each for MiniLM); 0 turns the cache off. Overrides the bundle's value.
+    query_cache_size: int = Field(8192, ge=0, le=10_000_000)
+    #: Most queries of concurrent searches encoded in one forward pass; 1: one at a time.
+    query_batch: int = Field(16, ge=1, le=1024)
+    #: Learned sources ``shopsearch train --stage retrieval`` fits (issue 6).
+    learned: list[Literal["two-tower", "two-tower-pq", "gcn"]] = ["two-tower"]
+    #: ``add``: each learned retriever is one more fused source; ``replace-dense``: the first
+    #: learned model takes the place of the MiniLM ``dense`` source.
+    learned_use: Literal["add", "replace-dense"] = "add"
+    #: Epochs of the two-tower model (on logs; see ``shopsearch.retrieval.learned_train``).
+    learned_epochs: int = Field(3, ge=1, le=100)
+    #: Hash buckets of the two-tower feature table (its weights: buckets x 64 x 4 bytes).
+    learned_buckets: int = Field(2**18, ge=64, le=2**24)
+    #: Bytes per product of the Poeem PQ codes (must divide the two-tower vector length).
+    pq_m: int = Field(48, ge=1, le=512)
 
 
 class RankingSettings(BaseModel):
@@ -69,8 +84,14 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65_535)
     workers: int = Field(1, ge=1, le=64)
-    #: Searches computed at once per worker (default: the CPU count); more wait their turn.
-    search_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    #: Searches in progress at once per worker; more wait their turn (first come, first
+    #: served). Enough for every connection of the expected load: concurrent searches share
+    #: query-encoding batches, and with ``compute_threads`` 1 they do not oversubscribe.
+    search_concurrency: int = Field(32, ge=1, le=256)
+    #: Threads of each worker's compute libraries (torch intra-op, faiss and BLAS OpenMP,
+    #: tokenizers); concurrent searches are the parallelism, more threads oversubscribe the
+    #: cores. 0 leaves the libraries' defaults (every core).
+    compute_threads: int = Field(1, ge=0, le=256)
     admin_token: SecretStr | None = None
 
 

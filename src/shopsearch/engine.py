@@ -122,6 +122,8 @@ class Engine:
             dense = DenseRetriever(
                 cache_dir=workspace.dir("cache") / "embeddings",
                 hnsw_threshold=settings.retrieval.hnsw_threshold,
+                query_cache_size=settings.retrieval.query_cache_size,
+                query_batch=settings.retrieval.query_batch,
             )
             sources["dense"] = dense.index(products, progress=progress)
         hybrid = HybridRetriever(
@@ -141,11 +143,19 @@ class Engine:
         bundle = bundle or current_bundle(workspace)
         bundle_meta(bundle)
         retrieval = HybridRetriever.load(bundle / "retrieval")
+        for source in retrieval.sources.values():
+            if isinstance(source, DenseRetriever):  # serving settings beat the saved ones
+                source.configure_queries(
+                    settings.retrieval.query_cache_size, settings.retrieval.query_batch
+                )
         ranking = None
         if settings.ranking.enabled and (bundle / "ranking").is_dir():
             from shopsearch.ranking.stage import RankingStage  # torch: only when a model exists
 
-            ranking = RankingStage.load(bundle / "ranking", workspace, settings.ranking)
+            dense = next(
+                (s for s in retrieval.sources.values() if isinstance(s, DenseRetriever)), None
+            )
+            ranking = RankingStage.load(bundle / "ranking", workspace, settings.ranking, dense)
         products = ProductLookup(workspace.table("products"))
         return cls(retrieval, products, settings, bundle, ranking)
 

@@ -60,3 +60,5 @@ def test_train_and_bench_commands(
     ) == 0  # fmt: skip
     result = orjson.loads(bench.read_bytes())
     assert set(result["systems"]) >= {"dnn", "esmm", "mmoe", "ple", "lightgbm"}
+    assert set(result["stage"]) == set(result["systems"])  # the whole stage, features included
+    assert all(row["cpu_p99_ms"] > 0 for row in result["stage"].values())

@@ -110,3 +110,63 @@ def test_cli_writes_the_report(files: tuple[Path, Path], tmp_path: Path) -> None
     report = Report.read(out)
     assert report.config["dataset"] == "trivago"
     assert "baseline/lightgbm" in report.systems
+
+
+def _session(steps: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """One session's rows from ``(action, reference, impressions)``; prices 10, 20, 30 ..."""
+    rows = []
+    for i, (action, ref, imps) in enumerate(steps, start=1):
+        prices = "|".join(str(10 * (k + 1)) for k in range(len(imps.split("|")))) if imps else None
+        rows.append(
+            {"user_id": "u", "session_id": "s", "timestamp": 100 * i, "step": i,
+             "action_type": action, "reference": ref, "platform": "DE", "city": "Berlin",
+             "device": "mobile", "current_filters": None, "impressions": imps or None,
+             "prices": prices}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_context_features_come_from_the_list_and_earlier_steps(tmp_path: Path) -> None:
+    steps = [
+        ("clickout item", "b", "a|b|c|d"),
+        ("interaction item image", "c", ""),
+        ("interaction item image", "c", ""),
+        ("clickout item", "d", "d|c|b|a"),
+        ("interaction item info", "a", ""),
+    ]
+    path = tmp_path / "s.parquet"
+    _session(steps).to_parquet(path)
+    cfg = RankingTrivagoConfig(path, path)
+    rows = build_trivago_samples(read_events(path), None, cfg).rows
+    second = rows[rows["request_id"] == "s:4"].set_index("product_id")
+    assert second["shown_rank"].tolist() == [1, 2, 3, 4]
+    assert second["list_length"].eq(4).all()
+    # the last interaction (before step 4) was an image of c, shown at rank 2 of this list
+    assert second.loc["c", "is_last_ref"] == 1
+    assert second.loc["c", "last_ref_image"] == 1
+    assert second["rank_minus_last_ref"].tolist() == [-1, 0, 1, 2]
+    assert second.loc["c", "n_item_images"] == 2
+    # b was clicked out at step 1 from the previous list, where d was at rank 4
+    assert second.loc["b", "is_last_clickout_ref"] == 1
+    assert second.loc["b", "n_item_clickouts"] == 1
+    assert second.loc["d", "prev_list_rank"] == 4
+    assert second.loc["d", "rank_minus_prev_rank"] == -3
+    assert second["n_earlier_lists"].eq(1).all()
+    # b cost 20 in the list it was clicked from: prices relative to that
+    assert second.loc["b", "price_rel_clicked"] == pytest.approx(np.log1p(30) - np.log1p(20))
+    # nothing at or after the clickout's step leaks in: step 5 (info on a) is not counted
+    assert second.loc["a", "n_item_other"] == 0
+    first = rows[rows["request_id"] == "s:1"]
+    assert first["last_ref_in_list"].eq(0).all()
+    assert first["in_prev_list"].eq(0).all()
+    assert first["has_clicked_prices"].eq(0).all()
+
+
+def test_both_model_kinds_read_the_context_features(files: tuple[Path, Path]) -> None:
+    from shopsearch.evaluate.suites.ranking_trivago import CONTEXT_FEATURES
+    from shopsearch.ranking.features import FeatureEncoder
+
+    samples = build_trivago_samples(read_events(files[0]), None, RankingTrivagoConfig(*files))
+    encoder = FeatureEncoder(samples.seq_kinds.shape[1]).fit(samples)
+    assert set(CONTEXT_FEATURES) <= set(encoder.dense_names_)
+    assert encoder.transform(samples).dense.shape[1] == len(encoder.dense_names_)

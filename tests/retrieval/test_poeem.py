@@ -51,17 +51,25 @@ def encoder(**kw: Any) -> TwoTowerEncoder:
 def test_straight_through_uses_hard_codewords_and_passes_gradients() -> None:
     rng = np.random.default_rng(0)
     codebooks = rng.normal(size=(2, 4, 3)).astype(np.float32)
-    quantizer = _quantizer(6, 2, 4, codebooks, temperature=0.5)
+    quantizer = _quantizer(6, 2, codebooks)
     x = torch.tensor(rng.normal(size=(5, 6)).astype(np.float32), requires_grad=True)
     out = quantizer.quantize(x)
     sub = x.detach().numpy().reshape(5, 2, 3)
     nearest = ((sub[:, :, None, :] - codebooks[None]) ** 2).sum(-1).argmin(-1)
     expected = codebooks[np.arange(2)[None, :], nearest].reshape(5, 6)
     np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
-    out.sum().backward()  # type: ignore[no-untyped-call]
+    weights = torch.arange(30, dtype=torch.float32).reshape(5, 6)
+    (out * weights).sum().backward()  # type: ignore[no-untyped-call]
+    # Straight through: the unquantised vector gets the gradient of the quantised one...
     assert x.grad is not None
+    np.testing.assert_allclose(x.grad.numpy(), weights.numpy())
+    # ...and so does each chosen codeword (summed over the vectors choosing it), no other.
     assert quantizer.codebooks.grad is not None
-    assert float(quantizer.codebooks.grad.abs().sum()) > 0
+    expected_grad = np.zeros_like(codebooks)
+    for row in range(5):
+        for part in range(2):
+            expected_grad[part, nearest[row, part]] += weights.numpy()[row, 3 * part : 3 * part + 3]
+    np.testing.assert_allclose(quantizer.codebooks.grad.numpy(), expected_grad, atol=1e-5)
     rotation = quantizer.rotation.weight.detach().numpy()
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(6), atol=1e-5)
 
@@ -80,8 +88,9 @@ def test_joint_training_and_faiss_export_match_exact_search_on_reconstructions()
     reconstructed = index.reconstruct_n(0, index.ntotal)
     exact = queries @ reconstructed.T
     for row in range(len(queries)):
-        np.testing.assert_allclose(scores[row], np.sort(exact[row])[::-1][:10], rtol=1e-4,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            scores[row], np.sort(exact[row])[::-1][:10], rtol=1e-4, atol=1e-4
+        )
         np.testing.assert_allclose(exact[row, ids[row]], scores[row], rtol=1e-4, atol=1e-4)
     # The codes are the learned codebooks' nearest codewords of the rotated vectors.
     rotated = items @ rotation.T

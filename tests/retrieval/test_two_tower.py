@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from shopsearch.retrieval.mmse import (
     retrieval_loss,
 )
 from shopsearch.store.schema import TABLES
-from shopsearch.text.encoders import make_encoder
+from shopsearch.text.encoders import Encoder, FloatMatrix, Progress, make_encoder
 from shopsearch.text.hashed import HashedFeaturizer
 from shopsearch.text.product_text import product_texts
 
@@ -206,3 +207,92 @@ def test_samples_from_events_take_the_furthest_stage() -> None:
     assert samples.queries == ["drill"]
     stages = dict(zip(samples.item_index.tolist(), samples.stage.tolist(), strict=True))
     assert stages == {0: 2.0, 1: 3.0, 2: 1.0}
+
+
+class LetterEncoder(Encoder):
+    """A tiny frozen sentence encoder: normalised letter counts (stands in for MiniLM)."""
+
+    name = "letters"
+
+    @property
+    def dim(self) -> int:
+        return 26
+
+    @property
+    def version(self) -> str:
+        return "letters-1"
+
+    def _vectors(self, texts: Sequence[str]) -> FloatMatrix:
+        out = np.full((len(texts), 26), 1e-3, np.float32)
+        for row, text in enumerate(texts):
+            for char in text.lower():
+                if "a" <= char <= "z":
+                    out[row, ord(char) - ord("a")] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def encode_queries(self, texts: Sequence[str]) -> FloatMatrix:
+        return self._vectors(texts)
+
+    def encode_items(self, texts: Sequence[str], progress: Progress | None = None) -> FloatMatrix:
+        return self._vectors(texts)
+
+
+@pytest.mark.parametrize("backbone", ["minilm", "hashed+minilm"])
+def test_frozen_sentence_encoder_head_trains_fuses_and_round_trips(
+    backbone: str, tmp_path: Path
+) -> None:
+    table = products()
+    qrels, texts = judged(table)
+    samples = StagedSamples.from_judgments(qrels, texts)
+    letters = LetterEncoder()
+    encoder = small_encoder(epochs=8, backbone=backbone, dense_encoder=letters).fit(samples)
+    hashed_dim = 48 if backbone == "hashed+minilm" else 0
+    assert encoder.dim == hashed_dim + 26
+    assert encoder.history_[-1] < encoder.history_[0]
+    assert encoder.version.endswith("+letters-1")
+    items = encoder.encode_items(list(texts.values()))
+    queries = encoder.encode_queries(["cheap drills"])
+    assert items.shape == (len(texts), encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, rtol=1e-5)
+    top = np.argsort(-(items @ queries[0]))[:3]
+    assert all("drill" in list(texts.values())[i] for i in top)
+    # Item vectors of the frozen encoder go through (and then come from) the embedding cache.
+    cached = small_encoder(
+        epochs=1, backbone=backbone, dense_encoder=letters, dense_cache=str(tmp_path / "c")
+    ).fit(samples)
+    assert list((tmp_path / "c" / "letters").glob("shard-*.npy"))
+    np.testing.assert_allclose(
+        cached.encode_items(["red drill"]),
+        small_encoder(epochs=1, backbone=backbone, dense_encoder=letters)
+        .fit(samples)
+        .encode_items(["red drill"]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    encoder.save(tmp_path / "tt")
+    loaded = TwoTowerEncoder.load(tmp_path / "tt", dense_encoder=letters)
+    assert loaded.version == encoder.version
+    np.testing.assert_array_equal(
+        loaded.encode_items(["red lamp"]), encoder.encode_items(["red lamp"])
+    )
+
+
+def test_unknown_backbone_fails_clearly() -> None:
+    with pytest.raises(InvalidInputError, match="backbone"):
+        TwoTowerEncoder(backbone="bert")
+
+
+def test_a_frozen_sentence_head_serves_the_frozen_vectors_scaled_by_their_weight() -> None:
+    table = products()
+    qrels, texts = judged(table)
+    letters = LetterEncoder()
+    encoder = small_encoder(
+        epochs=2, backbone="hashed+minilm", dense_encoder=letters, train_dense_head=False
+    ).fit(StagedSamples.from_judgments(qrels, texts))
+    net: Any = encoder.net_
+    weight = float(torch.softmax(net.fusion_logits.detach(), 0)[-1])
+    assert 0 < weight < 1
+    items = encoder.encode_items(["red drill"])
+    np.testing.assert_allclose(
+        items[0, 48:], np.sqrt(weight) * letters.encode_items(["red drill"])[0], rtol=1e-4
+    )

@@ -46,14 +46,25 @@ def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     main([
         "bench", "serve", "--workspace", str(ws.root), "--report", str(report),
-        "--requests", "30", "--seconds", "20", "--concurrency", "1,4",
+        "--requests", "30", "--seconds", "20", "--concurrency", "1,4", "--rate", "50",
+        "--connections", "4", "--query-cache-size", "0",
     ])
     result = orjson.loads(report.read_bytes())
     assert result["suite"] == "bench/serve"
     assert result["dataset"]["products"] == 24
     assert result["dataset"]["sources"] == ["lexical"]
-    assert set(result["levels"]) == {"1", "4"}
+    assert set(result["levels"]) == {"1", "4", "rate-50"}
+    opened = result["levels"].pop("rate-50")
+    assert opened["mode"] == "open"
+    assert opened["rate"] == 50
+    assert opened["connections"] == 4
+    assert opened["ok"] == opened["requests"] == 30
+    assert opened["errors"] == 0
+    assert 0 < opened["p50_ms"] <= opened["p99_ms"] <= opened["max_ms"]
+    assert opened["service_p50_ms"] <= opened["max_ms"]
+    assert opened["query_cache"]["hit_rate"] is None  # lexical only: no dense cache
     for clients, level in result["levels"].items():
+        assert level["mode"] == "closed"
         assert level["clients"] == int(clients)
         assert level["errors"] == 0
         assert level["ok"] == level["requests"] == 30
@@ -68,10 +79,31 @@ def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     )
     assert result["config"]["concurrency"] == [1, 4]
     assert result["config"]["workers"] == [1]
+    assert result["config"]["rates"] == [50]
+    assert result["config"]["overrides"] == {"query_cache_size": 0}
+    assert result["config"]["query_cache_size"] == 0
+    assert result["dataset"]["queries"] == 20 + 2 * 30 + 30  # warm-up, levels: one stream
     # The server ran on a snapshot: no benchmark search reaches the workspace's own logs.
     compact_event_log(ws)
     assert ws.count("requests") == 0
     assert not list(ws.dir("cache").glob("bench-serve-*"))
+
+
+def test_bad_rates_and_no_levels_fail_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = _workspace(tmp_path / "ws")
+    for options, message in (
+        (["--rate", "0"], "positive request rates"),
+        (["--rate", "x"], "positive request rates"),
+        (["--concurrency", ""], "no level to run"),
+        (["--arrivals", "bursty", "--rate", "5"], "poisson, uniform"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["bench", "serve", "--workspace", str(ws.root), "--report",
+                  str(tmp_path / "r.json"), *options])
+        assert exit_info.value.code == 2, (options, message)
+        assert message in capsys.readouterr().err
 
 
 def test_levels_must_be_positive_integers() -> None:

@@ -11,12 +11,28 @@ read by ``Content-Length`` without parsing JSON, so the client spends little CPU
 Its CPU time is still reported per level (``client_cpu_share``: the share of one core it used),
 because it competes with the server for the same cores.
 
-Queries are the workspace's logged query texts (see
+Queries are the workspace's logged query texts drawn with their logged frequencies (see
 :func:`shopsearch.bench.retrieval.bench_queries`), searched in all domains with ``size=10`` and
-no explanation. After the server stops, the same queries go through an in-process
-``Engine.search`` one at a time with the same parameters, so ``http_overhead_ratio`` =
-(HTTP p50 at the lowest concurrency, normally 1 − engine p50) / engine p50 is measured, not
-estimated.
+no explanation. They form one stream: the warm-up takes its first requests and every level
+(server run) the next ``requests`` of it, never replaying earlier ones, so the server's
+query-vector cache sees what a server with that traffic would see. Each level reports the
+cache's hits and misses in it (``query_cache``, read from ``/metrics``) and the mean encoding
+batch size. After the server stops, a fresh in-process ``Engine`` gets the same warm-up and
+then the first level's queries one at a time with the same parameters, so
+``http_overhead_ratio`` = (HTTP p50 at the first level, normally 1 client − engine p50) /
+engine p50 is measured, not estimated.
+
+Two kinds of levels:
+
+- closed loop (``--concurrency``): N clients, each sending its next request as soon as the
+  last is answered: the most the server completes. By Little's law the mean latency is
+  N / throughput, so latency at high N measures the queue the clients themselves build.
+- open loop (``--rate``): requests arrive at a fixed rate (Poisson or evenly spaced) over up to
+  ``--connections`` connections, and latency counts from each request's scheduled time
+  (:mod:`shopsearch.bench.open_loop`): the latency shoppers arriving at that rate would see.
+
+Settings overrides (``--query-cache-size`` ...) reach the server as ``SHOPSEARCH_...``
+environment variables and the in-process engine as settings.
 
 The server logs every search it answers, as it does for real traffic, and that logging is part
 of what is measured; but it serves a hard-linked snapshot of the workspace
@@ -36,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +61,7 @@ from urllib.parse import urlencode
 import numpy as np
 import orjson
 
+from shopsearch.bench.open_loop import Arrivals, arrival_offsets, run_open_loop
 from shopsearch.bench.retrieval import Say, bench_queries
 from shopsearch.bench.timing import measure
 from shopsearch.config import Settings
@@ -53,12 +70,13 @@ from shopsearch.errors import InvalidInputError, ShopSearchError
 from shopsearch.serve.engines import SIGNAL_DIR
 from shopsearch.serve.event_log import LOG_DIR
 from shopsearch.serve.request_ids import SECRET_FILE
+from shopsearch.serve.threads import compute_threads_limited
 from shopsearch.store.bundles import CURRENT_FILE, current_bundle
 from shopsearch.store.workspace import Workspace
 
 HOST = "127.0.0.1"
 PAGE_SIZE = 10
-STARTUP_TIMEOUT_S = 120.0
+STARTUP_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 WARMUP_REQUESTS = 20
@@ -144,14 +162,43 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running_server(workspace: Path, workers: int, log: Path) -> Iterator[int]:
+def running_server(
+    workspace: Path, workers: int, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[int]:
     """Run ``shopsearch serve`` on 127.0.0.1 until the block ends; yields its port.
 
     Args:
         workspace: the workspace to serve (it must have a current bundle).
         workers: server worker processes.
         log: file receiving the server's output (its tail is shown if it fails to start).
+        env: extra environment variables of the server (settings overrides).
     """
+    with server_process(workspace, workers, log, env) as (port, _):
+        yield port
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by the processes of ``pid``'s process group.
+
+    The server runs in a session of its own, so this is the server and all its workers. Linux
+    only (reads ``/proc``); ``None`` elsewhere.
+    """
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pid:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+                found = True
+    return total / ticks if found else None
+
+
+@contextlib.contextmanager
+def server_process(
+    workspace: Path, workers: int, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """:func:`running_server`, yielding its port and the server's process id."""
     port = _free_port()
     command = [
         sys.executable, "-c", _SERVE, "serve", "--workspace", str(workspace),
@@ -159,11 +206,12 @@ def running_server(workspace: Path, workers: int, log: Path) -> Iterator[int]:
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         try:
             _wait_healthy(process, port, log)
-            yield port
+            yield port, process.pid
         finally:
             _stop(process)
 
@@ -341,36 +389,242 @@ def load_level(
     }
 
 
+def _percentiles(seconds: Sequence[float], prefix: str = "") -> dict[str, float | None]:
+    ms = np.asarray(seconds, dtype=np.float64) * 1000
+    if not ms.size:
+        return dict.fromkeys(f"{prefix}p{p}_ms" for p in (50, 95, 99))
+    return {f"{prefix}p{p}_ms": float(np.percentile(ms, p)) for p in (50, 95, 99)}
+
+
+async def _open_connections(port: int, slots: int) -> list[Connection | None]:
+    return list(await asyncio.gather(*(_connect(port) for _ in range(slots))))
+
+
+async def _run_open(
+    port: int, requests: Sequence[bytes], offsets: np.ndarray, slots: int
+) -> tuple[Any, float]:
+    connections = await _open_connections(port, slots)
+
+    async def exchange(slot: int, request: bytes) -> int:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                connection = connections[slot]
+                if connection is None:
+                    connection = connections[slot] = await asyncio.open_connection(HOST, port)
+                status, keep_alive = await _exchange(*connection, request)
+        except BaseException:
+            if connections[slot] is not None:
+                connections[slot][1].close()  # type: ignore[index]
+                connections[slot] = None
+            raise
+        if not keep_alive:
+            connection[1].close()
+            connections[slot] = None
+        return status
+
+    cpu = time.process_time()
+    try:
+        run = await run_open_loop(requests, offsets, slots, exchange)
+    finally:
+        for connection in connections:
+            if connection is not None:
+                connection[1].close()
+    return run, time.process_time() - cpu
+
+
+def open_level(
+    port: int,
+    requests: Sequence[bytes],
+    rate: float,
+    slots: int,
+    arrivals: Arrivals = "poisson",
+    seed: int = 0,
+) -> dict[str, float | int | str | None]:
+    """Offer ``requests`` at ``rate`` per second over up to ``slots`` connections (open loop).
+
+    Latency percentiles count from each request's scheduled send time (queueing included);
+    ``service_p*_ms`` from the time it went out; ``client_lag_p99_ms`` is how late the load
+    generator itself sent (large values mean the generator, not the server, fell behind).
+    """
+    offsets = arrival_offsets(rate, len(requests), arrivals, seed)
+    run, cpu = asyncio.run(_run_open(port, requests, offsets, slots))
+    ok = len(run.latencies)
+    wall = max(run.wall, 1e-9)
+    lat = np.asarray(run.latencies, np.float64) * 1000
+    return {
+        "mode": "open",
+        "rate": rate,
+        "arrivals": arrivals,
+        "connections": slots,
+        "requests": len(requests),
+        "ok": ok,
+        "errors": run.errors,
+        "seconds": run.wall,
+        "offered_rps": len(requests) / float(offsets[-1]) if len(offsets) > 1 else None,
+        "rps": ok / wall,
+        **_percentiles(run.latencies),
+        "mean_ms": float(lat.mean()) if ok else None,
+        "max_ms": float(lat.max()) if ok else None,
+        **_percentiles(run.service, "service_"),
+        "client_lag_p99_ms": float(np.percentile(np.asarray(run.lags) * 1000, 99))
+        if run.lags else None,
+        "client_cpu_share": cpu / wall,
+    }
+
+
+# -- the server's own counters -------------------------------------------------------------------
+
+
+def _metric_sums(port: int) -> dict[str, float]:
+    """Query-cache hits, misses and encoding-batch totals from ``/metrics`` (summed over sources
+    and, with several workers, over workers)."""
+    status, body = _get(port, "/metrics")
+    sums = {"hit": 0.0, "miss": 0.0, "batch_sum": 0.0, "batch_count": 0.0}
+    if status != 200:
+        return sums
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("shopsearch_query_cache_lookups_total{"):
+            kind = "hit" if 'result="hit"' in line else "miss"
+            sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_query_encode_batch_size_sum{"):
+            sums["batch_sum"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_query_encode_batch_size_count{"):
+            sums["batch_count"] += float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def _cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    batches = after["batch_count"] - before["batch_count"]
+    return {
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hits / (hits + misses) if hits + misses else None,
+        "encode_batches": batches,
+        "mean_encode_batch": (after["batch_sum"] - before["batch_sum"]) / batches
+        if batches else None,
+    }
+
+
 # -- the benchmark -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OpenLoad:
+    """Open-loop levels: arrival rates (requests/s), arrival process, most connections."""
+
+    rates: Sequence[float] = ()
+    arrivals: Arrivals = "poisson"
+    connections: int = 32
+
+
+def _open_count(rate: float, bounds: LoadBounds) -> int:
+    return max(1, min(bounds.requests, int(rate * bounds.seconds)))
+
+
 def _serve_levels(
-    workspace: Workspace, workers: int, queries: Sequence[str], concurrency: Sequence[int],
-    bounds: LoadBounds, say: Say,
-) -> dict[str, dict[str, float | int | None]]:
+    workspace: Workspace, workers: int, stream: Sequence[str], concurrency: Sequence[int],
+    open_load: OpenLoad, bounds: LoadBounds, env: Mapping[str, str], seed: int, say: Say,
+) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory(dir=workspace.dir("cache"), prefix="bench-serve-") as tmp:
         served = snapshot_workspace(workspace, Path(tmp) / "workspace")
         say(f"starting shopsearch serve with {workers} worker(s)")
         log = Path(tmp) / "server.log"
-        with running_server(served, workers, log) as port:
-            paths = _search_paths(queries)
-            _check_search(port, paths[0], log)
-            requests = _request_bytes(port, paths)
-            load_level(port, requests, 1, LoadBounds(WARMUP_REQUESTS, bounds.seconds))
-            levels: dict[str, dict[str, float | int | None]] = {}
+        with server_process(served, workers, log, env) as (port, pid):
+            requests = _request_bytes(port, _search_paths(stream))
+            _check_search(port, _search_paths(stream[:1])[0], log)
+            warm = requests[:WARMUP_REQUESTS]
+            load_level(port, warm, 1, LoadBounds(len(warm), bounds.seconds))
+            offset = WARMUP_REQUESTS
+            levels: dict[str, dict[str, Any]] = {}
             for clients in concurrency:
-                row = load_level(port, requests, clients, bounds)
+                part = requests[offset : offset + bounds.requests]
+                offset += bounds.requests
+                before, cpu = _metric_sums(port), server_cpu_seconds(pid)
+                row: dict[str, Any] = {"mode": "closed", **load_level(port, part, clients, bounds)}
+                row["query_cache"] = _cache_delta(before, _metric_sums(port))
+                row.update(_server_cpu(cpu, server_cpu_seconds(pid), row))
                 levels[str(clients)] = row
                 say(
-                    f"workers {workers}, {clients:3} clients: {row['rps']:8.1f} req/s, "
+                    f"workers {workers}, {clients:3} clients (closed): {row['rps']:8.1f} req/s, "
                     f"p50 {_ms(row['p50_ms'])}, p99 {_ms(row['p99_ms'])}, "
-                    f"{row['errors']} errors, client cpu {row['client_cpu_share']:.0%}"
+                    f"{row['errors']} errors, cache hits {_share(row['query_cache']['hit_rate'])}"
+                    f", server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
+                    f", client cpu {row['client_cpu_share']:.0%}"
+                )
+            for rate in open_load.rates:
+                count = _open_count(rate, bounds)
+                part = requests[offset : offset + count]
+                offset += count
+                before, cpu = _metric_sums(port), server_cpu_seconds(pid)
+                row = dict(
+                    open_level(port, part, rate, open_load.connections, open_load.arrivals, seed)
+                )
+                row["query_cache"] = _cache_delta(before, _metric_sums(port))
+                row.update(_server_cpu(cpu, server_cpu_seconds(pid), row))
+                levels[f"rate-{rate:g}"] = row
+                say(
+                    f"workers {workers}, {rate:g} req/s offered (open, {open_load.arrivals}): "
+                    f"{row['rps']:8.1f} req/s, p50 {_ms(row['p50_ms'])}, "
+                    f"p99 {_ms(row['p99_ms'])}, {row['errors']} errors, "
+                    f"cache hits {_share(row['query_cache']['hit_rate'])}, "
+                    f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
                 )
     return levels
 
 
+def _server_cpu(
+    before: float | None, after: float | None, row: Mapping[str, Any]
+) -> dict[str, float | None]:
+    """The server's CPU per answered request and the rate its cores would allow.
+
+    ``capacity_rps`` = CPU cores / CPU seconds per request: the requests/s the server could
+    answer with every core of this machine its own. Unlike ``rps`` it hardly depends on other
+    programs sharing the cores, so it is the figure to compare runs on a busy machine with.
+    """
+    if before is None or after is None or not row["ok"]:
+        return {"server_cpu_ms_per_request": None, "capacity_rps": None}
+    per_request = (after - before) / row["ok"]
+    cores = os.cpu_count() or 1
+    return {
+        "server_cpu_ms_per_request": 1000 * per_request,
+        "server_cpu_share": (after - before) / row["seconds"] if row["seconds"] else None,
+        "capacity_rps": cores / per_request if per_request > 0 else None,
+    }
+
+
 def _ms(value: float | int | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
+
+
+def _share(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+#: Settings the benchmark can override: option name → settings path.
+OVERRIDES = {
+    "query_cache_size": ("retrieval", "query_cache_size"),
+    "query_batch": ("retrieval", "query_batch"),
+    "search_concurrency": ("serve", "search_concurrency"),
+    "compute_threads": ("serve", "compute_threads"),
+}
+
+
+def _overridden(
+    settings: Settings, overrides: Mapping[str, int]
+) -> tuple[Settings, dict[str, str]]:
+    """``settings`` with ``overrides`` applied, and the server's environment for them."""
+    env: dict[str, str] = {}
+    for name, value in overrides.items():
+        if name not in OVERRIDES:
+            raise InvalidInputError(
+                f"unknown override {name!r}; overridable settings are {', '.join(OVERRIDES)}"
+            )
+        section, key = OVERRIDES[name]
+        part = getattr(settings, section).model_copy(update={key: value})
+        settings = settings.model_copy(update={section: part})
+        env[f"SHOPSEARCH_{section.upper()}__{key.upper()}"] = str(value)
+    return settings, env
 
 
 def run_serve_bench(
@@ -381,48 +635,74 @@ def run_serve_bench(
     workers: Sequence[int] = (1,),
     seed: int = 0,
     say: Say = print,
+    open_load: OpenLoad = OpenLoad(),
+    overrides: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Load ``shopsearch serve`` at each concurrency level, then time ``Engine.search`` alone.
+    """Load ``shopsearch serve`` at each level, then time ``Engine.search`` alone.
 
     Args:
         workspace: a workspace with a current bundle (``shopsearch index``).
         settings: the settings the in-process engine uses (the server reads the same sources).
         bounds: the most requests and seconds of each level.
-        concurrency: concurrent clients of each level.
+        concurrency: concurrent clients of each closed-loop level (may be empty when
+            ``open_load`` has rates).
         workers: server worker processes; the server is measured once per value. ``levels``
             holds the first value's levels, ``more_workers`` the others'.
-        seed: seed for sampling the queries.
+        seed: seed for sampling the queries and the Poisson arrivals.
         say: progress messages.
+        open_load: open-loop levels (arrival rates), run after the closed-loop ones.
+        overrides: settings for this run (names in :data:`OVERRIDES`), for the server and the
+            in-process engine alike.
 
     Returns:
-        The report: ``suite``, ``dataset``, ``levels``, ``engine``, ``ratios``, ``config``.
+        The report: ``suite``, ``dataset``, ``levels``, ``more_workers``, ``engine``,
+        ``ratios``, ``config``.
     """
     if bounds.requests < 1 or bounds.seconds <= 0:
         raise InvalidInputError(
             f"requests={bounds.requests}, seconds={bounds.seconds} leave nothing to measure; "
             "use requests >= 1 and seconds > 0"
         )
+    if not concurrency and not open_load.rates:
+        raise InvalidInputError("no level to run; give --concurrency levels or --rate values")
+    if open_load.connections < 1:
+        raise InvalidInputError(
+            f"connections={open_load.connections} is not allowed; use connections >= 1"
+        )
+    settings, env = _overridden(settings, overrides or {})
     current_bundle(workspace)  # fail before starting a server when there is nothing to serve
     products = workspace.table("products")
-    queries = bench_queries(workspace, products, bounds.requests, seed)
-    by_workers = {
-        w: _serve_levels(workspace, w, queries, concurrency, bounds, say) for w in workers
-    }
-    say("timing Engine.search in process, one query at a time")
-    engine = Engine.load(workspace, settings)
-    timed = measure(
-        lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), queries,
-        warmup=min(WARMUP_REQUESTS, len(queries)),
+    total = (
+        WARMUP_REQUESTS
+        + len(concurrency) * bounds.requests
+        + sum(_open_count(rate, bounds) for rate in open_load.rates)
     )
+    stream = bench_queries(workspace, products, total, seed)
+    by_workers = {
+        w: _serve_levels(
+            workspace, w, stream, concurrency, open_load, bounds, env, seed, say
+        )
+        for w in workers
+    }
+    say("timing Engine.search in process, one query at a time (same warm-up, first level)")
+    with compute_threads_limited(settings.serve.compute_threads):  # as a server worker runs
+        engine = Engine.load(workspace, settings)
+        first = stream[WARMUP_REQUESTS : WARMUP_REQUESTS + bounds.requests]
+        for query in stream[:WARMUP_REQUESTS]:
+            engine.search(SearchParams(query, size=PAGE_SIZE))
+        timed = measure(
+            lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), first, warmup=0
+        )
     levels = by_workers[workers[0]]
     return {
         "suite": "bench/serve",
         "dataset": {
             "products": products.num_rows,
             "domains": len(workspace.domains()),
-            "queries": len(queries),
-            "distinct_queries": len(set(queries)),
+            "queries": len(stream),
+            "distinct_queries": len(set(stream)),
             "sources": sorted(engine.retrieval.sources),
+            "ranking": engine.ranking is not None,
         },
         "levels": levels,
         "more_workers": {str(w): by_workers[w] for w in workers[1:]},
@@ -433,11 +713,19 @@ def run_serve_bench(
             "requests_per_level": bounds.requests,
             "seconds_per_level": bounds.seconds,
             "concurrency": list(concurrency),
+            "rates": list(open_load.rates),
+            "arrivals": open_load.arrivals,
+            "connections": open_load.connections,
             "workers": list(workers),
+            "overrides": dict(overrides or {}),
+            "query_cache_size": settings.retrieval.query_cache_size,
+            "query_batch": settings.retrieval.query_batch,
+            "search_concurrency": settings.serve.search_concurrency,
+            "compute_threads": settings.serve.compute_threads,
             "size": PAGE_SIZE,
             "warmup_requests": WARMUP_REQUESTS,
             "request_timeout_s": REQUEST_TIMEOUT_S,
-            "client": "asyncio raw HTTP/1.1, one keep-alive connection per client, same machine",
+            "client": "asyncio raw HTTP/1.1, keep-alive connections, same machine",
             "cpu_count": os.cpu_count(),
             "host": HOST,
             "served": "a hard-linked snapshot of the workspace (its logs stay untouched)",
@@ -446,11 +734,15 @@ def run_serve_bench(
 
 
 def _ratios(
-    levels: dict[str, dict[str, float | int | None]],
+    levels: dict[str, dict[str, Any]],
     engine: dict[str, float],
-    by_workers: dict[int, dict[str, dict[str, float | int | None]]],
+    by_workers: dict[int, dict[str, dict[str, Any]]],
 ) -> dict[str, float | None]:
-    first, last = levels[min(levels, key=int)], levels[max(levels, key=int)]
+    closed = {k: v for k, v in levels.items() if v.get("mode") == "closed"}
+    if not closed:
+        return {"engine_p50_ms": engine["p50_ms"]}
+    first = next(iter(closed.values()))
+    last = closed[max(closed, key=int)]
     http_p50 = first["p50_ms"]
     ratios: dict[str, float | None] = {
         "http_p50_ms_at_lowest_concurrency": None if http_p50 is None else float(http_p50),
@@ -463,7 +755,7 @@ def _ratios(
         ),
     }
     base = next(iter(by_workers))
-    top = max(levels, key=int)
+    top = max(closed, key=int)
     for w, other in list(by_workers.items())[1:]:
         base_rps = by_workers[base][top]["rps"]
         ratios[f"rps_workers_{w}_over_{base}_at_{top}"] = (

@@ -17,17 +17,20 @@ class ProductLookup:
 
     def __init__(self, products: pa.Table) -> None:
         self._rows: dict[ProductKey, dict[str, Any]] = {}
+        self._domains: frozenset[str] | None = None
         self.upsert(products)
 
     def upsert(self, products: pa.Table) -> None:
         """Add or replace products."""
         for row in products.select(list(_SHOWN)).to_pylist():
             self._rows[(row["domain"], row["product_id"])] = row
+        self._domains = None
 
     def delete(self, keys: Iterable[ProductKey]) -> None:
         """Forget products (missing keys are ignored)."""
         for key in keys:
             self._rows.pop(key, None)
+        self._domains = None
 
     def get(self, key: ProductKey) -> dict[str, Any] | None:
         """The shown fields of one product, or ``None``."""
@@ -37,9 +40,12 @@ class ProductLookup:
         """:meth:`get` for each key."""
         return [self._rows.get(key) for key in keys]
 
-    def domains(self) -> set[str]:
-        """Domains that have at least one product."""
-        return {key[0] for key in self._rows}
+    def domains(self) -> frozenset[str]:
+        """Domains that have at least one product (computed once per catalog change)."""
+        domains = self._domains
+        if domains is None:
+            domains = self._domains = frozenset(key[0] for key in self._rows)
+        return domains
 
     def __len__(self) -> int:
         return len(self._rows)

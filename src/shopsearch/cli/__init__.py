@@ -17,6 +17,7 @@ def _register() -> None:
         bench,
         demo,
         evaluate,
+        explain,
         ingest,
         search,
         serve,

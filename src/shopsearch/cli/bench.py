@@ -68,33 +68,93 @@ def _retrieval_rows(result: dict[str, Any]) -> Iterable[str]:
 def serve(
     workspace: WorkspaceOption,
     report: ReportOption,
-    requests: Annotated[int, typer.Option(help="Most requests per concurrency level.")] = 2000,
-    seconds: Annotated[float, typer.Option(help="Most seconds per concurrency level.")] = 20.0,
+    requests: Annotated[int, typer.Option(help="Most requests per level.")] = 2000,
+    seconds: Annotated[float, typer.Option(help="Most seconds per level.")] = 20.0,
     concurrency: Annotated[
-        str, typer.Option(help="Concurrent clients of each level, a comma list.")
+        str,
+        typer.Option(help="Closed-loop levels: concurrent clients, a comma list ('' for none)."),
     ] = "1,8,32",
+    rate: Annotated[
+        str,
+        typer.Option(
+            help="Open-loop levels: arrival rates in requests/s, a comma list (e.g. 100,300); "
+            "latency counts from each request's scheduled time."
+        ),
+    ] = "",
+    arrivals: Annotated[
+        str, typer.Option(help="Open-loop arrivals: poisson or uniform.")
+    ] = "poisson",
+    connections: Annotated[
+        int, typer.Option(min=1, help="Open-loop connections (most requests in flight).")
+    ] = 32,
     workers: Annotated[
         str, typer.Option(help="Server worker processes; a comma list (1,2) measures each.")
     ] = "1",
-    seed: Annotated[int, typer.Option(help="Seed for sampling queries.")] = 0,
+    query_cache_size: Annotated[
+        int | None,
+        typer.Option(min=0, help="Override retrieval.query_cache_size (0: cache off)."),
+    ] = None,
+    query_batch: Annotated[
+        int | None, typer.Option(min=1, help="Override retrieval.query_batch (1: no batching).")
+    ] = None,
+    search_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Override serve.search_concurrency.")
+    ] = None,
+    compute_threads: Annotated[
+        int | None,
+        typer.Option(min=0, help="Override serve.compute_threads (0: library defaults)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling queries and arrivals.")] = 0,
 ) -> None:
-    """Requests/s and p50/p95/p99 of 'shopsearch serve' at each concurrency, beside Engine.search.
+    """Requests/s and p50/p95/p99 of 'shopsearch serve': closed-loop clients and open-loop
+    arrival rates, beside Engine.search in process.
 
     The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process.
     """
-    from shopsearch.bench.serve import LoadBounds, parse_levels, run_serve_bench
+    from shopsearch.bench.serve import LoadBounds, OpenLoad, parse_levels, run_serve_bench
+    from shopsearch.errors import InvalidInputError
 
+    if arrivals not in ("poisson", "uniform"):
+        raise InvalidInputError(f"--arrivals {arrivals!r} is not one of poisson, uniform")
+    overrides = {
+        name: value
+        for name, value in (
+            ("query_cache_size", query_cache_size),
+            ("query_batch", query_batch),
+            ("search_concurrency", search_concurrency),
+            ("compute_threads", compute_threads),
+        )
+        if value is not None
+    }
     ws = Workspace.open(workspace)
     result = run_serve_bench(
         ws,
         load_settings(workspace),
         LoadBounds(requests, seconds),
-        parse_levels(concurrency, "concurrency"),
+        parse_levels(concurrency, "concurrency") if concurrency.strip() else [],
         parse_levels(workers, "workers"),
         seed,
         say=_say,
+        open_load=OpenLoad(
+            _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
+        ),
+        overrides=overrides,
     )
     _write_report(report, result, _serve_rows, ratios=True)
+
+
+def _rates(text: str) -> list[float]:
+    from shopsearch.errors import InvalidInputError
+
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = [-1.0]
+    if any(not v > 0 for v in values):
+        raise InvalidInputError(
+            f"--rate {text!r} is not a comma list of positive request rates; use e.g. 100,300"
+        )
+    return values
 
 
 def _serve_rows(result: dict[str, Any]) -> Iterable[str]:
@@ -113,7 +173,8 @@ def ranking(
     candidates: Annotated[int, typer.Option(help="Candidates scored per request.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for sampling candidates.")] = 0,
 ) -> None:
-    """Ranking-model inference per request (features precomputed), p50/p99, every model."""
+    """Ranking per request, p50/p99, every model: the model alone (features precomputed) and the
+    whole ranking stage (serving features + model)."""
     from shopsearch.bench.ranking import run_ranking_bench
 
     ws = Workspace.open(workspace)
@@ -124,6 +185,14 @@ def ranking(
 def _ranking_rows(result: dict[str, Any]) -> Iterable[str]:
     for name, row in result["systems"].items():
         yield (
-            f"{name:14} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+            f"model {name:14} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+            f"(cpu p99 {row.get('cpu_p99_ms', float('nan')):5.2f} ms)  "
             f"{'ok' if row['within_target'] else 'over'} (target {result['target_ms']} ms)"
+        )
+    for name, row in result.get("stage", {}).items():
+        yield (
+            f"stage {name:14} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+            f"(cpu p99 {row['cpu_p99_ms']:5.2f} ms)  "
+            f"{'ok' if row['within_target'] else 'over'} (target {result['stage_target_ms']} ms, "
+            f"features + model{' + dense_sim' if result.get('dense_sim') else ''})"
         )

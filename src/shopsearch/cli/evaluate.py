@@ -61,6 +61,61 @@ def relevance(
     console.print(f"report written to {report}")
 
 
+@eval_app.command("retrieval")
+def retrieval(
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    workspace: Annotated[
+        Path,
+        typer.Option(
+            "--workspace", "-w", help="Simulated workspace (tables only read; vectors cached)."
+        ),
+    ],
+    dataset: Annotated[str, typer.Option(help="Data: sim (a simulated workspace).")] = "sim",
+    test_fraction: Annotated[float, typer.Option(help="Share of latest requests tested.")] = 0.2,
+    max_test_requests: Annotated[
+        int, typer.Option(help="Most test requests scored (seeded sample).")
+    ] = 2000,
+    rel_threshold: Annotated[
+        int, typer.Option(help="True grade (0-3) at which a product counts for recall.")
+    ] = 2,
+    epochs: Annotated[int, typer.Option(help="Two-tower training epochs.")] = 3,
+    systems: Annotated[
+        str, typer.Option(help="Comma list of systems (default: all).")
+    ] = "",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="MiniLM embedding cache (default W/cache/embeddings).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling, training and bootstrap.")] = 0,
+) -> None:
+    """Candidate retrieval vs the simulator's true relevance: recall@100, recall@500, NDCG@10,
+    index bytes per product, latency, per market and on long-tail queries.
+
+    Example: shopsearch eval retrieval --dataset sim --workspace W --report r.json
+    """
+    from shopsearch.errors import InvalidInputError
+    from shopsearch.evaluate.suites.retrieval_sim import (
+        RetrievalSimConfig,
+        run_retrieval_sim_suite,
+    )
+
+    if dataset != "sim":
+        raise InvalidInputError(f"--dataset {dataset!r} is not available; use sim")
+    config = RetrievalSimConfig(
+        workspace=workspace,
+        cache_dir=cache_dir,
+        test_fraction=test_fraction,
+        max_test_requests=max_test_requests,
+        rel_threshold=rel_threshold,
+        two_tower={"epochs": epochs},
+        seed=seed,
+        systems=tuple(s.strip() for s in systems.split(",") if s.strip()),
+    )
+    result = run_retrieval_sim_suite(config, say=_say)
+    result.write(report)
+    console.print(result.render_table(), highlight=False)
+    console.print(f"report written to {report}")
+
+
 @eval_app.command("ranking")
 def ranking(
     report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
@@ -163,6 +218,165 @@ def online(
         )
     config = OnlineConfig(workspace, (names[0], names[1]), sessions=sessions, seed=seed)
     result = run_online_suite(config, say=_say)
+    result.write(report)
+    console.print(result.render_table(), highlight=False)
+    console.print(f"report written to {report}")
+
+
+@eval_app.command("transfer")
+def transfer(
+    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+    dataset: Annotated[
+        str, typer.Option(help="Protocol: sim (a simulated multi-market workspace), relevance "
+                               "(judged source and target shops) or trivago (platforms).")
+    ] = "sim",
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Simulated workspace (sim).")
+    ] = None,
+    fractions: Annotated[
+        str, typer.Option(help="Comma list of target training fractions (sim).")
+    ] = "0.01,0.05,0.2,1.0",
+    source: Annotated[
+        str | None,
+        typer.Option(help="Source market (sim; default: the largest) or source judgments file "
+                          "(relevance)."),
+    ] = None,
+    methods: Annotated[
+        str, typer.Option(help="Comma list of transfer methods (default: every method).")
+    ] = "",
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Most training epochs per model (default: sim 2, relevance 20, "
+                          "trivago 3)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Impressions per training step (default: sim and trivago 1024, "
+                          "relevance 256)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of subsampling, training and bootstrap.")] = 0,
+    source_format: Annotated[
+        str, typer.Option(help="Judged format of --source (relevance): homedepot, crowdflower "
+                               "or generic.")
+    ] = "homedepot",
+    target_format: Annotated[
+        str, typer.Option(help="Judged format of --target (relevance): crowdflower, generic or "
+                               "homedepot.")
+    ] = "generic",
+    target: Annotated[Path | None, typer.Option(help="Target judgments file (relevance).")] = None,
+    target_products: Annotated[
+        Path | None, typer.Option(help="Target products file, generic format (relevance).")
+    ] = None,
+    target_train_fraction: Annotated[
+        str | None,
+        typer.Option(help="Comma list of target training fractions, split by query (relevance, "
+                          "default 0.1) or by session (trivago, default 1.0)."),
+    ] = None,
+    cache_dir: Annotated[
+        Path, typer.Option(help="Embedding cache (relevance; content-hashed, reused).")
+    ] = Path(".shopsearch-cache"),
+    train: Annotated[Path | None, typer.Option(help="Training events file (trivago).")] = None,
+    test: Annotated[Path | None, typer.Option(help="Test events, other sessions (trivago).")] = (
+        None
+    ),
+    targets: Annotated[
+        str, typer.Option(help="Comma list of target platforms (trivago; default: the rule).")
+    ] = "",
+    source_min_clickouts: Annotated[
+        int, typer.Option(help="Training clickouts that make a platform a source (trivago).")
+    ] = 500,
+    target_min_test: Annotated[
+        int, typer.Option(help="Test clickouts a default target platform needs (trivago).")
+    ] = 40,
+) -> None:
+    """Cross-domain transfer: CDAN-W, PGTL and the baselines (target-only, pooled, zero-shot,
+    shared-bottom, STAR, MMoE with domain gates) on data-poor target markets.
+
+    Examples: shopsearch eval transfer --dataset sim --workspace W --report r.json
+    --fractions 0.01,0.05,0.2,1.0;
+    shopsearch eval transfer --dataset relevance --source-format homedepot --source hd.csv
+    --target-format generic --target t.csv --target-products p.csv --target-train-fraction 0.1
+    --report r.json;
+    shopsearch eval transfer --dataset trivago --train A.parquet --test B.parquet --report r.json
+    """
+    from shopsearch.errors import InvalidInputError
+    from shopsearch.evaluate.report import Report
+
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    result: Report
+    if dataset == "sim":
+        from shopsearch.evaluate.suites.transfer_sim import (
+            TransferSimConfig,
+            run_transfer_sim_suite,
+        )
+
+        if workspace is None:
+            raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
+        try:
+            values = tuple(float(f) for f in fractions.split(",") if f.strip())
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"--fractions {fractions!r} is not a comma list of numbers, e.g. 0.05,1.0"
+            ) from exc
+        config = TransferSimConfig(
+            workspace=workspace,
+            fractions=values,
+            source=source,
+            methods=names,
+            epochs=epochs if epochs is not None else 2,
+            batch_size=batch_size if batch_size is not None else 1024,
+            seed=seed,
+        )
+        result = run_transfer_sim_suite(config, say=_say)
+    elif dataset == "relevance":
+        from shopsearch.evaluate.suites.transfer_relevance import (
+            TransferRelevanceConfig,
+            fractions_of,
+            run_transfer_relevance,
+        )
+
+        if source is None or target is None:
+            raise InvalidInputError("--dataset relevance needs --source FILE and --target FILE")
+        rel = TransferRelevanceConfig(
+            source_format=source_format,
+            source=[Path(source)],
+            target_format=target_format,
+            target=[target],
+            target_products=[target_products] if target_products else [],
+            fractions=fractions_of(target_train_fraction or "0.1"),
+            methods=names,
+            epochs=epochs if epochs is not None else 20,
+            batch_size=batch_size if batch_size is not None else 256,
+            cache_dir=cache_dir,
+            seed=seed,
+        )
+        result = run_transfer_relevance(rel, say=_say)
+    elif dataset == "trivago":
+        from shopsearch.evaluate.suites.transfer_relevance import fractions_of
+        from shopsearch.evaluate.suites.transfer_trivago import (
+            TransferTrivagoConfig,
+            run_transfer_trivago,
+        )
+
+        if train is None or test is None:
+            raise InvalidInputError("--dataset trivago needs --train FILE and --test FILE")
+        tv = TransferTrivagoConfig(
+            train=train,
+            test=test,
+            targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+            source_min_clickouts=source_min_clickouts,
+            target_min_test=target_min_test,
+            fractions=fractions_of(target_train_fraction or "1.0"),
+            methods=names,
+            epochs=epochs if epochs is not None else 3,
+            batch_size=batch_size if batch_size is not None else 1024,
+            seed=seed,
+        )
+        result = run_transfer_trivago(tv, say=_say)
+    else:
+        raise InvalidInputError(
+            f"--dataset {dataset!r} is not available; use sim, relevance or trivago"
+        )
     result.write(report)
     console.print(result.render_table(), highlight=False)
     console.print(f"report written to {report}")

@@ -54,4 +54,5 @@ def serve(
         port=bind_port,
         workers=workers or settings.serve.workers,
         config=config,
+        compute_threads=settings.serve.compute_threads,
     )

@@ -1,4 +1,4 @@
-"""``shopsearch train --workspace W --stage ranking``: learn a stage from the workspace's logs."""
+"""``shopsearch train --workspace W --stage ranking|retrieval``: learn a stage from the logs."""
 
 from __future__ import annotations
 
@@ -7,22 +7,27 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from rich.progress import TaskID
 
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
-from shopsearch.config import load_settings
+from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking",)
+STAGES = ("ranking", "retrieval")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
-    stage: Annotated[str, typer.Option(help="Stage to train: ranking.")] = "ranking",
+    stage: Annotated[str, typer.Option(help="Stage to train: ranking or retrieval.")] = "ranking",
     model: Annotated[
-        str | None, typer.Option(help="Ranking model (registry name; default from config).")
+        str | None,
+        typer.Option(
+            help="Ranking model (registry name), or for retrieval a comma list of two-tower, "
+            "two-tower-pq, gcn (default from config)."
+        ),
     ] = None,
     position_bias: Annotated[
         str | None, typer.Option(help="Position bias handling: none, feature or ipw.")
@@ -32,13 +37,17 @@ def train(
 ) -> None:
     """Train a stage on the workspace's logs and publish a new current bundle with it.
 
-    Example: shopsearch train --workspace W --stage ranking --model dnn --position-bias ipw
+    Examples: shopsearch train --workspace W --stage ranking --model dnn --position-bias ipw;
+    shopsearch train --workspace W --stage retrieval --model two-tower,gcn
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
+    settings = load_settings(workspace, config)
+    if stage == "retrieval":
+        _train_retrieval(Workspace.open(workspace), settings, model, epochs)
+        return
     from shopsearch.ranking.publish import train_ranking_bundle
 
-    settings = load_settings(workspace, config)
     changes: dict[str, object] = {}
     if model is not None:
         changes["model"] = model
@@ -61,3 +70,32 @@ def train(
 
     bundle = train_ranking_bundle(Workspace.open(workspace), ranking, progress=say)
     console.print(f"trained ranking model {ranking.model!r}; published bundle {bundle}")
+
+
+def _train_retrieval(
+    workspace: Workspace, settings: Settings, model: str | None, epochs: int | None
+) -> None:
+    """``--stage retrieval``: train the learned retrievers, publish them in a new bundle."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from shopsearch.retrieval.learned_train import check_models, train_retrieval_bundle
+
+    models = check_models([m.strip() for m in model.split(",") if m.strip()]) if model else []
+    if epochs is not None:
+        settings = settings.model_copy(
+            update={"retrieval": settings.retrieval.model_copy(update={"learned_epochs": epochs})}
+        )
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task(step, total=total)
+            bar.update(tasks[step], completed=done, total=total)
+
+        def say(message: str) -> None:
+            bar.console.print(f"[dim]{message}[/dim]", highlight=False)
+
+        bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
+    console.print(f"trained learned retrieval; published bundle {bundle}")

@@ -4,6 +4,11 @@
 vocabularies (items, category path prefixes, brands, domains) and the standardisation of each
 dense feature from the *training* split only; :meth:`FeatureEncoder.transform` maps any split to
 tensors (unseen ids map to 0). It saves as one JSON file.
+
+The numeric columns are :data:`DENSE_FEATURES` unless the samples name their own
+(:attr:`~shopsearch.ranking.samples.Samples.dense_names`) or the encoder is given them; the
+fitted encoder keeps its list (``dense_names_``) and reads only those columns, so a bundle saved
+before a feature was added still loads and serves.
 """
 
 from __future__ import annotations
@@ -87,10 +92,13 @@ class FeatureEncoder:
 
     Args:
         seq_len: the behaviour sequence length of the samples.
+        dense_names: the numeric columns to read (default: the samples' own list, else
+            :data:`DENSE_FEATURES`).
     """
 
-    def __init__(self, seq_len: int = 20) -> None:
+    def __init__(self, seq_len: int = 20, dense_names: tuple[str, ...] | None = None) -> None:
         self.seq_len = seq_len
+        self.dense_names = dense_names
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, samples: Samples) -> FeatureEncoder:
@@ -98,7 +106,12 @@ class FeatureEncoder:
         rows = samples.rows
         if rows.empty:
             raise InvalidInputError("cannot fit the feature encoder on zero samples")
-        dense = rows[list(DENSE_FEATURES)].to_numpy(np.float64)
+        names = self.dense_names or samples.dense_names or DENSE_FEATURES
+        missing = [name for name in names if name not in rows]
+        if missing:
+            raise InvalidInputError(f"the samples lack the dense feature columns {missing}")
+        self.dense_names_: tuple[str, ...] = tuple(names)
+        dense = rows[list(names)].to_numpy(np.float64)
         self.mean_: list[float] = dense.mean(axis=0).tolist()
         self.std_: list[float] = np.maximum(dense.std(axis=0), 1e-6).tolist()
         self.items_: list[str] = sorted(set(rows["product_id"]))
@@ -118,6 +131,13 @@ class FeatureEncoder:
         self._items = pd.Index(self.items_)
         self._cats = pd.Index(self.categories_)
         self._sparse = {k: pd.Index(v) for k, v in self.sparse_vocab_.items()}
+        self._lookup: dict[str, dict[str, int]] = {
+            "items": {v: i + 1 for i, v in enumerate(self.items_)},
+            "categories": {v: i + 1 for i, v in enumerate(self.categories_)},
+            **{k: {v: i + 1 for i, v in enumerate(vs)} for k, vs in self.sparse_vocab_.items()},
+        }
+        self._mean = np.asarray(self.mean_, np.float64)
+        self._inv_std = 1.0 / np.asarray(self.std_, np.float64)
 
     def _check(self) -> None:
         if not hasattr(self, "mean_"):
@@ -128,7 +148,7 @@ class FeatureEncoder:
         """The :class:`FeatureSpec` of the tensors this encoder produces."""
         self._check()
         return FeatureSpec(
-            dense_names=DENSE_FEATURES,
+            dense_names=self.dense_names_,
             sparse_names=SPARSE_FEATURES,
             sparse_cardinalities=tuple(len(self.sparse_vocab_[k]) + 1 for k in SPARSE_FEATURES),
             n_items=len(self.items_) + 1,
@@ -136,7 +156,7 @@ class FeatureEncoder:
             category_depth=CATEGORY_DEPTH,
             n_domains=len(self.sparse_vocab_["domain"]) + 1,
             seq_len=self.seq_len,
-            market_driven=MARKET_DRIVEN,
+            market_driven=tuple(n for n in MARKET_DRIVEN if n in self.dense_names_),
         )
 
     # -- transforming ----------------------------------------------------------------------------
@@ -152,12 +172,42 @@ class FeatureEncoder:
         out: npt.NDArray[np.int64] = table[inverse.ravel()]
         return out
 
+    def ids(self, vocabulary: str, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Ids of ``values`` in ``vocabulary`` (``items``, ``categories`` or a sparse feature's
+        name); unseen values get 0."""
+        self._check()
+        array = np.asarray(values, dtype=object)
+        if array.size <= 256:  # a served request's few values: dict look-ups beat pandas
+            get = self._lookup[vocabulary].get
+            found = np.fromiter((get(v, 0) for v in array.ravel()), np.int64, array.size)
+            return found.reshape(array.shape)
+        if vocabulary == "items":
+            return self._ids(self._items, values)
+        if vocabulary == "categories":
+            return self._ids(self._cats, values)
+        return self._ids(self._sparse[vocabulary], values)
+
+    def category_paths(self, leaves: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
+        """``[n, CATEGORY_DEPTH]`` category path ids of leaf paths."""
+        self._check()
+        if len(leaves) <= 8:
+            get = self._lookup["categories"].get
+            rows = [[get(p, 0) if p else 0 for p in category_prefixes(str(v))] for v in leaves]
+            return np.asarray(rows, np.int64).reshape(len(leaves), CATEGORY_DEPTH)
+        return self._paths(pd.Series(leaves, dtype=object))
+
+    def standardise(self, dense: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """Standardised float32 ``[n, n_dense]`` of raw dense columns in ``dense_names_`` order."""
+        self._check()
+        out: npt.NDArray[np.float32] = ((dense - self._mean) * self._inv_std).astype(np.float32)
+        return out
+
     def transform(self, samples: Samples) -> RankingBatch:
         """Tensors of every row of ``samples`` (labels included; weight 1)."""
         self._check()
         rows = samples.rows
         n = len(rows)
-        dense = (rows[list(DENSE_FEATURES)].to_numpy(np.float64) - self.mean_) / self.std_
+        dense = (rows[list(self.dense_names_)].to_numpy(np.float64) - self._mean) * self._inv_std
         sparse = np.stack(
             [self._ids(self._sparse[k], rows[k].to_numpy(object)) for k in SPARSE_FEATURES], axis=1
         )
@@ -203,7 +253,7 @@ class FeatureEncoder:
                 "seq_len": self.seq_len,
                 "mean": self.mean_,
                 "std": self.std_,
-                "dense_names": list(DENSE_FEATURES),
+                "dense_names": list(self.dense_names_),
                 "items": self.items_,
                 "categories": self.categories_,
                 "sparse_vocab": self.sparse_vocab_,
@@ -215,11 +265,11 @@ class FeatureEncoder:
     def load(cls, folder: str | Path) -> FeatureEncoder:
         """An encoder saved by :meth:`save`."""
         data = orjson.loads((Path(folder) / _FILE).read_bytes())
-        if list(data["dense_names"]) != list(DENSE_FEATURES):
-            raise InvalidInputError(
-                f"{folder} was saved with other dense features; retrain the ranking stage"
-            )
-        encoder = cls(int(data["seq_len"]))
+        names = tuple(str(n) for n in data["dense_names"])
+        if len(names) != len(data["mean"]):
+            raise InvalidInputError(f"{folder}/{_FILE} is damaged; retrain the ranking stage")
+        encoder = cls(int(data["seq_len"]), names)
+        encoder.dense_names_ = names
         encoder.mean_ = [float(v) for v in data["mean"]]
         encoder.std_ = [float(v) for v in data["std"]]
         encoder.items_ = list(data["items"])

@@ -2,7 +2,9 @@
 
 The new bundle copies the current bundle's other stages (retrieval indexes) and adds
 ``ranking/`` (see :class:`~shopsearch.ranking.ranker.Ranker`); publishing makes it current, so a
-running ``shopsearch serve`` hot-reloads it.
+running ``shopsearch serve`` hot-reloads it. When the current bundle has a dense retriever, the
+samples get the ``dense_sim`` feature from it (:mod:`shopsearch.ranking.dense_feature`), and the
+engine serving the new bundle computes it with the same retriever.
 """
 
 from __future__ import annotations
@@ -10,16 +12,32 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
+
 from shopsearch.config import RankingSettings
+from shopsearch.ranking.dense_feature import DenseSimilarity
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import check_model_name
 from shopsearch.ranking.samples import build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
+from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.serve.compaction import compact_event_log
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
 from shopsearch.store.workspace import Workspace
 
 RANKING_DIR = "ranking"
+
+
+def bundle_similarity(bundle: Path) -> DenseSimilarity | None:
+    """The dense similarity of a bundle's dense retriever (``None`` when it has none)."""
+    config = bundle / "retrieval" / "config.json"
+    if not config.exists():
+        return None
+    sources = orjson.loads(config.read_bytes()).get("sources", {})
+    for name, kind in sources.items():
+        if kind == "dense":
+            return DenseSimilarity(DenseRetriever.load(bundle / "retrieval" / name))
+    return None
 
 
 def train_ranking_bundle(
@@ -34,7 +52,7 @@ def train_ranking_bundle(
     old = current_bundle(workspace)
     meta = bundle_meta(old)
     compact_event_log(workspace)
-    samples = build_samples(workspace.connect())
+    samples = build_samples(workspace.connect(), similarity=bundle_similarity(old))
     config = TrainConfig(epochs=settings.epochs)
     ranker = train_ranker(
         samples, settings.model, settings.position_bias, config, progress=progress
@@ -62,4 +80,4 @@ def train_ranking_bundle(
     return bundle
 
 
-__all__ = ["RANKING_DIR", "train_ranking_bundle"]
+__all__ = ["RANKING_DIR", "bundle_similarity", "train_ranking_bundle"]

@@ -13,8 +13,17 @@ from shopsearch.ranking.base import RankingModel
 from shopsearch.ranking.models.baselines import BASELINE_MODELS
 from shopsearch.ranking.models.paper import PAPER_MODELS
 
-#: Torch ranking models by name.
+#: Torch ranking models by name (with the transfer models of issue 7, e.g. ``cdan-w``).
 TORCH_MODELS: dict[str, type[RankingModel]] = {**BASELINE_MODELS, **PAPER_MODELS}
+
+
+def _add_transfer_models() -> None:
+    from shopsearch.transfer.registry import MODELS  # the transfer package builds on ranking
+
+    TORCH_MODELS.update(MODELS)
+
+
+_add_transfer_models()
 
 #: The gradient-boosted baseline's name.
 LIGHTGBM = "lightgbm"

@@ -21,8 +21,9 @@ Nothing here reads the simulator's ground truth. Rows are ordered by request tim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -30,6 +31,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from shopsearch.ranking.dense_feature import DenseSimilarity
 
 #: Behaviour kinds in the sequence (0 is padding).
 KINDS: dict[str, int] = {"click": 1, "add_to_cart": 2, "purchase": 3}
@@ -65,6 +69,9 @@ class Samples:
         seq_leaves: object ``[n_requests, L]`` their leaf category paths (``" > "``-joined).
         seq_kinds: int8 ``[n_requests, L]`` behaviour kinds (0 = padding).
         seq_age: float32 ``[n_requests, L]`` log1p(hours) before the request.
+        dense_names: the numeric feature columns a model should read, when they differ from the
+            workspace default (:data:`~shopsearch.ranking.features.DENSE_FEATURES`), e.g. a
+            suite's extra columns; ``None`` = the default.
     """
 
     rows: pd.DataFrame
@@ -72,6 +79,7 @@ class Samples:
     seq_leaves: npt.NDArray[np.object_]
     seq_kinds: npt.NDArray[np.int8]
     seq_age: npt.NDArray[np.float32]
+    dense_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -110,9 +118,19 @@ def split_by_time(samples: Samples, test_fraction: float) -> tuple[Samples, Samp
     return samples.subset(~is_test), samples.subset(is_test)
 
 
-def build_samples(con: duckdb.DuckDBPyConnection, config: SampleConfig | None = None) -> Samples:
+def build_samples(
+    con: duckdb.DuckDBPyConnection,
+    config: SampleConfig | None = None,
+    similarity: DenseSimilarity | None = None,
+) -> Samples:
     """Samples from a connection with views ``requests``, ``impressions``, ``interactions``,
     ``products`` (e.g. :meth:`~shopsearch.store.workspace.Workspace.connect`).
+
+    Args:
+        con: the connection.
+        config: how samples are built.
+        similarity: when given, rows also get ``dense_sim`` (the cosine of the logged query and
+            the product under the dense encoder) and the samples' ``dense_names`` include it.
 
     Raises:
         InvalidInputError: when there are no impressions.
@@ -122,7 +140,20 @@ def build_samples(con: duckdb.DuckDBPyConnection, config: SampleConfig | None = 
     raw = con.execute(_RAW_SQL).df()
     if raw.empty:
         raise InvalidInputError("the workspace logs no impressions; simulate or ingest events")
-    return attach_sequences(derive_features(raw, cfg.alpha), events_frame(con), cfg)
+    samples = attach_sequences(derive_features(raw, cfg.alpha), events_frame(con), cfg)
+    if similarity is None:
+        return samples
+    from shopsearch.ranking.dense_feature import DENSE_SIM
+    from shopsearch.ranking.features import DENSE_FEATURES
+
+    queries = dict(con.execute("SELECT request_id, query FROM requests").fetchall())
+    rows = samples.rows
+    rows[DENSE_SIM] = similarity.scores_many(
+        rows["request_id"].map(queries).fillna("").to_numpy(object),
+        rows["domain"].to_numpy(object),
+        rows["product_id"].to_numpy(object),
+    )
+    return replace(samples, dense_names=(*DENSE_FEATURES, DENSE_SIM))
 
 
 def attach_sequences(rows: pd.DataFrame, events: pd.DataFrame, cfg: SampleConfig) -> Samples:
@@ -368,14 +399,27 @@ def derive_features(raw: pd.DataFrame, alpha: float) -> pd.DataFrame:
     (query, product) CTR is smoothed towards the product's.
     """
     col = {name: raw[name].to_numpy(np.float64) for name in _COUNTS}
+    query_leaf = raw["query_leaf"].to_numpy(object).astype(str)
+    query_top = np.array([q.split(" > ", 1)[0] for q in query_leaf], dtype=str)
+    leaf_match = (query_leaf != "") & (query_leaf == raw["leaf"].to_numpy(object).astype(str))
+    top_match = (query_leaf != "") & (query_top == raw["top"].to_numpy(object).astype(str))
+    derived = derive_arrays(col, query_leaf != "", leaf_match, top_match, alpha)
+    out = pd.concat([raw, pd.DataFrame(derived, index=raw.index)], axis=1)
+    return out
+
+
+def derive_arrays(
+    col: Mapping[str, npt.NDArray[np.float64]],
+    has_leaf: npt.NDArray[np.bool_],
+    leaf_match: npt.NDArray[np.bool_],
+    top_match: npt.NDArray[np.bool_],
+    alpha: float,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """:func:`derive_features` on arrays: ``col`` holds the numeric raw columns (``_COUNTS``);
+    the category matches of the query's leaf are given (serving computes them per request)."""
     price, median = col["price"], col["cat_median"]
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.log((1.0 + price) / (1.0 + median))
-    query_leaf = raw["query_leaf"].to_numpy(object).astype(str)
-    leaf = raw["leaf"].to_numpy(object).astype(str)
-    has_leaf = query_leaf != ""
-    query_top = np.array([q.split(" > ", 1)[0] for q in query_leaf], dtype=str)
-    top = raw["top"].to_numpy(object).astype(str)
     gctr = (col["g_clks"] + 1.0) / (col["g_imps"] + 25.0)
     gcart = (col["g_crts"] + 1.0) / (col["g_clks"] + 10.0)
     gcvr = (col["g_buys"] + 1.0) / (col["g_clks"] + 50.0)
@@ -385,8 +429,8 @@ def derive_features(raw: pd.DataFrame, alpha: float) -> pd.DataFrame:
         "price_rel_category": np.where(np.isfinite(rel), rel, 0.0),
         "matched_share": col["matched"] / np.maximum(col["query_terms"], 1.0),
         "has_query_leaf": has_leaf.astype(np.float64),
-        "leaf_match": (has_leaf & (query_leaf == leaf)).astype(np.float64),
-        "top_match": (has_leaf & (query_top == top)).astype(np.float64),
+        "leaf_match": leaf_match.astype(np.float64),
+        "top_match": top_match.astype(np.float64),
         "log_impressions": np.log1p(col["imps"]),
         "log_clicks": np.log1p(col["clks"]),
         "log_purchases": np.log1p(col["buys"]),
@@ -397,8 +441,7 @@ def derive_features(raw: pd.DataFrame, alpha: float) -> pd.DataFrame:
         "qp_log_clicks": np.log1p(col["qp_clks"]),
         "qp_ctr_prior": (col["qp_clks"] + alpha * ctr) / (col["qp_imps"] + alpha),
     }
-    out = pd.concat([raw, pd.DataFrame(derived, index=raw.index)], axis=1)
-    return out
+    return derived
 
 
 def _sequences(events: pd.DataFrame, requests: pd.DataFrame, seq_len: int) -> dict[str, Any]:
@@ -458,6 +501,7 @@ __all__ = [
     "Samples",
     "attach_sequences",
     "build_samples",
+    "derive_arrays",
     "derive_features",
     "events_frame",
     "prepare_tables",

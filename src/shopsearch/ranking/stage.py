@@ -1,9 +1,11 @@
 """The engine's ranking stage: re-score the top fused candidates and sort them by value.
 
 Features come from :class:`~shopsearch.ranking.serving.ServingFeatures` (a snapshot of the
-workspace logs taken when the stage loads; the user's behaviour sequence when a user id is
-given), the model from the bundle's ``ranking/`` folder, and the value from the ``[ranking]``
-settings. Candidates below the re-scored depth keep their order after the re-scored ones.
+workspace logs taken when the stage loads, with every product's encoder ids precomputed; the
+user's behaviour sequence when a user id is given), ``dense_sim`` from the engine's dense
+retriever when the model reads it (the query vector the retriever just computed is reused), the
+model from the bundle's ``ranking/`` folder, and the value from the ``[ranking]`` settings.
+Candidates below the re-scored depth keep their order after the re-scored ones.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import numpy as np
 import numpy.typing as npt
 
 from shopsearch.config import RankingSettings
+from shopsearch.errors import InvalidInputError
+from shopsearch.ranking.dense_feature import DENSE_SIM, DenseSimilarity
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.value import RankingValue
 from shopsearch.retrieval.base import Candidates
+from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.workspace import Workspace
 
 F64 = npt.NDArray[np.float64]
@@ -40,18 +45,43 @@ class RankingStage:
         ranker: the trained ranker.
         features: the serving feature snapshot.
         value: how task outputs combine into the sort value.
+        dense: the engine's dense retriever (needed when the model reads ``dense_sim``).
+
+    Raises:
+        InvalidInputError: when the model reads ``dense_sim`` and no dense retriever is given.
     """
 
-    def __init__(self, ranker: Ranker, features: ServingFeatures, value: RankingValue) -> None:
+    def __init__(
+        self,
+        ranker: Ranker,
+        features: ServingFeatures,
+        value: RankingValue,
+        dense: DenseRetriever | None = None,
+    ) -> None:
         self.ranker = ranker
         self.features = features
         self.value = value
+        self.similarity: DenseSimilarity | None = None
+        if DENSE_SIM in ranker.encoder.dense_names_:
+            if dense is None:
+                raise InvalidInputError(
+                    "the ranking model reads the dense similarity, but the engine has no dense "
+                    "retriever; add 'dense' to [retrieval] sources or retrain the ranking stage"
+                )
+            self.similarity = DenseSimilarity(dense)
+        features.bind(ranker.encoder)
 
     @classmethod
-    def load(cls, folder: Path, workspace: Workspace, settings: RankingSettings) -> RankingStage:
+    def load(
+        cls,
+        folder: Path,
+        workspace: Workspace,
+        settings: RankingSettings,
+        dense: DenseRetriever | None = None,
+    ) -> RankingStage:
         """The stage of a bundle's ``ranking/`` folder over ``workspace``'s logs."""
         value = RankingValue(settings.value, settings.w_click, settings.w_cart, settings.w_purchase)
-        return cls(Ranker.load(folder), ServingFeatures.from_workspace(workspace), value)
+        return cls(Ranker.load(folder), ServingFeatures.from_workspace(workspace), value, dense)
 
     def rank(self, fused: Candidates, query: str, user_id: str | None, depth: int) -> Ranked:
         """Re-score the first ``depth`` candidates and sort them by value (best first)."""
@@ -63,11 +93,13 @@ class RankingStage:
         for domain in dict.fromkeys(domains):
             idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
             ids = [fused.keys[i][1] for i in idx]
-            samples = self.features.samples(query, domain, ids, user_id, now)
-            scores = self.ranker.score(samples)
+            batch, prices = self.features.batch(
+                self.ranker.encoder, query, domain, ids, user_id, now, self.similarity
+            )
+            scores = self.ranker.score_batch(batch)
             for task in tasks:
                 tasks[task][idx] = scores[task]
-            price[idx] = samples.rows["price"].to_numpy(np.float64)
+            price[idx] = prices
         value = self.value.score(
             tasks["click"][:n], tasks["cart"][:n], tasks["purchase"][:n], price
         )

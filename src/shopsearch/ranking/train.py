@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -173,12 +173,16 @@ def predict(
     model: RankingModel, batch: RankingBatch, batch_size: int = 8192
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Serving-time funnel probabilities (positions set to 0): ``{"click": ..., ...}``."""
-    model.eval()
+    if model.training:
+        model.eval()
     outs: dict[str, list[npt.NDArray[np.float64]]] = {"click": [], "cart": [], "purchase": []}
     with torch.no_grad():
         for start in range(0, len(batch), batch_size):
-            part = batch.index(torch.arange(start, min(start + batch_size, len(batch))))
-            part.position = torch.zeros_like(part.position)
+            if len(batch) <= batch_size:  # one request at serving: no copy
+                part = replace(batch, position=torch.zeros_like(batch.position))
+            else:
+                part = batch.index(torch.arange(start, min(start + batch_size, len(batch))))
+                part.position = torch.zeros_like(part.position)
             out = model(part)
             for task, values in outs.items():
                 values.append(out.of(task).double().numpy())

@@ -16,9 +16,12 @@ Filters (the same as lexical retrieval) become a boolean mask over rows
 
 So ``k`` results come back whenever at least ``k`` products pass the filter.
 
-Per-query cost is kept small: query vectors go through an in-memory LRU cache (head queries
-repeat), and :meth:`DenseRetriever.retrieve` searches with one faiss thread (a single query gains
-nothing from OpenMP threads, and on a busy machine waiting for a descheduled one dominates).
+Per-query cost is kept small: query vectors go through an in-memory LRU cache keyed by the
+encoder and its normalised query text (:class:`~shopsearch.text.query_cache.QueryVectorCache`;
+head queries repeat), the queries that miss it are encoded together with those of concurrent
+searches (:class:`~shopsearch.text.query_cache.QueryBatcher`), and
+:meth:`DenseRetriever.retrieve` searches with one faiss thread (a single query gains nothing
+from OpenMP threads, and on a busy machine waiting for a descheduled one dominates).
 
 Incremental updates: :meth:`DenseRetriever.upsert` and :meth:`DenseRetriever.delete`. A product
 whose text is unchanged keeps its vector and only its filter fields are rewritten. A flat index
@@ -36,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
@@ -55,6 +57,13 @@ from shopsearch.store.atomic import atomic_path, write_json, write_parquet
 from shopsearch.text.embedding_cache import EmbeddingCache
 from shopsearch.text.encoders import Encoder, FloatMatrix, MiniLMEncoder, Progress, make_encoder
 from shopsearch.text.product_text import product_texts
+from shopsearch.text.query_cache import (
+    BatchObserver,
+    CacheObserver,
+    CacheStats,
+    QueryBatcher,
+    QueryVectorCache,
+)
 
 _FORMAT = "shopsearch-dense"
 _FORMAT_VERSION = 1
@@ -99,6 +108,8 @@ class DenseRetriever(Retriever):
         exact_limit: with a filter that at most this many products pass, search them exactly.
         rebuild_fraction: rebuild HNSW when deleted rows exceed this fraction of the rows.
         query_cache_size: query vectors kept in memory (least recently used dropped); 0: none.
+            :meth:`configure_queries` changes it after loading (the server's settings).
+        query_batch: most queries of concurrent searches encoded in one forward pass; 1: none.
 
     Attributes:
         rows_: per-row keys and filter fields (:class:`ProductRows`).
@@ -133,6 +144,7 @@ class DenseRetriever(Retriever):
         exact_limit: int = 10_000,
         rebuild_fraction: float = 0.2,
         query_cache_size: int = 1024,
+        query_batch: int = 16,
     ) -> None:
         for name, value in (
             ("hnsw_m", hnsw_m),
@@ -140,6 +152,7 @@ class DenseRetriever(Retriever):
             ("ef_search", ef_search),
         ):
             _positive(name, value)
+        _positive("query_batch", query_batch)
         if hnsw_threshold < 0 or exact_limit < 0 or query_cache_size < 0:
             raise InvalidInputError(
                 f"hnsw_threshold={hnsw_threshold}, exact_limit={exact_limit} and "
@@ -159,8 +172,10 @@ class DenseRetriever(Retriever):
         self.rebuild_fraction = rebuild_fraction
         self.query_cache_size = query_cache_size
         self._cache: EmbeddingCache | None = None
-        self._queries: OrderedDict[str, FloatMatrix] = OrderedDict()
-        self._queries_lock = threading.Lock()
+        self.query_cache = QueryVectorCache(query_cache_size)
+        self._batcher = QueryBatcher(self.encoder.encode_queries, query_batch)
+        self._encoder_id: tuple[str, str] | None = None
+        self._encoder_id_lock = threading.Lock()
 
     # -- building ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -280,29 +295,78 @@ class DenseRetriever(Retriever):
     # -- searching -----------------------------------------------------------------------------
     def clear_query_cache(self) -> None:
         """Forget the cached query vectors (benchmarks measure cold query encoding this way)."""
-        self._queries.clear()
+        self.query_cache.clear()
 
-    def _query_vectors(self, queries: Sequence[str]) -> FloatMatrix:
-        """Query vectors through a small LRU cache (head queries repeat)."""
+    def configure_queries(
+        self,
+        cache_size: int | None = None,
+        batch: int | None = None,
+        cache_observer: CacheObserver | None = None,
+        batch_observer: BatchObserver | None = None,
+    ) -> None:
+        """Serving-time query settings: cache size (0: off), batch size (1: off), observers.
+
+        ``None`` leaves a setting as it is. Call before searches start (not thread safe against
+        searches in flight).
+        """
+        if cache_size is not None:
+            if cache_size < 0:
+                raise InvalidInputError(
+                    f"query cache_size={cache_size} is not allowed; use >= 0 (0: no cache)"
+                )
+            self.query_cache_size = cache_size
+            self.query_cache.resize(cache_size)
+        if batch is not None:
+            _positive("query_batch", batch)
+            self._batcher.max_batch = batch
+        if cache_observer is not None:
+            self.query_cache.observer = cache_observer
+        if batch_observer is not None:
+            self._batcher.observer = batch_observer
+
+    def query_cache_stats(self) -> CacheStats:
+        """Hits, misses and evictions of the query-vector cache."""
+        return self.query_cache.stats()
+
+    def _query_key_prefix(self) -> tuple[str, str]:
+        if self._encoder_id is None:  # the version may read package metadata: once
+            with self._encoder_id_lock:
+                self._encoder_id = (self.encoder.name, self.encoder.version)
+        return self._encoder_id
+
+    def query_vectors(self, queries: Sequence[str], count: bool = True) -> FloatMatrix:
+        """The query vectors retrieval uses: from the cache, else encoded and cached.
+
+        Args:
+            queries: query texts.
+            count: count the lookups in the cache's hit rate; ``False`` for a second lookup of
+                a query this request already looked up (a ranking feature reusing the vector
+                retrieval encoded), which would otherwise count as an extra hit.
+        """
+        self._check_fitted()
+        return self._query_vectors(queries, count)
+
+    def _query_vectors(self, queries: Sequence[str], count: bool = True) -> FloatMatrix:
+        """Query vectors: cached ones, the rest encoded (batched with concurrent searches)."""
         out = np.empty((len(queries), self.vectors_.shape[1]), np.float32)
-        todo: dict[str, list[int]] = {}
-        with self._queries_lock:
-            for i, query in enumerate(queries):
-                vector = self._queries.get(query)
-                if vector is None:
-                    todo.setdefault(query, []).append(i)
-                else:
-                    out[i] = vector
-                    self._queries.move_to_end(query)
+        name, version = self._query_key_prefix()
+        keys = [(name, version, self.encoder.query_key(q)) for q in queries]
+        todo: dict[tuple[str, str, str], list[int]] = {}
+        found = self.query_cache.lookup(keys, count)
+        for i, (key, vector) in enumerate(zip(keys, found, strict=True)):
+            if vector is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = vector
         if not todo:
             return out
-        encoded = self.encoder.encode_queries(list(todo))
-        with self._queries_lock:
-            for (query, positions), vector in zip(todo.items(), encoded, strict=True):
-                out[positions] = vector
-                self._queries[query] = vector.copy()
-            while len(self._queries) > self.query_cache_size:
-                self._queries.popitem(last=False)
+        texts = [queries[positions[0]] for positions in todo.values()]
+        encoded = self._batcher.encode(texts) if len(texts) == 1 else (
+            self.encoder.encode_queries(texts)  # an offline batch: big enough on its own
+        )
+        for positions, vector in zip(todo.values(), encoded, strict=True):
+            out[positions] = vector
+        self.query_cache.store(list(todo), encoded)
         return out
 
     def _exact(

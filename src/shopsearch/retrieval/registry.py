@@ -9,9 +9,17 @@ from shopsearch.retrieval.base import Retriever
 def _registry() -> dict[str, type[Retriever]]:
     from shopsearch.retrieval.dense import DenseRetriever
     from shopsearch.retrieval.hybrid import HybridRetriever
+    from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
     from shopsearch.retrieval.lexical import LexicalRetriever
 
-    return {cls.name: cls for cls in (LexicalRetriever, DenseRetriever, HybridRetriever)}
+    classes: tuple[type[Retriever], ...] = (
+        LexicalRetriever,
+        DenseRetriever,
+        HybridRetriever,
+        LearnedDenseRetriever,
+        LearnedPQRetriever,
+    )
+    return {cls.name: cls for cls in classes}
 
 
 def get_retriever_class(name: str) -> type[Retriever]:

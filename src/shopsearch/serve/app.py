@@ -34,6 +34,7 @@ from shopsearch.serve.routes_catalog import catalog_router
 from shopsearch.serve.routes_events import events_router
 from shopsearch.serve.routes_search import search_router
 from shopsearch.serve.state import ServerState
+from shopsearch.serve.threads import limit_compute_threads
 from shopsearch.store.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def create_app(
     state = ServerState(
         workspace=workspace,
         settings=settings,
-        live=LiveEngine(workspace, settings, run_id),
+        live=LiveEngine(workspace, settings, run_id, on_load=metrics.watch_engine),
         log=EventLog(workspace.root / LOG_DIR, linger_s=log_linger_s, observer=metrics),
         ids=RequestIds(workspace_secret(workspace)),
         metrics=metrics,
@@ -124,10 +125,15 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """The app of one ``shopsearch serve`` worker, configured through the environment."""
+    """The app of one ``shopsearch serve`` worker, configured through the environment.
+
+    The process's compute libraries get ``serve.compute_threads`` threads each (see
+    :mod:`shopsearch.serve.threads`) before the engine loads.
+    """
     workspace = Workspace.open(os.environ[ENV_WORKSPACE])
     config = os.environ.get(ENV_CONFIG)
     settings = load_settings(workspace.root, Path(config) if config else None)
+    limit_compute_threads(settings.serve.compute_threads)
     return create_app(
         workspace,
         settings,

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,12 +118,21 @@ class LiveEngine:
         settings: settings every loaded engine gets.
         run_id: identifies one server run across its worker processes (reload signal file);
             ``None``: this process alone.
+        on_load: called with every engine loaded (the first and each reload), before it is
+            warmed up and served (the server attaches its metrics).
     """
 
-    def __init__(self, workspace: Workspace, settings: Settings, run_id: str | None) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        settings: Settings,
+        run_id: str | None,
+        on_load: Callable[[Engine], None] | None = None,
+    ) -> None:
         self.workspace = workspace
         self.settings = settings
         self.run_id = run_id
+        self.on_load = on_load
         self.changes = threading.Lock()
         self._rw = ReadWriteLock()
         self._seen_signal: str | None = None
@@ -180,6 +189,8 @@ class LiveEngine:
     def _load(self, bundle: Path | None) -> Engine:
         """Load a bundle and warm it with one search (lazy models load now, not on a user)."""
         engine = Engine.load(self.workspace, self.settings, bundle)
+        if self.on_load is not None:
+            self.on_load(engine)
         engine.search(SearchParams("warm up", size=1))
         return engine
 

@@ -1,5 +1,6 @@
-"""Prometheus metrics: requests, errors and latency per route, latency per search stage, and
-the event log's writes, drops and compactions.
+"""Prometheus metrics: requests, errors and latency per route, latency per search stage, the
+dense sources' query-vector cache (hits, misses, evictions) and encoding batch sizes, and the
+event log's writes, drops and compactions.
 
 With one process the metrics live in a registry of their own (several apps in one process, as
 in tests, do not collide). With several workers, ``shopsearch serve`` sets
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,9 +25,13 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from shopsearch.engine import Engine
+
 #: The exposition format's content type.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_BATCH = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
@@ -85,6 +91,26 @@ class Metrics:
             ["table"],
             registry=registry,
         )
+        self.query_cache = Counter(
+            "shopsearch_query_cache_lookups",
+            "Query-vector cache lookups of dense sources, by source and result (hit, miss); "
+            "hit rate = hit / (hit + miss).",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.query_cache_evictions = Counter(
+            "shopsearch_query_cache_evictions",
+            "Query vectors dropped from a full cache (least recently used), by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.encode_batches = Histogram(
+            "shopsearch_query_encode_batch_size",
+            "Distinct queries encoded per forward pass (concurrent searches batched), by source.",
+            ["source"],
+            buckets=_BATCH,
+            registry=registry,
+        )
         self.reloads = Counter(
             "shopsearch_reloads",
             "Bundle reloads by outcome (ok, refused).",
@@ -111,6 +137,32 @@ class Metrics:
         """Record one search's stage timings."""
         for stage, ms in timings_ms.items():
             self.stages.labels(stage).observe(ms / 1000.0)
+
+    def watch_engine(self, engine: Engine) -> None:
+        """Count the query-vector cache and encoding batches of ``engine``'s dense sources."""
+        from shopsearch.retrieval.dense import DenseRetriever
+
+        for name, source in engine.retrieval.sources.items():
+            if isinstance(source, DenseRetriever):
+                source.configure_queries(
+                    cache_observer=self._cache_observer(name),
+                    batch_observer=self.encode_batches.labels(name).observe,
+                )
+
+    def _cache_observer(self, source: str) -> Callable[[int, int, int], None]:
+        hit = self.query_cache.labels(source, "hit")
+        miss = self.query_cache.labels(source, "miss")
+        evicted = self.query_cache_evictions.labels(source)
+
+        def observe(hits: int, misses: int, evictions: int) -> None:
+            if hits:
+                hit.inc(hits)
+            if misses:
+                miss.inc(misses)
+            if evictions:
+                evicted.inc(evictions)
+
+        return observe
 
     def log_written(self, lines: int, nbytes: int, seconds: float) -> None:
         """Event log observer: a batch was written."""

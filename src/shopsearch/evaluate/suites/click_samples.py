@@ -40,6 +40,7 @@ def make_samples(
     rows: pd.DataFrame,
     sequences: npt.NDArray[np.object_],
     seq_age: npt.NDArray[np.float32] | None = None,
+    extra_dense: Sequence[str] = (),
 ) -> Samples:
     """Samples of click-labelled candidate ``rows``.
 
@@ -51,6 +52,8 @@ def make_samples(
         sequences: object ``[n_requests, L]`` of earlier item ids, most recent first
             (``""`` = padding).
         seq_age: float ``[n_requests, L]`` ages of the behaviours (default 0).
+        extra_dense: further numeric columns of ``rows`` the models read after
+            :data:`~shopsearch.ranking.features.DENSE_FEATURES` (the samples' ``dense_names``).
 
     Returns:
         Samples with cart and purchase labels 0 and no long-tail flag.
@@ -76,6 +79,7 @@ def make_samples(
         seq_leaves=np.full(sequences.shape, "", dtype=object),
         seq_kinds=kinds,
         seq_age=age.astype(np.float32),
+        dense_names=(*DENSE_FEATURES, *extra_dense) if extra_dense else None,
     )
 
 

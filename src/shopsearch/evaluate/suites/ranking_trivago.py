@@ -22,10 +22,33 @@ Features (all position-free, known before the clickout), with the encoder column
 * the session's earlier items (most recent first) are the behaviour sequence; the platform
   (country) is the domain.
 
+Context features (:data:`CONTEXT_FEATURES`, extra dense columns after the workspace's, read by
+LightGBM and every torch model alike), from the clickout's own list and the session's earlier
+steps only (the core features of the RecSys Challenge 2019 winners):
+
+* **the shown rank as an input feature**: ``shown_rank`` (1-based place of the item in the
+  impression list), ``shown_rank_share`` (rank / (length - 1)), ``list_length``. The list is
+  trivago's upstream ranker's output, known when the clickout happens, so the rank is the same
+  kind of input as a retrieval score handed to a re-ranker: the models re-rank trivago's list
+  given its order. This is *not* the position-bias machinery (below), which stays as it is;
+* the item against the session's last item interaction: ``last_ref_in_list`` (that item is in
+  this list), ``rank_minus_last_ref`` / ``abs_rank_minus_last_ref`` (places below / away from it;
+  the click is often just below), ``is_last_ref`` and its kind (``last_ref_clickout``,
+  ``last_ref_image``, ``last_ref_other``), ``is_last_clickout_ref``;
+* the item's earlier interactions by kind (``n_item_clickouts``, ``n_item_images``,
+  ``n_item_other``), ``log_seconds_since_item``; the session's ``log_seconds_since_last_action``
+  and ``last_action_clickout``;
+* earlier lists: ``in_prev_list``, ``prev_list_rank`` and ``rank_minus_prev_rank`` (its rank in
+  the session's previous clickout list), ``n_earlier_lists`` (earlier lists showing it);
+* price: ``price_rel_clicked`` (log price minus the mean log price of the items the session
+  clicked out earlier, with ``has_clicked_prices``), ``price_rel_min`` (above the list's
+  cheapest).
+
 The logged position is used only as the torch models' training-time bias term
-(``position_bias="feature"``); scoring sets it to 0. Baselines: ``baseline/impression-order``
-(the order shown) and ``baseline/lightgbm`` (LambdaMART on the same features). Models are
-trained on click labels only.
+(``position_bias="feature"``); scoring sets that term's position to 0, so at test time the
+position enters a model only through ``shown_rank`` and friends, exactly as on training rows.
+Baselines: ``baseline/impression-order`` (the order shown) and ``baseline/lightgbm``
+(LambdaMART on the same features). Models are trained on click labels only.
 """
 
 from __future__ import annotations
@@ -166,6 +189,172 @@ def _session_features(rows: pd.DataFrame, events: pd.DataFrame) -> None:
     rows["matched_share"] = (rows["product_id"] == last_item).astype(np.float64)
 
 
+#: Numeric columns the trivago samples add after the workspace's dense features (see the module
+#: docstring); all known when the clickout's list is shown.
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "shown_rank",
+    "shown_rank_share",
+    "list_length",
+    "last_ref_in_list",
+    "rank_minus_last_ref",
+    "abs_rank_minus_last_ref",
+    "is_last_ref",
+    "last_ref_clickout",
+    "last_ref_image",
+    "last_ref_other",
+    "is_last_clickout_ref",
+    "n_item_clickouts",
+    "n_item_images",
+    "n_item_other",
+    "log_seconds_since_item",
+    "log_seconds_since_last_action",
+    "last_action_clickout",
+    "in_prev_list",
+    "prev_list_rank",
+    "rank_minus_prev_rank",
+    "n_earlier_lists",
+    "price_rel_clicked",
+    "has_clicked_prices",
+    "price_rel_min",
+)
+_F = {name: i for i, name in enumerate(CONTEXT_FEATURES)}
+_CLICKOUT, _IMAGE = 0, 1
+
+
+class _SessionState:
+    """What a session has done so far, updated step by step."""
+
+    def __init__(self) -> None:
+        self.last_ref = ""
+        self.last_kind = -1
+        self.last_clickout_ref = ""
+        self.last_ts: int | None = None
+        self.last_action_clickout = False
+        self.counts: dict[str, list[int]] = {}
+        self.item_ts: dict[str, int] = {}
+        self.prev_list: dict[str, int] = {}
+        self.n_lists: dict[str, int] = {}
+        self.clicked_log_prices: list[float] = []
+
+    def features(
+        self, items: list[str], log_prices: npt.NDArray[np.float64], ts: int
+    ) -> npt.NDArray[np.float64]:
+        """``[len(items), len(CONTEXT_FEATURES)]`` for a list shown at time ``ts``."""
+        n = len(items)
+        out = np.zeros((n, len(CONTEXT_FEATURES)), np.float64)
+        rank = np.arange(n, dtype=np.float64)
+        out[:, _F["shown_rank"]] = rank + 1
+        out[:, _F["shown_rank_share"]] = rank / max(n - 1, 1)
+        out[:, _F["list_length"]] = n
+        where = {item: k for k, item in enumerate(items)}
+        last_rank = where.get(self.last_ref)
+        if last_rank is not None:
+            out[:, _F["last_ref_in_list"]] = 1.0
+            out[:, _F["rank_minus_last_ref"]] = rank - last_rank
+            out[:, _F["abs_rank_minus_last_ref"]] = np.abs(rank - last_rank)
+            out[last_rank, _F["is_last_ref"]] = 1.0
+            kind = self.last_kind
+            column = (
+                "last_ref_clickout"
+                if kind == _CLICKOUT
+                else "last_ref_image"
+                if kind == _IMAGE
+                else "last_ref_other"
+            )
+            out[last_rank, _F[column]] = 1.0
+        clickout_rank = where.get(self.last_clickout_ref)
+        if clickout_rank is not None:
+            out[clickout_rank, _F["is_last_clickout_ref"]] = 1.0
+        if self.last_ts is not None:
+            out[:, _F["log_seconds_since_last_action"]] = np.log1p(max(ts - self.last_ts, 0))
+        out[:, _F["last_action_clickout"]] = float(self.last_action_clickout)
+        if self.clicked_log_prices:
+            out[:, _F["price_rel_clicked"]] = log_prices - float(np.mean(self.clicked_log_prices))
+            out[:, _F["has_clicked_prices"]] = 1.0
+        out[:, _F["price_rel_min"]] = log_prices - float(log_prices.min()) if n else 0.0
+        for k, item in enumerate(items):
+            counts = self.counts.get(item)
+            if counts is not None:
+                out[k, _F["n_item_clickouts"]] = counts[0]
+                out[k, _F["n_item_images"]] = counts[1]
+                out[k, _F["n_item_other"]] = counts[2]
+                out[k, _F["log_seconds_since_item"]] = np.log1p(max(ts - self.item_ts[item], 0))
+            prev = self.prev_list.get(item)
+            if prev is not None:
+                out[k, _F["in_prev_list"]] = 1.0
+                out[k, _F["prev_list_rank"]] = prev + 1
+                out[k, _F["rank_minus_prev_rank"]] = k - prev
+            out[k, _F["n_earlier_lists"]] = self.n_lists.get(item, 0)
+        return out
+
+    def update(
+        self, kind: int, ref: str, ts: int, items: list[str], log_prices: npt.NDArray[np.float64]
+    ) -> None:
+        """Record one step (``kind`` -1 for an action on no item)."""
+        self.last_ts = ts
+        self.last_action_clickout = kind == _CLICKOUT
+        if kind >= 0 and ref:
+            self.last_ref, self.last_kind = ref, kind
+            counts = self.counts.setdefault(ref, [0, 0, 0])
+            counts[min(kind, 2)] += 1
+            self.item_ts[ref] = ts
+        if kind == _CLICKOUT and ref:
+            self.last_clickout_ref = ref
+        if items:
+            self.prev_list = {item: k for k, item in enumerate(items)}
+            for item in items:
+                self.n_lists[item] = self.n_lists.get(item, 0) + 1
+            if ref in self.prev_list:
+                self.clicked_log_prices.append(float(log_prices[self.prev_list[ref]]))
+
+
+def _number(text: str) -> float:
+    """``float(text)``, 0 when it is not a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return value if np.isfinite(value) else 0.0
+
+
+def _context_features(rows: pd.DataFrame, events: pd.DataFrame) -> None:
+    """The :data:`CONTEXT_FEATURES` of every row, from its clickout and the session's earlier
+    steps (one pass over the events in session and step order)."""
+    wanted = set(rows["request_id"])
+    kinds = {name: i for i, name in enumerate(_ITEM_ACTIONS)}
+    per_request: dict[str, npt.NDArray[np.float64]] = {}
+    state = _SessionState()
+    session = None
+    for sid, step, action, ref, ts, imps, prices in zip(
+        events["session_id"].to_numpy(object),
+        events["step"].to_numpy(np.int64),
+        events["action_type"].to_numpy(object),
+        events["reference"].to_numpy(object),
+        events["timestamp"].to_numpy(np.int64),
+        events["impressions"].to_numpy(object),
+        events["prices"].to_numpy(object),
+        strict=True,
+    ):
+        if sid != session:
+            session, state = sid, _SessionState()
+        kind = kinds.get(action, -1)
+        items: list[str] = imps.split("|") if kind == _CLICKOUT and imps else []
+        price_list = prices.split("|") if items else []
+        if len(price_list) != len(items):
+            items = []
+        log_prices = np.log1p(np.maximum([_number(p) for p in price_list], 0.0))
+        request_id = f"{sid}:{step}"
+        if items and request_id in wanted:
+            per_request[request_id] = state.features(items, log_prices, int(ts))
+        state.update(kind, str(ref), int(ts), items, log_prices)
+    order = pd.unique(rows["request_id"].to_numpy(object))
+    stacked = np.concatenate([per_request[str(r)] for r in order], axis=0)
+    if len(stacked) != len(rows):
+        raise InvalidInputError("a clickout's list changed between passes; check the events file")
+    for name, column in zip(CONTEXT_FEATURES, stacked.T, strict=True):
+        rows[name] = column
+
+
 def _last_items(rows: pd.DataFrame, acts: pd.DataFrame) -> npt.NDArray[np.object_]:
     """Per row, the item of the session's last interaction before the clickout ('' if none)."""
     requests = rows.drop_duplicates("request_id")[["request_id", "session_id", "step"]]
@@ -243,12 +432,13 @@ def build_trivago_samples(
         raise InvalidInputError("no clickout with its clicked item among the shown; check the file")
     _price_features(rows)
     _session_features(rows, events)
+    _context_features(rows, events)
     items, ages = _sequences(rows, events, cfg.seq_len)
     prior_source = rows if train_rows is None else train_rows
     _prior_features(rows, prior_source, train_rows is None, cfg.alpha)
     rows["domain"] = rows["platform"]
     rows["tsu"] = rows["timestamp"]
-    return make_samples(rows, items, ages)
+    return make_samples(rows, items, ages, CONTEXT_FEATURES)
 
 
 def run_ranking_trivago_suite(cfg: RankingTrivagoConfig, say: Say | None = None) -> Report:
@@ -267,6 +457,8 @@ def run_ranking_trivago_suite(cfg: RankingTrivagoConfig, say: Say | None = None)
             "seed": cfg.seed,
             "labels": "click only (cart / purchase losses off)",
             "position_bias": "feature (training only; scored at position 0)",
+            "shown_rank_feature": "the impression-list rank is an input feature (re-ranking "
+            "trivago's shown list), train and test alike",
         },
     )
     with report.timer("samples"):
@@ -309,6 +501,7 @@ def run_ranking_trivago_suite(cfg: RankingTrivagoConfig, say: Say | None = None)
 
 
 __all__ = [
+    "CONTEXT_FEATURES",
     "RankingTrivagoConfig",
     "build_trivago_samples",
     "read_events",

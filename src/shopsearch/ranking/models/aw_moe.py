@@ -52,6 +52,7 @@ from shopsearch.ranking.models.layers import (
     batched_experts,
     masked_softmax,
     mlp,
+    shared_rows,
     task_towers,
 )
 
@@ -135,7 +136,10 @@ class AWMoE(RankingModel):
     def gate_logits(self, sequence: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``([B, n_experts] gate logits, [B, L] attention)`` for the behaviours in ``mask``."""
         attention = masked_softmax(self.activation_unit(sequence, target), mask)
-        units = self.gate_unit(sequence)
+        if shared_rows(sequence):  # a served request: one sequence for every candidate
+            units = self.gate_unit(sequence[:1]).expand(sequence.shape[0], -1, -1)
+        else:
+            units = self.gate_unit(sequence)
         logits = (attention.unsqueeze(-1) * units).sum(1) + self.gate_bias
         return logits, attention
 

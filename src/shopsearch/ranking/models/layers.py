@@ -112,7 +112,14 @@ class FeatureEmbedder(nn.Module):
         return target
 
     def sequence(self, batch: RankingBatch) -> Tensor:
-        """``[B, L, d]`` each behaviour: item + leaf category + kind + age embeddings."""
+        """``[B, L, d]`` each behaviour: item + leaf category + kind + age embeddings.
+
+        When every row shares one sequence (a served request's candidates: the sequence tensors
+        are one row expanded), it is embedded once and expanded (see :func:`shared_rows`).
+        """
+        if shared_rows(batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age):
+            one = batch.index(torch.zeros(1, dtype=torch.long))
+            return self.sequence(one).expand(len(batch), -1, -1)
         embedded: Tensor = (
             self.item(batch.seq_items)
             + self.category(batch.seq_categories)
@@ -155,10 +162,19 @@ class ActivationUnit(nn.Module):
         """``[B, L]`` unnormalised scores of each behaviour of ``sequence`` for ``target``."""
         w_e, w_t, w_d, w_p = torch.split(self.first.weight, self.embed_dim, dim=1)
         per_target = nn.functional.linear(target, w_t - w_d, self.first.bias).unsqueeze(1)
-        behaviour = torch.cat([sequence, sequence * target.unsqueeze(1)], dim=-1)
-        hidden = torch.relu(behaviour @ torch.cat([w_e + w_d, w_p], dim=1).T + per_target)
+        if shared_rows(sequence):  # one sequence for every row: its own term once
+            own = (sequence[:1] @ (w_e + w_d).T).expand(sequence.shape[0], -1, -1)
+            hidden = torch.relu(own + (sequence * target.unsqueeze(1)) @ w_p.T + per_target)
+        else:
+            behaviour = torch.cat([sequence, sequence * target.unsqueeze(1)], dim=-1)
+            hidden = torch.relu(behaviour @ torch.cat([w_e + w_d, w_p], dim=1).T + per_target)
         scores: Tensor = self.out(hidden).squeeze(-1)
         return scores
+
+
+def shared_rows(*tensors: Tensor) -> bool:
+    """Whether every tensor is one row expanded over a batch of several (stride 0 in dim 0)."""
+    return all(t.dim() > 0 and t.shape[0] > 1 and t.stride(0) == 0 for t in tensors)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -176,5 +192,6 @@ __all__ = [
     "expert_block",
     "masked_softmax",
     "mlp",
+    "shared_rows",
     "task_towers",
 ]

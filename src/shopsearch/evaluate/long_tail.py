@@ -1,0 +1,46 @@
+"""Long-tail query slices shared by the evaluation suites.
+
+Two definitions, both computed from the *training* side only:
+
+- :func:`rare_term_queries` (judged query sets such as Home Depot, where test queries never
+  occur in training): a test query is long-tail when it contains a term (lower-cased word of
+  letters and digits) that occurs in at most ``max_count`` training queries — a rare or
+  misspelled word, or a word never seen in training.
+- :func:`rare_queries` (logs, where head queries recur): a test query is long-tail when the
+  same query text occurred at most ``max_count`` times among the training requests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+_TERM = re.compile(r"[a-z0-9]+")
+
+
+def query_terms(query: str) -> set[str]:
+    """The distinct lower-cased alphanumeric terms of a query."""
+    return set(_TERM.findall(query.lower()))
+
+
+def rare_term_queries(
+    train_queries: Iterable[str], test_queries: Sequence[str], max_count: int = 2
+) -> list[str]:
+    """Test queries with a term found in at most ``max_count`` training queries, in order."""
+    frequency: Counter[str] = Counter()
+    for query in train_queries:
+        frequency.update(query_terms(query))
+    return [
+        q
+        for q in test_queries
+        if any(frequency[t] <= max_count for t in query_terms(q))
+    ]
+
+
+def rare_queries(
+    train_queries: Iterable[str], test_queries: Sequence[str], max_count: int = 1
+) -> list[str]:
+    """Test queries whose text occurred at most ``max_count`` times in training, in order."""
+    seen = Counter(train_queries)
+    return [q for q in test_queries if seen[q] <= max_count]

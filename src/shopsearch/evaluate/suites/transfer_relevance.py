@@ -1,0 +1,419 @@
+"""``shopsearch eval transfer --dataset relevance``: relevance transfer from a judged source shop
+to a judged target shop with little target data.
+
+Protocol
+--------
+* **Data.** The source is every judgment of ``--source`` (``--source-format``); the target's
+  distinct queries are shuffled (seeded) and split *by query*: the first ``round(f * n)`` are the
+  target training part of fraction ``f`` (nested across fractions), every query after the
+  largest fraction's is the test part (:func:`~shopsearch.transfer.relevance_data.split_queries`).
+* **Samples.** One request per (shop, query), one row per judged product, text-match features
+  computed within each shop (:mod:`shopsearch.transfer.relevance_data`: BM25, field matches,
+  character 3-gram overlap, MiniLM cosine through the embedding cache), the grade normalised to
+  ``[0, 1]`` over the shop's grade range as a soft click label; ``domain`` is ``source`` or
+  ``target``.
+* **Methods.** Every method of :data:`~shopsearch.transfer.registry.METHODS` is trained by
+  :func:`~shopsearch.transfer.protocol.train_transfer` on the source rows plus the target
+  training rows (``zero-shot``: source rows only; ``target-only``: target rows only), click loss
+  only, no position term (the judged pairs have no position).
+* **Metrics on the target test queries.** ``ndcg@10``: each test query's judged products
+  re-ranked by the method's score, gains = grade minus the format's lowest grade (as in the
+  relevance suite), 95% bootstrap CI over queries. ``rmse``: predicted vs true grade on the
+  target's grade scale. A score becomes a grade through an isotonic regression from score to
+  normalised grade, fitted on the target training rows the method was trained on (``zero-shot``:
+  on the source rows, which is all it sees), then scaled to the target's range ``low + u * (high
+  - low)`` (``homedepot`` 1-3, ``crowdflower`` 1-4, ``generic``: the range of the target
+  training grades). CI by bootstrap over test queries.
+* **Baselines.** ``baseline/bm25s``: the judged products in bm25s order (default parameters,
+  English stopwords, titles of the whole target catalog indexed); its rmse mapping is fitted on
+  the smallest fraction's target training rows. ``baseline/random``: the judged products in a
+  seeded random order (the floor of ``ndcg@10`` on these short judged lists; its rmse is about
+  that of predicting the mean training grade). ``baseline/zero-shot`` (no fraction suffix: it
+  sees no target label), ``baseline/target-only``, ``baseline/pooled`` and the multi-domain
+  baselines, suffixed ``@f``.
+
+Every system reports ``by_domain`` (the single ``target`` domain); each ``shopsearch/`` system
+also reports ``vs``: its paired bootstrap difference in ``ndcg@10`` against zero-shot,
+target-only and pooled (:func:`add_comparisons`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suites.click_samples import click_only_config, ranked_lists
+from shopsearch.evaluate.suites.judged import SCALES
+from shopsearch.ranking.features import FeatureEncoder
+from shopsearch.ranking.samples import Samples
+from shopsearch.text.encoders import Encoder
+from shopsearch.transfer.relevance_data import (
+    grade_range,
+    labelled,
+    pair_features,
+    read_pairs,
+    relevance_samples,
+    split_queries,
+)
+
+Say = Callable[[str], None]
+F64 = npt.NDArray[np.float64]
+
+SOURCE, TARGET = "source", "target"
+METRICS = ("ndcg@10",)
+
+
+@dataclass
+class TransferRelevanceConfig:
+    """Inputs of the relevance transfer protocol.
+
+    Attributes:
+        source_format: judged format of the source (``homedepot``, ``crowdflower``, ``generic``).
+        source: the source judgment files.
+        target_format: judged format of the target.
+        target: the target judgment files.
+        target_products: products files giving the target's titles (generic format).
+        fractions: target training fractions (each in (0, 1)).
+        methods: transfer methods to train (default: every method).
+        epochs: most epochs per model (early stopping on a by-request validation split).
+        batch_size: rows per training step.
+        patience: epochs without validation improvement before stopping.
+        cache_dir: embedding cache root (``None``: no cache).
+        encoder: the sentence encoder (default MiniLM, loaded offline).
+        n_resamples: bootstrap resamples of the CIs.
+        seed: seed of the query split, training and bootstraps.
+    """
+
+    source_format: str
+    source: list[Path]
+    target_format: str
+    target: list[Path]
+    target_products: list[Path] = field(default_factory=list)
+    fractions: tuple[float, ...] = (0.1,)
+    methods: tuple[str, ...] = ()
+    epochs: int = 20
+    batch_size: int = 256
+    patience: int = 3
+    cache_dir: Path | None = Path(".shopsearch-cache")
+    encoder: Encoder | None = None
+    n_resamples: int = 1000
+    seed: int = 0
+
+
+def _qrels(rows: pd.DataFrame, offset: float) -> dict[str, dict[str, float]]:
+    """``{request_id: {product_id: grade - offset}}`` of the rows (gains floored at 0)."""
+    qrels: dict[str, dict[str, float]] = {}
+    for request, product, grade in zip(rows["request_id"], rows["pid"], rows["grade"], strict=True):
+        qrels.setdefault(str(request), {})[product] = round(max(float(grade) - offset, 0.0), 6)
+    return qrels
+
+
+class GradeMapping:
+    """Score → grade: isotonic regression to the normalised grade, scaled to ``low..high``."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = low
+        self.high = high
+
+    def fit(self, scores: F64, labels: F64) -> GradeMapping:
+        """Fit on training scores and their normalised grades (``[0, 1]``)."""
+        from sklearn.isotonic import IsotonicRegression
+
+        if len(scores) == 0:
+            raise InvalidInputError("no training rows to fit the score-to-grade mapping on")
+        self.model_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        self.model_.fit(scores, labels)
+        return self
+
+    def predict(self, scores: F64) -> F64:
+        """Predicted grades on the ``low..high`` scale."""
+        unit = np.asarray(self.model_.predict(scores), np.float64)
+        out: F64 = self.low + unit * (self.high - self.low)
+        return out
+
+
+def rmse_with_ci(
+    errors: F64, groups: npt.NDArray[Any], n_resamples: int, seed: int
+) -> tuple[float, tuple[float, float] | None]:
+    """RMSE of ``errors`` over all rows and its percentile bootstrap CI over ``groups``."""
+    value = float(math.sqrt(np.mean(errors**2)))
+    if not n_resamples:
+        return value, None
+    codes, uniques = pd.factorize(pd.Series(groups))
+    sq = np.bincount(codes, weights=errors**2, minlength=len(uniques))
+    count = np.bincount(codes, minlength=len(uniques)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(uniques), size=(n_resamples, len(uniques)))
+    boot = np.sqrt(sq[picks].sum(axis=1) / count[picks].sum(axis=1))
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return value, (float(low), float(high))
+
+
+def bm25s_scores(catalog: pd.DataFrame, rows: pd.DataFrame) -> F64:
+    """bm25s scores (default parameters, English stopwords) of each row's (query, product).
+
+    ``catalog`` (``product_id, title``) is indexed whole; a row (``query``, ``pid``) scores its
+    product's score for its query (0 when the query has no indexed token).
+    """
+    import bm25s
+
+    products = catalog.drop_duplicates("product_id").reset_index(drop=True)
+    position = pd.Index(products["product_id"].astype(str))
+    tokens = bm25s.tokenize(
+        products["title"].astype(str).tolist(),
+        stopwords="en",
+        return_ids=False,
+        show_progress=False,
+    )
+    model = bm25s.BM25()
+    with contextlib.redirect_stderr(io.StringIO()):
+        model.index(tokens, show_progress=False)
+    vocab = set(model.vocab_dict)
+    out = np.zeros(len(rows))
+    doc = position.get_indexer(pd.Index(rows["pid"].astype(str)))
+    for query, idx in rows.groupby("query", sort=False).indices.items():
+        words = bm25s.tokenize([str(query)], stopwords="en", return_ids=False, show_progress=False)
+        known = [w for w in words[0] if w in vocab]
+        if known:
+            out[idx] = model.get_scores(known)[doc[idx]]
+    return out
+
+
+@dataclass
+class _Setting:
+    """Everything one fraction's training needs."""
+
+    fraction: float
+    train: Samples
+    test: Samples
+    target_rows: npt.NDArray[np.bool_]
+    low: float
+    high: float
+
+
+def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None) -> Report:
+    """Run the protocol of the module docstring and return its report."""
+    from shopsearch.transfer.protocol import train_transfer
+    from shopsearch.transfer.registry import METHODS, check_method, report_name
+
+    tell = say or (lambda _message: None)
+    methods = tuple(check_method(m) for m in (cfg.methods or METHODS))
+    if cfg.target_format not in SCALES:
+        raise InvalidInputError(f"--target-format {cfg.target_format!r} has no grade scale")
+    offset = SCALES[cfg.target_format].offset
+    fractions = tuple(sorted(set(cfg.fractions)))
+    report = Report(
+        suite="transfer",
+        primary_metric="ndcg@10",
+        config={
+            "dataset": "relevance",
+            "source_format": cfg.source_format,
+            "source": cfg.source,
+            "target_format": cfg.target_format,
+            "target": cfg.target,
+            "target_products": cfg.target_products,
+            "target_train_fractions": list(fractions),
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "patience": cfg.patience,
+            "seed": cfg.seed,
+            "labels": "grade normalised to [0, 1] over the shop's range, as a soft click label",
+            "gain": f"target grade - {offset:g}",
+            "rmse_mapping": "isotonic score -> normalised grade on the method's target training "
+            "rows (zero-shot: source rows), scaled to the target range",
+            "position_bias": "none",
+        },
+    )
+    with report.timer("read"):
+        tell("reading judgments")
+        source = read_pairs(cfg.source_format, cfg.source)
+        target = read_pairs(cfg.target_format, cfg.target, cfg.target_products)
+        train_queries, test_queries = split_queries(target["query"].tolist(), fractions, cfg.seed)
+    encoder = cfg.encoder
+    if encoder is None:
+        from shopsearch.text.encoders import MiniLMEncoder
+
+        encoder = MiniLMEncoder()
+    with report.timer("features"):
+        tell(f"features of {len(source)} source and {len(target)} target pairs")
+        source_f = pair_features(source, encoder, cfg.cache_dir)
+        target_f = pair_features(target, encoder, cfg.cache_dir)
+    src_low, src_high = grade_range(cfg.source_format, source["grade"])
+    source_rows = labelled(source_f, SOURCE, src_low, src_high)
+    linked = set(source["product_id"]) & set(target["product_id"])
+    is_test = target_f["query"].isin(set(test_queries)).to_numpy()
+    test_pairs = target_f[is_test]
+    settings: list[_Setting] = []
+    for fraction in fractions:
+        chosen = target_f["query"].isin(set(train_queries[fraction])).to_numpy()
+        low, high = grade_range(cfg.target_format, target_f.loc[chosen, "grade"])
+        train = relevance_samples(
+            [source_rows, labelled(target_f[chosen], TARGET, low, high)], linked
+        )
+        test = relevance_samples([labelled(test_pairs, TARGET, low, high)], linked)
+        is_target = (train.rows["domain"] == TARGET).to_numpy()
+        settings.append(_Setting(fraction, train, test, is_target, low, high))
+    test_rows = settings[0].test.rows
+    qrels = _qrels(test_rows, offset)
+    groups = test_rows["request_id"].to_numpy(object)
+    true_grade = test_rows["grade"].to_numpy(np.float64)
+    report.dataset = {
+        "source_queries": int(source["query"].nunique()),
+        "source_pairs": len(source),
+        "source_products": int(source["product_id"].nunique()),
+        "target_queries": int(target["query"].nunique()),
+        "target_pairs": len(target),
+        "target_products": int(target["product_id"].nunique()),
+        "target_train_queries": {f"{f:g}": len(train_queries[f]) for f in fractions},
+        "target_train_pairs": {f"{s.fraction:g}": int(s.target_rows.sum()) for s in settings},
+        "target_test_queries": len(test_queries),
+        "target_test_pairs": len(test_rows),
+        "shared_queries": len(set(source["query"]) & set(target["query"])),
+        "shared_products": len(linked),
+        "target_grade_range": [settings[0].low, settings[0].high],
+    }
+
+    per_query: dict[str, F64] = {}
+
+    def add(name: str, score: F64, mapping: GradeMapping, extra: Mapping[str, Any]) -> None:
+        evaluation = evaluate_run(
+            ranked_lists(test_rows.assign(product_id=test_rows["pid"]), score),
+            qrels,
+            metrics=METRICS,
+            n_resamples=cfg.n_resamples,
+            seed=cfg.seed,
+        )
+        rmse, ci = rmse_with_ci(
+            mapping.predict(score) - true_grade, groups, cfg.n_resamples, cfg.seed
+        )
+        per_query[name] = evaluation.per_query["ndcg@10"]
+        metrics = {**evaluation.metrics, "rmse": rmse}
+        intervals = dict(evaluation.ci)
+        if ci is not None:
+            intervals["rmse"] = ci
+        report.add_system(
+            name, metrics, intervals or None, {"by_domain": {TARGET: metrics}, **extra}
+        )
+        tell(f"{name}: ndcg@10={metrics['ndcg@10']:.4f} rmse={rmse:.4f}")
+
+    with report.timer("baseline/bm25s"):
+        catalog = target[["product_id", "title"]]
+        first = settings[0]
+        train_target = first.train.rows[first.target_rows]
+        mapping = GradeMapping(first.low, first.high).fit(
+            bm25s_scores(catalog, train_target), train_target["click"].to_numpy(np.float64)
+        )
+        add("baseline/bm25s", bm25s_scores(catalog, test_rows), mapping, {})
+    with report.timer("baseline/random"):
+        rng = np.random.default_rng(cfg.seed)
+        mapping = GradeMapping(first.low, first.high).fit(
+            rng.random(len(train_target)), train_target["click"].to_numpy(np.float64)
+        )
+        add("baseline/random", rng.random(len(test_rows)), mapping, {})
+
+    for setting in settings:
+        train_cfg = replace(
+            click_only_config(cfg.epochs, cfg.seed),
+            batch_size=cfg.batch_size,
+            patience=cfg.patience,
+        )
+        feature_encoder = FeatureEncoder(setting.train.seq_kinds.shape[1]).fit(setting.train)
+        encoded = (feature_encoder, feature_encoder.transform(setting.train))
+        for method in methods:
+            if method == "zero-shot" and setting is not settings[0]:
+                continue  # sees no target label: trained once
+            name = report_name(method, None if method == "zero-shot" else setting.fraction)
+            tell(f"training {name}")
+            with report.timer(f"train/{name}"):
+                scorer = train_transfer(
+                    method,
+                    setting.train,
+                    [SOURCE],
+                    [TARGET],
+                    train_cfg,
+                    position_bias="none",
+                    encoded=encoded,
+                )
+            fit_rows = ~setting.target_rows if method == "zero-shot" else setting.target_rows
+            fit_samples = setting.train.subset(fit_rows)
+            mapping = GradeMapping(setting.low, setting.high).fit(
+                scorer.score(fit_samples), fit_samples.rows["click"].to_numpy(np.float64)
+            )
+            info = {k: v.get("best_epoch") for k, v in scorer.info.items()}
+            add(name, scorer.score(setting.test), mapping, {"best_epoch": info})
+    add_comparisons(report, per_query, "ndcg@10", cfg.n_resamples, cfg.seed)
+    return report
+
+
+def add_comparisons(
+    report: Report, per_query: Mapping[str, F64], metric: str, n_resamples: int, seed: int
+) -> None:
+    """Add ``vs`` to each ``shopsearch/`` system: its paired bootstrap difference in ``metric``
+    against ``baseline/zero-shot``, ``baseline/target-only`` and ``baseline/pooled`` at the same
+    fraction (``{"diff", "low", "high", "p_value"}`` per baseline; queries resampled jointly)."""
+    from shopsearch.evaluate.metrics import paired_bootstrap_diff
+
+    for name in per_query:
+        if not name.startswith("shopsearch/"):
+            continue
+        suffix = name[name.index("@") :] if "@" in name else ""
+        versus: dict[str, dict[str, float]] = {}
+        for other in (
+            "baseline/zero-shot",
+            "baseline/zero-shot" + suffix,
+            "baseline/target-only" + suffix,
+            "baseline/pooled" + suffix,
+        ):
+            if other in per_query and other not in versus:
+                test = paired_bootstrap_diff(
+                    per_query[name], per_query[other], n_resamples=max(n_resamples, 1), seed=seed
+                )
+                versus[other] = {
+                    f"{metric}_diff": test.mean_diff,
+                    "low": test.low,
+                    "high": test.high,
+                    "p_value": test.p_value,
+                }
+        if versus:
+            report.systems[name]["vs"] = versus
+
+
+def fractions_of(text: str) -> tuple[float, ...]:
+    """``"0.05,0.1"`` → ``(0.05, 0.1)``.
+
+    Raises:
+        InvalidInputError: for a value that is not a number.
+    """
+    out = []
+    for part in text.split(","):
+        if part.strip():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise InvalidInputError(
+                    f"--target-train-fraction {text!r} is not a comma list of numbers; "
+                    "use e.g. 0.1 or 0.05,0.1"
+                ) from None
+    return tuple(out)
+
+
+__all__ = [
+    "GradeMapping",
+    "TransferRelevanceConfig",
+    "add_comparisons",
+    "bm25s_scores",
+    "fractions_of",
+    "rmse_with_ci",
+    "run_transfer_relevance",
+]

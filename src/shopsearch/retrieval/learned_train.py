@@ -1,0 +1,467 @@
+"""Train the learned retrievers on a workspace and publish them in a new bundle (issue 6).
+
+``shopsearch train --workspace W --stage retrieval [--model two-tower|two-tower-pq|gcn]``:
+
+1. **Samples** (:func:`workspace_samples`): the MMSE multi-stage samples of the workspace's
+   event log — for each logged query, every shown product at the furthest stage it reached
+   (purchased 3 > added to cart 2.5 > clicked 2 > shown 1; random catalog items are the lowest
+   stage inside the loss). Positives of the retrieval loss are clicked or better
+   (``positive_stage`` 2); shown-unclicked products take part in the ranking loss only. A
+   workspace with judgments and no events trains on the judgments instead (the grade is the
+   stage; positives are grades at or above the middle of the judged range).
+2. **Models** (:func:`train_learned`): the MMSE two-tower encoder
+   (:class:`~shopsearch.retrieval.mmse.TwoTowerEncoder`) is always trained; ``two-tower``
+   serves it with faiss, ``gcn`` enriches it with SearchGCN propagation over the query–product
+   graph of the same samples (:class:`~shopsearch.retrieval.search_gcn.SearchGCNEncoder`), and
+   ``two-tower-pq`` trains a copy further jointly with a Poeem PQ index
+   (:class:`~shopsearch.retrieval.poeem.PoeemIndex`, ``pq_m`` bytes per product).
+3. **Bundle** (:func:`train_retrieval_bundle`): a new bundle copies the current one (lexical
+   and dense indexes, the ranking model if any) and adds each learned retriever as a source of
+   the hybrid retriever (``[retrieval] learned_use = "add"``), or puts the first one in place of
+   the MiniLM ``dense`` source (``"replace-dense"``). With ``[retrieval] fusion = "weighted"``
+   the fusion weights are fitted on the latest 10% of logged requests, which the models did not
+   train on. The new bundle is loaded and searched once before it is published; a bundle that
+   fails is deleted and the current one stays current, so nothing stored is lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shopsearch.config import RetrievalSettings, Settings
+from shopsearch.errors import InvalidInputError
+from shopsearch.retrieval.base import ProductKey, Retriever
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
+from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.store.atomic import write_json
+from shopsearch.store.bundles import (
+    BUNDLE_FILE,
+    bundle_meta,
+    current_bundle,
+    new_bundle_dir,
+    publish_bundle,
+)
+from shopsearch.store.workspace import Workspace
+from shopsearch.text.product_text import product_texts
+
+#: Model names ``--model`` accepts; each becomes the source ``name.replace("-", "_")``.
+LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn")
+#: Retrieval-loss positives from the event log: clicked, carted or purchased.
+EVENT_POSITIVE_STAGE = 2.0
+#: Share of the latest requests held out of training to fit weighted fusion.
+FUSION_HOLDOUT = 0.1
+
+#: ``progress(step, done, total)``: step is ``"two-tower"``, ``"index two-tower"``, ...
+StepProgress = Callable[[str, int, int], None]
+Say = Callable[[str], None]
+
+
+def check_models(models: Sequence[str]) -> list[str]:
+    """The model names, deduplicated; a clear error for an unknown or empty choice."""
+    unknown = [m for m in models if m not in LEARNED_MODELS]
+    if unknown or not models:
+        raise InvalidInputError(
+            f"unknown learned retrieval model(s) {', '.join(map(repr, unknown)) or '(none)'}; "
+            f"use one or more of {', '.join(LEARNED_MODELS)}"
+        )
+    return list(dict.fromkeys(models))
+
+
+def source_name(model: str) -> str:
+    """The bundle source name of a learned model (``two-tower-pq`` → ``two_tower_pq``)."""
+    return model.replace("-", "_")
+
+
+def catalog_of(workspace: Workspace) -> pa.Table:
+    """The workspace's products; a clear error when there are none."""
+    products = workspace.table("products")
+    if products.num_rows == 0:
+        raise InvalidInputError(
+            f"workspace {workspace.root} has no products; ingest or simulate some first"
+        )
+    return products
+
+
+def item_texts(products: pa.Table) -> dict[ProductKey, str]:
+    """Product key → the item text the towers read (the last row of a repeated key wins)."""
+    keys = zip(
+        products.column("domain").to_pylist(),
+        products.column("product_id").to_pylist(),
+        strict=True,
+    )
+    return dict(zip(keys, product_texts(products), strict=True))
+
+
+@dataclass(frozen=True)
+class LogSamples:
+    """Staged samples and where they came from.
+
+    Attributes:
+        samples: the (query, item, stage) triples.
+        source: ``"events"`` or ``"judgments"``.
+        positive_stage: the retrieval loss's positive stage for this source.
+        requests: logged requests used (0 for judgments).
+    """
+
+    samples: StagedSamples
+    source: str
+    positive_stage: float
+    requests: int = 0
+
+
+def _keep(table: pa.Table, request_ids: pa.Array | None) -> pa.Table:
+    if request_ids is None:
+        return table
+    return table.filter(pc.is_in(table.column("request_id"), value_set=request_ids))
+
+
+def workspace_samples(
+    workspace: Workspace,
+    texts: Mapping[ProductKey, str],
+    request_ids: Sequence[str] | None = None,
+) -> LogSamples:
+    """MMSE staged samples from the event log (only ``request_ids`` if given) or judgments.
+
+    Raises:
+        InvalidInputError: the workspace has neither events nor judgments, or none of them
+            names a catalog product.
+    """
+    requests = workspace.table("requests", ["request_id", "domain", "query"])
+    if requests.num_rows:
+        ids = None if request_ids is None else pa.array(list(request_ids), pa.string())
+        requests = _keep(requests, ids)
+        impressions = _keep(workspace.table("impressions", ["request_id", "product_id"]), ids)
+        interactions = _keep(
+            workspace.table("interactions", ["request_id", "product_id", "kind"]), ids
+        )
+        samples = StagedSamples.from_events(requests, impressions, interactions, texts)
+        found = LogSamples(samples, "events", EVENT_POSITIVE_STAGE, requests.num_rows)
+    else:
+        judged = workspace.table("judgments")
+        if judged.num_rows == 0:
+            raise InvalidInputError(
+                f"workspace {workspace.root} has no search events and no judgments to learn "
+                "retrieval from; ingest a search log ('shopsearch ingest events FILE -w W') or "
+                "graded judgments ('shopsearch ingest judgments FILE -w W')"
+            )
+        qrels: dict[str, dict[ProductKey, float]] = {}
+        for domain, query, pid, grade in zip(
+            judged.column("domain").to_pylist(),
+            judged.column("query").to_pylist(),
+            judged.column("product_id").to_pylist(),
+            judged.column("grade").to_pylist(),
+            strict=True,
+        ):
+            qrels.setdefault(query, {})[(domain, pid)] = float(grade)
+        grades = judged.column("grade").to_numpy()
+        middle = float(grades.min() + grades.max()) / 2
+        samples = StagedSamples.from_judgments(qrels, texts)
+        found = LogSamples(samples, "judgments", middle)
+    if len(found.samples.stage) == 0:
+        raise InvalidInputError(
+            f"none of the logged {found.source} of workspace {workspace.root} names a product "
+            "of its catalog; ingest the products they refer to"
+        )
+    if not (found.samples.stage >= found.positive_stage).any():
+        raise InvalidInputError(
+            f"the {found.source} of workspace {workspace.root} have no positive pair (stage >= "
+            f"{found.positive_stage:g}: a click, or a high grade) to learn retrieval from"
+        )
+    return found
+
+
+@dataclass
+class LearnedConfig:
+    """How the learned retrievers are trained.
+
+    Attributes:
+        models: which of :data:`LEARNED_MODELS` to build.
+        two_tower: :class:`TwoTowerEncoder` parameters (``positive_stage`` is set from the
+            samples unless given).
+        pq_m: Poeem bytes per product.
+        poeem_epochs: Poeem joint-training epochs.
+        hnsw_threshold: above this many products the learned float indexes are HNSW.
+        seed: seed of every model.
+    """
+
+    models: list[str] = field(default_factory=lambda: ["two-tower"])
+    two_tower: dict[str, Any] = field(default_factory=dict)
+    pq_m: int = 48
+    poeem_epochs: int = 1
+    hnsw_threshold: int = 20_000
+    seed: int = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: RetrievalSettings, models: Sequence[str] = ()
+    ) -> LearnedConfig:
+        """The config of ``[retrieval]`` (``models`` overrides ``learned``)."""
+        return cls(
+            models=check_models(list(models) or list(settings.learned)),
+            two_tower={"epochs": settings.learned_epochs, "buckets": settings.learned_buckets},
+            pq_m=settings.pq_m,
+            hnsw_threshold=settings.hnsw_threshold,
+        )
+
+
+@dataclass
+class Learned:
+    """What :func:`train_learned` returns.
+
+    Attributes:
+        retrievers: model name → indexed retriever, in the order asked for.
+        encoder: the two-tower encoder (as trained, before any Poeem fine-tuning).
+        info: per model, training facts for reports and bundle metadata.
+    """
+
+    retrievers: dict[str, DenseRetriever]
+    encoder: TwoTowerEncoder
+    info: dict[str, dict[str, Any]]
+
+
+def _pq_nbits(items: int) -> int:
+    """8-bit codes, fewer on a catalog too small to train 256 codewords per sub-space."""
+    return int(min(8, max(1, np.floor(np.log2(max(items, 2))))))
+
+
+def train_learned(
+    log: LogSamples,
+    products: pa.Table,
+    config: LearnedConfig,
+    progress: StepProgress | None = None,
+    say: Say | None = None,
+) -> Learned:
+    """Train the two-tower model on ``log`` and build each asked-for retriever over ``products``.
+
+    Raises:
+        InvalidInputError: an unknown model name or impossible settings (e.g. ``pq_m`` not
+            dividing the vector length).
+    """
+    models = check_models(config.models)
+
+    def step(name: str) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, total: progress(name, done, total)
+
+    def tell(message: str) -> None:
+        if say is not None:
+            say(message)
+
+    settings = {"positive_stage": log.positive_stage, "seed": config.seed, **config.two_tower}
+    samples = log.samples
+    tell(
+        f"training the two-tower model on {len(samples.queries)} queries, "
+        f"{len(samples.stage)} (query, product) pairs from {log.source}"
+    )
+    encoder = TwoTowerEncoder(**settings).fit(samples, step("two-tower"))
+    info: dict[str, dict[str, Any]] = {}
+    out: dict[str, DenseRetriever] = {}
+    base = {**encoder.get_config(), "loss_per_epoch": encoder.history_}
+    base.pop("path", None)
+    kwargs = {"hnsw_threshold": config.hnsw_threshold}
+    for model in models:
+        if model == "two-tower":
+            out[model] = LearnedDenseRetriever(encoder, **kwargs).index(
+                products, step("index two-tower")
+            )
+            info[model] = {"two_tower": base}
+        elif model == "gcn":
+            from shopsearch.retrieval.search_gcn import SearchGCNEncoder
+
+            tell("SearchGCN: propagating the two-tower vectors over the query-product graph")
+            gcn = SearchGCNEncoder().fit(encoder, samples)
+            out[model] = LearnedDenseRetriever(gcn, **kwargs).index(products, step("index gcn"))
+            info[model] = {"two_tower": base, "layers": gcn.layers, "graph_items": len(gcn.items_)}
+        else:
+            from shopsearch.retrieval.poeem import PoeemIndex
+
+            nbits = _pq_nbits(len(samples.items))
+            tell(f"Poeem: a PQ index ({config.pq_m} x {nbits}-bit codes) trained with the towers")
+            with tempfile.TemporaryDirectory(prefix="shopsearch-poeem-") as tmp:
+                encoder.save(Path(tmp))  # a copy: Poeem trains its towers further in place
+                joint = TwoTowerEncoder.load(Path(tmp))
+                joint.path = None
+                poeem = PoeemIndex(
+                    m=config.pq_m, nbits=nbits, epochs=config.poeem_epochs, seed=config.seed
+                ).fit(joint, samples)
+                retriever = LearnedPQRetriever(joint, quantizer=poeem.to_faiss(), **kwargs)
+                out[model] = retriever.index(products, step("index two-tower-pq"))
+            info[model] = {
+                "two_tower": base,
+                "pq_m": config.pq_m,
+                "nbits": nbits,
+                "loss_per_epoch": poeem.history_,
+            }
+    encoder.path = None
+    return Learned(out, encoder, info)
+
+
+def _latest_requests(workspace: Workspace, holdout: float) -> tuple[list[str], list[str]]:
+    """Request ids by time: (earlier ``1 - holdout``, latest ``holdout``)."""
+    con = workspace.connect()
+    ids = [r for (r,) in con.execute(
+        "SELECT request_id FROM requests ORDER BY timestamp, request_id"
+    ).fetchall()]
+    cut = len(ids) - round(holdout * len(ids))
+    return ids[:cut], ids[cut:]
+
+
+def fit_weighted_fusion(
+    hybrid: Any,
+    qrels: Mapping[str, Mapping[ProductKey, float]],
+    max_queries: int = 1000,
+    seed: int = 0,
+) -> bool:
+    """Fit weighted fusion on logged labels; False (left unchanged) if none is usable."""
+    from shopsearch.errors import NotFittedError
+
+    queries = sorted(qrels)
+    rng = np.random.default_rng(seed)
+    if len(queries) > max_queries:
+        queries = [queries[i] for i in sorted(rng.choice(len(queries), max_queries, False))]
+    if not queries:
+        return False
+    try:
+        hybrid.fit_fusion(queries, [dict(qrels[q]) for q in queries])
+    except NotFittedError:
+        return False
+    return True
+
+
+def train_retrieval_bundle(
+    workspace: Workspace,
+    settings: Settings,
+    models: Sequence[str] = (),
+    progress: StepProgress | None = None,
+    say: Say | None = None,
+) -> Path:
+    """Train the learned retrievers and publish a new current bundle that serves them.
+
+    Returns:
+        The published bundle directory.
+
+    Raises:
+        InvalidInputError: no products, no events and no judgments, or an unknown model.
+        WorkspaceError: no current bundle to add to, or the new bundle does not load (it is then
+            deleted and the current bundle stays current).
+    """
+    from shopsearch.engine import Engine, SearchParams
+    from shopsearch.retrieval.hybrid import HybridRetriever
+    from shopsearch.serve.compaction import compact_event_log
+
+    config = LearnedConfig.from_settings(settings.retrieval, models)
+    products = catalog_of(workspace)
+    old = current_bundle(workspace)
+    meta = bundle_meta(old)
+    compact_event_log(workspace)
+    texts = item_texts(products)
+    weighted = settings.retrieval.fusion == "weighted"
+    holdout: list[str] = []
+    train_ids: list[str] | None = None
+    if weighted and workspace.count("requests"):
+        train_ids, holdout = _latest_requests(workspace, FUSION_HOLDOUT)
+    log = workspace_samples(workspace, texts, train_ids)
+    learned = train_learned(log, products, config, progress, say)
+
+    bundle = new_bundle_dir(workspace)
+    try:
+        for child in old.iterdir():
+            if child.is_dir():
+                shutil.copytree(child, bundle / child.name)
+        retrieval_dir = bundle / "retrieval"
+        hybrid = HybridRetriever.load(retrieval_dir)
+        sources: dict[str, Retriever] = dict(hybrid.sources)
+        replaced = settings.retrieval.learned_use == "replace-dense"
+        for i, (model, learned_source) in enumerate(learned.retrievers.items()):
+            name = "dense" if replaced and i == 0 else source_name(model)
+            if name in sources:
+                shutil.rmtree(retrieval_dir / name, ignore_errors=True)
+            sources[name] = learned_source
+        new = HybridRetriever(sources, "rrf", hybrid.per_source_k, hybrid.rrf_constant)
+        fusion = "rrf"
+        if weighted:
+            qrels = _holdout_qrels(workspace, texts, holdout) if holdout else {}
+            if fit_weighted_fusion(new, qrels, seed=config.seed):
+                fusion = "weighted"
+            elif say is not None:
+                say("no held-out logged clicks to fit fusion weights on; using rrf")
+        new.save(retrieval_dir)  # copied sources rewrite small files; learned ones are new
+        stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
+        stages["retrieval"] = "retrieval"
+        info = {
+            "models": list(learned.retrievers),
+            "sources": list(sources),
+            "use": settings.retrieval.learned_use,
+            "fusion": fusion,
+            "weights": new.weighting_.weights_ if fusion == "weighted" else None,
+            "trained_on": log.source,
+            "requests": log.requests,
+            "queries": len(log.samples.queries),
+            "pairs": len(log.samples.stage),
+            "per_model": learned.info,
+        }
+        write_json(bundle / "retrieval" / "learned.json", info)
+        kept = {k: v for k, v in meta.items() if k not in ("created", "id")}
+        full = {**kept, "stages": stages, "learned_retrieval": orjson.loads(orjson.dumps(info))}
+        write_json(bundle / BUNDLE_FILE, {**full, "id": bundle.name})  # not current yet
+        engine = Engine.load(workspace, settings, bundle)
+        query = log.samples.queries[0]
+        engine.search(SearchParams(query=query[: settings.search.max_query_chars]))
+    except Exception:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    publish_bundle(workspace, bundle, full)
+    return bundle
+
+
+def _holdout_qrels(
+    workspace: Workspace, texts: Mapping[ProductKey, str], request_ids: Sequence[str]
+) -> dict[str, dict[ProductKey, float]]:
+    """Logged stages of the held-out requests, keyed by query and product."""
+    log = workspace_samples(workspace, texts, request_ids)
+    qrels = keyed_qrels(log.samples, list(texts))
+    # gains: shown-unclicked 0, clicked 1, carted 1.5, purchased 2
+    return {q: {k: max(s - 1.0, 0.0) for k, s in judged.items()} for q, judged in qrels.items()}
+
+
+def keyed_qrels(
+    samples: StagedSamples, keys: Sequence[ProductKey]
+) -> dict[str, dict[ProductKey, float]]:
+    """Query → product key → stage; ``keys[i]`` is the product of ``samples.items[i]``."""
+    out: dict[str, dict[ProductKey, float]] = {}
+    for q, i, s in zip(
+        samples.query_index.tolist(), samples.item_index.tolist(), samples.stage.tolist(),
+        strict=True,
+    ):
+        judged = out.setdefault(samples.queries[q], {})
+        judged[keys[i]] = max(judged.get(keys[i], 0.0), float(s))
+    return out
+
+
+__all__ = [
+    "LEARNED_MODELS",
+    "Learned",
+    "LearnedConfig",
+    "LogSamples",
+    "catalog_of",
+    "check_models",
+    "fit_weighted_fusion",
+    "item_texts",
+    "keyed_qrels",
+    "source_name",
+    "train_learned",
+    "train_retrieval_bundle",
+    "workspace_samples",
+]

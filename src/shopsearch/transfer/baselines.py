@@ -1,0 +1,216 @@
+"""Multi-domain baselines of the transfer protocol (each a :class:`RankingModel`).
+
+=====================  =================  ==========================================================
+class                  ``name``           method
+=====================  =================  ==========================================================
+:class:`PooledDNN`     ``pooled-dnn``     the ``dnn`` baseline with the domain hidden (every domain
+                                          id and the sparse ``domain`` field read as unknown): the
+                                          *pooled* and *zero-shot* regimes
+:class:`SharedBottom`  ``shared-bottom``  a shared MLP bottom and one tower per (domain, task)
+:class:`Star`          ``star``           STAR (Sheng et al., "One model to serve all: star
+                                          topology adaptive recommender for multi-domain CTR
+                                          prediction", CIKM 2021): every FC layer's weight is the
+                                          element-wise product of a shared and a per-domain matrix
+                                          (biases add), partitioned normalisation (shared and
+                                          per-domain scale / shift over batch statistics), and an
+                                          auxiliary network on the domain indicator whose logit is
+                                          added to the main one
+:class:`MMoEDomain`    ``mmoe-domain``    MMoE (Ma et al., KDD 2018) whose softmax gates are per
+                                          domain: gate ``(domain, task)`` mixes the shared experts
+=====================  =================  ==========================================================
+
+Deviation (STAR): the paper's PN keeps domain-specific moving statistics for testing; here the
+normalisation statistics are shared (a ``BatchNorm1d`` without affine) and only the affine
+parameters are split into shared and per-domain parts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
+from shopsearch.ranking.models.baselines import DNN
+from shopsearch.ranking.models.layers import expert_block, mlp, task_towers
+from shopsearch.transfer.layers import DomainLinear, Inputs, hide_domain, per_domain
+
+
+def outputs_of(logits: Tensor) -> TaskOutputs:
+    """``[B, 3]`` task logits → unconditional funnel probabilities."""
+    probs = torch.sigmoid(logits)
+    return TaskOutputs(p_click=probs[:, 0], p_cart=probs[:, 1], p_purchase=probs[:, 2])
+
+
+class PooledDNN(DNN):
+    """The ``dnn`` baseline that cannot see which domain a row comes from."""
+
+    name: ClassVar[str] = "pooled-dnn"
+
+    def forward(self, batch: RankingBatch) -> TaskOutputs:
+        """Funnel probabilities with the domain hidden."""
+        return super().forward(hide_domain(batch))
+
+
+class SharedBottom(RankingModel):
+    """Shared bottom MLP; a ``bottom[-1] -> tower_dim -> 1`` tower per domain and task.
+
+    Args:
+        spec: the feature spec.
+        embed_dim: embedding width.
+        hidden: widths of the shared bottom.
+        tower_dim: hidden width of each tower.
+    """
+
+    name: ClassVar[str] = "shared-bottom"
+    config_keys: ClassVar[tuple[str, ...]] = ("embed_dim", "hidden", "tower_dim")
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        embed_dim: int = 16,
+        hidden: tuple[int, ...] = (128, 64),
+        tower_dim: int = 32,
+    ) -> None:
+        super().__init__(spec)
+        self.embed_dim, self.hidden, self.tower_dim = embed_dim, tuple(hidden), tower_dim
+        self.inputs = Inputs(spec, embed_dim)
+        self.bottom = mlp([self.inputs.output_dim, *self.hidden], last_activation=True)
+        n_tasks = len(TASKS)
+        self.tower_hidden = DomainLinear(spec.n_domains, self.hidden[-1], n_tasks * tower_dim)
+        self.tower_out = nn.Parameter(torch.randn(max(1, spec.n_domains), n_tasks, tower_dim) * 0.1)
+        self.tower_bias = nn.Parameter(torch.zeros(max(1, spec.n_domains), n_tasks))
+
+    def forward(self, batch: RankingBatch) -> TaskOutputs:
+        """Funnel probabilities of each impression."""
+        shared = self.bottom(self.inputs(batch))
+        hidden = torch.relu(self.tower_hidden(shared, batch.domain))
+        hidden = hidden.view(len(batch), len(TASKS), self.tower_dim)
+        logits = (hidden * self.tower_out[batch.domain]).sum(-1) + self.tower_bias[batch.domain]
+        return outputs_of(logits)
+
+
+class StarLinear(nn.Module):
+    """STAR's FC layer: ``x (W ⊙ W_d) + b + b_d``; ``W_d`` starts at 1 and ``b_d`` at 0."""
+
+    def __init__(self, n_domains: int, fan_in: int, fan_out: int) -> None:
+        super().__init__()
+        self.shared = nn.Linear(fan_in, fan_out)
+        self.domain_weight = nn.Parameter(torch.ones(max(1, n_domains), fan_out, fan_in))
+        self.domain_bias = nn.Parameter(torch.zeros(max(1, n_domains), fan_out))
+
+    def forward(self, x: Tensor, domain: Tensor) -> Tensor:
+        """``[B, fan_out]``."""
+
+        def layer(part: Tensor, d: int) -> Tensor:
+            weight = self.shared.weight * self.domain_weight[d]
+            return nn.functional.linear(part, weight, self.shared.bias + self.domain_bias[d])
+
+        return per_domain(x, domain, layer)
+
+
+class PartitionedNorm(nn.Module):
+    """STAR's partitioned normalisation: ``(gamma * gamma_d) x_hat + (beta + beta_d)``."""
+
+    def __init__(self, n_domains: int, width: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(width, affine=False)
+        self.gamma = nn.Parameter(torch.ones(width))
+        self.beta = nn.Parameter(torch.zeros(width))
+        self.domain_gamma = nn.Parameter(torch.ones(max(1, n_domains), width))
+        self.domain_beta = nn.Parameter(torch.zeros(max(1, n_domains), width))
+
+    def forward(self, x: Tensor, domain: Tensor) -> Tensor:
+        """Normalised ``x`` with the row's domain's affine."""
+        x_hat = self.norm(x) if len(x) > 1 or not self.training else x
+        scale = self.gamma * self.domain_gamma[domain]
+        return scale * x_hat + self.beta + self.domain_beta[domain]
+
+
+class Star(RankingModel):
+    """STAR: PN, star-topology FC layers, task heads, plus an auxiliary domain network.
+
+    Args:
+        spec: the feature spec.
+        embed_dim: embedding width.
+        hidden: widths of the star FC layers.
+        aux_dim: hidden width of the auxiliary network.
+    """
+
+    name: ClassVar[str] = "star"
+    config_keys: ClassVar[tuple[str, ...]] = ("embed_dim", "hidden", "aux_dim")
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        embed_dim: int = 16,
+        hidden: tuple[int, ...] = (128, 64),
+        aux_dim: int = 16,
+    ) -> None:
+        super().__init__(spec)
+        self.embed_dim, self.hidden, self.aux_dim = embed_dim, tuple(hidden), aux_dim
+        self.inputs = Inputs(spec, embed_dim)
+        self.norm = PartitionedNorm(spec.n_domains, self.inputs.output_dim)
+        widths = [self.inputs.output_dim, *self.hidden]
+        self.layers = nn.ModuleList(
+            StarLinear(spec.n_domains, a, b) for a, b in itertools.pairwise(widths)
+        )
+        self.heads = nn.Linear(self.hidden[-1], len(TASKS))
+        self.aux_domain = nn.Embedding(max(1, spec.n_domains), embed_dim)
+        self.aux = mlp([embed_dim + len(spec.dense_names), aux_dim, len(TASKS)])
+
+    def forward(self, batch: RankingBatch) -> TaskOutputs:
+        """Funnel probabilities: ``sigmoid(main logit + auxiliary logit)`` per task."""
+        x = self.norm(self.inputs(batch), batch.domain)
+        for layer in self.layers:
+            x = torch.relu(layer(x, batch.domain))
+        aux = self.aux(torch.cat([self.aux_domain(batch.domain), batch.dense], dim=-1))
+        return outputs_of(self.heads(x) + aux)
+
+
+class MMoEDomain(RankingModel):
+    """MMoE with one softmax gate per (domain, task) over shared experts.
+
+    Args:
+        spec: the feature spec.
+        embed_dim: embedding width.
+        n_experts: number of shared experts.
+        expert_dim: output width of each expert.
+        tower_dim: hidden width of each task tower.
+    """
+
+    name: ClassVar[str] = "mmoe-domain"
+    config_keys: ClassVar[tuple[str, ...]] = ("embed_dim", "n_experts", "expert_dim", "tower_dim")
+
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        embed_dim: int = 16,
+        n_experts: int = 4,
+        expert_dim: int = 64,
+        tower_dim: int = 32,
+    ) -> None:
+        super().__init__(spec)
+        self.embed_dim, self.n_experts = embed_dim, n_experts
+        self.expert_dim, self.tower_dim = expert_dim, tower_dim
+        self.inputs = Inputs(spec, embed_dim)
+        width = self.inputs.output_dim
+        self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
+        self.gates = DomainLinear(spec.n_domains, width, len(TASKS) * n_experts)
+        self.towers = task_towers(expert_dim, tower_dim)
+
+    def forward(self, batch: RankingBatch) -> TaskOutputs:
+        """Funnel probabilities of each impression."""
+        x = self.inputs(batch)
+        experts = torch.stack([expert(x) for expert in self.experts], dim=1)  # [B, E, d]
+        gates = torch.softmax(
+            self.gates(x, batch.domain).view(len(batch), len(TASKS), self.n_experts), dim=-1
+        )
+        mixed = torch.einsum("bte,bed->btd", gates, experts)
+        logits = torch.cat([tower(mixed[:, t]) for t, tower in enumerate(self.towers)], dim=-1)
+        return outputs_of(logits)
+
+
+__all__ = ["MMoEDomain", "PartitionedNorm", "PooledDNN", "SharedBottom", "Star", "StarLinear"]

@@ -1,0 +1,64 @@
+"""Transfer methods by name: cross-domain models and single-model training regimes.
+
+=================  ===========================  =========================================
+name               report name                  what
+=================  ===========================  =========================================
+``cdan-w``         ``shopsearch/cdan-w``        cross-domain attention network with
+                                                Wasserstein regularisers (Qiu et al.,
+                                                CIKM 2019), :mod:`.cdan_w`
+``pgtl``           ``shopsearch/pgtl``          prior-guided transfer learning (Li et al.,
+                                                AAAI 2022), :mod:`.pgtl`
+``shared-bottom``  ``baseline/shared-bottom``   shared MLP + per-domain towers
+``star``           ``baseline/star``            STAR (Sheng et al., CIKM 2021)
+``mmoe-domain``    ``baseline/mmoe-domain``     MMoE with per-domain gates
+``target-only``    ``baseline/target-only``     a DNN per target domain, target rows only
+``pooled``         ``baseline/pooled``          one DNN on all rows, domain not an input
+``zero-shot``      ``baseline/zero-shot``       one DNN on source rows, domain not an input
+=================  ===========================  =========================================
+
+The first five are :class:`~shopsearch.ranking.base.RankingModel` classes trained jointly on
+every domain (``MODELS``); the last three are *regimes* of the ``dnn`` baseline (``REGIMES``).
+"""
+
+from __future__ import annotations
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.ranking.base import RankingModel
+from shopsearch.transfer.baselines import MMoEDomain, PooledDNN, SharedBottom, Star
+from shopsearch.transfer.cdan_w import CDANW
+from shopsearch.transfer.pgtl import PGTL
+
+#: Joint multi-domain models by method name.
+MODELS: dict[str, type[RankingModel]] = {
+    m.name: m for m in (CDANW, PGTL, SharedBottom, Star, MMoEDomain)
+}
+
+#: Training regimes of a plain DNN (what data it sees, whether the domain is an input).
+REGIMES: tuple[str, ...] = ("target-only", "pooled", "zero-shot")
+
+#: Every method, in report order.
+METHODS: tuple[str, ...] = ("cdan-w", "pgtl", *REGIMES, "shared-bottom", "star", "mmoe-domain")
+
+#: Models that the ranking registry also serves (``shopsearch train --stage ranking --model``).
+RANKING_MODELS: dict[str, type[RankingModel]] = {**MODELS, PooledDNN.name: PooledDNN}
+
+_OURS = ("cdan-w", "pgtl")
+
+
+def check_method(name: str) -> str:
+    """``name`` if it is a transfer method, else a clear error listing them."""
+    if name not in METHODS:
+        raise InvalidInputError(
+            f"transfer method {name!r} is not known; use one of {', '.join(METHODS)}"
+        )
+    return name
+
+
+def report_name(method: str, fraction: float | None = None) -> str:
+    """``shopsearch/cdan-w`` / ``baseline/pooled``, with ``@fraction`` when given."""
+    check_method(method)
+    base = f"{'shopsearch' if method in _OURS else 'baseline'}/{method}"
+    return base if fraction is None else f"{base}@{fraction:g}"
+
+
+__all__ = ["METHODS", "MODELS", "RANKING_MODELS", "REGIMES", "check_method", "report_name"]

@@ -1,0 +1,68 @@
+"""The transfer protocol API: subsampling by request and every method's smoke training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.ranking.samples import Samples
+from shopsearch.ranking.train import TrainConfig
+from shopsearch.transfer.protocol import subsample_target, train_transfer
+from shopsearch.transfer.registry import METHODS, report_name
+
+FAST = TrainConfig(epochs=1, batch_size=256)
+
+
+def test_subsample_keeps_whole_requests_and_all_source_rows(
+    two_domain_split: tuple[Samples, Samples], domains: tuple[str, str]
+) -> None:
+    train, _ = two_domain_split
+    source, target = domains
+    small = subsample_target(train, [target], 0.2, seed=1)
+    rows, full = small.rows, train.rows
+    assert (rows["domain"] == source).sum() == (full["domain"] == source).sum()
+    kept = rows.loc[rows["domain"] == target, "request_id"].unique()
+    all_target = full.loc[full["domain"] == target, "request_id"].unique()
+    assert 0 < len(kept) < len(all_target)
+    assert abs(len(kept) - 0.2 * len(all_target)) <= 1
+    # every impression of a kept request stays
+    kept_sizes = rows.groupby("request_id").size()
+    full_sizes = full.groupby("request_id").size().loc[kept_sizes.index]
+    assert (kept_sizes == full_sizes).all()
+    again = subsample_target(train, [target], 0.2, seed=1)
+    assert again.rows["request_id"].tolist() == rows["request_id"].tolist()
+    assert subsample_target(train, [target], 1.0) is train
+    with pytest.raises(InvalidInputError):
+        subsample_target(train, [target], 0.0)
+    with pytest.raises(InvalidInputError):
+        subsample_target(train, ["nowhere"], 0.5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_smoke_trains(
+    method: str, two_domain_split: tuple[Samples, Samples], domains: tuple[str, str]
+) -> None:
+    train, test = two_domain_split
+    source, target = domains
+    small = subsample_target(train, [target], 0.5, seed=0)
+    scorer = train_transfer(method, small, [source], [target], FAST, min_steps=0)
+    scores = scorer.scores(test)
+    is_target = (test.rows["domain"] == target).to_numpy()
+    for task in ("click", "cart", "purchase"):
+        values = scores[task][is_target]
+        assert values.shape == (int(is_target.sum()),)
+        assert np.isfinite(values).all()
+        assert ((values >= 0) & (values <= 1)).all()
+    np.testing.assert_array_equal(scorer.score(test), scores["click"])
+    if method == "target-only":
+        assert np.isnan(scores["click"][~is_target]).all()
+
+
+def test_report_names() -> None:
+    assert report_name("cdan-w", 0.05) == "shopsearch/cdan-w@0.05"
+    assert report_name("pgtl") == "shopsearch/pgtl"
+    assert report_name("target-only", 1.0) == "baseline/target-only@1"
+    assert report_name("mmoe-domain") == "baseline/mmoe-domain"
+    with pytest.raises(InvalidInputError):
+        report_name("nope")
