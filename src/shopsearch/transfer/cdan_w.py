@@ -206,14 +206,12 @@ class CDANW(RankingModel):
             item_cat.append(field("leaf"))
         if "query_leaf" in self._sparse_col:
             query_cat.append(field("query_leaf"))
-        seq = emb.sequence(batch)
-        count = batch.seq_mask.sum(dim=1, keepdim=True).clamp(min=1).to(seq.dtype)
         raw = {
             "brand": field("brand"),
             "item": emb.item(batch.item),
             "item_category": torch.cat(item_cat, dim=-1),
             "query_category": torch.cat(query_cat, dim=-1),
-            "behaviour": seq.sum(dim=1) / count,
+            "behaviour": emb.sequence_mean(batch),
         }
         parts.extend(
             proj(raw[g]) for proj, g in zip(self.embedded_proj, EMBEDDED_GROUPS, strict=True)

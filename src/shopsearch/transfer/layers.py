@@ -87,9 +87,7 @@ class Inputs(nn.Module):
         """``[B, output_dim]``."""
         if self.blind:
             batch = hide_domain(batch)
-        seq = self.embedder.sequence(batch)
-        count = batch.seq_mask.sum(dim=1, keepdim=True).clamp(min=1).to(seq.dtype)
-        return torch.cat([self.embedder(batch), seq.sum(dim=1) / count], dim=-1)
+        return torch.cat([self.embedder(batch), self.embedder.sequence_mean(batch)], dim=-1)
 
 
 def sliced_wasserstein(

@@ -47,9 +47,7 @@ class _Inputs(nn.Module):
         self.output_dim = self.embedder.output_dim + embed_dim
 
     def forward(self, batch: RankingBatch) -> Tensor:
-        seq = self.embedder.sequence(batch)
-        count = batch.seq_mask.sum(dim=1, keepdim=True).clamp(min=1).to(seq.dtype)
-        return torch.cat([self.embedder(batch), seq.sum(dim=1) / count], dim=-1)
+        return torch.cat([self.embedder(batch), self.embedder.sequence_mean(batch)], dim=-1)
 
 
 def _heads_to_outputs(logits: list[Tensor], chain: bool) -> TaskOutputs:

@@ -57,7 +57,7 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp, shared_rows
 
 #: What KFAtt-freq merges: behaviours of the same leaf category or of the same item.
 FREQ_KEYS = ("category", "item")
@@ -82,6 +82,12 @@ def merge_duplicates(keys: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor
     first = mask & ~(same & earlier.tril(-1)).any(-1)
     average = same.to(torch.float32) / counts.clamp_min(1).unsqueeze(-1).to(torch.float32)
     return average, counts, first
+
+
+def _neg_logaddexp(a: Tensor, b: Tensor) -> Tensor:
+    """``-logaddexp(a, b)`` as ``-max(a, b) - log1p(exp(-|a - b|))`` (faster on CPU for the
+    small broadcast shapes here; the same function)."""
+    return -torch.maximum(a, b) - torch.log1p(torch.exp(-(a - b).abs()))
 
 
 class KalmanFilteringAttention(nn.Module):
@@ -127,29 +133,43 @@ class KalmanFilteringAttention(nn.Module):
             values: ``[B, L, value_dim]`` each behaviour.
             sensor_ids: long ``[B, L]`` sensor id of each behaviour (merged when capping).
             mask: bool ``[B, L]`` valid behaviours.
+
+        ``keys``, ``values``, ``sensor_ids`` and ``mask`` may instead have one row (``[1, L,
+        ...]``): one behaviour sequence shared by every row of ``query`` (a served request),
+        whose per-behaviour terms are then computed once.
         """
         q = self.query(query)
+        # A served request: one behaviour sequence for every row (``[1, L, ...]`` parts
+        # broadcast over the batch). Everything per behaviour is then computed once.
+        one = keys.shape[0] == 1 and query.shape[0] > 1
         v = self.value(values)
         if self.freq_cap:
             average, counts, sensors = merge_duplicates(sensor_ids, mask)
             v = average @ v  # keys are equal within a sensor: no need to average them
         else:
             sensors = mask
+        sensor_keys = self.key(keys)
         # log(1 / sigma_m^2): the attention score of the sensor for the query.
-        log_system_precision = (self.key(keys) @ q.unsqueeze(-1)).squeeze(-1)
+        if one:
+            log_system_precision = q @ sensor_keys[0].T
+        else:
+            log_system_precision = (sensor_keys @ q.unsqueeze(-1)).squeeze(-1)
         log_system_precision = log_system_precision / math.sqrt(self.embed_dim)
         if self.freq_cap:
             # log w_m = -log(sigma_m^2 + sigma'_m^2 / n_m)
             log_random_var = self.random_log_var(keys).squeeze(-1)
             log_repeats = counts.clamp_min(1).to(q.dtype).log()
-            log_weight = -torch.logaddexp(-log_system_precision, log_random_var - log_repeats)
+            log_weight = _neg_logaddexp(-log_system_precision, log_random_var - log_repeats)
         else:
             log_weight = log_system_precision
         sensor_logits = log_weight.masked_fill(~sensors, -1e9)
         prior_logit = self.prior_log_precision(query)
         weights = torch.softmax(torch.cat([prior_logit, sensor_logits], dim=-1), dim=-1)
         mean = self.prior_mean(query)
-        estimate = weights[:, :1] * mean + (weights[:, 1:].unsqueeze(-1) * v).sum(1)
+        if one:
+            estimate = weights[:, :1] * mean + weights[:, 1:] @ v[0]
+        else:
+            estimate = weights[:, :1] * mean + (weights[:, 1:].unsqueeze(-1) * v).sum(1)
         return estimate, mean
 
 
@@ -212,20 +232,23 @@ class KFAtt(RankingModel):
 
     def interest(self, batch: RankingBatch) -> tuple[Tensor, Tensor]:
         """``([B, d] KF estimate, [B, d] global prior mean)`` of the user's interest."""
+        query = self.query_vector(batch)
+        parts = (batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age)
+        if shared_rows(*parts):  # one sequence shared by every row: its terms once
+            parts = tuple(t[:1] for t in parts)
+        items, categories, kinds, age = parts
         if self.freq_key == "item":
-            sensor_ids = batch.seq_items
-            keys = self.embedder.item(batch.seq_items) + self.embedder.category(
-                batch.seq_categories
-            )
+            sensor_ids = items
+            keys = self.embedder.item(items) + self.embedder.category(categories)
         else:
-            sensor_ids = batch.seq_categories
-            keys = self.embedder.category(batch.seq_categories)
+            sensor_ids = categories
+            keys = self.embedder.category(categories)
         result: tuple[Tensor, Tensor] = self.attention(
-            self.query_vector(batch),
+            query,
             keys,
-            self.embedder.sequence(batch),
+            self.embedder.embed_sequence(items, categories, kinds, age),
             sensor_ids,
-            batch.seq_mask,
+            kinds > 0,
         )
         return result
 

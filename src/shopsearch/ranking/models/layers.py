@@ -117,16 +117,37 @@ class FeatureEmbedder(nn.Module):
         When every row shares one sequence (a served request's candidates: the sequence tensors
         are one row expanded), it is embedded once and expanded (see :func:`shared_rows`).
         """
-        if shared_rows(batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age):
-            one = batch.index(torch.zeros(1, dtype=torch.long))
-            return self.sequence(one).expand(len(batch), -1, -1)
+        parts = (batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age)
+        if shared_rows(*parts):
+            return self.embed_sequence(*(t[:1] for t in parts)).expand(len(batch), -1, -1)
+        return self.embed_sequence(*parts)
+
+    def sequence_mean(self, batch: RankingBatch) -> Tensor:
+        """``[B, d]`` the mean of :meth:`sequence` over the valid behaviours (0 if none).
+
+        A sequence shared by every row is embedded and averaged once.
+        """
+        parts = (batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age)
+        shared = shared_rows(*parts)
+        if shared:
+            parts = tuple(t[:1] for t in parts)
+        embedded = self.embed_sequence(*parts)
+        count = (parts[2] > 0).sum(dim=1, keepdim=True).clamp(min=1).to(embedded.dtype)
+        mean = embedded.sum(dim=1) / count
+        return mean.expand(len(batch), -1) if shared else mean
+
+    def embed_sequence(
+        self, items: Tensor, categories: Tensor, kinds: Tensor, age: Tensor
+    ) -> Tensor:
+        """:meth:`sequence` of the given sequence tensors (``[N, L]`` each), masked by
+        ``kinds > 0`` (the batch's ``seq_mask``)."""
         embedded: Tensor = (
-            self.item(batch.seq_items)
-            + self.category(batch.seq_categories)
-            + self.kind(batch.seq_kinds)
-            + self.age(batch.seq_age.unsqueeze(-1))
+            self.item(items)
+            + self.category(categories)
+            + self.kind(kinds)
+            + self.age(age.unsqueeze(-1))
         )
-        return embedded * batch.seq_mask.unsqueeze(-1).to(embedded.dtype)
+        return embedded * (kinds > 0).unsqueeze(-1).to(embedded.dtype)  # the batch's seq_mask
 
     def forward(self, batch: RankingBatch, dense: Tensor | None = None) -> Tensor:
         """``[B, output_dim]``: dense features (``dense`` overrides the batch's) + embeddings."""
@@ -172,6 +193,12 @@ class ActivationUnit(nn.Module):
         return scores
 
 
+def fast_tanh(x: Tensor) -> Tensor:
+    """``tanh(x)`` as ``2 sigmoid(2x) - 1``: the same function (within ~2e-7), several times
+    faster than ``torch.tanh`` on CPU at serving batch sizes."""
+    return torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
+
+
 def shared_rows(*tensors: Tensor) -> bool:
     """Whether every tensor is one row expanded over a batch of several (stride 0 in dim 0)."""
     return all(t.dim() > 0 and t.shape[0] > 1 and t.stride(0) == 0 for t in tensors)
@@ -190,6 +217,7 @@ __all__ = [
     "batched_expert_parameters",
     "batched_experts",
     "expert_block",
+    "fast_tanh",
     "masked_softmax",
     "mlp",
     "shared_rows",

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, task_towers
+from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, fast_tanh, task_towers
 from shopsearch.ranking.models.market_mask import MarketMask
 
 
@@ -102,24 +102,50 @@ class SeqMD(RankingModel):
         dense = batch.dense
         if self.market_mask is not None:
             dense = self.market_mask(dense, batch.domain)
-        user = masked_mean(self.embedder.sequence(batch), batch.seq_mask)
+        user = self.embedder.sequence_mean(batch)  # = masked_mean(sequence, seq_mask)
         shared = self.bottom(torch.cat([self.embedder(batch, dense), user], dim=-1))
-        size = shared.shape[0]
-        steps = torch.cat(
-            [
-                shared.unsqueeze(1).expand(size, len(TASKS), self.hidden),
-                self.task_embeddings.unsqueeze(0).expand(size, -1, -1),
-            ],
-            dim=-1,
-        )
-        states, _ = self.gru(steps)
+        states = self.task_states(shared)
         probabilities = [
-            torch.sigmoid(tower(states[:, index]).squeeze(-1))
+            torch.sigmoid(tower(states[index]).squeeze(-1))
             for index, tower in enumerate(self.towers)
         ]
         return TaskOutputs(
             p_click=probabilities[0], p_cart=probabilities[1], p_purchase=probabilities[2]
         )
+
+    def task_states(self, shared: Tensor) -> list[Tensor]:
+        """``[B, hidden]`` GRU state after each task step (input ``[shared, task_embedding_i]``).
+
+        The same function as ``self.gru`` on the ``[B, n_tasks, hidden + embed_dim]`` step
+        inputs, computed from its weights with the shared input's projection done once for all
+        steps (it is the same at every step; only the task embedding's term changes) and the
+        first step's recurrent term reduced to its bias (the initial state is zero); ``tanh`` is
+        :func:`~.layers.fast_tanh`.
+        """
+        gru = self.gru
+        w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
+        b_ih, b_hh = gru.bias_ih_l0, gru.bias_hh_l0
+        w_shared, w_task = w_ih[:, : self.hidden], w_ih[:, self.hidden :]
+        projected = shared @ w_shared.T  # [B, 3 * hidden], the same for every step
+        per_task = self.task_embeddings @ w_task.T + b_ih  # [n_tasks, 3 * hidden]
+        states: list[Tensor] = []
+        state: Tensor | None = None
+        for index in range(len(TASKS)):
+            gi_r, gi_z, gi_n = (projected + per_task[index]).chunk(3, dim=-1)
+            if state is None:
+                gh_r, gh_z, gh_n = b_hh.chunk(3)
+            else:
+                gh_r, gh_z, gh_n = torch.addmm(b_hh, state, w_hh.T).chunk(3, dim=-1)
+            reset = torch.sigmoid(gi_r + gh_r)
+            update = torch.sigmoid(gi_z + gh_z)
+            candidate = fast_tanh(torch.addcmul(gi_n, reset, gh_n))
+            state = (
+                candidate - update * candidate
+                if state is None
+                else candidate + update * (state - candidate)
+            )
+            states.append(state)
+        return states
 
     def extra_loss(self, batch: RankingBatch, outputs: TaskOutputs) -> Tensor:
         """``dpr_weight`` times the descending probability penalty."""
