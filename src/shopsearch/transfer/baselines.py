@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.baselines import DNN
-from shopsearch.ranking.models.layers import expert_block, mlp, task_towers
+from shopsearch.ranking.models.layers import InputFold, expert_block, mlp, task_towers
 from shopsearch.transfer.layers import DomainLinear, Inputs, hide_domain, per_domain
 
 
@@ -125,8 +125,10 @@ class PartitionedNorm(nn.Module):
     def forward(self, x: Tensor, domain: Tensor) -> Tensor:
         """Normalised ``x`` with the row's domain's affine."""
         x_hat = self.norm(x) if len(x) > 1 or not self.training else x
-        scale = self.gamma * self.domain_gamma[domain]
-        return scale * x_hat + self.beta + self.domain_beta[domain]
+        # per-domain affine computed for the (few) domains, then gathered per row
+        scale = (self.gamma * self.domain_gamma).index_select(0, domain)
+        shift = (self.beta + self.domain_beta).index_select(0, domain)
+        return torch.addcmul(shift, scale, x_hat)
 
 
 class Star(RankingModel):
@@ -200,17 +202,46 @@ class MMoEDomain(RankingModel):
         self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
         self.gates = DomainLinear(spec.n_domains, width, len(TASKS) * n_experts)
         self.towers = task_towers(expert_dim, tower_dim)
+        self._fold = InputFold()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
-        x = self.inputs(batch)
-        experts = torch.stack([expert(x) for expert in self.experts], dim=1)  # [B, E, d]
-        gates = torch.softmax(
-            self.gates(x, batch.domain).view(len(batch), len(TASKS), self.n_experts), dim=-1
-        )
-        mixed = torch.einsum("bte,bed->btd", gates, experts)
+        if InputFold.usable(self):
+            experts, gate_logits = self._fast_experts(batch)
+        else:
+            x = self.inputs(batch)
+            experts = torch.stack([expert(x) for expert in self.experts], dim=1)  # [B, E, d]
+            gate_logits = self.gates(x, batch.domain)
+        gates = torch.softmax(gate_logits.view(len(batch), len(TASKS), self.n_experts), dim=-1)
+        mixed = torch.bmm(gates, experts)  # [B, tasks, d]: sum_e gates[b, t, e] experts[b, e]
         logits = torch.cat([tower(mixed[:, t]) for t, tower in enumerate(self.towers)], dim=-1)
         return outputs_of(logits)
+
+    def _fast_experts(self, batch: RankingBatch) -> tuple[Tensor, Tensor]:
+        """``([B, E, d] experts, [B, tasks * E] gate logits)`` at inference: every expert's
+        first layer and every domain's gate in one :class:`InputFold` (the row's domain's gate
+        columns picked after), the experts' second layers as one batched matmul."""
+        first: list[nn.Linear] = [expert[0] for expert in self.experts]  # type: ignore[index]
+        n_domains, _, gate_width = self.gates.weight.shape
+        embedder = self.inputs.embedder
+        out = self._fold(
+            embedder,
+            [t for layer in first for t in (layer.weight, layer.bias)]
+            + [self.gates.weight, self.gates.bias],
+            lambda: [(layer.weight, layer.bias) for layer in first]
+            + [(self.gates.weight.transpose(1, 2).flatten(0, 1), self.gates.bias.flatten())],
+            batch,
+            extra=embedder.sequence_mean(batch),
+        )
+        size, n_experts, width = len(batch), self.n_experts, 2 * self.expert_dim
+        hidden = torch.relu(out[:, : n_experts * width].view(size, n_experts, width))
+        second: list[nn.Linear] = [expert[2] for expert in self.experts]  # type: ignore[index]
+        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)  # [E, 2d, d]
+        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)  # [E, 1, d]
+        experts = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
+        every_gate = out[:, n_experts * width :].view(size, n_domains, gate_width)
+        index = batch.domain.view(size, 1, 1).expand(size, 1, gate_width)
+        return experts, every_gate.gather(1, index).squeeze(1)
 
 
 __all__ = ["MMoEDomain", "PartitionedNorm", "PooledDNN", "SharedBottom", "Star", "StarLinear"]

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import FeatureEmbedder, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, fast_tanh, mlp
 from shopsearch.transfer.baselines import outputs_of
 from shopsearch.transfer.layers import DomainLinear, sliced_wasserstein
 
@@ -186,10 +186,7 @@ class CDANW(RankingModel):
         """``[B, G, field_dim]`` the feature groups' vectors."""
         emb = self.embedder
         size = len(batch)
-        parts = [
-            proj(batch.dense[:, cols])
-            for proj, (_, cols) in zip(self.dense_proj, self.dense_groups, strict=True)
-        ]
+        dense_fields = self.dense_fields(batch.dense)
         sparse: Tensor | None = (
             emb.sparse(batch.sparse + emb.sparse_offsets) if batch.sparse.shape[1] else None
         )
@@ -213,14 +210,29 @@ class CDANW(RankingModel):
             "query_category": torch.cat(query_cat, dim=-1),
             "behaviour": emb.sequence_mean(batch),
         }
-        parts.extend(
-            proj(raw[g]) for proj, g in zip(self.embedded_proj, EMBEDDED_GROUPS, strict=True)
-        )
-        return torch.stack(parts, dim=1)
+        parts = [proj(raw[g]) for proj, g in zip(self.embedded_proj, EMBEDDED_GROUPS, strict=True)]
+        return torch.cat([dense_fields, torch.stack(parts, dim=1)], dim=1)
+
+    def dense_fields(self, dense: Tensor) -> Tensor:
+        """``[B, G_dense, field_dim]`` each dense group's projection of its own columns, as one
+        matmul: every group's weight placed at its columns of a ``[n_dense, G_dense *
+        field_dim]`` matrix, zero elsewhere (the same products as one small matmul per group)."""
+        if not self.dense_groups:
+            return dense.new_zeros((len(dense), 0, self.field_dim))
+        blocks: list[Tensor] = []
+        biases: list[Tensor] = []
+        for proj, (_, cols) in zip(self.dense_proj, self.dense_groups, strict=True):
+            assert isinstance(proj, nn.Linear)
+            index = torch.tensor(cols, dtype=torch.long)
+            block = proj.weight.new_zeros((dense.shape[1], self.field_dim))
+            blocks.append(block.index_copy(0, index, proj.weight.T))
+            biases.append(proj.bias)
+        out = torch.addmm(torch.cat(biases), dense, torch.cat(blocks, dim=1))
+        return out.view(len(dense), len(blocks), self.field_dim)
 
     def attention(self, fields: Tensor, domain: Tensor) -> Tensor:
         """``[B, G]`` the domain-specific attention over feature groups."""
-        keys = torch.tanh(self.attention_proj(fields))  # [B, G, a]
+        keys = fast_tanh(self.attention_proj(fields))  # [B, G, a]
         scores = (keys * self.attention_query[domain].unsqueeze(1)).sum(-1)
         return torch.softmax(scores + self.attention_bias[domain], dim=-1)
 
@@ -248,9 +260,25 @@ class CDANW(RankingModel):
                     0, batch.domain, torch.ones_like(batch.domain, dtype=weights.dtype)
                 )
         h = torch.cat([shared, private], dim=-1)
-        out = outputs_of(torch.cat([tower(h) for tower in self.towers], dim=-1))
+        if self.training or torch.is_grad_enabled():
+            logits = torch.cat([tower(h) for tower in self.towers], dim=-1)
+        else:
+            logits = self._fused_towers(h)
+        out = outputs_of(logits)
         out.extras = {"shared": shared, "private": private}
         return out
+
+    def _fused_towers(self, h: Tensor) -> Tensor:
+        """``[B, tasks]`` the towers' logits at inference: every tower's hidden layer in one
+        matmul, the ``tower_dim -> 1`` output layers as one multiply-and-sum."""
+        towers: list[nn.Sequential] = list(self.towers)  # type: ignore[arg-type]
+        first: list[nn.Linear] = [tower[0] for tower in towers]  # type: ignore[misc]
+        last: list[nn.Linear] = [tower[2] for tower in towers]  # type: ignore[misc]
+        w1 = torch.cat([layer.weight for layer in first])
+        hidden = torch.relu(torch.addmm(torch.cat([layer.bias for layer in first]), h, w1.T))
+        w2 = torch.cat([layer.weight for layer in last])  # [tasks, tower_dim]
+        products = hidden.view(len(h), len(towers), self.tower_dim) * w2
+        return products.sum(-1) + torch.cat([layer.bias for layer in last])
 
     # -- regularisers --------------------------------------------------------------------------
     def wasserstein(self, shared: Tensor, domain: Tensor) -> Tensor:

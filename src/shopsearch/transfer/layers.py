@@ -46,17 +46,20 @@ class DomainLinear(nn.Module):
 
 def per_domain(x: Tensor, domain: Tensor, fn: DomainFn) -> Tensor:
     """Rows of ``x`` grouped by ``domain``, each group through ``fn(rows, d)``, re-assembled."""
-    pieces: list[Tensor] = []
-    index: list[Tensor] = []
-    for d in torch.unique(domain).tolist():
-        rows = torch.nonzero(domain == d).squeeze(1)
-        pieces.append(fn(x.index_select(0, rows), int(d)))
-        index.append(rows)
-    if not pieces:
+    if len(domain) == 0:
         return x.new_zeros((0, 0))
+    # Rows sorted by domain (stable: each group keeps the batch's order), one slice per domain.
+    rows = torch.argsort(domain, stable=True)
+    grouped = x.index_select(0, rows)
+    pieces: list[Tensor] = []
+    start = 0
+    for d, n in enumerate(torch.bincount(domain).tolist()):
+        if n:
+            pieces.append(fn(grouped[start : start + n], d))
+            start += n
     stacked = torch.cat(pieces)
-    order = torch.empty_like(torch.cat(index))
-    order[torch.cat(index)] = torch.arange(len(stacked), device=stacked.device)
+    order = torch.empty_like(rows)
+    order[rows] = torch.arange(len(rows), device=rows.device)
     return stacked.index_select(0, order)
 
 

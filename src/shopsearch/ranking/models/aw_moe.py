@@ -48,6 +48,7 @@ from shopsearch.ranking.base import (
 from shopsearch.ranking.models.layers import (
     ActivationUnit,
     FeatureEmbedder,
+    InputFold,
     batched_expert_parameters,
     batched_experts,
     masked_softmax,
@@ -132,6 +133,7 @@ class AWMoE(RankingModel):
             n_experts, expert_in, hidden, hidden
         )
         self.towers = task_towers(hidden, hidden // 2)
+        self._fold = InputFold()
 
     def gate_logits(self, sequence: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """``([B, n_experts] gate logits, [B, L] attention)`` for the behaviours in ``mask``."""
@@ -151,15 +153,33 @@ class AWMoE(RankingModel):
             )
         )
 
+    def _fast_experts(self, batch: RankingBatch, interest: Tensor) -> Tensor:
+        """:meth:`experts` of ``cat([embedder(batch), interest])`` at inference, the first
+        layer of every expert as one :class:`InputFold`."""
+        w1, b1 = self.expert_w1, self.expert_b1
+        hidden = self._fold(
+            self.embedder,
+            [w1, b1],
+            lambda: [(w.T, b[0]) for w, b in zip(w1, b1, strict=True)],
+            batch,
+            extra=interest,
+        )
+        size, n_experts = len(batch), self.n_experts
+        hidden = torch.relu(hidden.view(size, n_experts, -1)).transpose(0, 1)
+        return torch.relu(torch.baddbmm(self.expert_b2, hidden, self.expert_w2))
+
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities; in training also the full and masked views' gate logits."""
         sequence = self.embedder.sequence(batch)
         target = self.embedder.target(batch)
         logits, attention = self.gate_logits(sequence, target, batch.seq_mask)
         interest = (attention.unsqueeze(-1) * sequence).sum(1)
-        features = torch.cat([self.embedder(batch), interest], dim=-1)
+        if InputFold.usable(self):
+            experts = self._fast_experts(batch, interest)
+        else:
+            experts = self.experts(torch.cat([self.embedder(batch), interest], dim=-1))
         gate = torch.softmax(logits, dim=-1)
-        mixed = torch.einsum("be,ebh->bh", gate, self.experts(features))
+        mixed = (experts * gate.T.unsqueeze(-1)).sum(0)  # sum_e gate[b, e] experts[e, b]
         heads = [torch.sigmoid(tower(mixed).squeeze(-1)) for tower in self.towers]
         outputs = funnel_from_conditionals(heads[0], heads[1], heads[2])
         outputs.extras["gate"] = gate

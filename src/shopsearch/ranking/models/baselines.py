@@ -35,7 +35,13 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp, task_towers
+from shopsearch.ranking.models.layers import (
+    FeatureEmbedder,
+    InputFold,
+    expert_block,
+    mlp,
+    task_towers,
+)
 
 
 class _Inputs(nn.Module):
@@ -159,9 +165,12 @@ class MMoE(RankingModel):
         self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
         self.gates = nn.ModuleList(nn.Linear(width, n_experts) for _ in TASKS)
         self.towers = task_towers(expert_dim, tower_dim)
+        self._fold = InputFold()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
+        if InputFold.usable(self):
+            return self._fast_forward(batch)
         x = self.inputs(batch)
         experts = torch.stack([expert(x) for expert in self.experts], dim=1)
         logits = [
@@ -169,6 +178,45 @@ class MMoE(RankingModel):
             for gate, tower in zip(self.gates, self.towers, strict=True)
         ]
         return _heads_to_outputs(logits, self.chain)
+
+    def _fast_forward(self, batch: RankingBatch) -> TaskOutputs:
+        """:meth:`forward` at inference: every expert's first layer and every gate in one
+        :class:`InputFold`, the experts' second layers as one batched matmul."""
+        first: list[nn.Linear] = [expert[0] for expert in self.experts]  # type: ignore[index]
+        first += list(self.gates)  # type: ignore[arg-type]
+        embedder = self.inputs.embedder
+        out = self._fold(
+            embedder,
+            [t for layer in first for t in (layer.weight, layer.bias)],
+            lambda: [(layer.weight, layer.bias) for layer in first],
+            batch,
+            extra=embedder.sequence_mean(batch),
+        )
+        size, n_experts, width = len(batch), self.n_experts, 2 * self.expert_dim
+        hidden = torch.relu(out[:, : n_experts * width].view(size, n_experts, width))
+        second: list[nn.Linear] = [expert[2] for expert in self.experts]  # type: ignore[index]
+        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)  # [E, 2d, d]
+        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)  # [E, 1, d]
+        experts = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
+        gates = torch.softmax(
+            out[:, n_experts * width :].view(size, len(TASKS), n_experts), dim=-1
+        )
+        mixed = torch.bmm(gates, experts)  # [B, tasks, d]
+        logits = [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]
+        return _heads_to_outputs(logits, self.chain)
+
+
+def _batched_blocks(experts: list[nn.Sequential], inputs: Tensor) -> Tensor:
+    """``[B, E, d]`` the :func:`expert_block` ``experts`` (``Linear, ReLU, Linear, ReLU``), the
+    ``e``-th on ``inputs[e]`` (``[E, B, in]``), one batched matmul per layer."""
+    first: list[nn.Linear] = [expert[0] for expert in experts]  # type: ignore[misc]
+    second: list[nn.Linear] = [expert[2] for expert in experts]  # type: ignore[misc]
+    w1 = torch.stack([layer.weight for layer in first]).transpose(1, 2)
+    b1 = torch.stack([layer.bias for layer in first]).unsqueeze(1)
+    hidden = torch.relu(torch.baddbmm(b1, inputs, w1))
+    w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)
+    b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)
+    return torch.relu(torch.baddbmm(b2, hidden, w2)).transpose(0, 1)
 
 
 class _CGCLevel(nn.Module):
@@ -209,6 +257,77 @@ class _CGCLevel(nn.Module):
             return outputs, shared_input
         stacked = torch.stack(every_specific + shared, dim=1)
         return outputs, _gate_mix(stacked, self.shared_gate, shared_input)
+
+    def batched_forward(
+        self, task_inputs: list[Tensor], shared_input: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """:meth:`forward` with every expert of the level in one batched matmul per layer."""
+        experts: list[nn.Sequential] = [e for group in self.specific for e in group]  # type: ignore[attr-defined]
+        experts += list(self.shared)  # type: ignore[arg-type]
+        inputs = [x for x in task_inputs for _ in range(self.n_specific)]
+        inputs += [shared_input] * self.n_shared
+        every = _batched_blocks(experts, torch.stack(inputs))
+        logits = torch.stack(
+            [gate(x) for gate, x in zip(self.task_gates, task_inputs, strict=True)], dim=1
+        )
+        outputs = self._mix_tasks(every, torch.softmax(logits, dim=-1))
+        if self.shared_gate is None:
+            return outputs, shared_input
+        return outputs, _gate_mix(every, self.shared_gate, shared_input)
+
+    def fast_forward(
+        self, fold: InputFold, embedder: FeatureEmbedder, batch: RankingBatch, extra: Tensor
+    ) -> tuple[list[Tensor], Tensor | None]:
+        """:meth:`forward` at inference for a first level (every input the embedded batch,
+        ``x = cat([embedder(batch), extra])``): every expert's first layer and every gate in
+        one :class:`InputFold`, the experts' second layers as one batched matmul. The shared
+        output is ``None`` where :meth:`forward` would pass ``x`` through (no shared gate)."""
+        experts: list[nn.Sequential] = [e for group in self.specific for e in group]  # type: ignore[attr-defined]
+        experts += list(self.shared)  # type: ignore[arg-type]
+        gates: list[nn.Linear] = list(self.task_gates)  # type: ignore[arg-type]
+        if self.shared_gate is not None:
+            gates.append(self.shared_gate)
+        first: list[nn.Linear] = [expert[0] for expert in experts]  # type: ignore[misc]
+        first += gates
+        out = fold(
+            embedder,
+            [t for layer in first for t in (layer.weight, layer.bias)],
+            lambda: [(layer.weight, layer.bias) for layer in first],
+            batch,
+            extra=extra,
+        )
+        size, n_all = len(batch), len(experts)
+        width = first[0].weight.shape[0]
+        hidden = torch.relu(out[:, : n_all * width].view(size, n_all, width))
+        second: list[nn.Linear] = [expert[2] for expert in experts]  # type: ignore[misc]
+        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)
+        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)
+        every = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
+        col, n_gate = n_all * width, self.n_specific + self.n_shared
+        logits = out[:, col : col + self.n_tasks * n_gate].view(size, self.n_tasks, n_gate)
+        outputs = self._mix_tasks(every, torch.softmax(logits, dim=-1))
+        if self.shared_gate is None:
+            return outputs, None
+        weights = torch.softmax(out[:, col + self.n_tasks * n_gate :], dim=-1)
+        return outputs, (every * weights.unsqueeze(-1)).sum(dim=1)
+
+    def _mix_tasks(self, every: Tensor, weights: Tensor) -> list[Tensor]:
+        """Each task's gate mix of its own and the shared experts, as one batched matmul.
+
+        ``every`` is ``[B, E, d]`` (task-specific experts task by task, then the shared ones),
+        ``weights`` ``[B, tasks, n_specific + n_shared]`` each task's softmaxed gate; a task's
+        weights are placed at its experts' columns of a ``[B, tasks, E]`` matrix, zero at the
+        other tasks' experts (exact zeros: the same sums as mixing each task's experts alone).
+        """
+        size, n_all = every.shape[0], every.shape[1]
+        index = [
+            [t * self.n_specific + i for i in range(self.n_specific)]
+            + [self.n_tasks * self.n_specific + j for j in range(self.n_shared)]
+            for t in range(self.n_tasks)
+        ]
+        columns = torch.tensor(index, dtype=torch.long).expand(size, -1, -1)
+        full = every.new_zeros((size, self.n_tasks, n_all)).scatter_(2, columns, weights)
+        return list(torch.bmm(full, every).unbind(1))
 
 
 class PLE(RankingModel):
@@ -258,13 +377,26 @@ class PLE(RankingModel):
             for level, width in enumerate(widths)
         )
         self.towers = task_towers(expert_dim, tower_dim)
+        self._fold = InputFold()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
-        x = self.inputs(batch)
-        task_inputs, shared = [x] * len(TASKS), x
-        for level in self.extraction:
-            task_inputs, shared = level(task_inputs, shared)
+        levels: list[_CGCLevel] = list(self.extraction)  # type: ignore[arg-type]
+        if InputFold.usable(self):
+            embedder = self.inputs.embedder
+            extra = embedder.sequence_mean(batch)
+            task_inputs, maybe_shared = levels[0].fast_forward(self._fold, embedder, batch, extra)
+            # no shared output only at the last level, after which it is not read
+            shared = extra if maybe_shared is None else maybe_shared
+            levels = levels[1:]
+        else:
+            x = self.inputs(batch)
+            task_inputs, shared = [x] * len(TASKS), x
+        for level in levels:
+            if InputFold.usable(self):
+                task_inputs, shared = level.batched_forward(task_inputs, shared)
+            else:
+                task_inputs, shared = level(task_inputs, shared)
         logits = [tower(h) for tower, h in zip(self.towers, task_inputs, strict=True)]
         return _heads_to_outputs(logits, self.chain)
 

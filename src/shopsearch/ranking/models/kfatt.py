@@ -57,7 +57,13 @@ from shopsearch.ranking.base import (
     TaskOutputs,
     funnel_from_conditionals,
 )
-from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, mlp, shared_rows
+from shopsearch.ranking.models.layers import (
+    FeatureEmbedder,
+    InputFold,
+    expert_block,
+    mlp,
+    shared_rows,
+)
 
 #: What KFAtt-freq merges: behaviours of the same leaf category or of the same item.
 FREQ_KEYS = ("category", "item")
@@ -223,6 +229,7 @@ class KFAtt(RankingModel):
         )
         self.bottom = expert_block(self.embedder.output_dim + embed_dim, hidden)
         self.heads = nn.Linear(hidden, len(TASKS))
+        self._fold = InputFold()
 
     def query_vector(self, batch: RankingBatch) -> Tensor:
         """``[B, (depth + 1) * d]`` the query's category path and the candidate's leaf category."""
@@ -233,7 +240,12 @@ class KFAtt(RankingModel):
     def interest(self, batch: RankingBatch) -> tuple[Tensor, Tensor]:
         """``([B, d] KF estimate, [B, d] global prior mean)`` of the user's interest."""
         query = self.query_vector(batch)
-        parts = (batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age)
+        parts: tuple[Tensor, ...] = (
+            batch.seq_items,
+            batch.seq_categories,
+            batch.seq_kinds,
+            batch.seq_age,
+        )
         if shared_rows(*parts):  # one sequence shared by every row: its terms once
             parts = tuple(t[:1] for t in parts)
         items, categories, kinds, age = parts
@@ -255,7 +267,13 @@ class KFAtt(RankingModel):
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities from the features and the KF interest estimate."""
         estimate, _ = self.interest(batch)
-        hidden = self.bottom(torch.cat([self.embedder(batch), estimate], dim=-1))
+        if InputFold.usable(self):  # the bottom's first layer as one fold
+            first: nn.Linear = self.bottom[0]  # type: ignore[assignment]
+            layer = first.weight, first.bias
+            folded = self._fold(self.embedder, layer, lambda: [layer], batch, extra=estimate)
+            hidden = self.bottom[1:](folded)
+        else:
+            hidden = self.bottom(torch.cat([self.embedder(batch), estimate], dim=-1))
         heads = torch.sigmoid(self.heads(hidden))
         return funnel_from_conditionals(heads[:, 0], heads[:, 1], heads[:, 2])
 

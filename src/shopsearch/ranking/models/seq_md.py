@@ -36,7 +36,13 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import FeatureEmbedder, expert_block, fast_tanh, task_towers
+from shopsearch.ranking.models.layers import (
+    FeatureEmbedder,
+    InputFold,
+    expert_block,
+    fast_tanh,
+    task_towers,
+)
 from shopsearch.ranking.models.market_mask import MarketMask
 
 
@@ -96,6 +102,7 @@ class SeqMD(RankingModel):
         self.task_embeddings = nn.Parameter(torch.randn(len(TASKS), embed_dim) * 0.1)
         self.gru = nn.GRU(hidden + embed_dim, hidden, batch_first=True)
         self.towers = task_towers(hidden, hidden // 2)
+        self._fold = InputFold()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Unconditional funnel probabilities, one GRU step per task."""
@@ -103,7 +110,13 @@ class SeqMD(RankingModel):
         if self.market_mask is not None:
             dense = self.market_mask(dense, batch.domain)
         user = self.embedder.sequence_mean(batch)  # = masked_mean(sequence, seq_mask)
-        shared = self.bottom(torch.cat([self.embedder(batch, dense), user], dim=-1))
+        if InputFold.usable(self):  # the bottom's first layer as one fold
+            first: nn.Linear = self.bottom[0]  # type: ignore[assignment]
+            layer = first.weight, first.bias
+            folded = self._fold(self.embedder, layer, lambda: [layer], batch, dense, extra=user)
+            shared = self.bottom[1:](folded)
+        else:
+            shared = self.bottom(torch.cat([self.embedder(batch, dense), user], dim=-1))
         states = self.task_states(shared)
         probabilities = [
             torch.sigmoid(tower(states[index]).squeeze(-1))
@@ -122,9 +135,7 @@ class SeqMD(RankingModel):
         first step's recurrent term reduced to its bias (the initial state is zero); ``tanh`` is
         :func:`~.layers.fast_tanh`.
         """
-        gru = self.gru
-        w_ih, w_hh = gru.weight_ih_l0, gru.weight_hh_l0
-        b_ih, b_hh = gru.bias_ih_l0, gru.bias_hh_l0
+        w_ih, w_hh, b_ih, b_hh = self.gru.all_weights[0]  # layer 0's (ih, hh) weights, biases
         w_shared, w_task = w_ih[:, : self.hidden], w_ih[:, self.hidden :]
         projected = shared @ w_shared.T  # [B, 3 * hidden], the same for every step
         per_task = self.task_embeddings @ w_task.T + b_ih  # [n_tasks, 3 * hidden]
