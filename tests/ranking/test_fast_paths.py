@@ -8,7 +8,9 @@ The serving speed-ups (issue 5: 200 candidates in at most 2 ms) must not change 
 * a behaviour sequence shared by every row (one row expanded, as at serving) against the same
   sequence materialised per row;
 * SEQ+MD's hand-written GRU steps against ``nn.GRU``, CDAN-W's one-matmul dense fields against
-  one projection per group, :func:`fast_tanh` against ``torch.tanh``.
+  one projection per group, CDAN-W's folded fields (every group's projection in one
+  :class:`~shopsearch.ranking.models.layers.InputFold`) against the per-group projections,
+  :func:`fast_tanh` against ``torch.tanh``.
 """
 
 from __future__ import annotations
@@ -197,6 +199,25 @@ def test_cdan_w_dense_fields_are_the_group_projections() -> None:
             zip(model.dense_proj, model.dense_groups, strict=True)
         ):
             assert torch.allclose(fields[:, index], proj(dense[:, cols]), atol=1e-6)
+
+
+@pytest.mark.parametrize("use_sparse", [True, False])
+def test_cdan_w_folded_fields_are_the_group_projections(use_sparse: bool) -> None:
+    spec = make_spec(use_sparse)
+    model = perturbed("cdan-w", spec)
+    assert isinstance(model, CDANW)
+    batch = make_batch(32, spec)
+    with torch.enable_grad():  # the reference path: one projection per group
+        expected = model.fields(batch).detach()
+    with torch.no_grad():
+        folded = model.fields(batch)
+        assert torch.allclose(folded, expected, atol=1e-5)
+        for proj in model.embedded_proj:  # the fold's tables follow weight updates
+            proj.weight.add_(0.5)
+    with torch.enable_grad():
+        expected = model.fields(batch).detach()
+    with torch.no_grad():
+        assert torch.allclose(model.fields(batch), expected, atol=1e-5)
 
 
 def test_fast_tanh_is_tanh() -> None:

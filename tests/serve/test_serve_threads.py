@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -105,3 +106,33 @@ def test_compute_threads_limited_restores_the_process_settings() -> None:
     assert encoders._thread_cap == cap
     with compute_threads_limited(0):
         assert torch.get_num_threads() == before
+
+
+@pytest.mark.timeout(120)
+def test_limit_this_thread_reaches_threads_started_after_the_process_limit() -> None:
+    # OpenMP thread counts are per thread: a limit set in the main thread after faiss loaded
+    # (as `shopsearch serve` with one worker does) does not reach the threads searches run on
+    code = (
+        "import threading, faiss, os\n"
+        "from shopsearch.serve.threads import limit_compute_threads, limit_this_thread\n"
+        "limit_compute_threads(1)\n"
+        "seen = []\n"
+        "def search_thread():\n"
+        "    seen.append(faiss.omp_get_max_threads())\n"
+        "    limit_this_thread(1)\n"
+        "    limit_this_thread(1)  # the second call in a thread is a no-op\n"
+        "    seen.append(faiss.omp_get_max_threads())\n"
+        "thread = threading.Thread(target=search_thread)\n"
+        "thread.start()\n"
+        "thread.join()\n"
+        "print(os.cpu_count(), *seen)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in thread_env(1)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=110,
+        env=env,
+    )
+    cores, unlimited, limited = (int(x) for x in out.stdout.split())
+    assert limited == 1
+    if cores > 1:  # the bug this guards against: the thread kept every core
+        assert unlimited == cores

@@ -19,6 +19,7 @@ from shopsearch.serve.records import Shown, now_us, search_line
 from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState
+from shopsearch.serve.threads import limit_this_thread
 from shopsearch.store.limits import LIMITS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +41,7 @@ def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
 def search_router(state: ServerState) -> APIRouter:
     """The read-only search endpoints, with limits from ``state.settings``."""
     limits = state.settings.search
+    threads = state.settings.serve.compute_threads
     router = APIRouter()
 
     def search(
@@ -106,6 +108,7 @@ def search_router(state: ServerState) -> APIRouter:
             if domain is None and len(served.domains) == 1:
                 domain = next(iter(served.domains))
             params = SearchParams(q, domain, user, filters, page, size, explain=True)
+            limit_this_thread(threads)  # OpenMP thread counts are per thread
             try:
                 with state.search_slots:
                     response = served.engine.search(params)

@@ -15,6 +15,12 @@ Two layers, because a library reads its thread count at different times:
   pools), ``torch.set_num_threads`` through
   :func:`~shopsearch.text.encoders.cap_encoder_threads` (also caps encoders loaded later), and
   ``faiss.omp_set_num_threads``.
+
+OpenMP keeps its thread count per thread (an ICV each thread inherits from the environment read
+when the runtime loaded, not from ``omp_set_num_threads`` calls in other threads), so a limit
+set in the main thread does not reach the threads searches run on once a library was loaded
+before the environment variables were set (``shopsearch serve`` with one worker imports faiss
+and numpy before it sets them). :func:`limit_this_thread` sets it in the calling thread, once.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 
 from shopsearch.text import encoders
@@ -61,6 +68,27 @@ def limit_compute_threads(threads: int) -> None:
         import faiss
 
         faiss.omp_set_num_threads(threads)
+
+
+_limited = threading.local()
+
+
+def limit_this_thread(threads: int) -> None:
+    """Give the calling thread's OpenMP and BLAS pools ``threads`` threads (0: leave them).
+
+    Cheap after the first call in a thread (a thread-local check), so a server calls it before
+    every search on its worker threads.
+    """
+    if threads == 0 or getattr(_limited, "threads", None) == threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    if "faiss" in sys.modules:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    _limited.threads = threads
 
 
 @contextlib.contextmanager

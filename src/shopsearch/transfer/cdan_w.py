@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import FeatureEmbedder, fast_tanh, mlp
+from shopsearch.ranking.models.layers import FeatureEmbedder, InputFold, fast_tanh, mlp
 from shopsearch.transfer.baselines import outputs_of
 from shopsearch.transfer.layers import DomainLinear, sliced_wasserstein
 
@@ -180,10 +180,13 @@ class CDANW(RankingModel):
         self.towers = nn.ModuleList(
             mlp([self.shared_hidden[-1] + self.private_hidden[-1], tower_dim, 1]) for _ in TASKS
         )
+        self._fold = InputFold()
 
     # -- representation ------------------------------------------------------------------------
     def fields(self, batch: RankingBatch) -> Tensor:
         """``[B, G, field_dim]`` the feature groups' vectors."""
+        if InputFold.usable(self):
+            return self._folded_fields(batch)
         emb = self.embedder
         size = len(batch)
         dense_fields = self.dense_fields(batch.dense)
@@ -212,6 +215,65 @@ class CDANW(RankingModel):
         }
         parts = [proj(raw[g]) for proj, g in zip(self.embedded_proj, EMBEDDED_GROUPS, strict=True)]
         return torch.cat([dense_fields, torch.stack(parts, dim=1)], dim=1)
+
+    def _folded_fields(self, batch: RankingBatch) -> Tensor:
+        """:meth:`fields` at inference: every group's projection (dense and embedded) is a
+        linear map of ``cat([embedder(batch), sequence_mean])``, so all of them are one
+        :class:`InputFold` (each projection's weight placed at its inputs' columns of one
+        ``[G * field_dim, width]`` matrix, zero elsewhere; the embedding-table products are
+        precomputed and rebuilt when a weight changes)."""
+        linears = [*self.dense_proj, *self.embedded_proj]
+        params = [t for layer in linears for t in (layer.weight, layer.bias)]
+        out = self._fold(
+            self.embedder,
+            params,
+            lambda: [(self._fold_weight(), torch.cat([layer.bias for layer in linears]))],
+            batch,
+            extra=self.embedder.sequence_mean(batch),
+        )
+        return out.view(len(batch), len(self.group_names), self.field_dim)
+
+    def _fold_weight(self) -> Tensor:
+        """``[G * field_dim, embedder.output_dim + embed_dim]`` every group's projection as a
+        map of ``cat([embedder(batch), sequence_mean])`` (see :meth:`_folded_fields`)."""
+        spec, d, f = self.spec, self.embed_dim, self.field_dim
+        n_dense, n_sparse = len(spec.dense_names), len(spec.sparse_names)
+        depth = spec.category_depth
+        sparse_at = n_dense
+        item_at = sparse_at + n_sparse * d
+        item_cat_at = item_at + 2 * d  # after the item and the domain embeddings
+        query_cat_at = item_cat_at + depth * d
+        width = self.embedder.output_dim + d
+        weight = self.attention_proj.weight.new_zeros((len(self.group_names) * f, width))
+        row = 0
+        for proj, (_, cols) in zip(self.dense_proj, self.dense_groups, strict=True):
+            assert isinstance(proj, nn.Linear)
+            weight[row : row + f, cols] = proj.weight
+            row += f
+
+        def sparse_cols(name: str) -> slice | None:
+            col = self._sparse_col.get(name)
+            return None if col is None else slice(sparse_at + col * d, sparse_at + (col + 1) * d)
+
+        for proj, group in zip(self.embedded_proj, EMBEDDED_GROUPS, strict=True):
+            assert isinstance(proj, nn.Linear)
+            w, rows = proj.weight, slice(row, row + f)
+            if group == "brand":
+                brand = sparse_cols("brand")
+                if brand is not None:
+                    weight[rows, brand] = w
+            elif group == "item":
+                weight[rows, item_at : item_at + d] = w
+            elif group in ("item_category", "query_category"):
+                at = item_cat_at if group == "item_category" else query_cat_at
+                weight[rows, at : at + depth * d] = w[:, : depth * d]
+                leaf = sparse_cols("leaf" if group == "item_category" else "query_leaf")
+                if leaf is not None:
+                    weight[rows, leaf] = w[:, depth * d :]
+            else:  # behaviour: the extra input
+                weight[rows, width - d :] = w
+            row += f
+        return weight
 
     def dense_fields(self, dense: Tensor) -> Tensor:
         """``[B, G_dense, field_dim]`` each dense group's projection of its own columns, as one

@@ -202,8 +202,23 @@ class MMoE(RankingModel):
             out[:, n_experts * width :].view(size, len(TASKS), n_experts), dim=-1
         )
         mixed = torch.bmm(gates, experts)  # [B, tasks, d]
-        logits = [tower(mixed[:, t]) for t, tower in enumerate(self.towers)]
+        logits = _fused_towers(self.towers, mixed.transpose(0, 1))
         return _heads_to_outputs(logits, self.chain)
+
+
+def _fused_towers(towers: nn.ModuleList, inputs: Tensor) -> list[Tensor]:
+    """``[B, 1]`` logits of each :func:`task_towers` tower on its own input (``inputs[t]``,
+    ``[tasks, B, in]``) at inference: the hidden layers as one batched matmul, the
+    ``hidden -> 1`` output layers as one multiply-and-sum (the same sums as the towers)."""
+    first: list[nn.Linear] = [tower[0] for tower in towers]  # type: ignore[index]
+    last: list[nn.Linear] = [tower[2] for tower in towers]  # type: ignore[index]
+    w1 = torch.stack([layer.weight for layer in first]).transpose(1, 2)  # [T, in, h]
+    b1 = torch.stack([layer.bias for layer in first]).unsqueeze(1)  # [T, 1, h]
+    hidden = torch.relu(torch.baddbmm(b1, inputs, w1))  # [T, B, h]
+    w2 = torch.stack([layer.weight for layer in last])  # [T, 1, h]
+    b2 = torch.stack([layer.bias for layer in last])  # [T, 1]
+    logits = (hidden * w2).sum(-1) + b2  # [T, B]
+    return list(logits.unsqueeze(-1).unbind(0))
 
 
 def _batched_blocks(experts: list[nn.Sequential], inputs: Tensor) -> Tensor:
@@ -397,7 +412,10 @@ class PLE(RankingModel):
                 task_inputs, shared = level.batched_forward(task_inputs, shared)
             else:
                 task_inputs, shared = level(task_inputs, shared)
-        logits = [tower(h) for tower, h in zip(self.towers, task_inputs, strict=True)]
+        if InputFold.usable(self):
+            logits = _fused_towers(self.towers, torch.stack(task_inputs))
+        else:
+            logits = [tower(h) for tower, h in zip(self.towers, task_inputs, strict=True)]
         return _heads_to_outputs(logits, self.chain)
 
 

@@ -242,7 +242,8 @@ class InputFold:
         rest = [batch.dense if dense is None else dense, embedder.item(batch.item)]
         if extra is not None:
             rest.append(extra)
-        return torch.addmm(folded, torch.cat(rest, dim=1), self._rest)
+        # in place: ``folded`` is this call's own fresh output (no copy of it into a new one)
+        return folded.addmm_(torch.cat(rest, dim=1), self._rest)
 
     def _build(self, embedder: FeatureEmbedder, weight: Tensor, bias: Tensor) -> None:
         spec, d = embedder.spec, embedder.embed_dim
