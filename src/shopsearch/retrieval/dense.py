@@ -384,15 +384,18 @@ class DenseRetriever(Retriever):
         params.sel = selector
         return self.index_.search(queries, k, params=params)
 
-    def _search(self, queries: FloatMatrix, k: int, filters: Filters | None) -> list[Candidates]:
+    def _filter_mask(self, filters: Filters | None) -> tuple[Mask | None, int]:
+        """Rows that may be returned (``None``: every row) and how many there are."""
         rows = self.rows_
-        n_rows = len(rows)
-        mask: Mask | None
         if filters is None or filters.is_empty():
-            mask = None if rows.n_alive == n_rows else rows.alive
+            mask = None if rows.n_alive == len(rows) else rows.alive
         else:
             mask = rows.mask(filters)
-        allowed = n_rows if mask is None else int(np.count_nonzero(mask))
+        return mask, len(rows) if mask is None else int(np.count_nonzero(mask))
+
+    def _search(self, queries: FloatMatrix, k: int, filters: Filters | None) -> list[Candidates]:
+        n_rows = len(self.rows_)
+        mask, allowed = self._filter_mask(filters)
         if allowed == 0:
             return [Candidates.empty() for _ in range(len(queries))]
         k = min(k, allowed)
@@ -410,7 +413,7 @@ class DenseRetriever(Retriever):
             short = (ids < 0).any(axis=1)
             if short.any():
                 scores[short], ids[short] = self._exact(queries[short], k, selector)
-        keys = rows.keys
+        keys = self.rows_.keys
         return [
             Candidates(keys=[keys[i] for i in ids[q].tolist()], scores=scores[q], total=allowed)
             for q in range(len(queries))

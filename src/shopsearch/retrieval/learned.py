@@ -189,14 +189,8 @@ class LearnedPQRetriever(LearnedDenseRetriever):
         self.index_ = self.exact_index_ = index
 
     def _search(self, queries: FloatMatrix, k: int, filters: Filters | None) -> list[Candidates]:
-        rows = self.rows_
-        n_rows = len(rows)
-        mask: Mask | None
-        if filters is None or filters.is_empty():
-            mask = None if rows.n_alive == n_rows else rows.alive
-        else:
-            mask = rows.mask(filters)
-        allowed = n_rows if mask is None else int(np.count_nonzero(mask))
+        n_rows = len(self.rows_)
+        mask, allowed = self._filter_mask(filters)
         if allowed == 0:
             return [Candidates.empty() for _ in range(len(queries))]
         k = min(k, allowed)

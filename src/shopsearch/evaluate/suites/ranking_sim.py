@@ -98,8 +98,8 @@ def _systems(models: tuple[str, ...]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _ndcg(rows: pd.DataFrame, score: F64, gains: F64) -> F64:
-    """NDCG@10 per request with a positive gain, ranking the request's rows by ``score``."""
+def ndcg_per_request(rows: pd.DataFrame, score: F64, gains: F64, k: int = 10) -> F64:
+    """NDCG@k per request with a positive gain, ranking each request's rows by ``score``."""
     frame = pd.DataFrame(
         {
             "r": rows["request_id"].to_numpy(),
@@ -117,8 +117,7 @@ def _ndcg(rows: pd.DataFrame, score: F64, gains: F64) -> F64:
     for request, product, gain in zip(frame["r"], frame["p"], frame["g"], strict=True):
         run.setdefault(str(request), []).append(str(product))
         qrels.setdefault(str(request), {})[str(product)] = float(gain)
-    judged: JudgedRun[str] = JudgedRun(run, qrels, depth=10)
-    values: F64 = judged.ndcg(10)
+    values: F64 = JudgedRun(run, qrels, depth=k).ndcg(k)
     return values
 
 
@@ -152,7 +151,7 @@ def _metrics(
     except InvalidInputError:
         pass
     for key, gains in (("ndcg@10", grade), ("ndcg@10_purchase", propensity)):
-        per = _ndcg(rows, value, gains)
+        per = ndcg_per_request(rows, value, gains)
         metrics[key] = float(per.mean()) if per.size else 0.0
         if with_ci and per.size:
             ci[key] = bootstrap_ci(per, n_resamples, seed=seed)
@@ -267,4 +266,4 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
     return report
 
 
-__all__ = ["RankingSimConfig", "run_ranking_sim_suite"]
+__all__ = ["RankingSimConfig", "ndcg_per_request", "run_ranking_sim_suite"]

@@ -41,8 +41,9 @@ import orjson
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.evaluate.metrics import JudgedRun, auc, bootstrap_ci, gauc
+from shopsearch.evaluate.metrics import auc, bootstrap_ci, gauc
 from shopsearch.evaluate.report import Report
+from shopsearch.evaluate.suites.ranking_sim import ndcg_per_request
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples, build_samples, split_by_time
 from shopsearch.ranking.train import TrainConfig
@@ -82,29 +83,6 @@ class TransferSimConfig:
     batch_size: int = 1024
     n_resamples: int = 200
     seed: int = 0
-
-
-def ndcg_per_request(rows: pd.DataFrame, score: F64, gains: F64, k: int = 10) -> F64:
-    """NDCG@k per request with a positive gain, ranking each request's rows by ``score``."""
-    frame = pd.DataFrame(
-        {
-            "r": rows["request_id"].to_numpy(),
-            "p": rows["product_id"].to_numpy(),
-            "s": score,
-            "g": gains,
-        }
-    )
-    frame = frame[frame.groupby("r")["g"].transform("max") > 0]
-    if frame.empty:
-        return np.zeros(0)
-    frame = frame.sort_values(["r", "s"], ascending=[True, False], kind="stable")
-    run: dict[str, list[str]] = {}
-    qrels: dict[str, dict[str, float]] = {}
-    for request, product, gain in zip(frame["r"], frame["p"], frame["g"], strict=True):
-        run.setdefault(str(request), []).append(str(product))
-        qrels.setdefault(str(request), {})[str(product)] = float(gain)
-    values: F64 = JudgedRun(run, qrels, depth=k).ndcg(k)
-    return values
 
 
 @dataclass
@@ -263,4 +241,4 @@ def run_transfer_sim_suite(cfg: TransferSimConfig, say: Say | None = None) -> Re
     return report
 
 
-__all__ = ["TransferSimConfig", "ndcg_per_request", "run_transfer_sim_suite"]
+__all__ = ["TransferSimConfig", "run_transfer_sim_suite"]
