@@ -155,10 +155,12 @@ def test_shared_sequence_matches_materialised(name: str) -> None:
     assert max_difference(fast, expected) < 1e-5
 
 
-def test_fold_cache_follows_weight_updates() -> None:
-    """The folded tables are rebuilt when a weight changes (no stale scores after training)."""
+@pytest.mark.parametrize("name", ["mmoe", "ple"])
+def test_fold_cache_follows_weight_updates(name: str) -> None:
+    """The folded tables and stacked weights are rebuilt when a weight changes (no stale
+    scores after training)."""
     spec = make_spec()
-    model = perturbed("mmoe", spec)
+    model = perturbed(name, spec)
     batch = make_batch(32, spec)
     with torch.no_grad():
         before = model(batch)
@@ -167,6 +169,19 @@ def test_fold_cache_follows_weight_updates() -> None:
         after = model(batch)
     assert max_difference(before, after) > 1e-4
     assert max_difference(after, reference(model, batch)) < 1e-5
+
+
+@pytest.mark.parametrize(("levels", "n_specific"), [(1, 1), (3, 2)])
+def test_ple_fast_path_at_other_depths(levels: int, n_specific: int) -> None:
+    """One CGC level (no shared gate anywhere) and a middle level with a shared gate and
+    several experts per task take the same inference path as the default two levels."""
+    spec = make_spec()
+    torch.manual_seed(0)
+    model = TORCH_MODELS["ple"](spec, levels=levels, n_specific=n_specific).eval()  # type: ignore[call-arg]
+    batch = make_batch(40, spec)
+    with torch.no_grad():
+        fast = model(batch)
+    assert max_difference(fast, reference(model, batch)) < 1e-5
 
 
 def test_seq_md_task_states_are_the_gru() -> None:

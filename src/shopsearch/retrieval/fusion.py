@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Self
 
 import numpy as np
@@ -27,30 +28,38 @@ from shopsearch.retrieval.base import Candidates, ProductKey
 FloatArray = npt.NDArray[np.float32]
 
 
-def _union(lists: Mapping[str, Candidates]) -> tuple[list[ProductKey], dict[str, FloatArray]]:
-    """All keys in first-seen order, and each source's raw score per key (nan if absent)."""
+@dataclass(frozen=True)
+class _Union:
+    """The candidates of every source: ``keys`` in first-seen order, each source's raw score
+    per key (``sources``, nan if absent) and where each source's ranked keys are (``at``)."""
+
+    keys: list[ProductKey]
+    sources: dict[str, FloatArray]
+    at: dict[str, npt.NDArray[np.intp]]
+
+
+def _union(lists: Mapping[str, Candidates]) -> _Union:
     position: dict[ProductKey, int] = {}
-    for cands in lists.values():
-        for key in cands.keys:
-            position.setdefault(key, len(position))
-    keys = list(position)
+    at: dict[str, npt.NDArray[np.intp]] = {}
+    for name, cands in lists.items():
+        place = position.setdefault  # one dict operation per key: its union index
+        at[name] = np.array([place(key, len(position)) for key in cands.keys], dtype=np.intp)
     sources: dict[str, FloatArray] = {}
     for name, cands in lists.items():
-        column = np.full(len(keys), np.nan, dtype=np.float32)
-        if len(cands):
-            column[[position[key] for key in cands.keys]] = cands.scores
+        column = np.full(len(position), np.nan, dtype=np.float32)
+        column[at[name]] = cands.scores
         sources[name] = column
-    return keys, sources
+    return _Union(list(position), sources, at)
 
 
-def _top(keys: list[ProductKey], scores: FloatArray, sources: dict[str, FloatArray], k: int,
-         total: int | None) -> Candidates:
+def _top(union: _Union, scores: FloatArray, k: int, total: int | None) -> Candidates:
     order = np.argsort(-scores, kind="stable")[:k]
+    keys = union.keys
     return Candidates(
-        keys=[keys[i] for i in order],
+        keys=[keys[i] for i in order.tolist()],
         scores=scores[order].astype(np.float32),
         total=total,
-        sources={name: column[order] for name, column in sources.items()},
+        sources={name: column[order] for name, column in union.sources.items()},
     )
 
 
@@ -65,13 +74,12 @@ def reciprocal_rank_fusion(
     """Fuse ranked lists by reciprocal rank: ``Σ_s 1 / (constant + rank_s)`` (ranks from 1)."""
     if constant <= 0:
         raise InvalidInputError(f"constant={constant} is not allowed; use a constant > 0")
-    keys, sources = _union(lists)
-    fused = np.zeros(len(keys), dtype=np.float32)
-    index = {key: i for i, key in enumerate(keys)}
-    for cands in lists.values():
-        for rank, key in enumerate(cands.keys, start=1):
-            fused[index[key]] += 1.0 / (constant + rank)
-    return _top(keys, fused, sources, k, _total(lists, len(keys)))
+    union = _union(lists)
+    fused = np.zeros(len(union.keys), dtype=np.float64)
+    for at in union.at.values():
+        # a source lists each key once, so no index repeats within one assignment
+        fused[at] += 1.0 / (constant + np.arange(1, len(at) + 1, dtype=np.float64))
+    return _top(union, fused.astype(np.float32), k, _total(lists, len(union.keys)))
 
 
 def minmax(scores: FloatArray) -> FloatArray:
@@ -122,11 +130,11 @@ class WeightedScoreFusion:
         missing = [s for s in self.sources if s not in lists]
         if missing:
             raise InvalidInputError(f"no candidates from source(s) {', '.join(missing)}")
-        keys, sources = _union({s: lists[s] for s in self.sources})
-        fused = np.zeros(len(keys), dtype=np.float32)
+        union = _union({s: lists[s] for s in self.sources})
+        fused = np.zeros(len(union.keys), dtype=np.float32)
         for name in self.sources:
-            fused += np.float32(self.weights_[name]) * minmax(sources[name])
-        return _top(keys, fused, sources, k, _total(lists, len(keys)))
+            fused += np.float32(self.weights_[name]) * minmax(union.sources[name])
+        return _top(union, fused, k, _total(lists, len(union.keys)))
 
     def _grid(self) -> list[tuple[float, ...]]:
         n, steps = len(self.sources), self.grid_steps
@@ -157,9 +165,11 @@ class WeightedScoreFusion:
             ideal = _ideal_dcg([g for g in qrels.values() if g > 0])
             if ideal <= 0:
                 continue
-            keys, sources = _union({s: lists[s] for s in self.sources})
-            matrix = np.stack([minmax(sources[s]) for s in self.sources], axis=1)
-            gains = np.array([max(qrels.get(key, 0.0), 0.0) for key in keys], dtype=np.float32)
+            union = _union({s: lists[s] for s in self.sources})
+            matrix = np.stack([minmax(union.sources[s]) for s in self.sources], axis=1)
+            gains = np.array(
+                [max(qrels.get(key, 0.0), 0.0) for key in union.keys], dtype=np.float32
+            )
             prepared.append((matrix, gains, ideal))
         if not prepared:
             raise NotFittedError("no training query has a relevant judged candidate; cannot fit")

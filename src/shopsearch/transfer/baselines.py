@@ -34,7 +34,13 @@ from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.baselines import DNN
-from shopsearch.ranking.models.layers import InputFold, expert_block, mlp, task_towers
+from shopsearch.ranking.models.layers import (
+    InputFold,
+    expert_block,
+    gate_softmax,
+    mlp,
+    task_towers,
+)
 from shopsearch.transfer.layers import DomainLinear, Inputs, hide_domain, per_domain
 
 
@@ -212,7 +218,7 @@ class MMoEDomain(RankingModel):
             x = self.inputs(batch)
             experts = torch.stack([expert(x) for expert in self.experts], dim=1)  # [B, E, d]
             gate_logits = self.gates(x, batch.domain)
-        gates = torch.softmax(gate_logits.view(len(batch), len(TASKS), self.n_experts), dim=-1)
+        gates = gate_softmax(gate_logits.view(len(batch), len(TASKS), self.n_experts))
         mixed = torch.bmm(gates, experts)  # [B, tasks, d]: sum_e gates[b, t, e] experts[b, e]
         logits = torch.cat([tower(mixed[:, t]) for t, tower in enumerate(self.towers)], dim=-1)
         return outputs_of(logits)

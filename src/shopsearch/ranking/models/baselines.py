@@ -22,6 +22,7 @@ Widths are small so 200 candidates score in well under 2 ms on one core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -38,8 +39,11 @@ from shopsearch.ranking.base import (
 from shopsearch.ranking.models.layers import (
     FeatureEmbedder,
     InputFold,
+    ParameterCache,
     expert_block,
+    gate_softmax,
     mlp,
+    stack_linears,
     task_towers,
 )
 
@@ -166,6 +170,7 @@ class MMoE(RankingModel):
         self.gates = nn.ModuleList(nn.Linear(width, n_experts) for _ in TASKS)
         self.towers = task_towers(expert_dim, tower_dim)
         self._fold = InputFold()
+        self._stacks = ParameterCache()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
@@ -182,56 +187,81 @@ class MMoE(RankingModel):
     def _fast_forward(self, batch: RankingBatch) -> TaskOutputs:
         """:meth:`forward` at inference: every expert's first layer and every gate in one
         :class:`InputFold`, the experts' second layers as one batched matmul."""
-        first: list[nn.Linear] = [expert[0] for expert in self.experts]  # type: ignore[index]
-        first += list(self.gates)  # type: ignore[arg-type]
+        stacks, towers = self._stacks.get(self, self._inference_stacks)
         embedder = self.inputs.embedder
         out = self._fold(
             embedder,
-            [t for layer in first for t in (layer.weight, layer.bias)],
-            lambda: [(layer.weight, layer.bias) for layer in first],
+            stacks.fold_params,
+            lambda: stacks.fold_layers,
             batch,
             extra=embedder.sequence_mean(batch),
         )
         size, n_experts, width = len(batch), self.n_experts, 2 * self.expert_dim
         hidden = torch.relu(out[:, : n_experts * width].view(size, n_experts, width))
-        second: list[nn.Linear] = [expert[2] for expert in self.experts]  # type: ignore[index]
-        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)  # [E, 2d, d]
-        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)  # [E, 1, d]
-        experts = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
-        gates = torch.softmax(
-            out[:, n_experts * width :].view(size, len(TASKS), n_experts), dim=-1
-        )
-        mixed = torch.bmm(gates, experts)  # [B, tasks, d]
-        logits = _fused_towers(self.towers, mixed.transpose(0, 1))
-        return _heads_to_outputs(logits, self.chain)
+        experts = torch.relu(torch.baddbmm(stacks.b2, hidden.transpose(0, 1), stacks.w2))
+        gates = gate_softmax(out[:, n_experts * width :].view(size, len(TASKS), n_experts))
+        mixed = torch.bmm(gates, experts.transpose(0, 1))  # [B, tasks, d]
+        return _heads_to_outputs(towers.logits(mixed.transpose(0, 1)), self.chain)
+
+    def _inference_stacks(self) -> tuple[_FoldStacks, _TowerStacks]:
+        first: list[nn.Linear] = [expert[0] for expert in self.experts]  # type: ignore[index]
+        second: list[nn.Module] = [expert[2] for expert in self.experts]  # type: ignore[index]
+        gates: list[nn.Linear] = list(self.gates)  # type: ignore[arg-type]
+        return _FoldStacks.of(first + gates, second), _TowerStacks.of(self.towers)
 
 
-def _fused_towers(towers: nn.ModuleList, inputs: Tensor) -> list[Tensor]:
-    """``[B, 1]`` logits of each :func:`task_towers` tower on its own input (``inputs[t]``,
-    ``[tasks, B, in]``) at inference: the hidden layers as one batched matmul, the
-    ``hidden -> 1`` output layers as one multiply-and-sum (the same sums as the towers)."""
-    first: list[nn.Linear] = [tower[0] for tower in towers]  # type: ignore[index]
-    last: list[nn.Linear] = [tower[2] for tower in towers]  # type: ignore[index]
-    w1 = torch.stack([layer.weight for layer in first]).transpose(1, 2)  # [T, in, h]
-    b1 = torch.stack([layer.bias for layer in first]).unsqueeze(1)  # [T, 1, h]
-    hidden = torch.relu(torch.baddbmm(b1, inputs, w1))  # [T, B, h]
-    w2 = torch.stack([layer.weight for layer in last])  # [T, 1, h]
-    b2 = torch.stack([layer.bias for layer in last])  # [T, 1]
-    logits = (hidden * w2).sum(-1) + b2  # [T, B]
-    return list(logits.unsqueeze(-1).unbind(0))
+@dataclass(frozen=True)
+class _TowerStacks:
+    """:func:`task_towers` parameters stacked for inference: the hidden layers as one batched
+    matmul, the ``hidden -> 1`` output layers as one multiply-and-sum (the towers' sums)."""
+
+    w1: Tensor  # [T, in, h]
+    b1: Tensor  # [T, 1, h]
+    w2: Tensor  # [T, 1, h]
+    b2: Tensor  # [T, 1]
+
+    @classmethod
+    def of(cls, towers: nn.ModuleList) -> _TowerStacks:
+        w1, b1 = stack_linears([tower[0] for tower in towers])  # type: ignore[index]
+        last: list[nn.Linear] = [tower[2] for tower in towers]  # type: ignore[index]
+        w2 = torch.stack([layer.weight for layer in last])
+        return cls(w1, b1, w2, torch.stack([layer.bias for layer in last]))
+
+    def logits(self, inputs: Tensor) -> list[Tensor]:
+        """``[B, 1]`` logits of each tower on its own input (``inputs[t]``, ``[T, B, in]``)."""
+        hidden = torch.relu(torch.baddbmm(self.b1, inputs, self.w1))  # [T, B, h]
+        logits = (hidden * self.w2).sum(-1) + self.b2  # [T, B]
+        return list(logits.unsqueeze(-1).unbind(0))
 
 
-def _batched_blocks(experts: list[nn.Sequential], inputs: Tensor) -> Tensor:
-    """``[B, E, d]`` the :func:`expert_block` ``experts`` (``Linear, ReLU, Linear, ReLU``), the
-    ``e``-th on ``inputs[e]`` (``[E, B, in]``), one batched matmul per layer."""
-    first: list[nn.Linear] = [expert[0] for expert in experts]  # type: ignore[misc]
-    second: list[nn.Linear] = [expert[2] for expert in experts]  # type: ignore[misc]
-    w1 = torch.stack([layer.weight for layer in first]).transpose(1, 2)
-    b1 = torch.stack([layer.bias for layer in first]).unsqueeze(1)
-    hidden = torch.relu(torch.baddbmm(b1, inputs, w1))
-    w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)
-    b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)
-    return torch.relu(torch.baddbmm(b2, hidden, w2)).transpose(0, 1)
+@dataclass(frozen=True)
+class _FoldStacks:
+    """Inference parameters of experts whose first layers (and gates) go through an
+    :class:`InputFold`: the fold's layers and the experts' second layers stacked."""
+
+    fold_params: list[Tensor]
+    fold_layers: list[tuple[Tensor, Tensor]]
+    w2: Tensor  # [E, 2d, d]
+    b2: Tensor  # [E, 1, d]
+
+    @classmethod
+    def of(cls, folded: list[nn.Linear], second: list[nn.Module]) -> _FoldStacks:
+        w2, b2 = stack_linears(second)
+        params = [t for layer in folded for t in (layer.weight, layer.bias)]
+        return cls(params, [(layer.weight, layer.bias) for layer in folded], w2, b2)
+
+
+@dataclass(frozen=True)
+class _LevelStacks:
+    """A CGC level's parameters for inference: its folded first layers and stacked second
+    layers (``fold``), every expert's first layer stacked (``w1 [E, in, 2d]``, ``b1``) for
+    levels above the first, and the task gates stacked (``gate_w [T, in, g]``, ``gate_b``)."""
+
+    fold: _FoldStacks
+    w1: Tensor
+    b1: Tensor
+    gate_w: Tensor
+    gate_b: Tensor
 
 
 class _CGCLevel(nn.Module):
@@ -256,6 +286,13 @@ class _CGCLevel(nn.Module):
         self.shared_gate = (
             nn.Linear(width, n_tasks * n_specific + n_shared) if gate_shared else None
         )
+        # each task's experts' columns among all of the level's (its own, then the shared)
+        columns = [
+            [t * n_specific + i for i in range(n_specific)]
+            + [n_tasks * n_specific + j for j in range(n_shared)]
+            for t in range(n_tasks)
+        ]
+        self._gate_columns = torch.tensor(columns, dtype=torch.long)
 
     def forward(
         self, task_inputs: list[Tensor], shared_input: Tensor
@@ -273,57 +310,61 @@ class _CGCLevel(nn.Module):
         stacked = torch.stack(every_specific + shared, dim=1)
         return outputs, _gate_mix(stacked, self.shared_gate, shared_input)
 
-    def batched_forward(
-        self, task_inputs: list[Tensor], shared_input: Tensor
-    ) -> tuple[list[Tensor], Tensor]:
-        """:meth:`forward` with every expert of the level in one batched matmul per layer."""
+    def inference_stacks(self) -> _LevelStacks:
+        """The level's parameters stacked for :meth:`batched_forward` / :meth:`fast_forward`."""
         experts: list[nn.Sequential] = [e for group in self.specific for e in group]  # type: ignore[attr-defined]
         experts += list(self.shared)  # type: ignore[arg-type]
+        first: list[nn.Linear] = [expert[0] for expert in experts]  # type: ignore[misc]
+        gates: list[nn.Linear] = list(self.task_gates)  # type: ignore[arg-type]
+        if self.shared_gate is not None:
+            gates.append(self.shared_gate)
+        w1, b1 = stack_linears(first)
+        gate_w, gate_b = stack_linears(list(self.task_gates))
+        folded = _FoldStacks.of(first + gates, [expert[2] for expert in experts])
+        return _LevelStacks(folded, w1, b1, gate_w, gate_b)
+
+    def batched_forward(
+        self, task_inputs: list[Tensor], shared_input: Tensor, stacks: _LevelStacks
+    ) -> tuple[list[Tensor], Tensor]:
+        """:meth:`forward` at inference, every expert of the level in one batched matmul per
+        layer and the task gates in one more."""
         inputs = [x for x in task_inputs for _ in range(self.n_specific)]
-        inputs += [shared_input] * self.n_shared
-        every = _batched_blocks(experts, torch.stack(inputs))
-        logits = torch.stack(
-            [gate(x) for gate, x in zip(self.task_gates, task_inputs, strict=True)], dim=1
-        )
-        outputs = self._mix_tasks(every, torch.softmax(logits, dim=-1))
+        stacked = torch.stack(inputs + [shared_input] * self.n_shared)  # [E, B, in]
+        hidden = torch.relu(torch.baddbmm(stacks.b1, stacked, stacks.w1))
+        fold = stacks.fold
+        every = torch.relu(torch.baddbmm(fold.b2, hidden, fold.w2)).transpose(0, 1)
+        tasks = stacked[: self.n_tasks] if self.n_specific == 1 else torch.stack(task_inputs)
+        logits = torch.baddbmm(stacks.gate_b, tasks, stacks.gate_w).transpose(0, 1)
+        outputs = self._mix_tasks(every, gate_softmax(logits))
         if self.shared_gate is None:
             return outputs, shared_input
-        return outputs, _gate_mix(every, self.shared_gate, shared_input)
+        weights = gate_softmax(self.shared_gate(shared_input))
+        return outputs, (every * weights.unsqueeze(-1)).sum(dim=1)
 
     def fast_forward(
-        self, fold: InputFold, embedder: FeatureEmbedder, batch: RankingBatch, extra: Tensor
+        self,
+        fold: InputFold,
+        embedder: FeatureEmbedder,
+        batch: RankingBatch,
+        extra: Tensor,
+        stacks: _LevelStacks,
     ) -> tuple[list[Tensor], Tensor | None]:
         """:meth:`forward` at inference for a first level (every input the embedded batch,
         ``x = cat([embedder(batch), extra])``): every expert's first layer and every gate in
         one :class:`InputFold`, the experts' second layers as one batched matmul. The shared
         output is ``None`` where :meth:`forward` would pass ``x`` through (no shared gate)."""
-        experts: list[nn.Sequential] = [e for group in self.specific for e in group]  # type: ignore[attr-defined]
-        experts += list(self.shared)  # type: ignore[arg-type]
-        gates: list[nn.Linear] = list(self.task_gates)  # type: ignore[arg-type]
-        if self.shared_gate is not None:
-            gates.append(self.shared_gate)
-        first: list[nn.Linear] = [expert[0] for expert in experts]  # type: ignore[misc]
-        first += gates
-        out = fold(
-            embedder,
-            [t for layer in first for t in (layer.weight, layer.bias)],
-            lambda: [(layer.weight, layer.bias) for layer in first],
-            batch,
-            extra=extra,
-        )
-        size, n_all = len(batch), len(experts)
-        width = first[0].weight.shape[0]
+        folded = stacks.fold
+        out = fold(embedder, folded.fold_params, lambda: folded.fold_layers, batch, extra=extra)
+        size, n_all, width = len(batch), stacks.w1.shape[0], stacks.w1.shape[2]
         hidden = torch.relu(out[:, : n_all * width].view(size, n_all, width))
-        second: list[nn.Linear] = [expert[2] for expert in experts]  # type: ignore[misc]
-        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)
-        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)
-        every = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
+        every = torch.relu(torch.baddbmm(folded.b2, hidden.transpose(0, 1), folded.w2))
+        every = every.transpose(0, 1)
         col, n_gate = n_all * width, self.n_specific + self.n_shared
         logits = out[:, col : col + self.n_tasks * n_gate].view(size, self.n_tasks, n_gate)
-        outputs = self._mix_tasks(every, torch.softmax(logits, dim=-1))
+        outputs = self._mix_tasks(every, gate_softmax(logits))
         if self.shared_gate is None:
             return outputs, None
-        weights = torch.softmax(out[:, col + self.n_tasks * n_gate :], dim=-1)
+        weights = gate_softmax(out[:, col + self.n_tasks * n_gate :])
         return outputs, (every * weights.unsqueeze(-1)).sum(dim=1)
 
     def _mix_tasks(self, every: Tensor, weights: Tensor) -> list[Tensor]:
@@ -335,12 +376,7 @@ class _CGCLevel(nn.Module):
         other tasks' experts (exact zeros: the same sums as mixing each task's experts alone).
         """
         size, n_all = every.shape[0], every.shape[1]
-        index = [
-            [t * self.n_specific + i for i in range(self.n_specific)]
-            + [self.n_tasks * self.n_specific + j for j in range(self.n_shared)]
-            for t in range(self.n_tasks)
-        ]
-        columns = torch.tensor(index, dtype=torch.long).expand(size, -1, -1)
+        columns = self._gate_columns.expand(size, -1, -1)
         full = every.new_zeros((size, self.n_tasks, n_all)).scatter_(2, columns, weights)
         return list(torch.bmm(full, every).unbind(1))
 
@@ -393,30 +429,38 @@ class PLE(RankingModel):
         )
         self.towers = task_towers(expert_dim, tower_dim)
         self._fold = InputFold()
+        self._stacks = ParameterCache()
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
         """Funnel probabilities of each impression."""
-        levels: list[_CGCLevel] = list(self.extraction)  # type: ignore[arg-type]
         if InputFold.usable(self):
-            embedder = self.inputs.embedder
-            extra = embedder.sequence_mean(batch)
-            task_inputs, maybe_shared = levels[0].fast_forward(self._fold, embedder, batch, extra)
-            # no shared output only at the last level, after which it is not read
-            shared = extra if maybe_shared is None else maybe_shared
-            levels = levels[1:]
-        else:
-            x = self.inputs(batch)
-            task_inputs, shared = [x] * len(TASKS), x
-        for level in levels:
-            if InputFold.usable(self):
-                task_inputs, shared = level.batched_forward(task_inputs, shared)
-            else:
-                task_inputs, shared = level(task_inputs, shared)
-        if InputFold.usable(self):
-            logits = _fused_towers(self.towers, torch.stack(task_inputs))
-        else:
-            logits = [tower(h) for tower, h in zip(self.towers, task_inputs, strict=True)]
+            return self._fast_forward(batch)
+        x = self.inputs(batch)
+        task_inputs, shared = [x] * len(TASKS), x
+        for level in self.extraction:
+            task_inputs, shared = level(task_inputs, shared)
+        logits = [tower(h) for tower, h in zip(self.towers, task_inputs, strict=True)]
         return _heads_to_outputs(logits, self.chain)
+
+    def _fast_forward(self, batch: RankingBatch) -> TaskOutputs:
+        """:meth:`forward` at inference: the first level through an :class:`InputFold`, every
+        level's experts, gates and the towers as batched matmuls of cached stacked weights."""
+        level_stacks, towers = self._stacks.get(self, self._inference_stacks)
+        levels: list[_CGCLevel] = list(self.extraction)  # type: ignore[arg-type]
+        embedder = self.inputs.embedder
+        extra = embedder.sequence_mean(batch)
+        task_inputs, maybe_shared = levels[0].fast_forward(
+            self._fold, embedder, batch, extra, level_stacks[0]
+        )
+        # no shared output only at the last level, after which it is not read
+        shared = extra if maybe_shared is None else maybe_shared
+        for level, stacks in zip(levels[1:], level_stacks[1:], strict=True):
+            task_inputs, shared = level.batched_forward(task_inputs, shared, stacks)
+        return _heads_to_outputs(towers.logits(torch.stack(task_inputs)), self.chain)
+
+    def _inference_stacks(self) -> tuple[list[_LevelStacks], _TowerStacks]:
+        levels: list[_CGCLevel] = list(self.extraction)  # type: ignore[arg-type]
+        return [level.inference_stacks() for level in levels], _TowerStacks.of(self.towers)
 
 
 BASELINE_MODELS: dict[str, type[RankingModel]] = {m.name: m for m in (DNN, ESMM, MMoE, PLE)}
