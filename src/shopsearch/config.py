@@ -35,6 +35,9 @@ class RetrievalSettings(BaseModel):
     #: Query vectors of dense sources kept in memory per process (least recently used
     #: dropped; 1.5 KB each for MiniLM); 0 turns the cache off. Overrides the bundle's value.
     query_cache_size: int = Field(8192, ge=0, le=10_000_000)
+    #: Lexical results (candidates and facets) of recent searches kept per process, by query,
+    #: filters and depth, until the next catalog write; 0 turns the cache off.
+    result_cache_size: int = Field(4096, ge=0, le=10_000_000)
     #: Most queries of concurrent searches encoded in one forward pass; 1: one at a time.
     query_batch: int = Field(16, ge=1, le=1024)
     #: Learned sources ``shopsearch train --stage retrieval`` fits (issue 6).

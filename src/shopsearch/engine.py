@@ -98,6 +98,8 @@ class Engine:
         self.ranking = ranking
         lexical = [r for r in retrieval.sources.values() if isinstance(r, LexicalRetriever)]
         self.lexical = lexical[0] if lexical else None
+        if self.lexical is not None:
+            self.lexical.configure_results(settings.retrieval.result_cache_size)
 
     # -- building and loading --------------------------------------------------------------------
     @classmethod

@@ -319,6 +319,37 @@ def test_add_update_delete_without_rebuild() -> None:
     assert lexical.facets("", Filters(brand="nordic")) == {"category": {}, "brand": {}, "price": {}}
 
 
+def test_result_cache_answers_repeats_until_the_catalog_changes() -> None:
+    lexical = LexicalRetriever().index(products(CATALOG))
+    lexical.configure_results(cache_size=8)
+    first = lexical.search("chair", k=10)
+    assert lexical.search("chair", k=10) is first  # a repeat is answered from memory
+    assert lexical.search("chair", k=10, filters=Filters(domain="us")) is not first
+    assert lexical.search("chair", k=5) is not first  # the depth is part of the key
+    stats = lexical.result_cache_stats()
+    assert (stats.hits, stats.misses) == (1, 3)
+
+    lexical.add(products([product("us", "new", "Rocking Chair", "Nordic")]))
+    after_add = lexical.search("chair", k=10)
+    assert ("us", "new") in after_add.candidates.keys
+    assert sum(after_add.facets["brand"].values()) == after_add.candidates.total
+    lexical.delete([("us", "new")])
+    assert ("us", "new") not in lexical.search("chair", k=10).candidates.keys
+    lexical.index(products([product("us", "1", "Chair")]))
+    assert lexical.search("chair", k=10).candidates.keys == [("us", "1")]
+
+
+def test_result_cache_off_and_bad_size() -> None:
+    lexical = LexicalRetriever().index(products(CATALOG))
+    first = lexical.search("chair", k=10)  # capacity 0 by default: nothing kept
+    again = lexical.search("chair", k=10)
+    assert again is not first
+    assert again.candidates.keys == first.candidates.keys
+    assert lexical.result_cache_stats().size == 0
+    with pytest.raises(InvalidInputError, match="result cache_size=-1"):
+        lexical.configure_results(cache_size=-1)
+
+
 def test_index_replaces_and_keeps_last_duplicate() -> None:
     lexical = LexicalRetriever().index(products(CATALOG))
     lexical.index(products([product("us", "1", "Old"), product("us", "1", "Newer")]))

@@ -15,12 +15,12 @@ Queries are the workspace's logged query texts drawn with their logged frequenci
 :func:`shopsearch.bench.retrieval.bench_queries`), searched in all domains with ``size=10`` and
 no explanation. They form one stream: the warm-up takes its first requests and every level
 (server run) the next ``requests`` of it, never replaying earlier ones, so the server's
-query-vector cache sees what a server with that traffic would see. Each level reports the
-cache's hits and misses in it (``query_cache``, read from ``/metrics``) and the mean encoding
-batch size. After the server stops, a fresh in-process ``Engine`` gets the same warm-up and
-then the first level's queries one at a time with the same parameters, so
-``http_overhead_ratio`` = (HTTP p50 at the first level, normally 1 client − engine p50) /
-engine p50 is measured, not estimated.
+query-vector and result caches see what a server with that traffic would see. Each level
+reports the query-vector cache's hits and misses in it and the lexical result cache's hit rate
+(``query_cache``, read from ``/metrics``) and the mean encoding batch size. After the server
+stops, a fresh in-process ``Engine`` gets the same warm-up and then the first level's queries
+one at a time with the same parameters, so ``http_overhead_ratio`` = (HTTP p50 at the first
+level, normally 1 client − engine p50) / engine p50 is measured, not estimated.
 
 Two kinds of levels:
 
@@ -476,15 +476,20 @@ def open_level(
 
 
 def _metric_sums(port: int) -> dict[str, float]:
-    """Query-cache hits, misses and encoding-batch totals from ``/metrics`` (summed over sources
-    and, with several workers, over workers)."""
+    """Query-cache and result-cache hits and misses and encoding-batch totals from ``/metrics``
+    (summed over sources and, with several workers, over workers)."""
     status, body = _get(port, "/metrics")
-    sums = {"hit": 0.0, "miss": 0.0, "batch_sum": 0.0, "batch_count": 0.0}
+    sums = dict.fromkeys(
+        ("hit", "miss", "result_hit", "result_miss", "batch_sum", "batch_count"), 0.0
+    )
     if status != 200:
         return sums
     for line in body.decode(errors="replace").splitlines():
         if line.startswith("shopsearch_query_cache_lookups_total{"):
             kind = "hit" if 'result="hit"' in line else "miss"
+            sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_result_cache_lookups_total{"):
+            kind = "result_hit" if 'result="hit"' in line else "result_miss"
             sums[kind] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("shopsearch_query_encode_batch_size_sum{"):
             sums["batch_sum"] += float(line.rsplit(" ", 1)[1])
@@ -495,11 +500,14 @@ def _metric_sums(port: int) -> dict[str, float]:
 
 def _cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    result_hits = after["result_hit"] - before["result_hit"]
+    result_lookups = result_hits + after["result_miss"] - before["result_miss"]
     batches = after["batch_count"] - before["batch_count"]
     return {
         "hits": hits,
         "misses": misses,
         "hit_rate": hits / (hits + misses) if hits + misses else None,
+        "result_hit_rate": result_hits / result_lookups if result_lookups else None,
         "encode_batches": batches,
         "mean_encode_batch": (after["batch_sum"] - before["batch_sum"]) / batches
         if batches else None,
@@ -549,6 +557,7 @@ def _serve_levels(
                     f"workers {workers}, {clients:3} clients (closed): {row['rps']:8.1f} req/s, "
                     f"p50 {_ms(row['p50_ms'])}, p99 {_ms(row['p99_ms'])}, "
                     f"{row['errors']} errors, cache hits {_share(row['query_cache']['hit_rate'])}"
+                    f" (results {_share(row['query_cache']['result_hit_rate'])})"
                     f", server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
                     f", client cpu {row['client_cpu_share']:.0%}"
                 )
@@ -567,7 +576,8 @@ def _serve_levels(
                     f"workers {workers}, {rate:g} req/s offered (open, {open_load.arrivals}): "
                     f"{row['rps']:8.1f} req/s, p50 {_ms(row['p50_ms'])}, "
                     f"p99 {_ms(row['p99_ms'])}, {row['errors']} errors, "
-                    f"cache hits {_share(row['query_cache']['hit_rate'])}, "
+                    f"cache hits {_share(row['query_cache']['hit_rate'])} "
+                    f"(results {_share(row['query_cache']['result_hit_rate'])}), "
                     f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
                 )
     return levels
@@ -604,6 +614,7 @@ def _share(value: float | int | None) -> str:
 #: Settings the benchmark can override: option name → settings path.
 OVERRIDES = {
     "query_cache_size": ("retrieval", "query_cache_size"),
+    "result_cache_size": ("retrieval", "result_cache_size"),
     "query_batch": ("retrieval", "query_batch"),
     "search_concurrency": ("serve", "search_concurrency"),
     "compute_threads": ("serve", "compute_threads"),
@@ -722,6 +733,7 @@ def run_serve_bench(
             "workers": list(workers),
             "overrides": dict(overrides or {}),
             "query_cache_size": settings.retrieval.query_cache_size,
+            "result_cache_size": settings.retrieval.result_cache_size,
             "query_batch": settings.retrieval.query_batch,
             "search_concurrency": settings.serve.search_concurrency,
             "compute_threads": settings.serve.compute_threads,

@@ -366,7 +366,7 @@ class DenseRetriever(Retriever):
         )
         for positions, vector in zip(todo.values(), encoded, strict=True):
             out[positions] = vector
-        self.query_cache.store(list(todo), encoded)
+        self.query_cache.store(list(todo), list(encoded))
         return out
 
     def _exact(

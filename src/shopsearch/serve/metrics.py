@@ -104,6 +104,19 @@ class Metrics:
             ["source"],
             registry=registry,
         )
+        self.result_cache = Counter(
+            "shopsearch_result_cache_lookups",
+            "Result cache lookups of the lexical source (candidates and facets of a query and "
+            "its filters), by source and result (hit, miss).",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.result_cache_evictions = Counter(
+            "shopsearch_result_cache_evictions",
+            "Results dropped from a full result cache (least recently used), by source.",
+            ["source"],
+            registry=registry,
+        )
         self.encode_batches = Histogram(
             "shopsearch_query_encode_batch_size",
             "Distinct queries encoded per forward pass (concurrent searches batched), by source.",
@@ -139,20 +152,33 @@ class Metrics:
             self.stages.labels(stage).observe(ms / 1000.0)
 
     def watch_engine(self, engine: Engine) -> None:
-        """Count the query-vector cache and encoding batches of ``engine``'s dense sources."""
+        """Count the query-vector cache and encoding batches of ``engine``'s dense sources and
+        the result cache of its lexical source."""
         from shopsearch.retrieval.dense import DenseRetriever
 
         for name, source in engine.retrieval.sources.items():
             if isinstance(source, DenseRetriever):
                 source.configure_queries(
-                    cache_observer=self._cache_observer(name),
+                    cache_observer=self._cache_observer(
+                        self.query_cache, self.query_cache_evictions, name
+                    ),
                     batch_observer=self.encode_batches.labels(name).observe,
                 )
+        if engine.lexical is not None:
+            name = next(n for n, s in engine.retrieval.sources.items() if s is engine.lexical)
+            engine.lexical.configure_results(
+                observer=self._cache_observer(
+                    self.result_cache, self.result_cache_evictions, name
+                )
+            )
 
-    def _cache_observer(self, source: str) -> Callable[[int, int, int], None]:
-        hit = self.query_cache.labels(source, "hit")
-        miss = self.query_cache.labels(source, "miss")
-        evicted = self.query_cache_evictions.labels(source)
+    @staticmethod
+    def _cache_observer(
+        lookups: Counter, evictions: Counter, source: str
+    ) -> Callable[[int, int, int], None]:
+        hit = lookups.labels(source, "hit")
+        miss = lookups.labels(source, "miss")
+        evicted = evictions.labels(source)
 
         def observe(hits: int, misses: int, evictions: int) -> None:
             if hits:

@@ -15,7 +15,9 @@ core), and both helpers cut it at serving time:
   encodes at once (no waiting at low load); callers arriving while a batch runs join the next
   one, which starts as soon as the running one ends.
 
-Both are thread safe: ``shopsearch serve`` runs searches on a thread pool.
+Both are thread safe: ``shopsearch serve`` runs searches on a thread pool. The LRU itself
+(:class:`LRUCache`) also keeps the lexical retriever's recent results
+(``LexicalRetriever.configure_results`` in :mod:`shopsearch.retrieval.lexical`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 #: A matrix of row vectors, one per text.
 FloatMatrix = npt.NDArray[np.float32]
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,11 @@ class CacheStats:
 CacheObserver = Callable[[int, int, int], None]
 
 
-class QueryVectorCache:
-    """A thread-safe least-recently-used map from query keys to vectors, with hit counts.
+class LRUCache(Generic[V]):
+    """A thread-safe least-recently-used map with hit counts (query vectors, search results).
 
     Args:
-        capacity: most vectors kept; 0 disables the cache (every lookup misses, nothing is
+        capacity: most values kept; 0 disables the cache (every lookup misses, nothing is
             stored, and misses are still counted).
         observer: called with ``(hits, misses, evictions)`` of each :meth:`lookup` and
             :meth:`store` round, outside the lock.
@@ -68,26 +72,30 @@ class QueryVectorCache:
             raise ValueError(f"capacity={capacity} is not allowed; use capacity >= 0 (0: off)")
         self.capacity = capacity
         self.observer = observer
-        self._vectors: OrderedDict[Hashable, FloatMatrix] = OrderedDict()
+        self._values: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return len(self._values)
 
-    def lookup(self, keys: Sequence[Hashable], count: bool = True) -> list[FloatMatrix | None]:
-        """The cached vector of each key (``None``: a miss); hits become most recently used.
+    def _keep(self, value: V) -> V:
+        """What is stored for ``value`` (subclasses copy mutable values)."""
+        return value
 
-        ``count=False``: a repeated lookup of a query already counted in this request (e.g. a
+    def lookup(self, keys: Sequence[Hashable], count: bool = True) -> list[V | None]:
+        """The cached value of each key (``None``: a miss); hits become most recently used.
+
+        ``count=False``: a repeated lookup of a key already counted in this request (e.g. a
         ranking feature reusing the vector retrieval just encoded) is left out of the stats.
         """
-        found: list[FloatMatrix | None] = []
+        found: list[V | None] = []
         with self._lock:
             for key in keys:
-                vector = self._vectors.get(key)
-                if vector is not None:
-                    self._vectors.move_to_end(key)
-                found.append(vector)
+                value = self._values.get(key)
+                if value is not None:
+                    self._values.move_to_end(key)
+                found.append(value)
             hits = sum(v is not None for v in found)
             if count:
                 self._hits += hits
@@ -96,17 +104,17 @@ class QueryVectorCache:
             self.observer(hits, len(found) - hits, 0)
         return found
 
-    def store(self, keys: Sequence[Hashable], vectors: FloatMatrix) -> None:
-        """Keep ``vectors[i]`` under ``keys[i]`` (copied), dropping the least recently used."""
+    def store(self, keys: Sequence[Hashable], values: Sequence[V]) -> None:
+        """Keep ``values[i]`` under ``keys[i]``, dropping the least recently used."""
         if self.capacity == 0 or not len(keys):
             return
         evicted = 0
         with self._lock:
-            for key, vector in zip(keys, vectors, strict=True):
-                self._vectors[key] = np.array(vector, dtype=np.float32, copy=True)
-                self._vectors.move_to_end(key)
-            while len(self._vectors) > self.capacity:
-                self._vectors.popitem(last=False)
+            for key, value in zip(keys, values, strict=True):
+                self._values[key] = self._keep(value)
+                self._values.move_to_end(key)
+            while len(self._values) > self.capacity:
+                self._values.popitem(last=False)
                 evicted += 1
             self._evictions += evicted
         if self.observer is not None and evicted:
@@ -118,22 +126,30 @@ class QueryVectorCache:
             raise ValueError(f"capacity={capacity} is not allowed; use capacity >= 0 (0: off)")
         with self._lock:
             self.capacity = capacity
-            while len(self._vectors) > capacity:
-                self._vectors.popitem(last=False)
+            while len(self._values) > capacity:
+                self._values.popitem(last=False)
                 self._evictions += 1
 
     def clear(self) -> None:
-        """Forget every vector and reset the counts."""
+        """Forget every value and reset the counts."""
         with self._lock:
-            self._vectors.clear()
+            self._values.clear()
             self._hits = self._misses = self._evictions = 0
 
     def stats(self) -> CacheStats:
         """Hits, misses, evictions, size and capacity."""
         with self._lock:
             return CacheStats(
-                self._hits, self._misses, self._evictions, len(self._vectors), self.capacity
+                self._hits, self._misses, self._evictions, len(self._values), self.capacity
             )
+
+
+class QueryVectorCache(LRUCache[FloatMatrix]):
+    """An :class:`LRUCache` of query vectors; stored vectors are float32 copies, so a caller
+    changing its array later does not change the cache."""
+
+    def _keep(self, value: FloatMatrix) -> FloatMatrix:
+        return np.array(value, dtype=np.float32, copy=True)
 
 
 @dataclass
