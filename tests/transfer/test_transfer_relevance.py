@@ -22,6 +22,7 @@ from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
 from shopsearch.transfer.registry import METHODS
 from shopsearch.transfer.relevance_data import (
     labelled,
+    link_products,
     pair_features,
     read_pairs,
     relevance_samples,
@@ -171,14 +172,49 @@ def test_two_shops_split_by_query_majority() -> None:
 def test_samples_label_and_link(shops: tuple[Path, Path, Path]) -> None:
     pairs = read_pairs("homedepot", [shops[0]])
     featured = pair_features(pairs, HashWordEncoder(), None)
-    linked = {str(pairs["product_id"].iloc[0])}
-    samples = relevance_samples([labelled(featured, "source", 1.0, 3.0)], linked)
+    first = str(pairs["product_id"].iloc[0])
+    target = labelled(featured.head(3).assign(product_id=["t1", "t2", "t3"]), "target", 1.0, 3.0)
+    links = {"t1": first, "t2": "t2"}
+    samples = relevance_samples(
+        [labelled(featured, "source", 1.0, 3.0), target], links, source="source"
+    )
     rows = samples.rows
     assert rows["click"].between(0, 1).all()
     np.testing.assert_allclose(rows["click"], ((rows["grade"] - 1) / 2).clip(0, 1))
-    assert set(rows["product_id"]) == linked | {""}
-    assert rows["request_id"].nunique() == pairs["query"].nunique()
+    in_source = rows["domain"] == "source"
+    assert set(rows.loc[in_source, "product_id"]) == {first, ""}  # linked to: keeps its id
+    by_pid = dict(zip(rows.loc[~in_source, "pid"], rows.loc[~in_source, "product_id"], strict=True))
+    assert by_pid == {"t1": first, "t2": "t2", "t3": ""}  # a target product takes its link's id
+    assert rows["request_id"].nunique() == pairs["query"].nunique() + 1
     assert samples.seq_items.shape == (rows["req"].max() + 1, 1)
+
+
+def test_products_link_by_id_then_title_then_nearest_title() -> None:
+    source = pd.DataFrame(
+        {
+            "product_id": ["s1", "s2", "s3"],
+            "title": ["Brass floor lamp", "LED bulbs, 4-pack", "Cordless drill kit"],
+        }
+    )
+    target = pd.DataFrame(
+        {
+            "product_id": ["s1", "t2", "t3", "t4"],
+            "title": ["Brass floor lamp", "led bulb 4 pack", "Cordless drill kit", "Oak shelf"],
+        }
+    )
+    encoder = HashWordEncoder()
+    found = link_products(source, target, encoder, None, min_cosine=0.99)
+    # s1: same id; t2: same normalised title (plural s, punctuation); t3: the same title
+    # words as s3 after normalising too; t4: nothing near enough
+    assert found.links == {"s1": "s1", "t2": "s2", "t3": "s3"}
+    assert (found.by_id, found.by_title, found.by_embedding) == (1, 2, 0)
+    near = link_products(
+        source, target.assign(title=[*target["title"][:2], "cordless drill kits set", "Oak shelf"]),
+        encoder, None, min_cosine=0.8,
+    )
+    assert near.links["t3"] == "s3"
+    assert near.by_embedding == 1
+    assert "t4" not in near.links
 
 
 def test_grade_mapping_and_rmse() -> None:

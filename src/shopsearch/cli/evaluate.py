@@ -275,6 +275,14 @@ def transfer(
     cache_dir: Annotated[
         Path, typer.Option(help="Embedding cache (relevance; content-hashed, reused).")
     ] = Path(".shopsearch-cache"),
+    link_cosine: Annotated[
+        float,
+        typer.Option(
+            min=-1.0, max=1.0,
+            help="Least MiniLM title cosine linking a target product to its nearest source "
+            "product, after id and normalised-title links (relevance).",
+        ),
+    ] = 0.9,
     train: Annotated[Path | None, typer.Option(help="Training events file (trivago).")] = None,
     test: Annotated[Path | None, typer.Option(help="Test events, other sessions (trivago).")] = (
         None
@@ -348,6 +356,7 @@ def transfer(
             epochs=epochs if epochs is not None else 20,
             batch_size=batch_size if batch_size is not None else 256,
             cache_dir=cache_dir,
+            link_cosine=link_cosine,
             seed=seed,
         )
         result = run_transfer_relevance(rel, say=_say)

@@ -10,9 +10,12 @@ source domain wholesale — which matters most when the domains' distributions d
 What is built here (from the paper's description; no code was copied):
 
 * **Instance relationship** — the same product id in another domain (the simulator's markets
-  share product ids; the workspace keys products by ``(domain, product_id)``). Title or
-  embedding-neighbour matching would plug in at the same place (:meth:`PGTL.fit_priors` takes
-  item ids, so a caller can map matched ids first); not implemented here.
+  and trivago's platforms share product ids; the workspace keys products by ``(domain,
+  product_id)``). Where shops have their own ids, the caller maps a product to the id of its
+  match in the other shop before the model sees it: the relevance protocol links by id, then by
+  normalised title, then by MiniLM title nearest neighbour
+  (:func:`~shopsearch.transfer.relevance_data.link_products`), so the priors below are read
+  through those links.
 * **Prior statistics** — for a row of item ``i`` in domain ``d``, the item's logged
   impressions, clicks and carts in every *other* domain (never its own, so a row's label never
   feeds its own prior): ``log1p(impressions)``, click and cart rates smoothed towards the
@@ -33,7 +36,7 @@ What is built here (from the paper's description; no code was copied):
 * The fused representation and the prior statistics join the DNN input; three task heads.
 
 Deviations: the paper's network details (its prior extraction network and transfer loss) are
-not reproduced from its text; matching is by product id only.
+not reproduced from its text; products are matched by the caller (see above), not learned.
 """
 
 from __future__ import annotations

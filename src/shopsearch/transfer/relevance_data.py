@@ -49,6 +49,14 @@ same empty id in training and test: most test products are never judged in train
 items), and an id embedding per product would only memorise its training grades, a signal that
 test rows then lack.
 
+Instance relationships (:func:`link_products`): a target product is linked to a source product
+(1) with the same id, else (2) with the same normalised title (its :func:`tokens` joined), else
+(3) to its nearest source product by MiniLM title cosine when that is at least
+:data:`LINK_COSINE` (0.9, chosen before any run: near-duplicate titles, e.g. the same item in
+another colour or pack size). A linked target product takes its source product's id, so the
+models' shared item embedding and PGTL's priors (the item's statistics in the other shop) reach
+it; the source product keeps its own id.
+
 The two-shop Home Depot split
 -----------------------------
 :func:`split_two_shops` builds an honest two-shop setting out of the Home Depot judgments (the only
@@ -64,7 +72,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +112,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 FloatArray = npt.NDArray[np.float64]
+
+#: Least MiniLM title cosine that links a target product to its nearest source product.
+LINK_COSINE = 0.9
 
 
 def tokens(text: str) -> list[str]:
@@ -294,12 +305,72 @@ def labelled(featured: pd.DataFrame, domain: str, low: float, high: float) -> pd
     return out
 
 
-def relevance_samples(frames: Sequence[pd.DataFrame], linked: Collection[str] = ()) -> Samples:
+@dataclass(frozen=True)
+class ProductLinks:
+    """Target product id → the source product id it is linked to, and how many links each
+    rule made (``by_id``, ``by_title``, ``by_embedding``)."""
+
+    links: dict[str, str]
+    by_id: int
+    by_title: int
+    by_embedding: int
+
+
+def link_products(
+    source: pd.DataFrame,
+    target: pd.DataFrame,
+    encoder: Encoder,
+    cache_dir: Path | None,
+    min_cosine: float = LINK_COSINE,
+) -> ProductLinks:
+    """Link each target product to a source product by id, normalised title or MiniLM nearest
+    neighbour (see the module docstring); unlinked target products are absent."""
+    src = source.drop_duplicates("product_id")[["product_id", "title"]].astype(str)
+    tgt = target.drop_duplicates("product_id")[["product_id", "title"]].astype(str)
+    src = src.sort_values("product_id", kind="stable").reset_index(drop=True)
+    ids = set(src["product_id"])
+    links = {pid: pid for pid in tgt["product_id"] if pid in ids}
+    by_title: dict[str, str] = {}
+    for pid, title in zip(src["product_id"], src["title"], strict=True):
+        by_title.setdefault(" ".join(tokens(title)), pid)
+    rest = tgt[~tgt["product_id"].isin(set(links))]
+    titled = 0
+    for pid, title in zip(rest["product_id"], rest["title"], strict=True):
+        match = by_title.get(" ".join(tokens(title)))
+        if match is not None:
+            links[pid] = match
+            titled += 1
+    rest = rest[~rest["product_id"].isin(set(links))]
+    embedded = 0
+    if len(rest) and len(src):
+        vectors = encode_texts(
+            src["title"].str.strip().tolist() + rest["title"].str.strip().tolist(),
+            encoder,
+            cache_dir,
+        )
+        vectors32 = vectors.astype(np.float32)
+        src_vec, rest_vec = vectors32[: len(src)], vectors32[len(src) :]
+        for start in range(0, len(rest), 512):  # [512, n_source] cosines at a time
+            cosine = rest_vec[start : start + 512] @ src_vec.T
+            best = cosine.argmax(axis=1)
+            for offset, (j, value) in enumerate(
+                zip(best, cosine[np.arange(len(best)), best], strict=True)
+            ):
+                if value >= min_cosine:
+                    links[rest["product_id"].iloc[start + offset]] = src["product_id"].iloc[j]
+                    embedded += 1
+    return ProductLinks(links, len(links) - titled - embedded, titled, embedded)
+
+
+def relevance_samples(
+    frames: Sequence[pd.DataFrame], links: Mapping[str, str] | None = None, source: str = ""
+) -> Samples:
     """Samples of :func:`labelled` pairs: one request per (domain, query), no sequence.
 
-    The judged product's id is kept in ``pid``; the model-facing ``product_id`` is the id only
-    for ``linked`` products (those in both shops' catalogs) and ``""`` for every other one (see
-    the module docstring).
+    The judged product's id is kept in ``pid``; the model-facing ``product_id`` is, for a row of
+    the ``source`` domain, its id when a target product links to it, and for any other row the
+    id of the source product its product links to (``links``, see :func:`link_products`);
+    ``""`` for every other product (see the module docstring).
 
     Raises:
         InvalidInputError: when there is no pair.
@@ -309,7 +380,13 @@ def relevance_samples(frames: Sequence[pd.DataFrame], linked: Collection[str] = 
         raise InvalidInputError("no judged pairs to build samples from")
     rows = rows.sort_values(["domain", "query", "product_id"], kind="stable").reset_index(drop=True)
     rows["pid"] = rows["product_id"].astype(str)
-    rows["product_id"] = rows["pid"].where(rows["pid"].isin(set(linked)), "")
+    links = dict(links or {})
+    in_source = rows["domain"] == source
+    linked_to = set(links.values())
+    rows["product_id"] = rows["pid"].map(links).fillna("")
+    rows.loc[in_source, "product_id"] = rows.loc[in_source, "pid"].where(
+        rows.loc[in_source, "pid"].isin(linked_to), ""
+    )
     rows["request_id"] = rows["domain"] + "\x1f" + rows["query"]
     rows["session_id"] = rows["request_id"]
     rows["user_id"] = ""

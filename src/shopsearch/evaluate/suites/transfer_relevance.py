@@ -59,8 +59,10 @@ from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples
 from shopsearch.text.encoders import Encoder
 from shopsearch.transfer.relevance_data import (
+    LINK_COSINE,
     grade_range,
     labelled,
+    link_products,
     pair_features,
     read_pairs,
     relevance_samples,
@@ -90,6 +92,8 @@ class TransferRelevanceConfig:
         batch_size: rows per training step.
         patience: epochs without validation improvement before stopping.
         cache_dir: embedding cache root (``None``: no cache).
+        link_cosine: least MiniLM title cosine that links a target product to its nearest
+            source product (see :func:`~shopsearch.transfer.relevance_data.link_products`).
         encoder: the sentence encoder (default MiniLM, loaded offline).
         n_resamples: bootstrap resamples of the CIs.
         seed: seed of the query split, training and bootstraps.
@@ -106,6 +110,7 @@ class TransferRelevanceConfig:
     batch_size: int = 256
     patience: int = 3
     cache_dir: Path | None = Path(".shopsearch-cache")
+    link_cosine: float = LINK_COSINE
     encoder: Encoder | None = None
     n_resamples: int = 1000
     seed: int = 0
@@ -251,7 +256,8 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
         target_f = pair_features(target, encoder, cfg.cache_dir)
     src_low, src_high = grade_range(cfg.source_format, source["grade"])
     source_rows = labelled(source_f, SOURCE, src_low, src_high)
-    linked = set(source["product_id"]) & set(target["product_id"])
+    with report.timer("links"):
+        links = link_products(source, target, encoder, cfg.cache_dir, cfg.link_cosine)
     is_test = target_f["query"].isin(set(test_queries)).to_numpy()
     test_pairs = target_f[is_test]
     settings: list[_Setting] = []
@@ -259,9 +265,9 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
         chosen = target_f["query"].isin(set(train_queries[fraction])).to_numpy()
         low, high = grade_range(cfg.target_format, target_f.loc[chosen, "grade"])
         train = relevance_samples(
-            [source_rows, labelled(target_f[chosen], TARGET, low, high)], linked
+            [source_rows, labelled(target_f[chosen], TARGET, low, high)], links.links, SOURCE
         )
-        test = relevance_samples([labelled(test_pairs, TARGET, low, high)], linked)
+        test = relevance_samples([labelled(test_pairs, TARGET, low, high)], links.links, SOURCE)
         is_target = (train.rows["domain"] == TARGET).to_numpy()
         settings.append(_Setting(fraction, train, test, is_target, low, high))
     test_rows = settings[0].test.rows
@@ -280,7 +286,13 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
         "target_test_queries": len(test_queries),
         "target_test_pairs": len(test_rows),
         "shared_queries": len(set(source["query"]) & set(target["query"])),
-        "shared_products": len(linked),
+        "shared_products": links.by_id,
+        "linked_products": {
+            "by_id": links.by_id,
+            "by_title": links.by_title,
+            "by_embedding": links.by_embedding,
+            "min_cosine": cfg.link_cosine,
+        },
         "target_grade_range": [settings[0].low, settings[0].high],
     }
 
