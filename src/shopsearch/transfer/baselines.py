@@ -39,6 +39,7 @@ from shopsearch.ranking.models.layers import (
     expert_block,
     gate_softmax,
     mlp,
+    stack_linears,
     task_towers,
 )
 from shopsearch.transfer.layers import DomainLinear, Inputs, hide_domain, per_domain
@@ -241,9 +242,7 @@ class MMoEDomain(RankingModel):
         )
         size, n_experts, width = len(batch), self.n_experts, 2 * self.expert_dim
         hidden = torch.relu(out[:, : n_experts * width].view(size, n_experts, width))
-        second: list[nn.Linear] = [expert[2] for expert in self.experts]  # type: ignore[index]
-        w2 = torch.stack([layer.weight for layer in second]).transpose(1, 2)  # [E, 2d, d]
-        b2 = torch.stack([layer.bias for layer in second]).unsqueeze(1)  # [E, 1, d]
+        w2, b2 = stack_linears([expert[2] for expert in self.experts])  # type: ignore[index]
         experts = torch.relu(torch.baddbmm(b2, hidden.transpose(0, 1), w2)).transpose(0, 1)
         every_gate = out[:, n_experts * width :].view(size, n_domains, gate_width)
         index = batch.domain.view(size, 1, 1).expand(size, 1, gate_width)
