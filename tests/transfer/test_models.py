@@ -13,6 +13,7 @@ from shopsearch.ranking.ranker import Ranker, train_ranker
 from shopsearch.ranking.registry import TORCH_MODELS
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import TrainConfig, fit
+from shopsearch.transfer.baselines import PartitionedNorm
 from shopsearch.transfer.cdan_w import CDANW
 from shopsearch.transfer.layers import per_domain, sliced_wasserstein
 from shopsearch.transfer.pgtl import PGTL
@@ -42,6 +43,28 @@ def test_per_domain_keeps_row_order() -> None:
     domain = torch.tensor([2, 1, 2, 0, 1, 2])
     out = per_domain(x, domain, lambda rows, d: rows * 10 + d)
     assert out.squeeze(1).tolist() == [2.0, 11.0, 22.0, 30.0, 41.0, 52.0]
+
+
+def test_star_partitioned_norm_keeps_each_domains_statistics() -> None:
+    torch.manual_seed(0)
+    norm = PartitionedNorm(n_domains=3, width=4, momentum=1.0)
+    domain = torch.tensor([1] * 50 + [2] * 50 + [0])
+    x = torch.randn(101, 4)
+    x[domain == 1] += 10.0
+    x[domain == 2] = x[domain == 2] * 5.0 - 3.0
+    out = norm(x, domain)  # training: each domain with its own batch statistics
+    for d in (1, 2):
+        rows = out[domain == d]
+        assert torch.allclose(rows.mean(0), torch.zeros(4), atol=1e-4)
+        assert torch.allclose(rows.var(0, unbiased=False), torch.ones(4), atol=1e-3)
+    # domain 0 had one row: its moving averages stay at their start and normalise it
+    assert torch.equal(norm.running_mean[0], torch.zeros(4))
+    assert torch.allclose(out[domain == 0], x[domain == 0] / (1 + 1e-5) ** 0.5)
+    assert torch.allclose(norm.running_mean[1], x[domain == 1].mean(0))
+    norm.eval()  # inference: each domain's moving averages
+    evaluated = norm(x, domain)
+    assert torch.allclose(evaluated[domain == 1].mean(0), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(evaluated[domain == 2].mean(0), torch.zeros(4), atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -11,17 +11,16 @@ class                  ``name``           method
                                           topology adaptive recommender for multi-domain CTR
                                           prediction", CIKM 2021): every FC layer's weight is the
                                           element-wise product of a shared and a per-domain matrix
-                                          (biases add), partitioned normalisation (shared and
-                                          per-domain scale / shift over batch statistics), and an
+                                          (biases add), partitioned normalisation (per-domain
+                                          statistics, shared and per-domain scale / shift), and an
                                           auxiliary network on the domain indicator whose logit is
                                           added to the main one
 :class:`MMoEDomain`    ``mmoe-domain``    MMoE (Ma et al., KDD 2018) whose softmax gates are per
                                           domain: gate ``(domain, task)`` mixes the shared experts
 =====================  =================  ==========================================================
 
-Deviation (STAR): the paper's PN keeps domain-specific moving statistics for testing; here the
-normalisation statistics are shared (a ``BatchNorm1d`` without affine) and only the affine
-parameters are split into shared and per-domain parts.
+STAR's partitioned normalisation keeps each domain's own statistics, as in the paper: batch
+statistics of the domain's rows in training, the domain's moving averages at inference.
 """
 
 from __future__ import annotations
@@ -119,23 +118,61 @@ class StarLinear(nn.Module):
 
 
 class PartitionedNorm(nn.Module):
-    """STAR's partitioned normalisation: ``(gamma * gamma_d) x_hat + (beta + beta_d)``."""
+    """STAR's partitioned normalisation: ``(gamma * gamma_d) (x - mu_d) / sqrt(var_d + eps) +
+    (beta + beta_d)`` with each domain's own statistics.
 
-    def __init__(self, n_domains: int, width: int) -> None:
+    Training: ``mu_d``, ``var_d`` are the mean and (biased) variance of the batch's rows of
+    domain ``d`` (the paper trains on single-domain batches; here a mixed batch is normalised
+    per domain, the same thing), and each domain's moving averages are updated from them.
+    Inference, or a domain with fewer than 2 rows in a training batch: the domain's moving
+    averages.
+    """
+
+    running_mean: Tensor
+    running_var: Tensor
+
+    def __init__(
+        self, n_domains: int, width: int, momentum: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm1d(width, affine=False)
+        self.n_domains, self.momentum, self.eps = max(1, n_domains), momentum, eps
         self.gamma = nn.Parameter(torch.ones(width))
         self.beta = nn.Parameter(torch.zeros(width))
-        self.domain_gamma = nn.Parameter(torch.ones(max(1, n_domains), width))
-        self.domain_beta = nn.Parameter(torch.zeros(max(1, n_domains), width))
+        self.domain_gamma = nn.Parameter(torch.ones(self.n_domains, width))
+        self.domain_beta = nn.Parameter(torch.zeros(self.n_domains, width))
+        self.register_buffer("running_mean", torch.zeros(self.n_domains, width))
+        self.register_buffer("running_var", torch.ones(self.n_domains, width))
 
     def forward(self, x: Tensor, domain: Tensor) -> Tensor:
-        """Normalised ``x`` with the row's domain's affine."""
-        x_hat = self.norm(x) if len(x) > 1 or not self.training else x
-        # per-domain affine computed for the (few) domains, then gathered per row
-        scale = (self.gamma * self.domain_gamma).index_select(0, domain)
+        """Normalised ``x``: each row with its domain's statistics and affine."""
+        mean, var = self.running_mean, self.running_var
+        if self.training:
+            mean, var = self._batch_statistics(x, domain)
+        inv_std = torch.rsqrt(var + self.eps)
+        # per-domain scale and shift computed for the (few) domains, then gathered per row
+        scale = (self.gamma * self.domain_gamma * inv_std).index_select(0, domain)
         shift = (self.beta + self.domain_beta).index_select(0, domain)
-        return torch.addcmul(shift, scale, x_hat)
+        return torch.addcmul(shift, scale, x - mean.index_select(0, domain))
+
+    def _batch_statistics(self, x: Tensor, domain: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, var)`` per domain: the batch's where a domain has 2+ rows, else the moving
+        averages; the moving averages move towards the batch's (unbiased variance)."""
+        counts = torch.bincount(domain, minlength=self.n_domains).to(x.dtype).unsqueeze(1)
+        rows = counts.clamp(min=1.0)
+        mean = x.new_zeros(self.running_mean.shape).index_add_(0, domain, x) / rows
+        centred = x - mean.index_select(0, domain)
+        var = x.new_zeros(self.running_var.shape).index_add_(0, domain, centred**2) / rows
+        seen = counts >= 2
+        with torch.no_grad():
+            m = self.momentum
+            unbiased = var * rows / (rows - 1.0).clamp(min=1.0)
+            self.running_mean.copy_(
+                torch.where(seen, (1 - m) * self.running_mean + m * mean, self.running_mean)
+            )
+            self.running_var.copy_(
+                torch.where(seen, (1 - m) * self.running_var + m * unbiased, self.running_var)
+            )
+        return torch.where(seen, mean, self.running_mean), torch.where(seen, var, self.running_var)
 
 
 class Star(RankingModel):
