@@ -8,21 +8,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.evaluate.report import Report
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_eval_ranking_sim_report(tiny_workspace: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "r.json"
-    code = _run(
+    code = run(
         [
             "eval", "ranking", "--dataset", "sim", "--workspace", str(tiny_workspace),
             "--report", str(report_path), "--models", "dnn,lightgbm", "--epochs", "1",
@@ -49,12 +41,12 @@ def test_train_and_bench_commands(
 ) -> None:
     root = tmp_path / "ws"
     shutil.copytree(tiny_workspace, root)
-    assert _run(["train", "--workspace", str(root), "--model", "nope"]) == 2
+    assert run(["train", "--workspace", str(root), "--model", "nope"]) == 2
     assert "ranking model 'nope' is not known" in capsys.readouterr().err
-    assert _run(["train", "--workspace", str(root), "--position-bias", "often"]) == 2
+    assert run(["train", "--workspace", str(root), "--position-bias", "often"]) == 2
     assert "invalid ranking option" in capsys.readouterr().err
     bench = tmp_path / "bench.json"
-    assert _run(
+    assert run(
         ["bench", "ranking", "--workspace", str(root), "--report", str(bench), "--requests", "5",
          "--candidates", "50"]
     ) == 0  # fmt: skip

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.ranking_bestbuy import (
     RankingBestBuyConfig,
@@ -23,14 +23,6 @@ _QUERIES = {
     "halo reach": "400",
 }
 _TYPOS = {"modern warefare 3": "100", "Battlefeild 3!": "200"}
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _clicks(n: int, seed: int, queries: dict[str, str]) -> pd.DataFrame:
@@ -96,5 +88,5 @@ def test_cli_writes_the_report(files: tuple[Path, Path], tmp_path: Path) -> None
         "eval", "ranking", "--dataset", "bestbuy", "--train", str(files[0]),
         "--test", str(files[1]), "--models", "lightgbm", "--report", str(out),
     ]  # fmt: skip
-    assert _run(argv) == 0
+    assert run(argv) == 0
     assert set(Report.read(out).systems) == {"baseline/query-popularity", "shopsearch/lightgbm"}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.config import RankingSettings, Settings
 from shopsearch.engine import Engine
 from shopsearch.errors import InvalidInputError
@@ -20,14 +20,6 @@ from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.workspace import Workspace
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +78,7 @@ def test_cli_logging_vs_random(shop: Path, tmp_path: Path) -> None:
         "eval", "online", "-w", str(shop), "--policies", "logging,random",
         "--sessions", "60", "--report", str(out),
     ]  # fmt: skip
-    assert _run(argv) == 0
+    assert run(argv) == 0
     report = Report.read(out)
     assert report.primary_metric == "gmv"
     logging, random = report.systems["baseline/logging"], report.systems["baseline/random"]

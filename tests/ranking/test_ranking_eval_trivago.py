@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.ranking_trivago import (
     RankingTrivagoConfig,
@@ -17,14 +17,6 @@ from shopsearch.evaluate.suites.ranking_trivago import (
     read_events,
     run_ranking_trivago_suite,
 )
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _platforms(n_sessions: int) -> list[str]:
@@ -86,7 +78,7 @@ def test_cli_writes_the_report(files: tuple[Path, Path], tmp_path: Path) -> None
         "eval", "ranking", "--dataset", "trivago", "--train", str(files[0]),
         "--test", str(files[1]), "--models", "lightgbm", "--report", str(out),
     ]  # fmt: skip
-    assert _run(argv) == 0
+    assert run(argv) == 0
     report = Report.read(out)
     assert report.config["dataset"] == "trivago"
     assert "baseline/lightgbm" in report.systems

@@ -7,17 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.ranking.train import TrainConfig
 from shopsearch.transfer.protocol import _enough_steps
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return 0 if exc.code is None else int(exc.code)
-    return 0
 
 
 def test_eval_transfer_sim_writes_a_report(
@@ -29,7 +21,7 @@ def test_eval_transfer_sim_writes_a_report(
         "--report", str(out), "--fractions", "0.5,1.0", "--epochs", "1",
         "--methods", "cdan-w,target-only,zero-shot",
     ]  # fmt: skip
-    assert _run(argv) == 0
+    assert run(argv) == 0
     report = orjson.loads(out.read_bytes())
     assert report["suite"] == "transfer"
     assert report["primary_metric"] == "ndcg@10"
@@ -48,7 +40,7 @@ def test_eval_transfer_sim_writes_a_report(
     assert set(entry["by_domain"]) == {target}
     assert "simulator" in report["config"]
     capsys.readouterr()
-    assert _run(["eval", "transfer", "--dataset", "nope", "--report", str(out)]) == 2
+    assert run(["eval", "transfer", "--dataset", "nope", "--report", str(out)]) == 2
     assert "not available" in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import torch
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.config import RankingSettings, Settings
 from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError
@@ -21,14 +21,6 @@ from shopsearch.ranking.train import predict
 from shopsearch.store.workspace import Workspace
 from shopsearch.transfer.cdan_w import CDANW
 from shopsearch.transfer.explain import domain_importances
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return 0 if exc.code is None else int(exc.code)
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +71,10 @@ def test_explain_domains(served: Path, capsys: pytest.CaptureFixture[str]) -> No
     for weights in importances.values():
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-4)
         assert "price" in weights
-    assert _run(["explain", "domains", "-w", str(served), "--json"]) == 0
+    assert run(["explain", "domains", "-w", str(served), "--json"]) == 0
     printed = orjson.loads(capsys.readouterr().out)
     assert printed.keys() == importances.keys()
-    assert _run(["explain", "domains", "-w", str(served)]) == 0
+    assert run(["explain", "domains", "-w", str(served)]) == 0
     assert "text_match" in capsys.readouterr().err  # rich tables go to the console (stderr)
 
 
@@ -95,5 +87,5 @@ def test_explain_domains_without_cdanw_is_a_clear_error(
     train_ranking_bundle(ws, RankingSettings(model="dnn", epochs=1))
     with pytest.raises(InvalidInputError, match="not 'cdan-w'"):
         domain_importances(ws)
-    assert _run(["explain", "domains", "-w", str(copy)]) == 2
+    assert run(["explain", "domains", "-w", str(copy)]) == 2
     assert "cdan-w" in capsys.readouterr().err

@@ -28,6 +28,15 @@ def _register() -> None:
     )
 
 
+def run(argv: list[str]) -> int:
+    """:func:`main` in process (tests, notebooks): the exit status instead of ``SystemExit``."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return 0 if exc.code is None else int(exc.code)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a user mistake prints one clear line, never a traceback.
 
@@ -60,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.baselines import DNN
 from shopsearch.ranking.models.layers import (
+    EmbeddedInputs,
     InputFold,
     expert_block,
     gate_softmax,
@@ -41,7 +42,7 @@ from shopsearch.ranking.models.layers import (
     stack_linears,
     task_towers,
 )
-from shopsearch.transfer.layers import DomainLinear, Inputs, hide_domain, per_domain
+from shopsearch.transfer.layers import DomainLinear, hide_domain, per_domain
 
 
 def outputs_of(logits: Tensor) -> TaskOutputs:
@@ -82,7 +83,7 @@ class SharedBottom(RankingModel):
     ) -> None:
         super().__init__(spec)
         self.embed_dim, self.hidden, self.tower_dim = embed_dim, tuple(hidden), tower_dim
-        self.inputs = Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         self.bottom = mlp([self.inputs.output_dim, *self.hidden], last_activation=True)
         n_tasks = len(TASKS)
         self.tower_hidden = DomainLinear(spec.n_domains, self.hidden[-1], n_tasks * tower_dim)
@@ -197,7 +198,7 @@ class Star(RankingModel):
     ) -> None:
         super().__init__(spec)
         self.embed_dim, self.hidden, self.aux_dim = embed_dim, tuple(hidden), aux_dim
-        self.inputs = Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         self.norm = PartitionedNorm(spec.n_domains, self.inputs.output_dim)
         widths = [self.inputs.output_dim, *self.hidden]
         self.layers = nn.ModuleList(
@@ -241,7 +242,7 @@ class MMoEDomain(RankingModel):
         super().__init__(spec)
         self.embed_dim, self.n_experts = embed_dim, n_experts
         self.expert_dim, self.tower_dim = expert_dim, tower_dim
-        self.inputs = Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         width = self.inputs.output_dim
         self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
         self.gates = DomainLinear(spec.n_domains, width, len(TASKS) * n_experts)

@@ -1,10 +1,7 @@
-"""Building blocks of the transfer models: per-domain layers, inputs, sliced Wasserstein.
+"""Building blocks of the transfer models: per-domain layers, sliced Wasserstein.
 
 * :class:`DomainLinear` — one ``Linear`` per domain, applied row-wise by ``batch.domain`` (a
   loop over the domains present in the batch, so it costs one matmul per domain).
-* :class:`Inputs` — every non-sequence field embedded (:class:`FeatureEmbedder`) plus the masked
-  mean of the behaviour sequence; ``blind=True`` hides the domain (id and sparse field) so a
-  "pooled" model cannot tell the markets apart.
 * :func:`sliced_wasserstein` — the sliced 2-Wasserstein distance between two point clouds of
   possibly different sizes (random directions, 1-D optimal transport by sorting, quantiles
   matched by linear index interpolation), differentiable in both clouds.
@@ -18,8 +15,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from shopsearch.ranking.base import FeatureSpec, RankingBatch
-from shopsearch.ranking.models.layers import FeatureEmbedder
+from shopsearch.ranking.base import RankingBatch
 
 #: ``fn(rows, domain_id) -> outputs`` applied to one domain's rows.
 DomainFn = Callable[[Tensor, int], Tensor]
@@ -71,28 +67,6 @@ def hide_domain(batch: RankingBatch) -> RankingBatch:
     return replace(batch, domain=torch.zeros_like(batch.domain), sparse=sparse)
 
 
-class Inputs(nn.Module):
-    """Embedded fields plus the masked mean of the behaviour sequence (the DNN's input).
-
-    Args:
-        spec: the feature spec.
-        embed_dim: width of every embedding.
-        blind: hide the domain from the embedding (pooled / zero-shot regimes).
-    """
-
-    def __init__(self, spec: FeatureSpec, embed_dim: int, *, blind: bool = False) -> None:
-        super().__init__()
-        self.blind = blind
-        self.embedder = FeatureEmbedder(spec, embed_dim, use_position=False)
-        self.output_dim = self.embedder.output_dim + embed_dim
-
-    def forward(self, batch: RankingBatch) -> Tensor:
-        """``[B, output_dim]``."""
-        if self.blind:
-            batch = hide_domain(batch)
-        return torch.cat([self.embedder(batch), self.embedder.sequence_mean(batch)], dim=-1)
-
-
 def sliced_wasserstein(
     a: Tensor, b: Tensor, n_projections: int = 32, generator: torch.Generator | None = None
 ) -> Tensor:
@@ -125,4 +99,4 @@ def _quantiles(sorted_values: Tensor, levels: Tensor) -> Tensor:
     return sorted_values[low] * (1 - frac) + sorted_values[high] * frac
 
 
-__all__ = ["DomainLinear", "Inputs", "hide_domain", "per_domain", "sliced_wasserstein"]
+__all__ = ["DomainLinear", "hide_domain", "per_domain", "sliced_wasserstein"]

@@ -47,9 +47,8 @@ import torch
 from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
-from shopsearch.ranking.models.layers import mlp
+from shopsearch.ranking.models.layers import EmbeddedInputs, mlp
 from shopsearch.transfer.baselines import outputs_of
-from shopsearch.transfer.layers import Inputs
 
 N_STATS = 4
 
@@ -93,7 +92,7 @@ class PGTL(RankingModel):
         self.prior_weight, self.prior_strength = prior_weight, prior_strength
         self.n_domains = max(1, spec.n_domains)
         self.n_items = max(1, spec.n_items)
-        self.inputs = Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         self.table_rows = min(self.n_items * self.n_domains, buckets)
         self.private_item = nn.Embedding(self.table_rows, embed_dim)
         nn.init.normal_(self.private_item.weight, std=0.01)

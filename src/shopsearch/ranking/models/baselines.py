@@ -37,6 +37,7 @@ from shopsearch.ranking.base import (
     funnel_from_conditionals,
 )
 from shopsearch.ranking.models.layers import (
+    EmbeddedInputs,
     FeatureEmbedder,
     InputFold,
     ParameterCache,
@@ -46,18 +47,6 @@ from shopsearch.ranking.models.layers import (
     stack_linears,
     task_towers,
 )
-
-
-class _Inputs(nn.Module):
-    """Embedded fields plus the masked mean of the behaviour sequence."""
-
-    def __init__(self, spec: FeatureSpec, embed_dim: int) -> None:
-        super().__init__()
-        self.embedder = FeatureEmbedder(spec, embed_dim, use_position=False)
-        self.output_dim = self.embedder.output_dim + embed_dim
-
-    def forward(self, batch: RankingBatch) -> Tensor:
-        return torch.cat([self.embedder(batch), self.embedder.sequence_mean(batch)], dim=-1)
 
 
 def _heads_to_outputs(logits: list[Tensor], chain: bool) -> TaskOutputs:
@@ -89,7 +78,7 @@ class DNN(RankingModel):
     ) -> None:
         super().__init__(spec)
         self.embed_dim, self.hidden, self.chain = embed_dim, tuple(hidden), chain
-        self.inputs = _Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         self.bottom = mlp([self.inputs.output_dim, *self.hidden], last_activation=True)
         self.heads = nn.ModuleList(nn.Linear(self.hidden[-1], 1) for _ in TASKS)
 
@@ -116,7 +105,7 @@ class ESMM(RankingModel):
     ) -> None:
         super().__init__(spec)
         self.embed_dim, self.hidden = embed_dim, tuple(hidden)
-        self.inputs = _Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         self.towers = nn.ModuleList(mlp([self.inputs.output_dim, *self.hidden, 1]) for _ in TASKS)
 
     def forward(self, batch: RankingBatch) -> TaskOutputs:
@@ -164,7 +153,7 @@ class MMoE(RankingModel):
         super().__init__(spec)
         self.embed_dim, self.n_experts = embed_dim, n_experts
         self.expert_dim, self.tower_dim, self.chain = expert_dim, tower_dim, chain
-        self.inputs = _Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         width = self.inputs.output_dim
         self.experts = nn.ModuleList(expert_block(width, expert_dim) for _ in range(n_experts))
         self.gates = nn.ModuleList(nn.Linear(width, n_experts) for _ in TASKS)
@@ -421,7 +410,7 @@ class PLE(RankingModel):
         self.embed_dim, self.levels = embed_dim, levels
         self.n_specific, self.n_shared = n_specific, n_shared
         self.expert_dim, self.tower_dim, self.chain = expert_dim, tower_dim, chain
-        self.inputs = _Inputs(spec, embed_dim)
+        self.inputs = EmbeddedInputs(spec, embed_dim)
         widths = [self.inputs.output_dim] + [expert_dim] * (levels - 1)
         self.extraction = nn.ModuleList(
             _CGCLevel(width, len(TASKS), n_specific, n_shared, expert_dim, level < levels - 1)

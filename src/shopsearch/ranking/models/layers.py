@@ -173,6 +173,20 @@ class FeatureEmbedder(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+class EmbeddedInputs(nn.Module):
+    """Every non-sequence field embedded (:class:`FeatureEmbedder`, no position) plus the masked
+    mean of the behaviour sequence: the input of the DNN-shaped models."""
+
+    def __init__(self, spec: FeatureSpec, embed_dim: int) -> None:
+        super().__init__()
+        self.embedder = FeatureEmbedder(spec, embed_dim, use_position=False)
+        self.output_dim = self.embedder.output_dim + embed_dim
+
+    def forward(self, batch: RankingBatch) -> Tensor:
+        """``[B, output_dim]``."""
+        return torch.cat([self.embedder(batch), self.embedder.sequence_mean(batch)], dim=-1)
+
+
 class InputFold:
     """Inference fast path of linear layers that read ``cat([embedder(batch, dense), extra])``.
 
@@ -371,6 +385,7 @@ def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
 __all__ = [
     "MAX_POSITION",
     "ActivationUnit",
+    "EmbeddedInputs",
     "FeatureEmbedder",
     "InputFold",
     "ParameterCache",
