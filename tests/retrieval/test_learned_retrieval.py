@@ -10,7 +10,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from shopsearch.cli import main
+from shopsearch.cli import run
 from shopsearch.config import RetrievalSettings, Settings
 from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, WorkspaceError
@@ -224,13 +224,6 @@ def test_cli_train_and_eval_retrieval(
 ) -> None:
     root = tmp_path / "ws"
     shutil.copytree(sim_root, root)
-
-    def run(argv: list[str]) -> int:
-        try:
-            main(argv)
-        except SystemExit as exc:
-            return 0 if exc.code is None else int(exc.code)
-        return 0
 
     (root / "shopsearch.toml").write_text(
         '[retrieval]\nsources = ["lexical"]\nlearned_buckets = 4096\npq_m = 16\n'
