@@ -4,12 +4,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from shopsearch.catalog.candidates import Filters
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.retrieval.base import Filters
-from shopsearch.store.ingest import ingest
+from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
 
 PRODUCTS = pd.DataFrame(

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.dense_feature import DENSE_SIM, DenseSimilarity
@@ -23,7 +24,6 @@ from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.stage import RankingStage
 from shopsearch.ranking.train import TrainConfig
 from shopsearch.ranking.value import RankingValue
-from shopsearch.retrieval.base import Candidates
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.workspace import Workspace
 from shopsearch.text.encoders import Encoder, FloatMatrix, Progress

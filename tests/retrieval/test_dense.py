@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Filters, ProductKey
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.schema import TABLES
 from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, Progress

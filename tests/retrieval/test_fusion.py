@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shopsearch.catalog.candidates import Candidates
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Candidates
 from shopsearch.retrieval.fusion import WeightedScoreFusion, minmax, reciprocal_rank_fusion
 
 

@@ -10,11 +10,11 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from shopsearch.catalog.candidates import Filters
 from shopsearch.cli import run
 from shopsearch.config import RetrievalSettings, Settings
 from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.retrieval.base import Filters
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.learned_train import (
     LearnedConfig,

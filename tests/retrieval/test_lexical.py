@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey
 from shopsearch.retrieval.lexical import DEFAULT_PRICE_BUCKETS, LexicalRetriever
 from shopsearch.retrieval.lexical_query import price_bucket_labels
 from shopsearch.retrieval.lexical_schema import QueryAnalyzer, index_analyzer

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Filters, ProductKey
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.mmse import (
     StagedSamples,

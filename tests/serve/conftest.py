@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.engine import Engine
+from shopsearch.ingest.workspace import ingest
 from shopsearch.serve.app import create_app
-from shopsearch.store.ingest import ingest
 from shopsearch.store.workspace import Workspace
 
 TOKEN = "s3cret-admin-token"

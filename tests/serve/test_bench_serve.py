@@ -14,8 +14,8 @@ from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.engine import Engine
 from shopsearch.errors import InvalidInputError
-from shopsearch.serve import compact_event_log
-from shopsearch.store.ingest import ingest
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
 
 WORDS = ["grey", "oak", "linen", "leather", "compact", "classic"]

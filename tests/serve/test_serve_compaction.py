@@ -9,10 +9,10 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from shopsearch.serve import compaction
-from shopsearch.serve.compaction import MANIFEST, STAGING, compact_event_log
-from shopsearch.serve.event_log import LOG_DIR
-from shopsearch.serve.records import Shown, interaction_line, search_line
+from shopsearch.events import compaction
+from shopsearch.events.compaction import MANIFEST, STAGING, compact_event_log
+from shopsearch.events.log import LOG_DIR
+from shopsearch.events.records import Shown, interaction_line, search_line
 from shopsearch.store.workspace import Workspace
 
 
@@ -133,7 +133,7 @@ def test_a_crash_at_any_write_neither_loses_nor_duplicates(workspace, monkeypatc
 
 
 def test_stats_compacts_first(workspace):
-    from shopsearch.store.stats import workspace_stats
+    from shopsearch.events.stats import workspace_stats
 
     _segment(workspace, "a.wal", _search(0) + _click(0))
     counts = workspace_stats(workspace)["domains"]["us"]

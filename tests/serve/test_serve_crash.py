@@ -18,7 +18,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from shopsearch.serve import compact_event_log
+from shopsearch.events.compaction import compact_event_log
 from shopsearch.store.workspace import Workspace
 
 HOST = "127.0.0.1"

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from shopsearch.serve.event_log import EventLog
-from shopsearch.serve.records import decode_line, interaction_line
+from shopsearch.events.log import EventLog
+from shopsearch.events.records import decode_line, interaction_line
 
 
 class Counting:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from shopsearch.serve import compact_event_log
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.events.stats import workspace_stats
 from shopsearch.serve.request_ids import RequestIds, workspace_secret
-from shopsearch.store.stats import workspace_stats
 
 
 def _search(client, **params):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from shopsearch.datasets.base import LoadedData
 from shopsearch.engine import Engine
-from shopsearch.store.ingest import ingest
+from shopsearch.ingest.workspace import ingest
 
 
 def _add_product_and_index(workspace, config) -> str:

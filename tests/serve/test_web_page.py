@@ -19,8 +19,8 @@ from shopsearch.bench.serve import running_server
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.engine import Engine
-from shopsearch.serve import compact_event_log
-from shopsearch.store.ingest import ingest
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
 
 CHROMIUM = Path("/usr/bin/chromium")

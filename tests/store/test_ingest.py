@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from shopsearch.datasets.base import LoadedData
-from shopsearch.store.ingest import ingest
+from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from shopsearch.bench.timing import measure
+from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import WorkspaceError
 from shopsearch.ranking.base import RankingBatch
@@ -40,7 +41,6 @@ from shopsearch.ranking.samples import Samples, build_samples
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.stage import RankingStage
 from shopsearch.ranking.value import RankingValue
-from shopsearch.retrieval.base import Candidates
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 

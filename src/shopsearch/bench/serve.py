@@ -67,8 +67,8 @@ from shopsearch.bench.timing import measure
 from shopsearch.config import Settings
 from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, ShopSearchError
+from shopsearch.events.log import LOG_DIR
 from shopsearch.serve.engines import SIGNAL_DIR
-from shopsearch.serve.event_log import LOG_DIR
 from shopsearch.serve.request_ids import SECRET_FILE
 from shopsearch.serve.threads import compute_threads_limited
 from shopsearch.store.bundles import CURRENT_FILE, current_bundle

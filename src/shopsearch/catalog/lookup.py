@@ -7,7 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from shopsearch.retrieval.base import ProductKey
+from shopsearch.catalog.candidates import ProductKey
 
 _SHOWN = ("domain", "product_id", "title", "brand", "category", "price", "in_stock")
 

@@ -2,7 +2,7 @@
 
 These pydantic models validate single records (HTTP API, hand-written code). Bulk data never goes
 through them row by row: ingest validates whole Arrow tables against the same limits in
-:mod:`shopsearch.store.validate`, and :mod:`shopsearch.store.schema` holds the columnar schema.
+:mod:`shopsearch.ingest.validate`, and :mod:`shopsearch.store.schema` holds the columnar schema.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shopsearch.store.limits import LIMITS
+from shopsearch.catalog.limits import LIMITS
 
 #: Separator used when a category path is shown or matched as one string ("Home > Sofas").
 CATEGORY_SEPARATOR = " > "

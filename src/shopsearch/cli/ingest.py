@@ -11,7 +11,7 @@ from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
 from shopsearch.datasets import LOADERS, get_loader
 from shopsearch.errors import RejectedRowsError
-from shopsearch.store.ingest import ingest as ingest_data
+from shopsearch.ingest.workspace import ingest as ingest_data
 from shopsearch.store.workspace import Workspace
 
 WorkspaceOption = Annotated[

@@ -9,11 +9,11 @@ import orjson
 import typer
 from rich.table import Table
 
+from shopsearch.catalog.candidates import Filters
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console, progress_bar
 from shopsearch.config import load_settings
 from shopsearch.engine import Engine, SearchParams, SearchResponse
-from shopsearch.retrieval.base import Filters
 from shopsearch.store.workspace import Workspace
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]

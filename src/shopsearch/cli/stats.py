@@ -11,7 +11,7 @@ from rich.table import Table
 
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
-from shopsearch.store.stats import STAT_KEYS, workspace_stats
+from shopsearch.events.stats import STAT_KEYS, workspace_stats
 from shopsearch.store.workspace import Workspace
 
 

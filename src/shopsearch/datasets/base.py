@@ -1,9 +1,10 @@
 """What a dataset loader returns: raw rows in the workspace's column names, not yet validated.
 
 A loader reads one public format and maps it onto the data model; it does not judge values.
-Ingest (:mod:`shopsearch.store.ingest`) validates every row, stores the good ones and reports the
-bad ones with the source file and row given in the ``_file`` and ``_row`` columns. ``_row`` is the
-1-based line number in a text file (the header is line 1) or the 1-based row of a Parquet file.
+Ingest (:mod:`shopsearch.ingest.workspace`) validates every row, stores the good ones and
+reports the bad ones with the source file and row given in the ``_file`` and ``_row`` columns.
+``_row`` is the 1-based line number in a text file (the header is line 1) or the 1-based row of
+a Parquet file.
 """
 
 from __future__ import annotations

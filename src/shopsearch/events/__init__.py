@@ -1,4 +1,6 @@
-"""Search-log data model: requests, impressions, interactions and relevance judgments."""
+"""The search log: its data model (requests, impressions, interactions, judgments), the
+durable event log that a server appends to (:mod:`.log`, lines in :mod:`.records`), and the
+compaction of that log into the workspace tables (:mod:`.compaction`)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shopsearch.store.limits import LIMITS
+from shopsearch.catalog.limits import LIMITS
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)]
 InteractionKind = Literal["click", "add_to_cart", "purchase"]

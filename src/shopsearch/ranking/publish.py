@@ -15,13 +15,13 @@ from pathlib import Path
 import orjson
 
 from shopsearch.config import RankingSettings
+from shopsearch.events.compaction import compact_event_log
 from shopsearch.ranking.dense_feature import DenseSimilarity
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import check_model_name
 from shopsearch.ranking.samples import build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
 from shopsearch.retrieval.dense import DenseRetriever
-from shopsearch.serve.compaction import compact_event_log
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
 from shopsearch.store.workspace import Workspace
 

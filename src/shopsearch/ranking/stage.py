@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.dense_feature import DENSE_SIM, DenseSimilarity
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.value import RankingValue
-from shopsearch.retrieval.base import Candidates
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.workspace import Workspace
 

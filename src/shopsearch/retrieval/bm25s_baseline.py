@@ -15,8 +15,9 @@ from typing import Self
 import numpy as np
 import pyarrow as pa
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, check_k
+from shopsearch.retrieval.base import check_k
 
 
 class BM25sBaseline:

@@ -50,8 +50,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
+from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.dense_rows import Mask, ProductRows
 from shopsearch.store.atomic import atomic_path, write_json, write_parquet
 from shopsearch.text.embedding_cache import EmbeddingCache

@@ -3,7 +3,7 @@
 Row ``i`` is the product whose vector has id ``i`` in the faiss index. Strings are coded:
 domains and brands (lower-cased) as int32 codes, category paths as one int32 id per prefix
 (``category[i, d]`` is the id of the row's path cut to ``d + 1`` levels, ``-1`` past its end),
-so every filter of :class:`~shopsearch.retrieval.base.Filters` is one vectorised comparison.
+so every filter of :class:`~shopsearch.catalog.candidates.Filters` is one vectorised comparison.
 Rows are never reordered; deleted rows are marked dead in ``alive`` until the index compacts.
 Filter semantics match the lexical retriever: brands compare lower-cased and a product without a
 brand matches no brand filter; a product without a price fails any price bound.
@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from shopsearch.retrieval.base import Filters, ProductKey
+from shopsearch.catalog.candidates import Filters, ProductKey
 
 Mask = npt.NDArray[np.bool_]
 #: Brand code of a product without a brand (no brand filter matches it).

@@ -22,8 +22,8 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 
+from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.base import Candidates, ProductKey
 
 FloatArray = npt.NDArray[np.float32]
 

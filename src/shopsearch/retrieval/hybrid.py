@@ -9,8 +9,9 @@ from typing import ClassVar, Literal, Self
 import orjson
 import pyarrow as pa
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
+from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
 from shopsearch.store.atomic import write_json
 

@@ -30,8 +30,8 @@ import faiss
 import numpy as np
 import orjson
 
+from shopsearch.catalog.candidates import Candidates, Filters
 from shopsearch.errors import InvalidInputError, ShopSearchError, WorkspaceError
-from shopsearch.retrieval.base import Candidates, Filters
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.dense_rows import Mask
 from shopsearch.retrieval.mmse import TwoTowerEncoder

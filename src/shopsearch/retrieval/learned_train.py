@@ -38,9 +38,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import RetrievalSettings, Settings
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import ProductKey, Retriever
+from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
@@ -358,8 +359,8 @@ def train_retrieval_bundle(
             deleted and the current bundle stays current).
     """
     from shopsearch.engine import Engine, SearchParams
+    from shopsearch.events.compaction import compact_event_log
     from shopsearch.retrieval.hybrid import HybridRetriever
-    from shopsearch.serve.compaction import compact_event_log
 
     config = LearnedConfig.from_settings(settings.retrieval, models)
     products = catalog_of(workspace)

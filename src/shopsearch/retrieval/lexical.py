@@ -48,8 +48,9 @@ import orjson
 import pyarrow as pa
 import tantivy
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
+from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.lexical_query import (
     Facets,
     facet_aggregation,

@@ -26,8 +26,8 @@ from typing import Any
 import tantivy
 from tantivy import Occur, Query
 
+from shopsearch.catalog.candidates import Filters
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
-from shopsearch.retrieval.base import Filters
 from shopsearch.retrieval.lexical_schema import PATH_SEPARATOR, category_term
 
 #: Words after this many distinct ones are ignored (keeps pasted paragraphs fast).

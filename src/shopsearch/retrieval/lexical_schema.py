@@ -28,8 +28,8 @@ import orjson
 import pyarrow as pa
 import tantivy
 
+from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import ProductKey
 
 #: Name under which :data:`ANALYZER` is registered with every lexical index.
 ANALYZER = "shopsearch_en"

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tantivy
 
+from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import WorkspaceError
-from shopsearch.retrieval.base import ProductKey
 from shopsearch.retrieval.lexical_schema import ANALYZER, index_analyzer
 from shopsearch.store.atomic import write_parquet
 

@@ -53,8 +53,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import ProductKey
 from shopsearch.store.atomic import write_bytes, write_json
 from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, MiniLMEncoder, Progress
 from shopsearch.text.hashed import GRAINS, Bags, HashedFeaturizer

@@ -45,8 +45,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.base import Candidates, ProductKey
 from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
 from shopsearch.text.encoders import FloatMatrix
 

@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 import tantivy
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever, check_k
+from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.lexical_schema import read_products
 from shopsearch.retrieval.lexical_store import ROWS_FILE, IndexHome, read_rows, write_rows
 

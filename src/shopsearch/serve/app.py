@@ -23,10 +23,10 @@ from fastapi.staticfiles import StaticFiles
 
 import shopsearch
 from shopsearch.config import Settings, load_settings
-from shopsearch.serve.compaction import compact_event_log
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
-from shopsearch.serve.event_log import LOG_DIR, EventLog
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
 from shopsearch.serve.request_ids import RequestIds, workspace_secret
 from shopsearch.serve.routes_admin import admin_router

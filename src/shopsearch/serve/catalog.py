@@ -22,9 +22,9 @@ from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import ProductIn
 from shopsearch.serve.state import ServerState
-from shopsearch.serve.tables import new_part_name, table_folder, write_manifest
 from shopsearch.store.atomic import write_parquet
 from shopsearch.store.schema import TABLES
+from shopsearch.store.tables import new_part_name, table_folder, write_manifest
 from shopsearch.store.workspace import Workspace
 
 _READ_ATTEMPTS = 3

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shopsearch.catalog.limits import LIMITS
 from shopsearch.events.models import InteractionKind
-from shopsearch.store.limits import LIMITS
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)]
 #: Longest request id accepted by ``POST /events`` (issued ids are shorter; see request_ids).

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
+from shopsearch.catalog.limits import LIMITS
 from shopsearch.serve.auth import admin_guard
 from shopsearch.serve.catalog import delete_product, put_product, read_product
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DeletedOut, ProductIn, ProductOut
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState
-from shopsearch.store.limits import LIMITS
 
 DomainPath = Annotated[str, Path(min_length=1, max_length=LIMITS.max_id_chars)]
 ProductPath = Annotated[str, Path(min_length=1, max_length=LIMITS.max_id_chars)]

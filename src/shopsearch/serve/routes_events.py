@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from shopsearch.events.records import interaction_line, now_us, timestamp_us
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import EventsIn, EventsOut
-from shopsearch.serve.records import interaction_line, now_us, timestamp_us
 from shopsearch.serve.request_ids import IssuedRequest
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState

@@ -9,18 +9,18 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from shopsearch.catalog.candidates import Filters
+from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.engine import SearchParams, SearchResponse
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Filters
+from shopsearch.events.records import Shown, now_us, search_line
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
-from shopsearch.serve.records import Shown, now_us, search_line
 from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_this_thread
-from shopsearch.store.limits import LIMITS
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: The user of a search that names none.

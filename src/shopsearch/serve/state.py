@@ -9,8 +9,8 @@ from types import TracebackType
 
 from shopsearch.catalog.models import Domain
 from shopsearch.config import Settings
+from shopsearch.events.log import EventLog
 from shopsearch.serve.engines import LiveEngine
-from shopsearch.serve.event_log import EventLog
 from shopsearch.serve.metrics import Metrics
 from shopsearch.serve.request_ids import RequestIds
 from shopsearch.store.workspace import Workspace

@@ -1,1 +1,1 @@
-"""Workspace store: Parquet tables, DuckDB SQL, atomic writes, validation and ingest."""
+"""Workspace store: Parquet tables read with DuckDB SQL, atomic writes, table parts, bundles."""

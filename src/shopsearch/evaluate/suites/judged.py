@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from shopsearch.catalog.candidates import ProductKey
 from shopsearch.datasets import get_loader
 from shopsearch.errors import DataFormatError, InvalidInputError
-from shopsearch.retrieval.base import ProductKey
-from shopsearch.store.validate import validate_frame
+from shopsearch.ingest.validate import validate_frame
 
 
 @dataclass(frozen=True)

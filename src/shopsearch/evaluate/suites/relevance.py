@@ -40,11 +40,11 @@ from typing import Any
 
 import faiss
 
+from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_term_queries
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
-from shopsearch.retrieval.base import Candidates, ProductKey
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever

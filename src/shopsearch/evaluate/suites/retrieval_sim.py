@@ -47,11 +47,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_queries
 from shopsearch.evaluate.metrics import relevant_query_ids
 from shopsearch.evaluate.report import Report, evaluate_run
-from shopsearch.retrieval.base import Candidates, Filters, ProductKey, Retriever
+from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedPQRetriever, index_bytes
 from shopsearch.retrieval.learned_train import (

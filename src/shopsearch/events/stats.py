@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shopsearch.serve.compaction import compact_event_log
+from shopsearch.events.compaction import compact_event_log
 from shopsearch.store.workspace import Workspace
 
 _COUNTS = """

@@ -47,10 +47,10 @@ from typing import Any
 import orjson
 
 from shopsearch.errors import WorkspaceError
-from shopsearch.serve.event_log import LOG_DIR, SEGMENT_SUFFIX
-from shopsearch.serve.records import LOG_TABLES, LogRows, decode_line
-from shopsearch.serve.tables import new_part_name, table_folder, write_manifest
+from shopsearch.events.log import LOG_DIR, SEGMENT_SUFFIX
+from shopsearch.events.records import LOG_TABLES, LogRows, decode_line
 from shopsearch.store.atomic import atomic_path, fsync_dir, write_json, write_parquet
+from shopsearch.store.tables import new_part_name, table_folder, write_manifest
 from shopsearch.store.workspace import Workspace
 
 MANIFEST = "manifest.json"

@@ -19,10 +19,10 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import DataFormatError
 from shopsearch.events.models import INTERACTION_KINDS
-from shopsearch.store.limits import LIMITS
 from shopsearch.store.schema import TABLES
 
 Kind = Literal["id", "text", "float", "int", "bool", "timestamp", "category", "json", "kind"]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from shopsearch.datasets.base import LoadedData
+from shopsearch.ingest.validate import REJECT_COLUMNS, Validated, validate_frame
 from shopsearch.store.atomic import write_bytes
 from shopsearch.store.schema import UPSERT_KEYS
-from shopsearch.store.validate import REJECT_COLUMNS, Validated, validate_frame
 from shopsearch.store.workspace import Workspace
 
 _DOMAIN_TABLES = ("products", "judgments", "requests")
