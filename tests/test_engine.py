@@ -7,9 +7,9 @@ import pytest
 from shopsearch.catalog.candidates import Filters
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.ingest.workspace import ingest
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.store.workspace import Workspace
 
 PRODUCTS = pd.DataFrame(

@@ -26,8 +26,8 @@ def test_registry_lists_every_format() -> None:
         "generic", "products", "events", "judgments", "homedepot", "crowdflower", "bestbuy",
         "trivago", "esci", "wands", "aliccp", "aliexpress", "jdsearch",
     }  # fmt: skip
-    assert get_loader("trivago") is LOADERS["trivago"]
-    with pytest.raises(InvalidInputError, match="unknown format 'nope'; formats are aliccp"):
+    assert get_loader("trivago") is LOADERS.get("trivago")
+    with pytest.raises(InvalidInputError, match="unknown format 'nope'; formats are generic, products"):
         get_loader("nope")
 
 

@@ -24,7 +24,7 @@ import torch
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.layers import fast_tanh
 from shopsearch.ranking.models.seq_md import SeqMD
-from shopsearch.ranking.registry import TORCH_MODELS
+from shopsearch.ranking.registry import torch_model_class
 from shopsearch.transfer.cdan_w import CDANW
 
 L = 12
@@ -111,7 +111,7 @@ def materialised(batch: RankingBatch) -> RankingBatch:
 def perturbed(name: str, spec: FeatureSpec) -> RankingModel:
     """The model with every parameter moved off its initial value (zero-init parts too)."""
     torch.manual_seed(0)
-    model = TORCH_MODELS[name](spec).eval()
+    model = torch_model_class(name)(spec).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
@@ -177,7 +177,7 @@ def test_ple_fast_path_at_other_depths(levels: int, n_specific: int) -> None:
     several experts per task take the same inference path as the default two levels."""
     spec = make_spec()
     torch.manual_seed(0)
-    model = TORCH_MODELS["ple"](spec, levels=levels, n_specific=n_specific).eval()  # type: ignore[call-arg]
+    model = torch_model_class("ple")(spec, levels=levels, n_specific=n_specific).eval()  # type: ignore[call-arg]
     batch = make_batch(40, spec)
     with torch.no_grad():
         fast = model(batch)

@@ -13,7 +13,6 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.base import FeatureSpec, RankingBatch, RankingModel
 from shopsearch.ranking.models.category_moe import deepest_known
 from shopsearch.ranking.models.paper import (
-    PAPER_MODELS,
     AWMoE,
     CategoryMoE,
     KFAtt,
@@ -28,6 +27,7 @@ from shopsearch.ranking.models.paper import (
     sample_adversary,
     with_market_mask,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 
 B, L, DEPTH = 64, 20, 3
 
@@ -113,9 +113,8 @@ MODELS: list[type[RankingModel]] = [SeqMD, AWMoE, CategoryMoE, KFAtt]
 
 
 def test_registry_names() -> None:
-    assert set(PAPER_MODELS) == {"seq-md", "aw-moe", "category-moe", "kfatt"}
-    for name, model_class in PAPER_MODELS.items():
-        assert model_class.name == name
+    for model_class in (SeqMD, AWMoE, CategoryMoE, KFAtt):
+        assert RANKING_MODELS.get(model_class.name) is model_class
 
 
 @pytest.mark.parametrize("model_class", MODELS, ids=lambda c: c.name)
@@ -228,9 +227,9 @@ def test_market_mask_rejects_unknown_feature() -> None:
 
 
 def baseline_models() -> list[type[RankingModel]]:
-    from shopsearch.ranking.models.baselines import BASELINE_MODELS
+    from shopsearch.ranking.models.baselines import DNN, ESMM, PLE, MMoE
 
-    return list(BASELINE_MODELS.values())
+    return [DNN, ESMM, MMoE, PLE]
 
 
 @pytest.mark.parametrize("model_class", [KFAtt, *baseline_models()], ids=lambda c: c.name)

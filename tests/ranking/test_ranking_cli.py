@@ -42,7 +42,7 @@ def test_train_and_bench_commands(
     root = tmp_path / "ws"
     shutil.copytree(tiny_workspace, root)
     assert run(["train", "--workspace", str(root), "--model", "nope"]) == 2
-    assert "ranking model 'nope' is not known" in capsys.readouterr().err
+    assert "unknown ranking model 'nope'" in capsys.readouterr().err
     assert run(["train", "--workspace", str(root), "--position-bias", "often"]) == 2
     assert "invalid ranking option" in capsys.readouterr().err
     bench = tmp_path / "bench.json"

@@ -16,8 +16,9 @@ import torch
 from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.ranking.dense_feature import DENSE_SIM, DenseSimilarity
-from shopsearch.ranking.features import DENSE_FEATURES, FeatureEncoder
+from shopsearch.ranking.dense_feature import DenseSimilarity
+from shopsearch.ranking.feature_names import DENSE_FEATURES, DENSE_SIM
+from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Ranker, train_ranker
 from shopsearch.ranking.samples import Samples, build_samples
 from shopsearch.ranking.serving import ServingFeatures
@@ -212,7 +213,7 @@ def test_models_score_a_shared_sequence_as_its_copies(
     """A served request's candidates share one expanded sequence (computed once); the scores
     equal those of the same batch with the sequence copied into every row."""
     from shopsearch.ranking.position_bias import PositionBiasModel
-    from shopsearch.ranking.registry import TORCH_MODELS
+    from shopsearch.ranking.registry import torch_model_class
     from shopsearch.ranking.train import predict
 
     user, domain, query, products, now = _a_request(tiny_workspace)
@@ -224,7 +225,7 @@ def test_models_score_a_shared_sequence_as_its_copies(
                                                                "seq_kinds", "seq_age")}
     )  # fmt: skip
     torch.manual_seed(0)
-    model = PositionBiasModel(TORCH_MODELS[name](tiny_encoder.spec_), "feature").eval()
+    model = PositionBiasModel(torch_model_class(name)(tiny_encoder.spec_), "feature").eval()
     a, b = predict(model, shared), predict(model, copied)
     for task in a:
         np.testing.assert_allclose(a[task], b[task], rtol=1e-5, atol=1e-6)

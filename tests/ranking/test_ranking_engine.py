@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow as pa
 
 from shopsearch.config import RankingSettings, Settings
-from shopsearch.engine import Engine, SearchParams
-from shopsearch.ranking.features import DENSE_FEATURES
-from shopsearch.ranking.publish import train_ranking_bundle
+from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.ranking.feature_names import DENSE_FEATURES
 from shopsearch.ranking.samples import build_samples
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.simulate.api import simulate
 from shopsearch.store.bundles import bundle_meta, current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.ranking import train_ranking_bundle
 
 from .conftest import TINY
 

@@ -10,14 +10,14 @@ import pytest
 
 from shopsearch.cli import run
 from shopsearch.config import RankingSettings, Settings
-from shopsearch.engine import Engine
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.online import OnlineConfig, compare, run_online_suite
-from shopsearch.ranking.publish import train_ranking_bundle
+from shopsearch.pipeline.engine import Engine
 from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.ranking import train_ranking_bundle
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
 

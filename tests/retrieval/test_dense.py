@@ -347,39 +347,39 @@ def test_hnsw_rebuilds_past_tombstone_fraction_and_flat_grows_into_hnsw() -> Non
 
 
 @pytest.mark.parametrize("hnsw_threshold", [0, 10_000])
-def test_save_load_round_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hnsw_threshold: int
-) -> None:
-    monkeypatch.setitem(ENCODERS, HashEncoder.name, HashEncoder)
-    rows = catalog(80)
-    retriever = DenseRetriever(encoder=HashEncoder(size=32), hnsw_threshold=hnsw_threshold)
-    retriever.index(make_products(rows))
-    retriever.delete([("us", "p0"), ("de", "p1")])
-    retriever.upsert(make_products([{**rows[2], "title": "new words here", "price": None}]))
-    retriever.save(tmp_path / "dense")
-    assert sorted(p.name for p in (tmp_path / "dense").iterdir()) == [
-        "config.json",
-        "index.faiss",
-        "rows.parquet",
-    ]
+def test_save_load_round_trip(tmp_path: Path, hnsw_threshold: int) -> None:
+    with ENCODERS.registered(HashEncoder.name, HashEncoder):
+        rows = catalog(80)
+        retriever = DenseRetriever(encoder=HashEncoder(size=32), hnsw_threshold=hnsw_threshold)
+        retriever.index(make_products(rows))
+        retriever.delete([("us", "p0"), ("de", "p1")])
+        retriever.upsert(make_products([{**rows[2], "title": "new words here", "price": None}]))
+        retriever.save(tmp_path / "dense")
+        assert sorted(p.name for p in (tmp_path / "dense").iterdir()) == [
+            "config.json",
+            "index.faiss",
+            "rows.parquet",
+        ]
 
-    loaded = DenseRetriever.load(tmp_path / "dense")
-    assert isinstance(loaded.encoder, HashEncoder)
-    assert loaded.encoder.size == 32
-    assert loaded.get_config() == retriever.get_config()
-    np.testing.assert_array_equal(loaded.vectors_, retriever.vectors_)
-    for f in FILTERS:
-        for query in ("red shoe", "new words"):
-            a = retriever.retrieve(query, k=20, filters=f)
-            b = loaded.retrieve(query, k=20, filters=f)
-            assert a.keys == b.keys
-            assert a.total == b.total
-            np.testing.assert_allclose(a.scores, b.scores)
-    loaded.upsert(make_products([{"product_id": "n9", "title": "giraffe kite"}]))
-    assert loaded.retrieve("giraffe kite", k=1).keys == [("us", "n9")]
+        loaded = DenseRetriever.load(tmp_path / "dense")
+        assert isinstance(loaded.encoder, HashEncoder)
+        assert loaded.encoder.size == 32
+        assert loaded.get_config() == retriever.get_config()
+        np.testing.assert_array_equal(loaded.vectors_, retriever.vectors_)
+        for f in FILTERS:
+            for query in ("red shoe", "new words"):
+                a = retriever.retrieve(query, k=20, filters=f)
+                b = loaded.retrieve(query, k=20, filters=f)
+                assert a.keys == b.keys
+                assert a.total == b.total
+                np.testing.assert_allclose(a.scores, b.scores)
+        loaded.upsert(make_products([{"product_id": "n9", "title": "giraffe kite"}]))
+        assert loaded.retrieve("giraffe kite", k=1).keys == [("us", "n9")]
 
-    with pytest.raises(InvalidInputError, match="built with encoder 'test-hash'"):
-        DenseRetriever.load(tmp_path / "dense", encoder=TableEncoder(np.eye(4, dtype=np.float32)))
+        with pytest.raises(InvalidInputError, match="built with encoder 'test-hash'"):
+            DenseRetriever.load(
+                tmp_path / "dense", encoder=TableEncoder(np.eye(4, dtype=np.float32))
+            )
 
 
 def test_embedding_cache_encodes_only_new_or_changed_texts(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.serve.metrics import Metrics

@@ -13,8 +13,8 @@ import pytest
 from shopsearch.catalog.candidates import Filters
 from shopsearch.cli import run
 from shopsearch.config import RetrievalSettings, Settings
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError, WorkspaceError
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.learned_train import (
     LearnedConfig,
@@ -22,13 +22,13 @@ from shopsearch.retrieval.learned_train import (
     check_models,
     item_texts,
     train_learned,
-    train_retrieval_bundle,
     workspace_samples,
 )
 from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.retrieval import train_retrieval_bundle
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
 MODELS = ["two-tower", "two-tower-pq", "gcn"]

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
-from shopsearch.engine import Engine
 from shopsearch.ingest.workspace import ingest
+from shopsearch.pipeline.engine import Engine
 from shopsearch.serve.app import create_app
 from shopsearch.store.workspace import Workspace
 

@@ -12,10 +12,10 @@ from shopsearch.bench.serve import parse_levels
 from shopsearch.cli import main
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
-from shopsearch.engine import Engine
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.ingest.workspace import ingest
+from shopsearch.pipeline.engine import Engine
 from shopsearch.store.workspace import Workspace
 
 WORDS = ["grey", "oak", "linen", "leather", "compact", "classic"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shopsearch.engine import Engine
+from shopsearch.pipeline.engine import Engine
 from shopsearch.serve.catalog import read_product
 
 SOFA = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shopsearch.config import Settings
-from shopsearch.engine import Engine
+from shopsearch.pipeline.engine import Engine
 
 
 @pytest.mark.slow

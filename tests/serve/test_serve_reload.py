@@ -9,8 +9,8 @@ import time
 import pandas as pd
 
 from shopsearch.datasets.base import LoadedData
-from shopsearch.engine import Engine
 from shopsearch.ingest.workspace import ingest
+from shopsearch.pipeline.engine import Engine
 
 
 def _add_product_and_index(workspace, config) -> str:

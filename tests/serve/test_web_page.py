@@ -18,9 +18,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from shopsearch.bench.serve import running_server
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
-from shopsearch.engine import Engine
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.ingest.workspace import ingest
+from shopsearch.pipeline.engine import Engine
 from shopsearch.store.workspace import Workspace
 
 CHROMIUM = Path("/usr/bin/chromium")

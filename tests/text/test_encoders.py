@@ -44,7 +44,7 @@ def test_length_sorted_batches_edge_cases() -> None:
 
 
 def test_registry() -> None:
-    assert ENCODERS["minilm"] is MiniLMEncoder
+    assert ENCODERS.get("minilm") is MiniLMEncoder
     encoder = make_encoder("minilm", {"batch_size": 8, "dtype": "float32"})
     assert isinstance(encoder, MiniLMEncoder)
     assert encoder.get_config() == {
@@ -53,7 +53,9 @@ def test_registry() -> None:
         "num_threads": None,
         "query_threads": 1,
     }
-    with pytest.raises(InvalidInputError, match="unknown encoder 'nope'; encoders are minilm"):
+    with pytest.raises(
+        InvalidInputError, match="unknown encoder 'nope'; encoders are minilm, mmse, search-gcn"
+    ):
         make_encoder("nope")
     with pytest.raises(InvalidInputError, match="dtype='float16'"):
         MiniLMEncoder(dtype="float16")

@@ -10,20 +10,20 @@ import torch
 
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Ranker, train_ranker
-from shopsearch.ranking.registry import TORCH_MODELS
+from shopsearch.ranking.registry import torch_model_class
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import TrainConfig, fit
 from shopsearch.transfer.baselines import PartitionedNorm
 from shopsearch.transfer.cdan_w import CDANW
 from shopsearch.transfer.layers import per_domain, sliced_wasserstein
 from shopsearch.transfer.pgtl import PGTL
-from shopsearch.transfer.registry import MODELS
+from shopsearch.transfer.registry import JOINT_MODELS
 
 
 def test_transfer_models_are_ranking_models() -> None:
-    assert set(MODELS) == {"cdan-w", "pgtl", "shared-bottom", "star", "mmoe-domain"}
-    for name, cls in MODELS.items():
-        assert TORCH_MODELS[name] is cls
+    assert set(JOINT_MODELS) == {"cdan-w", "pgtl", "shared-bottom", "star", "mmoe-domain"}
+    for name in JOINT_MODELS:
+        assert torch_model_class(name).name == name
 
 
 def test_sliced_wasserstein_is_a_distance_estimate() -> None:
@@ -67,7 +67,7 @@ def test_star_partitioned_norm_keeps_each_domains_statistics() -> None:
     assert torch.allclose(evaluated[domain == 2].mean(0), torch.zeros(4), atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(JOINT_MODELS))
 def test_train_ranker_save_load_round_trip(
     name: str, tmp_path: Path, two_domain_split: tuple[Samples, Samples]
 ) -> None:

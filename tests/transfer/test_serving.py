@@ -14,11 +14,11 @@ import torch
 
 from shopsearch.cli import run
 from shopsearch.config import RankingSettings, Settings
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError
-from shopsearch.ranking.publish import train_ranking_bundle
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.ranking.train import predict
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.ranking import train_ranking_bundle
 from shopsearch.transfer.cdan_w import CDANW
 from shopsearch.transfer.explain import domain_importances
 

@@ -30,19 +30,19 @@ from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import WorkspaceError
 from shopsearch.ranking.base import RankingBatch
-from shopsearch.ranking.dense_feature import DENSE_SIM
-from shopsearch.ranking.features import DENSE_FEATURES, FeatureEncoder
+from shopsearch.ranking.feature_names import DENSE_FEATURES, DENSE_SIM
+from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.lightgbm_ranker import LightGBMRanker
 from shopsearch.ranking.position_bias import PositionBiasModel
-from shopsearch.ranking.publish import bundle_similarity
 from shopsearch.ranking.ranker import Ranker
-from shopsearch.ranking.registry import MODEL_NAMES, TORCH_MODELS
+from shopsearch.ranking.registry import is_torch_model, model_names, torch_model_class
 from shopsearch.ranking.samples import Samples, build_samples
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.stage import RankingStage
 from shopsearch.ranking.value import RankingValue
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.ranking import bundle_similarity
 
 T = TypeVar("T")
 
@@ -118,12 +118,12 @@ def run_ranking_bench(
     value = RankingValue(RankingSettings().value)
     systems: dict[str, dict[str, float]] = {}
     stage: dict[str, dict[str, float]] = {}
-    for name in MODEL_NAMES:
+    for name in model_names():
         tell(f"timing {name}")
         model: PositionBiasModel | LightGBMRanker
-        if name in TORCH_MODELS:
+        if is_torch_model(name):
             torch.manual_seed(seed)
-            model = PositionBiasModel(TORCH_MODELS[name](encoder.spec_), "feature").eval()
+            model = PositionBiasModel(torch_model_class(name)(encoder.spec_), "feature").eval()
 
             def call(part: RankingBatch, model: PositionBiasModel = model) -> object:
                 with torch.no_grad():

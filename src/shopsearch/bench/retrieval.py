@@ -31,8 +31,8 @@ import pyarrow as pa
 from shopsearch.bench.timing import measure, timed
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import InvalidInputError
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever

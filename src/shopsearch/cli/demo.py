@@ -49,7 +49,7 @@ def demo(
 
 def _index_once(ws: Workspace) -> None:
     """Build the search bundle unless the workspace has one."""
-    from shopsearch.engine import Engine
+    from shopsearch.pipeline.engine import Engine
     from shopsearch.store.bundles import CURRENT_FILE
 
     if (ws.root / "models" / CURRENT_FILE).exists():

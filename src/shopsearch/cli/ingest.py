@@ -21,7 +21,7 @@ WorkspaceOption = Annotated[
 
 @app.command()
 def ingest(
-    format: Annotated[str, typer.Argument(help="Data format: " + ", ".join(sorted(LOADERS)))],
+    format: Annotated[str, typer.Argument(help="Data format: " + ", ".join(LOADERS.names()))],
     paths: Annotated[list[Path], typer.Argument(help="Input file(s) of that format.")],
     workspace: WorkspaceOption,
     add_domains: Annotated[

@@ -13,7 +13,7 @@ from shopsearch.catalog.candidates import Filters
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console, progress_bar
 from shopsearch.config import load_settings
-from shopsearch.engine import Engine, SearchParams, SearchResponse
+from shopsearch.pipeline.engine import Engine, SearchParams, SearchResponse
 from shopsearch.store.workspace import Workspace
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]

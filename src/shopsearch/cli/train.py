@@ -46,7 +46,7 @@ def train(
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
         return
-    from shopsearch.ranking.publish import train_ranking_bundle
+    from shopsearch.training.ranking import train_ranking_bundle
 
     changes: dict[str, object] = {}
     if model is not None:
@@ -78,7 +78,8 @@ def _train_retrieval(
     """``--stage retrieval``: train the learned retrievers, publish them in a new bundle."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from shopsearch.retrieval.learned_train import check_models, train_retrieval_bundle
+    from shopsearch.retrieval.learned_train import check_models
+    from shopsearch.training.retrieval import train_retrieval_bundle
 
     models = check_models([m.strip() for m in model.split(",") if m.strip()]) if model else []
     if epochs is not None:

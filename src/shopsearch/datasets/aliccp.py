@@ -46,6 +46,7 @@ from shopsearch.datasets._io import (
     truthy,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "aliccp"
 USER, ITEM, CATEGORY, SHOP, NODE, BRAND, SCENARIO = "101", "205", "206", "207", "210", "216", "301"
@@ -58,6 +59,7 @@ def domain_id(scenario: object) -> str:
     return f"aliccp-{value}" if value else ""
 
 
+@LOADERS.register("aliccp")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read Ali-CCP CSV files into requests, impressions, clicks/purchases and products.
 

@@ -51,6 +51,7 @@ from shopsearch.datasets._io import (
     truthy,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "aliexpress"
 ITEM_COLUMNS = tuple(f"categorical_{i}" for i in range(10, 16)) + tuple(
@@ -78,6 +79,7 @@ def country_domain(path: Path) -> DomainRow:
     return DomainRow(f"{FORMAT}-{code}", name, language, currency, str(path), 2)
 
 
+@LOADERS.register("aliexpress")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read AliExpress CSV files into requests, impressions, clicks/purchases and products.
 

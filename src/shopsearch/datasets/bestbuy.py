@@ -32,6 +32,7 @@ from shopsearch.datasets._io import (
     source_ids,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "bestbuy"
 DOMAIN = "bestbuy"
@@ -40,6 +41,7 @@ CLICKS = Kind(
 )
 
 
+@LOADERS.register("bestbuy")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read Best Buy click logs into products, requests, impressions and clicks.
 

@@ -33,6 +33,7 @@ from shopsearch.datasets._io import (
     stable_id,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "crowdflower"
 DOMAIN = "crowdflower"
@@ -49,6 +50,7 @@ def _normalise(values: pd.Series) -> pd.Series:
     return values.astype(str).str.lower().str.split().str.join(" ")
 
 
+@LOADERS.register("crowdflower")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read CrowdFlower files into products and judgments.
 

@@ -40,6 +40,7 @@ from shopsearch.datasets._io import (
     read_all,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "esci"
 #: ESCI label → graded relevance.
@@ -65,6 +66,7 @@ def domain_id(locale: object) -> str:
     return f"esci-{code}" if code and code != "nan" else ""
 
 
+@LOADERS.register("esci")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read ESCI examples and/or products.
 

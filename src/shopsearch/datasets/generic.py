@@ -61,6 +61,7 @@ from shopsearch.datasets._io import (
     truthy,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 from shopsearch.errors import DataFormatError
 
 FORMAT = "generic"
@@ -80,6 +81,7 @@ KINDS = (EVENTS, JUDGMENTS, PRODUCTS, DOMAINS)
 LABELS = (("clicked", "click"), ("added_to_cart", "add_to_cart"), ("purchased", "purchase"))
 
 
+@LOADERS.register("generic")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read any mix of events, judgments, products and domains files.
 
@@ -95,16 +97,19 @@ def load(paths: Sequence[Path]) -> LoadedData:
     return _load(paths, KINDS, FORMAT)
 
 
+@LOADERS.register("products")
 def load_products(paths: Sequence[Path]) -> LoadedData:
     """Like :func:`load` but every file must be a products file (``ingest products``)."""
     return _load(paths, (PRODUCTS,), "products")
 
 
+@LOADERS.register("events")
 def load_events(paths: Sequence[Path]) -> LoadedData:
     """Like :func:`load` but every file must be an event log (``ingest events``)."""
     return _load(paths, (EVENTS,), "events")
 
 
+@LOADERS.register("judgments")
 def load_judgments(paths: Sequence[Path]) -> LoadedData:
     """Like :func:`load` but every file must be a judgments file (``ingest judgments``)."""
     return _load(paths, (JUDGMENTS,), "judgments")

@@ -43,6 +43,7 @@ from shopsearch.datasets._io import (
     require,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "homedepot"
 DOMAIN = "homedepot"
@@ -56,6 +57,7 @@ DESCRIPTIONS = Kind(
 ATTRIBUTES = Kind("attributes", ("product_uid", "name", "value"), "attributes.csv")
 
 
+@LOADERS.register("homedepot")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read Home Depot files into products and judgments.
 

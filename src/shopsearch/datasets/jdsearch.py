@@ -59,6 +59,7 @@ from shopsearch.datasets._io import (
     split_list,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "jdsearch"
 DOMAIN = "jd"
@@ -80,6 +81,7 @@ def tokens(values: pd.Series) -> pd.Series:
     return values.astype(str).str.replace(TERM_SEPARATOR, " ", regex=False).str.strip()
 
 
+@LOADERS.register("jdsearch")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read JDsearch product data and/or user behaviour files.
 

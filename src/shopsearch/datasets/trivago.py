@@ -49,6 +49,7 @@ from shopsearch.datasets._io import (
     seconds_to_iso,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 
 FORMAT = "trivago"
 CURRENCY = "EUR"
@@ -82,6 +83,7 @@ def domain_id(platform: str) -> str:
     return f"trivago-{code}" if code and code != "nan" else ""
 
 
+@LOADERS.register("trivago")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read trivago session logs into requests, impressions, clicks and products.
 

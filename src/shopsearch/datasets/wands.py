@@ -39,6 +39,7 @@ from shopsearch.datasets._io import (
     split_path,
 )
 from shopsearch.datasets.base import LoadedData
+from shopsearch.datasets.registry import LOADERS
 from shopsearch.errors import DataFormatError
 
 FORMAT = "wands"
@@ -52,6 +53,7 @@ QUERIES = Kind("queries", ("query_id", "query"), "query.csv")
 PRODUCTS = Kind("products", ("product_id", "product_name"), "product.csv")
 
 
+@LOADERS.register("wands")
 def load(paths: Sequence[Path]) -> LoadedData:
     """Read WANDS products and/or judgments.
 

@@ -22,9 +22,6 @@ import numpy.typing as npt
 
 from shopsearch.retrieval.dense import DenseRetriever
 
-#: The name of the feature's column.
-DENSE_SIM = "dense_sim"
-
 F64 = npt.NDArray[np.float64]
 _CHUNK = 20_000
 
@@ -92,4 +89,4 @@ class DenseSimilarity:
         return out
 
 
-__all__ = ["DENSE_SIM", "DenseSimilarity"]
+__all__ = ["DenseSimilarity"]

@@ -24,52 +24,9 @@ import torch
 
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.ranking.base import FeatureSpec, RankingBatch
+from shopsearch.ranking.feature_names import DENSE_FEATURES, MARKET_DRIVEN, SPARSE_FEATURES
 from shopsearch.ranking.samples import Samples
 from shopsearch.store.atomic import write_json
-
-#: Dense (numeric) features, in column order of ``RankingBatch.dense``.
-DENSE_FEATURES: tuple[str, ...] = (
-    "bm25",
-    "matched_share",
-    "query_terms",
-    "brand_in_query",
-    "category_in_query",
-    "has_query_leaf",
-    "leaf_match",
-    "top_match",
-    "log_price",
-    "price_rel_category",
-    "price_rel_user",
-    "has_user_prices",
-    "user_history",
-    "log_impressions",
-    "log_clicks",
-    "log_purchases",
-    "ctr_prior",
-    "cart_prior",
-    "cvr_prior",
-    "qp_log_impressions",
-    "qp_log_clicks",
-    "qp_ctr_prior",
-)
-
-#: Dense features that depend on the market (price level, traffic, priors): SEQ+MD's mask.
-MARKET_DRIVEN: tuple[str, ...] = (
-    "log_price",
-    "price_rel_category",
-    "log_impressions",
-    "log_clicks",
-    "log_purchases",
-    "ctr_prior",
-    "cart_prior",
-    "cvr_prior",
-    "qp_log_impressions",
-    "qp_log_clicks",
-    "qp_ctr_prior",
-)
-
-#: Categorical features in ``RankingBatch.sparse``.
-SPARSE_FEATURES: tuple[str, ...] = ("domain", "brand", "leaf", "query_leaf")
 
 CATEGORY_DEPTH = 3
 _FILE = "encoder.json"

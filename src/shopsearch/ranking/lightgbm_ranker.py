@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.ranking.base import RankingBatch
+from shopsearch.ranking.registry import LIGHTGBM, RANKING_MODELS
 
 _FILE = "lightgbm.txt"
 
@@ -42,6 +43,7 @@ def _group_sizes(group: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return sizes
 
 
+@RANKING_MODELS.register(LIGHTGBM)
 class LightGBMRanker:
     """LambdaMART over the ranking features.
 

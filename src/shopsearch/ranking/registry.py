@@ -1,52 +1,79 @@
-"""The ranking model registry: name → class, for configs and the CLI.
+"""The ranking model registry: name → class, for configs, bundles and the CLI.
 
 Torch models (:class:`~shopsearch.ranking.base.RankingModel` subclasses) come from
-:mod:`shopsearch.ranking.models.baselines` and the papers' models in
-:mod:`shopsearch.ranking.models.paper`; ``lightgbm`` is the gradient-boosted LambdaMART baseline
-(:class:`~shopsearch.ranking.lightgbm_ranker.LightGBMRanker`), which is not a torch model.
+:mod:`shopsearch.ranking.models.baselines`, the papers' models in
+:mod:`shopsearch.ranking.models` and the multi-domain transfer models of
+:mod:`shopsearch.transfer` (which register themselves here); ``lightgbm`` is the gradient-boosted
+LambdaMART baseline (:class:`~shopsearch.ranking.lightgbm_ranker.LightGBMRanker`), which is not
+a torch model. :mod:`shopsearch.registry` explains built-ins, entry points and dotted paths.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.base import RankingModel
-from shopsearch.ranking.models.baselines import BASELINE_MODELS
-from shopsearch.ranking.models.paper import PAPER_MODELS
-
-#: Torch ranking models by name (with the transfer models of issue 7, e.g. ``cdan-w``).
-TORCH_MODELS: dict[str, type[RankingModel]] = {**BASELINE_MODELS, **PAPER_MODELS}
-
-
-def _add_transfer_models() -> None:
-    from shopsearch.transfer.registry import MODELS  # the transfer package builds on ranking
-
-    TORCH_MODELS.update(MODELS)
-
-
-_add_transfer_models()
+from shopsearch.registry import Registry
 
 #: The gradient-boosted baseline's name.
 LIGHTGBM = "lightgbm"
 
-#: Every model name, torch models first.
-MODEL_NAMES: tuple[str, ...] = (*TORCH_MODELS, LIGHTGBM)
+
+def _check(item: Any) -> None:
+    if not isinstance(item, type):
+        raise TypeError(f"{item!r} is not a class")
+    if not issubclass(item, RankingModel) and getattr(item, "name", None) != LIGHTGBM:
+        raise TypeError(f"{item.__qualname__} is not a subclass of RankingModel")
+
+
+#: Ranking model name → class, torch models first, in report order.
+RANKING_MODELS: Registry[type[Any]] = Registry(
+    "ranking models",
+    modules=(
+        "shopsearch.ranking.models.baselines",
+        "shopsearch.ranking.models.seq_md",
+        "shopsearch.ranking.models.aw_moe",
+        "shopsearch.ranking.models.category_moe",
+        "shopsearch.ranking.models.kfatt",
+        "shopsearch.transfer.cdan_w",
+        "shopsearch.transfer.pgtl",
+        "shopsearch.transfer.baselines",
+        "shopsearch.ranking.lightgbm_ranker",
+    ),
+    check=_check,
+)
+
+
+def model_names() -> list[str]:
+    """Every model name, torch models first."""
+    return RANKING_MODELS.names()
 
 
 def check_model_name(name: str) -> str:
     """``name`` if it is a registered model, else a clear error listing the names."""
-    if name not in MODEL_NAMES:
-        raise InvalidInputError(
-            f"ranking model {name!r} is not known; use one of {', '.join(MODEL_NAMES)}"
-        )
+    RANKING_MODELS.get(name)
     return name
+
+
+def is_torch_model(name: str) -> bool:
+    """Whether the model ``name`` is a torch :class:`RankingModel` (LightGBM is not)."""
+    return issubclass(RANKING_MODELS.get(name), RankingModel)
 
 
 def torch_model_class(name: str) -> type[RankingModel]:
     """The torch model class registered as ``name``."""
-    check_model_name(name)
-    if name not in TORCH_MODELS:
+    cls = RANKING_MODELS.get(name)
+    if not issubclass(cls, RankingModel):
         raise InvalidInputError(f"{name!r} is not a torch model; it has its own trainer")
-    return TORCH_MODELS[name]
+    return cls
 
 
-__all__ = ["LIGHTGBM", "MODEL_NAMES", "TORCH_MODELS", "check_model_name", "torch_model_class"]
+__all__ = [
+    "LIGHTGBM",
+    "RANKING_MODELS",
+    "check_model_name",
+    "is_torch_model",
+    "model_names",
+    "torch_model_class",
+]

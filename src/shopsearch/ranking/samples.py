@@ -70,7 +70,7 @@ class Samples:
         seq_kinds: int8 ``[n_requests, L]`` behaviour kinds (0 = padding).
         seq_age: float32 ``[n_requests, L]`` log1p(hours) before the request.
         dense_names: the numeric feature columns a model should read, when they differ from the
-            workspace default (:data:`~shopsearch.ranking.features.DENSE_FEATURES`), e.g. a
+            workspace default (:data:`~shopsearch.ranking.feature_names.DENSE_FEATURES`), e.g. a
             suite's extra columns; ``None`` = the default.
     """
 
@@ -143,8 +143,7 @@ def build_samples(
     samples = attach_sequences(derive_features(raw, cfg.alpha), events_frame(con), cfg)
     if similarity is None:
         return samples
-    from shopsearch.ranking.dense_feature import DENSE_SIM
-    from shopsearch.ranking.features import DENSE_FEATURES
+    from shopsearch.ranking.feature_names import DENSE_FEATURES, DENSE_SIM
 
     queries = dict(con.execute("SELECT request_id, query FROM requests").fetchall())
     rows = samples.rows

@@ -31,7 +31,8 @@ import torch
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.base import RankingBatch
-from shopsearch.ranking.features import DENSE_FEATURES, SPARSE_FEATURES, FeatureEncoder
+from shopsearch.ranking.feature_names import DENSE_FEATURES, SPARSE_FEATURES
+from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import (
     KINDS,
     SampleConfig,
@@ -344,7 +345,7 @@ class ServingFeatures:
         }
         seq = self._sequence(user_id, now_us, dense["log_price"], dense)
         if similarity is not None:
-            from shopsearch.ranking.dense_feature import DENSE_SIM
+            from shopsearch.ranking.feature_names import DENSE_SIM
 
             dense[DENSE_SIM] = similarity.scores(query, domain, product_ids)
         return RequestFeatures(rows, dense, qleaf, *seq)

@@ -20,7 +20,8 @@ import numpy.typing as npt
 from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.ranking.dense_feature import DENSE_SIM, DenseSimilarity
+from shopsearch.ranking.dense_feature import DenseSimilarity
+from shopsearch.ranking.feature_names import DENSE_SIM
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.value import RankingValue

@@ -54,6 +54,7 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.dense_rows import Mask, ProductRows
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import atomic_path, write_json, write_parquet
 from shopsearch.text.embedding_cache import EmbeddingCache
 from shopsearch.text.encoders import Encoder, FloatMatrix, MiniLMEncoder, Progress, make_encoder
@@ -96,6 +97,7 @@ def _positive(name: str, value: int) -> None:
         raise InvalidInputError(f"{name}={value} is not allowed; use {name} >= 1")
 
 
+@RETRIEVERS.register()
 class DenseRetriever(Retriever):
     """Dense retrieval with an :class:`~shopsearch.text.encoders.Encoder` and faiss.
 

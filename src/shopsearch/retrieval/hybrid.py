@@ -13,11 +13,13 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
 from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
 
 FusionMethod = Literal["rrf", "weighted"]
 
 
+@RETRIEVERS.register()
 class HybridRetriever(Retriever):
     """Fuses the candidates of several retrievers (lexical, dense, learned, graph ...).
 
@@ -95,8 +97,6 @@ class HybridRetriever(Retriever):
 
     def save(self, path: Path) -> None:
         """Save each source in its own sub-folder plus ``config.json``."""
-        from shopsearch.retrieval.registry import registry_name
-
         path.mkdir(parents=True, exist_ok=True)
         for name, retriever in self.sources.items():
             retriever.save(path / name)
@@ -104,7 +104,7 @@ class HybridRetriever(Retriever):
             path / "config.json",
             {
                 **self.get_config(),
-                "sources": {name: registry_name(r) for name, r in self.sources.items()},
+                "sources": {name: RETRIEVERS.name_of(r) for name, r in self.sources.items()},
                 "weights": self.weighting_.weights_,
             },
         )
@@ -112,11 +112,9 @@ class HybridRetriever(Retriever):
     @classmethod
     def load(cls, path: Path) -> Self:
         """Load a hybrid retriever saved by :meth:`save`."""
-        from shopsearch.retrieval.registry import get_retriever_class
-
         config = orjson.loads((path / "config.json").read_bytes())
         sources = {
-            name: get_retriever_class(kind).load(path / name)
+            name: RETRIEVERS.get(kind).load(path / name)
             for name, kind in config["sources"].items()
         }
         hybrid = cls(sources, config["fusion"], config["per_source_k"], config["rrf_constant"])

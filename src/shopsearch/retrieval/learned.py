@@ -34,10 +34,9 @@ from shopsearch.catalog.candidates import Candidates, Filters
 from shopsearch.errors import InvalidInputError, ShopSearchError, WorkspaceError
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.dense_rows import Mask
-from shopsearch.retrieval.mmse import TwoTowerEncoder
-from shopsearch.retrieval.search_gcn import SearchGCNEncoder
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
-from shopsearch.text.encoders import Encoder, FloatMatrix
+from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix
 
 ENCODER_DIR = "encoder"
 ENCODER_FILE = "encoder.json"
@@ -58,22 +57,16 @@ class SavableEncoder(Protocol):
         ...
 
 
-#: Encoder name → class of the encoders a learned retriever can carry.
-LEARNED_ENCODERS: dict[str, Any] = {
-    TwoTowerEncoder.name: TwoTowerEncoder,
-    SearchGCNEncoder.name: SearchGCNEncoder,
-}
-
-
 def _save_encoder(encoder: Encoder, path: Path) -> None:
     """Save the encoder into ``path/encoder`` unless that very version is already there."""
-    if encoder.name not in LEARNED_ENCODERS:
+    if not encoder.learned:
+        learned = [name for name, cls in ENCODERS.items() if cls.learned]
         raise InvalidInputError(
             f"encoder {encoder.name!r} is not a learned encoder; use one of "
-            f"{', '.join(sorted(LEARNED_ENCODERS))} (MiniLM indexes are DenseRetriever)"
+            f"{', '.join(learned)} (MiniLM indexes are DenseRetriever)"
         )
     marker = path / ENCODER_FILE
-    stamp = {"name": encoder.name, "version": encoder.version}
+    stamp = {"name": ENCODERS.name_of(encoder), "version": encoder.version}
     if marker.exists() and (path / ENCODER_DIR).is_dir():
         try:
             if orjson.loads(marker.read_bytes()) == stamp:
@@ -88,7 +81,7 @@ def _load_encoder(path: Path) -> Encoder:
     """The encoder saved in ``path/encoder``; any failure becomes a :class:`WorkspaceError`."""
     try:
         stamp = orjson.loads((path / ENCODER_FILE).read_bytes())
-        cls = LEARNED_ENCODERS[stamp["name"]]
+        cls: Any = ENCODERS.get(stamp["name"])
         encoder: Encoder = cls.load(path / ENCODER_DIR)
         version = encoder.version
     except ShopSearchError as exc:
@@ -106,6 +99,7 @@ def _load_encoder(path: Path) -> Encoder:
     return encoder
 
 
+@RETRIEVERS.register()
 class LearnedDenseRetriever(DenseRetriever):
     """A :class:`DenseRetriever` over a learned encoder (two-tower or SearchGCN) it carries.
 
@@ -155,6 +149,7 @@ class LearnedDenseRetriever(DenseRetriever):
             ) from exc
 
 
+@RETRIEVERS.register()
 class LearnedPQRetriever(LearnedDenseRetriever):
     """The Poeem index served by faiss: one learned PQ code per product.
 

@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,25 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shopsearch.catalog.candidates import ProductKey
-from shopsearch.config import RetrievalSettings, Settings
+from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
-from shopsearch.store.atomic import write_json
-from shopsearch.store.bundles import (
-    BUNDLE_FILE,
-    bundle_meta,
-    current_bundle,
-    new_bundle_dir,
-    publish_bundle,
-)
 from shopsearch.store.workspace import Workspace
 from shopsearch.text.product_text import product_texts
 
@@ -309,16 +298,6 @@ def train_learned(
     return Learned(out, encoder, info)
 
 
-def _latest_requests(workspace: Workspace, holdout: float) -> tuple[list[str], list[str]]:
-    """Request ids by time: (earlier ``1 - holdout``, latest ``holdout``)."""
-    con = workspace.connect()
-    ids = [r for (r,) in con.execute(
-        "SELECT request_id FROM requests ORDER BY timestamp, request_id"
-    ).fetchall()]
-    cut = len(ids) - round(holdout * len(ids))
-    return ids[:cut], ids[cut:]
-
-
 def fit_weighted_fusion(
     hybrid: Any,
     qrels: Mapping[str, Mapping[ProductKey, float]],
@@ -339,102 +318,6 @@ def fit_weighted_fusion(
     except NotFittedError:
         return False
     return True
-
-
-def train_retrieval_bundle(
-    workspace: Workspace,
-    settings: Settings,
-    models: Sequence[str] = (),
-    progress: StepProgress | None = None,
-    say: Say | None = None,
-) -> Path:
-    """Train the learned retrievers and publish a new current bundle that serves them.
-
-    Returns:
-        The published bundle directory.
-
-    Raises:
-        InvalidInputError: no products, no events and no judgments, or an unknown model.
-        WorkspaceError: no current bundle to add to, or the new bundle does not load (it is then
-            deleted and the current bundle stays current).
-    """
-    from shopsearch.engine import Engine, SearchParams
-    from shopsearch.events.compaction import compact_event_log
-    from shopsearch.retrieval.hybrid import HybridRetriever
-
-    config = LearnedConfig.from_settings(settings.retrieval, models)
-    products = catalog_of(workspace)
-    old = current_bundle(workspace)
-    meta = bundle_meta(old)
-    compact_event_log(workspace)
-    texts = item_texts(products)
-    weighted = settings.retrieval.fusion == "weighted"
-    holdout: list[str] = []
-    train_ids: list[str] | None = None
-    if weighted and workspace.count("requests"):
-        train_ids, holdout = _latest_requests(workspace, FUSION_HOLDOUT)
-    log = workspace_samples(workspace, texts, train_ids)
-    learned = train_learned(log, products, config, progress, say)
-
-    bundle = new_bundle_dir(workspace)
-    try:
-        for child in old.iterdir():
-            if child.is_dir():
-                shutil.copytree(child, bundle / child.name)
-        retrieval_dir = bundle / "retrieval"
-        hybrid = HybridRetriever.load(retrieval_dir)
-        sources: dict[str, Retriever] = dict(hybrid.sources)
-        replaced = settings.retrieval.learned_use == "replace-dense"
-        for i, (model, learned_source) in enumerate(learned.retrievers.items()):
-            name = "dense" if replaced and i == 0 else source_name(model)
-            if name in sources:
-                shutil.rmtree(retrieval_dir / name, ignore_errors=True)
-            sources[name] = learned_source
-        new = HybridRetriever(sources, "rrf", hybrid.per_source_k, hybrid.rrf_constant)
-        fusion = "rrf"
-        if weighted:
-            qrels = _holdout_qrels(workspace, texts, holdout) if holdout else {}
-            if fit_weighted_fusion(new, qrels, seed=config.seed):
-                fusion = "weighted"
-            elif say is not None:
-                say("no held-out logged clicks to fit fusion weights on; using rrf")
-        new.save(retrieval_dir)  # copied sources rewrite small files; learned ones are new
-        stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-        stages["retrieval"] = "retrieval"
-        info = {
-            "models": list(learned.retrievers),
-            "sources": list(sources),
-            "use": settings.retrieval.learned_use,
-            "fusion": fusion,
-            "weights": new.weighting_.weights_ if fusion == "weighted" else None,
-            "trained_on": log.source,
-            "requests": log.requests,
-            "queries": len(log.samples.queries),
-            "pairs": len(log.samples.stage),
-            "per_model": learned.info,
-        }
-        write_json(bundle / "retrieval" / "learned.json", info)
-        kept = {k: v for k, v in meta.items() if k not in ("created", "id")}
-        full = {**kept, "stages": stages, "learned_retrieval": orjson.loads(orjson.dumps(info))}
-        write_json(bundle / BUNDLE_FILE, {**full, "id": bundle.name})  # not current yet
-        engine = Engine.load(workspace, settings, bundle)
-        query = log.samples.queries[0]
-        engine.search(SearchParams(query=query[: settings.search.max_query_chars]))
-    except Exception:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    publish_bundle(workspace, bundle, full)
-    return bundle
-
-
-def _holdout_qrels(
-    workspace: Workspace, texts: Mapping[ProductKey, str], request_ids: Sequence[str]
-) -> dict[str, dict[ProductKey, float]]:
-    """Logged stages of the held-out requests, keyed by query and product."""
-    log = workspace_samples(workspace, texts, request_ids)
-    qrels = keyed_qrels(log.samples, list(texts))
-    # gains: shown-unclicked 0, clicked 1, carted 1.5, purchased 2
-    return {q: {k: max(s - 1.0, 0.0) for k, s in judged.items()} for q, judged in qrels.items()}
 
 
 def keyed_qrels(
@@ -463,6 +346,5 @@ __all__ = [
     "keyed_qrels",
     "source_name",
     "train_learned",
-    "train_retrieval_bundle",
     "workspace_samples",
 ]

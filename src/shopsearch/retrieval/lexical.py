@@ -73,6 +73,7 @@ from shopsearch.retrieval.lexical_store import (
     read_rows,
     write_rows,
 )
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
 from shopsearch.text.query_cache import CacheObserver, CacheStats, LRUCache
 
@@ -97,6 +98,7 @@ class LexicalResult:
     facets: Facets
 
 
+@RETRIEVERS.register()
 class LexicalRetriever(Retriever):
     """BM25 retrieval on tantivy with fuzzy matching, filters, facets and incremental updates.
 

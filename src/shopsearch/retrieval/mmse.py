@@ -309,6 +309,7 @@ def _net(buckets: int, dim: int, hashed: bool = True, dense_dim: int = 0) -> tor
     return TwoTowerNet()
 
 
+@ENCODERS.register()
 class TwoTowerEncoder(Encoder):
     """MMSE two-tower encoder: fit on staged samples, then serve through ``DenseRetriever``.
 
@@ -356,6 +357,7 @@ class TwoTowerEncoder(Encoder):
     """
 
     name = "mmse"
+    learned = True
     config_keys: ClassVar[list[str]] = [
         "path",
         "buckets",
@@ -824,4 +826,3 @@ def _ranking_pairs(samples: StagedSamples) -> tuple[IntArray, IntArray]:
     return np.asarray(higher, np.int64), np.asarray(lower, np.int64)
 
 
-ENCODERS.setdefault(TwoTowerEncoder.name, TwoTowerEncoder)

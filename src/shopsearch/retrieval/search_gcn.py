@@ -83,6 +83,7 @@ def propagate(
     return _unit(sum_q.astype(np.float32)), _unit(sum_i.astype(np.float32))
 
 
+@ENCODERS.register()
 class SearchGCNEncoder(Encoder):
     """A two-tower encoder whose vectors are enriched by the query–product graph.
 
@@ -100,6 +101,7 @@ class SearchGCNEncoder(Encoder):
     """
 
     name = "search-gcn"
+    learned = True
     config_keys: ClassVar[list[str]] = ["path", "layers", "query_neighbours", "query_mix"]
     base_: TwoTowerEncoder
     queries_: dict[str, int]
@@ -240,4 +242,3 @@ class SearchGCNEncoder(Encoder):
         self.items_ = {t: items[i] for i, t in enumerate(texts["items"])}
 
 
-ENCODERS.setdefault(SearchGCNEncoder.name, SearchGCNEncoder)

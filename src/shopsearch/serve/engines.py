@@ -27,8 +27,8 @@ from pathlib import Path
 import orjson
 
 from shopsearch.config import Settings
-from shopsearch.engine import Engine, SearchParams
 from shopsearch.errors import WorkspaceError
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.serve.errors import ApiError
 from shopsearch.store.atomic import write_json
 from shopsearch.store.bundles import current_bundle

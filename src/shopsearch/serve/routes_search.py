@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from shopsearch.catalog.candidates import Filters
 from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
-from shopsearch.engine import SearchParams, SearchResponse
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.records import Shown, now_us, search_line
+from shopsearch.pipeline.engine import SearchParams, SearchResponse
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
 from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shopsearch.errors import DataFormatError, InvalidInputError
+from shopsearch.registry import Registry, subclass_of
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +45,9 @@ class Encoder(ABC):
     name: ClassVar[str]
     #: Constructor parameters, saved so that :func:`make_encoder` can rebuild the encoder.
     config_keys: ClassVar[list[str]] = []
+    #: Whether the encoder carries learned weights: it then has ``save(folder)`` and a
+    #: classmethod ``load(folder)``, and a retriever saves it beside its index.
+    learned: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -324,13 +328,18 @@ class MiniLMEncoder(Encoder):
         return encode_by_length(texts, self._forward, self._dim, self.batch_size, progress)
 
 
-#: Encoder name → class. Add new encoders here.
-ENCODERS: dict[str, type[Encoder]] = {MiniLMEncoder.name: MiniLMEncoder}
-#: Encoders defined in other modules (which add themselves to :data:`ENCODERS` on import).
-_ENCODER_MODULES = {
-    "mmse": "shopsearch.retrieval.mmse",
-    "search-gcn": "shopsearch.retrieval.search_gcn",
-}
+#: Encoder name → class (:mod:`shopsearch.registry`); the learned encoders of
+#: :mod:`shopsearch.retrieval` register themselves from their modules.
+ENCODERS: Registry[type[Encoder]] = Registry(
+    "encoders",
+    modules=(
+        "shopsearch.text.encoders",
+        "shopsearch.retrieval.mmse",
+        "shopsearch.retrieval.search_gcn",
+    ),
+    check=subclass_of(Encoder),
+)
+ENCODERS.add(MiniLMEncoder.name, MiniLMEncoder)
 
 
 def make_encoder(name: str, config: dict[str, Any] | None = None) -> Encoder:
@@ -339,14 +348,4 @@ def make_encoder(name: str, config: dict[str, Any] | None = None) -> Encoder:
     Raises:
         InvalidInputError: ``name`` is not in :data:`ENCODERS`.
     """
-    if name not in ENCODERS and name in _ENCODER_MODULES:
-        import importlib
-
-        importlib.import_module(_ENCODER_MODULES[name])
-    try:
-        cls = ENCODERS[name]
-    except KeyError:
-        raise InvalidInputError(
-            f"unknown encoder {name!r}; encoders are {', '.join(sorted(ENCODERS))}"
-        ) from None
-    return cls(**(config or {}))
+    return ENCODERS.get(name)(**(config or {}))

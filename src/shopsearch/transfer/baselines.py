@@ -42,6 +42,7 @@ from shopsearch.ranking.models.layers import (
     stack_linears,
     task_towers,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 from shopsearch.transfer.layers import DomainLinear, hide_domain, per_domain
 
 
@@ -61,6 +62,7 @@ class PooledDNN(DNN):
         return super().forward(hide_domain(batch))
 
 
+@RANKING_MODELS.register()
 class SharedBottom(RankingModel):
     """Shared bottom MLP; a ``bottom[-1] -> tower_dim -> 1`` tower per domain and task.
 
@@ -176,6 +178,7 @@ class PartitionedNorm(nn.Module):
         return torch.where(seen, mean, self.running_mean), torch.where(seen, var, self.running_var)
 
 
+@RANKING_MODELS.register()
 class Star(RankingModel):
     """STAR: PN, star-topology FC layers, task heads, plus an auxiliary domain network.
 
@@ -217,6 +220,7 @@ class Star(RankingModel):
         return outputs_of(self.heads(x) + aux)
 
 
+@RANKING_MODELS.register()
 class MMoEDomain(RankingModel):
     """MMoE with one softmax gate per (domain, task) over shared experts.
 

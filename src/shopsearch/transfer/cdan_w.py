@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.layers import FeatureEmbedder, InputFold, fast_tanh, mlp
+from shopsearch.ranking.registry import RANKING_MODELS
 from shopsearch.transfer.baselines import outputs_of
 from shopsearch.transfer.layers import DomainLinear, sliced_wasserstein
 
@@ -82,6 +83,7 @@ def dense_groups(spec: FeatureSpec) -> list[tuple[str, list[int]]]:
     return out
 
 
+@RANKING_MODELS.register()
 class CDANW(RankingModel):
     """Cross-domain attention network with Wasserstein regularisers (see the module docstring).
 

@@ -48,11 +48,13 @@ from torch import Tensor, nn
 
 from shopsearch.ranking.base import TASKS, FeatureSpec, RankingBatch, RankingModel, TaskOutputs
 from shopsearch.ranking.models.layers import EmbeddedInputs, mlp
+from shopsearch.ranking.registry import RANKING_MODELS
 from shopsearch.transfer.baselines import outputs_of
 
 N_STATS = 4
 
 
+@RANKING_MODELS.register()
 class PGTL(RankingModel):
     """Prior-guided transfer of item representations (see the module docstring).
 

@@ -27,8 +27,8 @@ Contract (helper suites call exactly this)::
   ``train`` (or reuses ``encoded``) and then, by method:
 
   - ``cdan-w``, ``pgtl``, ``shared-bottom``, ``star``, ``mmoe-domain``: one model of
-    :data:`~shopsearch.transfer.registry.MODELS` jointly on the rows of the source *and* target
-    domains (rows of other domains are dropped);
+    :data:`~shopsearch.transfer.registry.JOINT_MODELS` jointly on the rows of the source *and*
+    target domains (rows of other domains are dropped);
   - ``pooled``: one domain-blind DNN (:class:`~shopsearch.transfer.baselines.PooledDNN`) on the
     source and target rows;
   - ``zero-shot``: the domain-blind DNN on the source rows only;
@@ -62,11 +62,12 @@ from shopsearch.ranking.base import RankingBatch, RankingModel
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.models.baselines import DNN
 from shopsearch.ranking.position_bias import PositionBiasModel
+from shopsearch.ranking.registry import torch_model_class
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import Progress, TrainConfig, fit, predict, split_by_group
 from shopsearch.transfer.baselines import PooledDNN
 from shopsearch.transfer.pgtl import PGTL
-from shopsearch.transfer.registry import MODELS, check_method
+from shopsearch.transfer.registry import check_method
 
 F64 = npt.NDArray[np.float64]
 
@@ -274,7 +275,8 @@ def train_transfer(
         inner: RankingModel = PooledDNN(spec, **kwargs)
         rows = _rows_of(batch, source_ids)
     else:
-        inner = PooledDNN(spec, **kwargs) if method == "pooled" else MODELS[method](spec, **kwargs)
+        model_class = PooledDNN if method == "pooled" else torch_model_class(method)
+        inner = model_class(spec, **kwargs)
         rows = _rows_of(batch, source_ids + target_ids)
     scorer.model, info = _train_one(
         inner, rows, cfg, position_bias, valid_fraction, min_steps, progress

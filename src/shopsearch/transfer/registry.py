@@ -17,30 +17,23 @@ name               report name                  what
 =================  ===========================  =========================================
 
 The first five are :class:`~shopsearch.ranking.base.RankingModel` classes trained jointly on
-every domain (``MODELS``); the last three are *regimes* of the ``dnn`` baseline (``REGIMES``).
+every domain (``JOINT_MODELS``; they are in the ranking model registry, so ``shopsearch train
+--stage ranking --model cdan-w`` serves them); the last three are *regimes* of the ``dnn``
+baseline (``REGIMES``).
 """
 
 from __future__ import annotations
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.ranking.base import RankingModel
-from shopsearch.transfer.baselines import MMoEDomain, PooledDNN, SharedBottom, Star
-from shopsearch.transfer.cdan_w import CDANW
-from shopsearch.transfer.pgtl import PGTL
 
-#: Joint multi-domain models by method name.
-MODELS: dict[str, type[RankingModel]] = {
-    m.name: m for m in (CDANW, PGTL, SharedBottom, Star, MMoEDomain)
-}
+#: Joint multi-domain models (names in :data:`~shopsearch.ranking.registry.RANKING_MODELS`).
+JOINT_MODELS: tuple[str, ...] = ("cdan-w", "pgtl", "shared-bottom", "star", "mmoe-domain")
 
 #: Training regimes of a plain DNN (what data it sees, whether the domain is an input).
 REGIMES: tuple[str, ...] = ("target-only", "pooled", "zero-shot")
 
 #: Every method, in report order.
 METHODS: tuple[str, ...] = ("cdan-w", "pgtl", *REGIMES, "shared-bottom", "star", "mmoe-domain")
-
-#: Models that the ranking registry also serves (``shopsearch train --stage ranking --model``).
-RANKING_MODELS: dict[str, type[RankingModel]] = {**MODELS, PooledDNN.name: PooledDNN}
 
 _OURS = ("cdan-w", "pgtl")
 
@@ -61,4 +54,4 @@ def report_name(method: str, fraction: float | None = None) -> str:
     return base if fraction is None else f"{base}@{fraction:g}"
 
 
-__all__ = ["METHODS", "MODELS", "RANKING_MODELS", "REGIMES", "check_method", "report_name"]
+__all__ = ["JOINT_MODELS", "METHODS", "REGIMES", "check_method", "report_name"]

@@ -11,7 +11,7 @@ Features
 :func:`pair_features` computes text-match features for every pair, within one shop: the BM25
 IDF and average title length come from that shop's own catalog (its judged products), as the
 shop's own index would. The ranking models read a fixed set of dense columns
-(:data:`~shopsearch.ranking.features.DENSE_FEATURES`); the signals fill these columns (the rest
+(:data:`~shopsearch.ranking.feature_names.DENSE_FEATURES`); the signals fill these columns (the rest
 stay 0, which standardisation keeps at 0):
 
 =======================  ==========================================================================
@@ -81,7 +81,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.errors import DataFormatError, InvalidInputError
-from shopsearch.evaluate.suites.click_samples import make_samples
+from shopsearch.ranking.click_samples import make_samples
 from shopsearch.ranking.samples import Samples
 from shopsearch.text.encoders import Encoder
 

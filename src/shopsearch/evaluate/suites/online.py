@@ -37,7 +37,7 @@ from shopsearch.simulate.replay import ReplayResult, replay
 from shopsearch.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from shopsearch.engine import Engine
+    from shopsearch.pipeline.engine import Engine
 
 Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
@@ -68,7 +68,7 @@ class EnginePolicy(RankingPolicy):
     """The search engine as a simulator policy: each request's query searched in its domain.
 
     Args:
-        engine: a loaded :class:`~shopsearch.engine.Engine`.
+        engine: a loaded :class:`~shopsearch.pipeline.engine.Engine`.
     """
 
     name: ClassVar[str] = "engine"
@@ -78,7 +78,7 @@ class EnginePolicy(RankingPolicy):
 
     def rank(self, batch: RequestBatch, k: int) -> Ranking:
         """The engine's top ``k`` (at most its page size limit) per request."""
-        from shopsearch.engine import SearchParams
+        from shopsearch.pipeline.engine import SearchParams
 
         limits = self.engine.settings.search
         size = min(k, limits.max_size)
@@ -110,7 +110,7 @@ def make_policy(name: str, ws: Workspace) -> RankingPolicy:
     if name not in ("engine", "engine+ranking"):
         raise InvalidInputError(f"policy {name!r} is not known; use one of {', '.join(POLICIES)}")
     from shopsearch.config import load_settings
-    from shopsearch.engine import Engine
+    from shopsearch.pipeline.engine import Engine
 
     settings = load_settings(ws.root)
     ranking = settings.ranking.model_copy(update={"enabled": name == "engine+ranking"})

@@ -38,7 +38,8 @@ from scipy import sparse
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
-from shopsearch.evaluate.suites.click_samples import click_only_config, make_samples, train_and_add
+from shopsearch.evaluate.suites.click_samples import train_and_add
+from shopsearch.ranking.click_samples import click_only_config, make_samples
 from shopsearch.ranking.samples import Samples
 
 Say = Callable[[str], None]

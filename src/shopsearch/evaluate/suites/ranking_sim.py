@@ -44,7 +44,7 @@ from shopsearch.evaluate.metrics import (
 from shopsearch.evaluate.report import Report
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Scores, train_ranker
-from shopsearch.ranking.registry import LIGHTGBM, MODEL_NAMES, check_model_name
+from shopsearch.ranking.registry import LIGHTGBM, check_model_name, model_names
 from shopsearch.ranking.samples import Samples, build_samples, split_by_time
 from shopsearch.ranking.train import TrainConfig
 from shopsearch.ranking.value import RankingValue
@@ -86,7 +86,7 @@ class _Test:
 def _systems(models: tuple[str, ...]) -> list[tuple[str, str, str]]:
     """``(report name, model, position bias)`` of every system to train."""
     out: list[tuple[str, str, str]] = []
-    for name in models or MODEL_NAMES:
+    for name in models or model_names():
         check_model_name(name)
         if name == LIGHTGBM:
             out.append(("baseline/lightgbm", name, "none"))

@@ -63,12 +63,8 @@ import pandas as pd
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
-from shopsearch.evaluate.suites.click_samples import (
-    click_only_config,
-    make_samples,
-    ranked_lists,
-    train_and_add,
-)
+from shopsearch.evaluate.suites.click_samples import ranked_lists, train_and_add
+from shopsearch.ranking.click_samples import click_only_config, make_samples
 from shopsearch.ranking.samples import Samples
 
 Say = Callable[[str], None]

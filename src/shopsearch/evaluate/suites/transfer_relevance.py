@@ -53,8 +53,9 @@ import pandas as pd
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
-from shopsearch.evaluate.suites.click_samples import click_only_config, ranked_lists
+from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.judged import SCALES
+from shopsearch.ranking.click_samples import click_only_config
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples
 from shopsearch.text.encoders import Encoder

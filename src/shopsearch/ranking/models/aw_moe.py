@@ -56,6 +56,7 @@ from shopsearch.ranking.models.layers import (
     shared_rows,
     task_towers,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 
 
 def random_sequence_mask(
@@ -77,6 +78,7 @@ def info_nce(first: Tensor, second: Tensor, temperature: float) -> Tensor:
     return 0.5 * (forward + backward)
 
 
+@RANKING_MODELS.register()
 class AWMoE(RankingModel):
     """Attention-weighted MoE whose gate reads the behaviour sequence, plus a contrastive loss.
 

@@ -47,6 +47,7 @@ from shopsearch.ranking.models.layers import (
     stack_linears,
     task_towers,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 
 
 def _heads_to_outputs(logits: list[Tensor], chain: bool) -> TaskOutputs:
@@ -56,6 +57,7 @@ def _heads_to_outputs(logits: list[Tensor], chain: bool) -> TaskOutputs:
     return TaskOutputs(p_click=probs[0], p_cart=probs[1], p_purchase=probs[2])
 
 
+@RANKING_MODELS.register()
 class DNN(RankingModel):
     """Shared-bottom MLP with one head per task (unconditional probabilities by default).
 
@@ -88,6 +90,7 @@ class DNN(RankingModel):
         return _heads_to_outputs([head(shared) for head in self.heads], self.chain)
 
 
+@RANKING_MODELS.register()
 class ESMM(RankingModel):
     """ESMM: one tower per funnel step over shared embeddings, chained in the entire space.
 
@@ -120,6 +123,7 @@ def _gate_mix(experts: Tensor, gate: nn.Module, x: Tensor) -> Tensor:
     return (experts * weights).sum(dim=1)
 
 
+@RANKING_MODELS.register()
 class MMoE(RankingModel):
     """MMoE: shared experts, a softmax gate and a tower per task.
 
@@ -370,6 +374,7 @@ class _CGCLevel(nn.Module):
         return list(torch.bmm(full, every).unbind(1))
 
 
+@RANKING_MODELS.register()
 class PLE(RankingModel):
     """PLE: ``levels`` stacked CGC levels, then a tower per task.
 
@@ -452,6 +457,4 @@ class PLE(RankingModel):
         return [level.inference_stacks() for level in levels], _TowerStacks.of(self.towers)
 
 
-BASELINE_MODELS: dict[str, type[RankingModel]] = {m.name: m for m in (DNN, ESMM, MMoE, PLE)}
-
-__all__ = ["BASELINE_MODELS", "DNN", "ESMM", "PLE", "MMoE"]
+__all__ = ["DNN", "ESMM", "PLE", "MMoE"]

@@ -49,6 +49,7 @@ from shopsearch.ranking.models.layers import (
     batched_experts,
     mlp,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 
 
 def deepest_known(path: Tensor) -> Tensor:
@@ -96,6 +97,7 @@ def sample_adversary(selected: Tensor, generator: torch.Generator | None = None)
     return adversary & ~selected & rows_with_choice.unsqueeze(1)
 
 
+@RANKING_MODELS.register()
 class CategoryMoE(RankingModel):
     """MoE gated by the query's category, adversarial experts, category-hierarchy soft constraint.
 

@@ -64,6 +64,7 @@ from shopsearch.ranking.models.layers import (
     mlp,
     shared_rows,
 )
+from shopsearch.ranking.registry import RANKING_MODELS
 
 #: What KFAtt-freq merges: behaviours of the same leaf category or of the same item.
 FREQ_KEYS = ("category", "item")
@@ -179,6 +180,7 @@ class KalmanFilteringAttention(nn.Module):
         return estimate, mean
 
 
+@RANKING_MODELS.register()
 class KFAtt(RankingModel):
     """Ranking model whose user interest is the Kalman filtering attention estimate.
 

@@ -17,7 +17,6 @@ Each module's docstring says exactly what is implemented and where it simplifies
 
 from __future__ import annotations
 
-from shopsearch.ranking.base import RankingModel
 from shopsearch.ranking.models.aw_moe import AWMoE, info_nce, random_sequence_mask
 from shopsearch.ranking.models.category_moe import (
     CategoryMoE,
@@ -29,12 +28,7 @@ from shopsearch.ranking.models.kfatt import KalmanFilteringAttention, KFAtt, mer
 from shopsearch.ranking.models.market_mask import MarketMask, with_market_mask
 from shopsearch.ranking.models.seq_md import SeqMD, descending_probability_penalty
 
-PAPER_MODELS: dict[str, type[RankingModel]] = {
-    model.name: model for model in (SeqMD, AWMoE, CategoryMoE, KFAtt)
-}
-
 __all__ = [
-    "PAPER_MODELS",
     "AWMoE",
     "CategoryMoE",
     "KFAtt",

@@ -44,6 +44,7 @@ from shopsearch.ranking.models.layers import (
     task_towers,
 )
 from shopsearch.ranking.models.market_mask import MarketMask
+from shopsearch.ranking.registry import RANKING_MODELS
 
 
 def descending_probability_penalty(p_click: Tensor, p_cart: Tensor, p_purchase: Tensor) -> Tensor:
@@ -58,6 +59,7 @@ def masked_mean(sequence: Tensor, mask: Tensor) -> Tensor:
     return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
+@RANKING_MODELS.register()
 class SeqMD(RankingModel):
     """SEQ+MD: GRU over the task sequence, descending-probability regulariser, market mask.
 

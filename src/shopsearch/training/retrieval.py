@@ -1,0 +1,147 @@
+"""Train the learned retrievers on a workspace's logs (or judgments) and publish a bundle that
+serves them (``shopsearch train --stage retrieval``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import orjson
+
+from shopsearch.catalog.candidates import ProductKey
+from shopsearch.config import Settings
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.hybrid import HybridRetriever
+from shopsearch.retrieval.learned_train import (
+    FUSION_HOLDOUT,
+    LearnedConfig,
+    Say,
+    StepProgress,
+    catalog_of,
+    fit_weighted_fusion,
+    item_texts,
+    keyed_qrels,
+    source_name,
+    train_learned,
+    workspace_samples,
+)
+from shopsearch.store.atomic import write_json
+from shopsearch.store.bundles import (
+    BUNDLE_FILE,
+    bundle_meta,
+    current_bundle,
+    new_bundle_dir,
+    publish_bundle,
+)
+from shopsearch.store.workspace import Workspace
+
+
+def _latest_requests(workspace: Workspace, holdout: float) -> tuple[list[str], list[str]]:
+    """Request ids by time: (earlier ``1 - holdout``, latest ``holdout``)."""
+    con = workspace.connect()
+    ids = [r for (r,) in con.execute(
+        "SELECT request_id FROM requests ORDER BY timestamp, request_id"
+    ).fetchall()]
+    cut = len(ids) - round(holdout * len(ids))
+    return ids[:cut], ids[cut:]
+
+
+def train_retrieval_bundle(
+    workspace: Workspace,
+    settings: Settings,
+    models: Sequence[str] = (),
+    progress: StepProgress | None = None,
+    say: Say | None = None,
+) -> Path:
+    """Train the learned retrievers and publish a new current bundle that serves them.
+
+    Returns:
+        The published bundle directory.
+
+    Raises:
+        InvalidInputError: no products, no events and no judgments, or an unknown model.
+        WorkspaceError: no current bundle to add to, or the new bundle does not load (it is then
+            deleted and the current bundle stays current).
+    """
+
+    config = LearnedConfig.from_settings(settings.retrieval, models)
+    products = catalog_of(workspace)
+    old = current_bundle(workspace)
+    meta = bundle_meta(old)
+    compact_event_log(workspace)
+    texts = item_texts(products)
+    weighted = settings.retrieval.fusion == "weighted"
+    holdout: list[str] = []
+    train_ids: list[str] | None = None
+    if weighted and workspace.count("requests"):
+        train_ids, holdout = _latest_requests(workspace, FUSION_HOLDOUT)
+    log = workspace_samples(workspace, texts, train_ids)
+    learned = train_learned(log, products, config, progress, say)
+
+    bundle = new_bundle_dir(workspace)
+    try:
+        for child in old.iterdir():
+            if child.is_dir():
+                shutil.copytree(child, bundle / child.name)
+        retrieval_dir = bundle / "retrieval"
+        hybrid = HybridRetriever.load(retrieval_dir)
+        sources: dict[str, Retriever] = dict(hybrid.sources)
+        replaced = settings.retrieval.learned_use == "replace-dense"
+        for i, (model, learned_source) in enumerate(learned.retrievers.items()):
+            name = "dense" if replaced and i == 0 else source_name(model)
+            if name in sources:
+                shutil.rmtree(retrieval_dir / name, ignore_errors=True)
+            sources[name] = learned_source
+        new = HybridRetriever(sources, "rrf", hybrid.per_source_k, hybrid.rrf_constant)
+        fusion = "rrf"
+        if weighted:
+            qrels = _holdout_qrels(workspace, texts, holdout) if holdout else {}
+            if fit_weighted_fusion(new, qrels, seed=config.seed):
+                fusion = "weighted"
+            elif say is not None:
+                say("no held-out logged clicks to fit fusion weights on; using rrf")
+        new.save(retrieval_dir)  # copied sources rewrite small files; learned ones are new
+        stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
+        stages["retrieval"] = "retrieval"
+        info = {
+            "models": list(learned.retrievers),
+            "sources": list(sources),
+            "use": settings.retrieval.learned_use,
+            "fusion": fusion,
+            "weights": new.weighting_.weights_ if fusion == "weighted" else None,
+            "trained_on": log.source,
+            "requests": log.requests,
+            "queries": len(log.samples.queries),
+            "pairs": len(log.samples.stage),
+            "per_model": learned.info,
+        }
+        write_json(bundle / "retrieval" / "learned.json", info)
+        kept = {k: v for k, v in meta.items() if k not in ("created", "id")}
+        full = {**kept, "stages": stages, "learned_retrieval": orjson.loads(orjson.dumps(info))}
+        write_json(bundle / BUNDLE_FILE, {**full, "id": bundle.name})  # not current yet
+        engine = Engine.load(workspace, settings, bundle)
+        query = log.samples.queries[0]
+        engine.search(SearchParams(query=query[: settings.search.max_query_chars]))
+    except Exception:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    publish_bundle(workspace, bundle, full)
+    return bundle
+
+
+def _holdout_qrels(
+    workspace: Workspace, texts: Mapping[ProductKey, str], request_ids: Sequence[str]
+) -> dict[str, dict[ProductKey, float]]:
+    """Logged stages of the held-out requests, keyed by query and product."""
+    log = workspace_samples(workspace, texts, request_ids)
+    qrels = keyed_qrels(log.samples, list(texts))
+    # gains: shown-unclicked 0, clicked 1, carted 1.5, purchased 2
+    return {q: {k: max(s - 1.0, 0.0) for k, s in judged.items()} for q, judged in qrels.items()}
+
+
+
+__all__ = ["train_retrieval_bundle"]
