@@ -11,6 +11,7 @@ from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.ingest.workspace import ingest
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 
 PRODUCTS = pd.DataFrame(
     [
@@ -38,12 +39,12 @@ def _lexical_only() -> Settings:
 
 
 def test_search_filters_facets_pages_and_explain(workspace):
-    engine = Engine.build(workspace, _lexical_only())
+    engine = build_index(workspace, _lexical_only())
     response = engine.search(SearchParams("grey sofa", explain=True))
     assert response.items[0].product_id == "1"
     assert response.facets["brand"]["Acme"] == 2
-    assert response.items[0].stages["retrieval.lexical"] is not None
-    assert set(response.timings_ms) >= {"retrieval.lexical", "total"}
+    assert response.items[0].stages["retrieve.lexical"] is not None
+    assert set(response.timings_ms) >= {"retrieve.lexical", "total"}
     only_gb = engine.search(SearchParams("grey", domain="gb"))
     assert [i.product_id for i in only_gb.items] == ["5"]
     cheap = engine.search(SearchParams("grey", filters=Filters(price_max=300.0)))
@@ -55,7 +56,7 @@ def test_search_filters_facets_pages_and_explain(workspace):
 
 
 def test_request_limits_are_clear_errors(workspace):
-    engine = Engine.build(workspace, _lexical_only())
+    engine = build_index(workspace, _lexical_only())
     with pytest.raises(InvalidInputError, match="unknown domain 'fr'"):
         engine.search(SearchParams("sofa", domain="fr"))
     with pytest.raises(InvalidInputError, match="size=0"):
@@ -67,7 +68,7 @@ def test_request_limits_are_clear_errors(workspace):
 def test_load_uses_the_current_bundle_and_updates_are_incremental(workspace):
     with pytest.raises(WorkspaceError, match="shopsearch index"):
         Engine.load(workspace, _lexical_only())
-    Engine.build(workspace, _lexical_only())
+    build_index(workspace, _lexical_only())
     engine = Engine.load(workspace, _lexical_only())
     assert engine.search(SearchParams("couch")).items[0].product_id == "2"
     new = workspace.table("products").slice(0, 1).to_pandas()
@@ -79,8 +80,8 @@ def test_load_uses_the_current_bundle_and_updates_are_incremental(workspace):
 
 @pytest.mark.slow
 def test_hybrid_with_minilm_finds_synonyms(workspace):
-    engine = Engine.build(workspace, Settings())
+    engine = build_index(workspace, Settings())
     response = engine.search(SearchParams("settee", explain=True))
     top = [i.product_id for i in response.items[:2]]
     assert set(top) & {"1", "2"}
-    assert "retrieval.dense" in response.items[0].stages
+    assert "retrieve.dense" in response.items[0].stages

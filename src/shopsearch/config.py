@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,8 +29,8 @@ class RetrievalSettings(BaseModel):
     sources: list[Literal["lexical", "dense"]] = ["lexical", "dense"]
     fusion: Literal["rrf", "weighted"] = "rrf"
     per_source_k: int = Field(200, ge=1, le=10_000)
+    #: Fused candidates retrieval hands to the later stages (at least a page's worth).
     candidates: int = Field(200, ge=1, le=10_000)
-    encoder: str = "minilm"
     hnsw_threshold: int = Field(20_000, ge=0)
     #: Query vectors of dense sources kept in memory per process (least recently used
     #: dropped; 1.5 KB each for MiniLM); 0 turns the cache off. Overrides the bundle's value.
@@ -66,6 +66,30 @@ class RankingSettings(BaseModel):
     w_click: float = 1.0
     w_cart: float = 2.0
     w_purchase: float = 4.0
+
+
+class PipelineSettings(BaseModel):
+    """The search pipeline (:mod:`shopsearch.pipeline`): its stages in order, and how many
+    candidates reach the ranking model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Stage names of :data:`shopsearch.pipeline.stage.STAGES` (or ``"package.module:Class"``
+    #: for an outside stage), run in this order; ``retrieve`` is required. A stage whose model
+    #: is not in the bundle is skipped (``--explain`` says so).
+    stages: list[str] = ["query", "retrieve", "prerank", "rank", "rerank"]
+    #: Candidates the pre-ranking stage keeps for the ranking model to re-score; the rest
+    #: follow them in pre-ranking order.
+    prerank_keep: int = Field(200, ge=1, le=10_000)
+
+    @field_validator("stages")
+    @classmethod
+    def _needs_retrieve(cls, stages: list[str]) -> list[str]:
+        if "retrieve" not in stages:
+            raise ValueError("the stages must include 'retrieve'")
+        if len(set(stages)) != len(stages):
+            raise ValueError("a stage is listed twice")
+        return stages
 
 
 class SearchSettings(BaseModel):
@@ -106,6 +130,7 @@ class Settings(BaseSettings):
     )
 
     retrieval: RetrievalSettings = RetrievalSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     ranking: RankingSettings = RankingSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()

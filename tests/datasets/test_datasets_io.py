@@ -27,7 +27,7 @@ def test_registry_lists_every_format() -> None:
         "trivago", "esci", "wands", "aliccp", "aliexpress", "jdsearch",
     }  # fmt: skip
     assert get_loader("trivago") is LOADERS.get("trivago")
-    with pytest.raises(InvalidInputError, match="unknown format 'nope'; formats are generic, products"):
+    with pytest.raises(InvalidInputError, match="unknown format 'nope'; formats are generic, pro"):
         get_loader("nope")
 
 

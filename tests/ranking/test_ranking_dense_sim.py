@@ -174,21 +174,36 @@ def test_stage_reuses_the_retrievers_query_vector(
     tiny_workspace: Path, retriever: DenseRetriever, dense_samples: Samples
 ) -> None:
     ranker = train_ranker(dense_samples, "dnn", config=TrainConfig(epochs=1))
+    ranker.info["dense_space"] = retriever.vector_space
     snapshot = ServingFeatures.from_workspace(Workspace.open(tiny_workspace))
     value = RankingValue(RankingSettings().value)
-    with pytest.raises(InvalidInputError, match="dense retriever"):
+    with pytest.raises(InvalidInputError, match="no source of its vectors"):
         RankingStage(ranker, snapshot, value)
     stage = RankingStage(ranker, snapshot, value, retriever)
+    assert stage.vector_space == retriever.vector_space
     encoder = retriever.encoder
     assert isinstance(encoder, WordHashEncoder)
     query = "a query asked once zz"
-    fused = retriever.retrieve(query, 25)
+    hits = retriever.search(query, 25)
+    assert hits.query_vector is not None
+    retriever.clear_query_cache()  # the vector must come from the caller, not the cache
     before = len(encoder.queries)
-    ranked = stage.rank(fused, query, None, 25)
-    assert len(encoder.queries) == before  # the vector came from the retriever's cache
-    assert sorted(ranked.candidates.keys) == sorted(fused.keys)
-    values = ranked.stages["ranking.value"]
-    assert np.all(np.diff(values) <= 0)
+    ranked = stage.rank(hits.candidates, query, None, 25, hits.query_vector)
+    assert len(encoder.queries) == before
+    assert sorted(ranked.candidates(hits.candidates).keys) == sorted(hits.candidates.keys)
+    assert np.all(np.diff(ranked.scores) <= 0)
+    assert np.all(np.diff(ranked.columns["value"][ranked.order]) <= 0)
+
+
+def test_stage_refuses_vectors_of_another_space(
+    tiny_workspace: Path, retriever: DenseRetriever, dense_samples: Samples
+) -> None:
+    """A model trained on one encoder's cosines is never scored with another's."""
+    ranker = train_ranker(dense_samples, "dnn", config=TrainConfig(epochs=1))
+    ranker.info["dense_space"] = "minilm@some-version"
+    snapshot = ServingFeatures.from_workspace(Workspace.open(tiny_workspace))
+    with pytest.raises(InvalidInputError, match="vector space 'minilm@some-version'"):
+        RankingStage(ranker, snapshot, RankingValue(RankingSettings().value), retriever)
 
 
 def test_a_bundle_without_dense_sim_still_serves(
@@ -202,8 +217,9 @@ def test_a_bundle_without_dense_sim_still_serves(
     keys = [(domain, p) for p in products]
     fused = Candidates(keys=keys, scores=np.linspace(1, 0, len(keys)).astype(np.float32))
     ranked = stage.rank(fused, query, user, 10)
-    assert sorted(ranked.candidates.keys) == sorted(keys)
-    assert np.isnan(ranked.stages["ranking.value"][10:]).all()
+    assert sorted(ranked.candidates(fused).keys) == sorted(keys)
+    assert np.isnan(ranked.columns["value"][10:]).all()
+    assert ranked.order[10:].tolist() == list(range(10, len(keys)))
 
 
 @pytest.mark.parametrize("name", ["dnn", "aw-moe", "kfatt", "seq-md"])

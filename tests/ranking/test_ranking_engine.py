@@ -17,6 +17,7 @@ from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.simulate.api import simulate
 from shopsearch.store.bundles import bundle_meta, current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 from shopsearch.training.ranking import train_ranking_bundle
 
 from .conftest import TINY
@@ -98,7 +99,7 @@ def test_engine_ranking_stage_end_to_end(tmp_path: Path) -> None:
     simulate(ws, TINY)
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
-    Engine.build(ws, settings)
+    build_index(ws, settings)
     bundle = train_ranking_bundle(ws, RankingSettings(model="esmm", epochs=1))
     assert current_bundle(ws) == bundle
     assert bundle_meta(bundle)["stages"] == {"retrieval": "retrieval", "ranking": "ranking"}
@@ -107,11 +108,11 @@ def test_engine_ranking_stage_end_to_end(tmp_path: Path) -> None:
     query = ws.connect().execute("SELECT query FROM requests LIMIT 1").fetchone()[0]
     response = engine.search(SearchParams(query, user_id="u000001", explain=True, size=5))
     assert response.items
-    assert "ranking" in response.timings_ms
-    values = [item.stages["ranking.value"] for item in response.items]
+    assert "rank" in response.timings_ms
+    values = [item.stages["rank.value"] for item in response.items]
     assert values == sorted(values, reverse=True)
     for item in response.items:
-        click, cart = item.stages["ranking.click"], item.stages["ranking.cart"]
+        click, cart = item.stages["rank.click"], item.stages["rank.cart"]
         assert click is not None
         assert cart is not None
         assert 0 <= cart <= click <= 1

@@ -13,10 +13,10 @@ from shopsearch.config import RankingSettings, Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.online import OnlineConfig, compare, run_online_suite
-from shopsearch.pipeline.engine import Engine
 from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 from shopsearch.training.ranking import train_ranking_bundle
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
@@ -29,7 +29,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     simulate(ws, TINY)
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
-    Engine.build(ws, settings)
+    build_index(ws, settings)
     return root
 
 

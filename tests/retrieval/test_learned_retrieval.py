@@ -28,6 +28,7 @@ from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 from shopsearch.training.retrieval import train_retrieval_bundle
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
@@ -51,7 +52,7 @@ def sim_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("learned-ws")
     ws = Workspace.create(root)
     simulate(ws, TINY)
-    Engine.build(ws, settings())
+    build_index(ws, settings())
     return root
 
 
@@ -93,8 +94,8 @@ def test_train_publishes_a_bundle_the_engine_serves_from_learned_sources(
     assert response.items
     assert all(item.domain == domain for item in response.items)
     for source in ("two_tower", "two_tower_pq", "gcn"):
-        assert any(item.stages.get(f"retrieval.{source}") is not None for item in response.items)
-        assert f"retrieval.{source}" in response.timings_ms
+        assert any(item.stages.get(f"retrieve.{source}") is not None for item in response.items)
+        assert f"retrieve.{source}" in response.timings_ms
 
 
 def test_learned_sources_respect_filters_and_match_an_unfiltered_search(
@@ -185,7 +186,7 @@ def test_clear_errors(sim_root: Path, tmp_path: Path) -> None:
     source = Workspace.open(sim_root)
     quiet.append("domains", source.table("domains"))
     quiet.append("products", source.table("products"))
-    Engine.build(quiet, settings())
+    build_index(quiet, settings())
     before = current_bundle(quiet)
     with pytest.raises(InvalidInputError, match="no search events and no judgments"):
         train_retrieval_bundle(quiet, settings())

@@ -299,17 +299,17 @@ def test_search_returns_candidates_and_facets(lexical: LexicalRetriever) -> None
 # -- incremental updates, storage ----------------------------------------------------------------
 def test_add_update_delete_without_rebuild() -> None:
     lexical = LexicalRetriever().index(products(CATALOG))
-    lexical.add(products([product("us", "new", "Rocking Chair", "Nordic")]))
+    lexical.upsert(products([product("us", "new", "Rocking Chair", "Nordic")]))
     assert matching(lexical, "rocking") == {("us", "new")}
     assert len(lexical) == len(CATALOG) + 1
 
-    lexical.add(products([product("us", "new", "Swivel Chair", "Nordic", price=300.0)]))
+    lexical.upsert(products([product("us", "new", "Swivel Chair", "Nordic", price=300.0)]))
     assert matching(lexical, "rocking") == set()
     assert matching(lexical, "swivel") == {("us", "new")}
     assert lexical.facets("chair")["price"] == {"250-500": 1}
     assert len(lexical) == len(CATALOG) + 1
 
-    lexical.add(products([product("us", "1", "Futon"), product("us", "1", "Daybed")]))
+    lexical.upsert(products([product("us", "1", "Futon"), product("us", "1", "Daybed")]))
     assert matching(lexical, "futon") == set()
     assert matching(lexical, "daybed") == {("us", "1")}
 
@@ -329,7 +329,7 @@ def test_result_cache_answers_repeats_until_the_catalog_changes() -> None:
     stats = lexical.result_cache_stats()
     assert (stats.hits, stats.misses) == (1, 3)
 
-    lexical.add(products([product("us", "new", "Rocking Chair", "Nordic")]))
+    lexical.upsert(products([product("us", "new", "Rocking Chair", "Nordic")]))
     after_add = lexical.search("chair", k=10)
     assert ("us", "new") in after_add.candidates.keys
     assert sum(after_add.facets["brand"].values()) == after_add.candidates.total
@@ -375,7 +375,7 @@ def test_index_dir_is_a_live_bundle(tmp_path: Path) -> None:
     built.save(tmp_path / "lex")  # in place: only the small files are rewritten
     loaded = LexicalRetriever.load(tmp_path / "lex")
     assert loaded.fuzzy_boost == 0.2
-    loaded.add(products([product("us", "x", "Hammock")]))
+    loaded.upsert(products([product("us", "x", "Hammock")]))
     loaded.delete([("de", "4")])
     reloaded = LexicalRetriever.load(tmp_path / "lex")
     assert matching(reloaded, "hammock") == {("us", "x")}
@@ -450,7 +450,7 @@ def test_validation_errors(lexical: LexicalRetriever) -> None:
     with pytest.raises(NotFittedError, match="index"):
         LexicalRetriever().retrieve("sofa")
     with pytest.raises(NotFittedError):
-        LexicalRetriever().add(products(CATALOG))
+        LexicalRetriever().upsert(products(CATALOG))
     with pytest.raises(InvalidInputError, match="unknown field"):
         LexicalRetriever(field_boosts={"titel": 2.0}).index(products(CATALOG))
     with pytest.raises(InvalidInputError, match="min_match"):

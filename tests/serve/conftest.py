@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.ingest.workspace import ingest
-from shopsearch.pipeline.engine import Engine
 from shopsearch.serve.app import create_app
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 
 TOKEN = "s3cret-admin-token"
 
@@ -52,7 +52,7 @@ def build_workspace(root: Path, products: pd.DataFrame = PRODUCTS) -> Workspace:
     """A workspace with ``products`` and a lexical bundle."""
     ws = Workspace.create(root)
     ingest(ws, LoadedData("generic", products=products), add_domains=True)
-    Engine.build(ws, lexical_settings())
+    build_index(ws, lexical_settings())
     return ws
 
 

@@ -15,8 +15,8 @@ from shopsearch.datasets.base import LoadedData
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.ingest.workspace import ingest
-from shopsearch.pipeline.engine import Engine
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 
 WORDS = ["grey", "oak", "linen", "leather", "compact", "classic"]
 THINGS = ["sofa", "table", "lamp", "chair"]
@@ -36,7 +36,7 @@ def _workspace(root: Path) -> Workspace:
     ingest(ws, LoadedData("generic", products=products), add_domains=True)
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
-    Engine.build(ws, settings)
+    build_index(ws, settings)
     return ws
 
 

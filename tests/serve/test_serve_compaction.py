@@ -21,7 +21,7 @@ class SimulatedCrashError(Exception):
 
 
 def _search(i: int) -> bytes:
-    shown = [Shown("1", 1, 499.0, {"retrieval.lexical": 1.5}), Shown("2", 2, None, {})]
+    shown = [Shown("1", 1, 499.0, {"retrieve.lexical": 1.5}), Shown("2", 2, None, {})]
     return search_line(f"r{i}", "u", "us", f"query {i}", {}, 1_700_000_000_000_000 + i, shown)
 
 

@@ -49,7 +49,7 @@ def test_served_searches_and_events_become_table_rows(client, workspace):
         (i["product_id"], i["position"]) for i in found["items"]
     ]
     assert [r["price"] for r in shown] == [i["price"] for i in found["items"]]
-    assert "retrieval.lexical" in orjson.loads(shown[0]["scores"])
+    assert "retrieve.lexical" in orjson.loads(shown[0]["scores"])
 
     rows = workspace.table("interactions").to_pylist()
     assert [(r["kind"], r["user_id"], r["value"]) for r in rows] == [

@@ -28,7 +28,7 @@ def test_metrics_count_routes_statuses_stages_and_the_log(client):
     assert _value(text, 'shopsearch_http_errors_total{kind="client",route="/search"}') == 1
     assert _value(text, 'shopsearch_http_request_duration_seconds_count{route="/search"}') == 2
     stage = "shopsearch_search_stage_duration_seconds_count"
-    for name in ("retrieval.lexical", "retrieval.fusion", "render", "total"):
+    for name in ("retrieve.lexical", "retrieve.fusion", "render", "total"):
         assert _value(text, f'{stage}{{stage="{name}"}}') == 1
     assert _value(text, "shopsearch_event_log_lines_total") == 3  # one search + two events
 

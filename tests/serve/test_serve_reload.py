@@ -10,7 +10,7 @@ import pandas as pd
 
 from shopsearch.datasets.base import LoadedData
 from shopsearch.ingest.workspace import ingest
-from shopsearch.pipeline.engine import Engine
+from shopsearch.training.index import build_index
 
 
 def _add_product_and_index(workspace, config) -> str:
@@ -19,7 +19,7 @@ def _add_product_and_index(workspace, config) -> str:
         columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"],
     )
     ingest(workspace, LoadedData("generic", products=extra))
-    return Engine.build(workspace, config()).bundle.name
+    return build_index(workspace, config()).bundle.name
 
 
 def _bundle(client) -> str:

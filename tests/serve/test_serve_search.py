@@ -8,8 +8,11 @@ import pytest
 def test_search_response_contract(client):
     body = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
     assert set(body) == {
-        "request_id", "query", "domain", "total", "page", "size", "items", "facets", "timings_ms"
+        "request_id", "query", "domain", "total", "page", "size", "items", "facets", "timings_ms",
+        "pipeline",
     }
+    assert [s["name"] for s in body["pipeline"]] == ["query", "retrieve", "prerank", "rank", "rerank"]
+    assert {s["status"] for s in body["pipeline"]} <= {"ran", "identity", "skipped"}
     assert body["query"] == "grey sofa"
     assert body["domain"] == "us"
     assert (body["page"], body["size"]) == (1, 10)
@@ -24,15 +27,15 @@ def test_search_response_contract(client):
     assert [i["position"] for i in body["items"]] == list(range(1, len(body["items"]) + 1))
     assert set(body["facets"]) == {"category", "brand", "price"}
     assert body["facets"]["brand"]["Acme"] == 2
-    assert {"retrieval.lexical", "total"} <= set(body["timings_ms"])
+    assert {"retrieve.lexical", "total"} <= set(body["timings_ms"])
 
 
 def test_positions_count_over_pages_and_explain_gives_stages(client):
     page2 = client.get("/search", params={"q": "grey", "size": 2, "page": 2, "explain": 1}).json()
     assert page2["total"] == 3
     assert [i["position"] for i in page2["items"]] == [3]
-    assert page2["items"][0]["stages"]["retrieval.lexical"] is not None
-    assert "retrieval.fused" in page2["items"][0]["stages"]
+    assert page2["items"][0]["stages"]["retrieve.lexical"] is not None
+    assert "retrieve.fused" in page2["items"][0]["stages"]
 
 
 def test_filters_and_browse(client):

@@ -20,8 +20,8 @@ from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.ingest.workspace import ingest
-from shopsearch.pipeline.engine import Engine
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -62,7 +62,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ingest(ws, LoadedData("generic", domains=DOMAINS, products=PRODUCTS))
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
-    Engine.build(ws, settings)
+    build_index(ws, settings)
     return ws
 
 
@@ -138,7 +138,7 @@ def test_search_filter_explain_and_click_is_logged(
         page.get_by_test_id("explain-toggle").check()
     request_id = answer.value.json()["request_id"]
     stages = first.get_by_test_id("stage")
-    expect(stages.first).to_have_attribute("data-stage", "retrieval.lexical")
+    expect(stages.first).to_have_attribute("data-stage", "retrieve.lexical")
     expect(stages.first.locator("dd")).to_have_text(re.compile(r"^\d+\.\d{4}$"))
 
     product_id = first.get_attribute("data-product-id")

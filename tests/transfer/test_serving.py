@@ -18,6 +18,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.ranking.train import predict
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 from shopsearch.training.ranking import train_ranking_bundle
 from shopsearch.transfer.cdan_w import CDANW
 from shopsearch.transfer.explain import domain_importances
@@ -30,7 +31,7 @@ def served(two_domain_workspace: Path, tmp_path_factory: pytest.TempPathFactory)
     ws = Workspace.open(root)
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
-    Engine.build(ws, settings)
+    build_index(ws, settings)
     train_ranking_bundle(ws, RankingSettings(model="cdan-w", epochs=1))
     return root
 
@@ -53,7 +54,7 @@ def test_one_engine_serves_each_domain_with_its_own_parts(served: Path) -> None:
         assert response.items
         assert {item.domain for item in response.items} == {domain}
         ids = [item.product_id for item in response.items]
-        served_click = np.array([item.stages["ranking.click"] for item in response.items])
+        served_click = np.array([item.stages["rank.click"] for item in response.items])
         # the same candidates scored directly with this domain's id ...
         samples = engine.ranking.features.samples(query, domain, ids, None, int(time.time() * 1e6))
         batch = ranker.encoder.transform(samples)

@@ -113,7 +113,7 @@ def run_ranking_bench(
     features = ServingFeatures.from_workspace(workspace)
     stage_inputs = _stage_requests(samples, features, candidates, requests, seed)
     if similarity is not None:
-        similarity.retriever._query_vectors(sorted({q for q, _, _ in stage_inputs}))
+        similarity.source.query_vectors(sorted({q for q, _, _ in stage_inputs}))
     torch.set_num_threads(1)  # after the query encoder, which sets its own thread count
     value = RankingValue(RankingSettings().value)
     systems: dict[str, dict[str, float]] = {}
@@ -135,8 +135,9 @@ def run_ranking_bench(
             model = LightGBMRanker(seed=seed, threads=1).fit(train)
             systems[name] = _measure(model.predict, inputs)
         systems[name]["within_target"] = float(systems[name]["p99_ms"] <= TARGET_MS)
-        ranker = Ranker(name, encoder, model, {})
-        runner = RankingStage(ranker, features, value, similarity.retriever if similarity else None)
+        info = {"dense_space": similarity.space} if similarity is not None else {}
+        ranker = Ranker(name, encoder, model, info)
+        runner = RankingStage(ranker, features, value, similarity.source if similarity else None)
 
         def rank(item: tuple[str, Candidates, str], runner: RankingStage = runner) -> object:
             query, fused, user = item

@@ -16,6 +16,9 @@ from shopsearch.errors import InvalidInputError
 #: ``(domain, product_id)``: the identity of a product across the system.
 ProductKey = tuple[str, str]
 
+#: Facet counts: facet name (``category``, ``brand``, ``price``) → value → products.
+Facets = dict[str, dict[str, int]]
+
 
 @dataclass(frozen=True)
 class Filters:

@@ -49,12 +49,12 @@ def demo(
 
 def _index_once(ws: Workspace) -> None:
     """Build the search bundle unless the workspace has one."""
-    from shopsearch.pipeline.engine import Engine
     from shopsearch.store.bundles import CURRENT_FILE
+    from shopsearch.training.index import build_index
 
     if (ws.root / "models" / CURRENT_FILE).exists():
         console.print("using the search index already built")
         return
     with progress_bar("indexing products") as advance:
-        engine = Engine.build(ws, load_settings(ws.root), progress=advance)
+        engine = build_index(ws, load_settings(ws.root), progress=advance)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")

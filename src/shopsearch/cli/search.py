@@ -15,6 +15,7 @@ from shopsearch.cli.progress import console, progress_bar
 from shopsearch.config import load_settings
 from shopsearch.pipeline.engine import Engine, SearchParams, SearchResponse
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.index import build_index
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
@@ -30,7 +31,7 @@ def index(workspace: WorkspaceOption, config: ConfigOption = None) -> None:
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
     with progress_bar("encoding products") as advance:
-        engine = Engine.build(ws, settings, progress=advance)
+        engine = build_index(ws, settings, progress=advance)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")
 
 
@@ -93,5 +94,12 @@ def _print(response: SearchResponse, explain: bool) -> None:
     for facet, counts in response.facets.items():
         shown = ", ".join(f"{value} ({n})" for value, n in list(counts.items())[:8])
         console.print(f"[bold]{facet}[/bold]: {shown}", highlight=False)
+    if explain:
+        for stage in response.pipeline:
+            console.print(
+                f"[bold]{stage.name}[/bold] {stage.status} {stage.ms:.2f} ms, "
+                f"{stage.candidates} candidates: {stage.detail}",
+                highlight=False,
+            )
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
     console.print(f"[dim]{timings}[/dim]", highlight=False)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from shopsearch.errors import WorkspaceError
 from shopsearch.ranking.base import RankingBatch, RankingModel
+from shopsearch.ranking.feature_names import DENSE_SIM
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.lightgbm_ranker import LightGBMRanker
 from shopsearch.ranking.position_bias import (
@@ -59,6 +60,14 @@ class Ranker:
         self.encoder = encoder
         self.model = model
         self.info = info
+
+    @property
+    def dense_space(self) -> str | None:
+        """The vector space of the ``dense_sim`` feature the model reads: ``None`` when it does
+        not read it, ``""`` for a model saved before spaces were recorded."""
+        if DENSE_SIM not in self.encoder.dense_names_:
+            return None
+        return str(self.info.get("dense_space", ""))
 
     def score_batch(self, batch: RankingBatch) -> Scores:
         """Serving-time ``{"click", "cart", "purchase"}`` per row; LightGBM gives its one

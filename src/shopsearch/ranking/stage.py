@@ -1,16 +1,18 @@
-"""The engine's ranking stage: re-score the top fused candidates and sort them by value.
+"""The ranking model at serving: re-score the top candidates and sort them by value.
 
 Features come from :class:`~shopsearch.ranking.serving.ServingFeatures` (a snapshot of the
 workspace logs taken when the stage loads, with every product's encoder ids precomputed; the
-user's behaviour sequence when a user id is given), ``dense_sim`` from the engine's dense
-retriever when the model reads it (the query vector the retriever just computed is reused), the
-model from the bundle's ``ranking/`` folder, and the value from the ``[ranking]`` settings.
-Candidates below the re-scored depth keep their order after the re-scored ones.
+user's behaviour sequence when a user id is given), ``dense_sim`` from the retrieval source whose
+vectors are in the space the model was trained with (the query vector retrieval just computed in
+that space is reused), the model from the bundle's ``ranking/`` folder, and the value from the
+``[ranking]`` settings. Candidates below the re-scored depth keep their order after the
+re-scored ones. The pipeline's ``rank`` stage (:mod:`shopsearch.pipeline.stages.rank`) runs it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +22,10 @@ import numpy.typing as npt
 from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.ranking.dense_feature import DenseSimilarity
-from shopsearch.ranking.feature_names import DENSE_SIM
+from shopsearch.ranking.dense_feature import DenseSimilarity, VectorSource
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.value import RankingValue
-from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.workspace import Workspace
 
 F64 = npt.NDArray[np.float64]
@@ -33,10 +33,28 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass
 class Ranked:
-    """Candidates re-ordered by the ranking value, and per-stage scores aligned to them."""
+    """The ranking of one request's candidates.
 
-    candidates: Candidates
-    stages: dict[str, F64]
+    Attributes:
+        order: the new order, as indices into the candidates given to :meth:`RankingStage.rank`
+            (the re-scored ones by value, then the rest in their order).
+        scores: the final score of each candidate in ``order`` (decreasing).
+        columns: ``click``, ``cart``, ``purchase`` and ``value`` per *given* candidate (``nan``
+            beyond the re-scored depth).
+    """
+
+    order: npt.NDArray[np.intp]
+    scores: npt.NDArray[np.float32]
+    columns: dict[str, F64]
+
+    def candidates(self, given: Candidates) -> Candidates:
+        """``given`` in the new order with the new scores."""
+        return Candidates(
+            keys=[given.keys[i] for i in self.order.tolist()],
+            scores=self.scores,
+            total=given.total,
+            sources={name: s[self.order] for name, s in given.sources.items()},
+        )
 
 
 class RankingStage:
@@ -46,10 +64,12 @@ class RankingStage:
         ranker: the trained ranker.
         features: the serving feature snapshot.
         value: how task outputs combine into the sort value.
-        dense: the engine's dense retriever (needed when the model reads ``dense_sim``).
+        vectors: the source of the ``dense_sim`` vectors (needed when the model reads it; its
+            vector space must be the one the model was trained with).
 
     Raises:
-        InvalidInputError: when the model reads ``dense_sim`` and no dense retriever is given.
+        InvalidInputError: when the model reads ``dense_sim`` and no source, or a source of
+            another vector space, is given.
     """
 
     def __init__(
@@ -57,19 +77,27 @@ class RankingStage:
         ranker: Ranker,
         features: ServingFeatures,
         value: RankingValue,
-        dense: DenseRetriever | None = None,
+        vectors: VectorSource | None = None,
     ) -> None:
         self.ranker = ranker
         self.features = features
         self.value = value
         self.similarity: DenseSimilarity | None = None
-        if DENSE_SIM in ranker.encoder.dense_names_:
-            if dense is None:
+        space = ranker.dense_space
+        if space is not None:
+            if vectors is None:
                 raise InvalidInputError(
-                    "the ranking model reads the dense similarity, but the engine has no dense "
-                    "retriever; add 'dense' to [retrieval] sources or retrain the ranking stage"
+                    "the ranking model reads the dense similarity, but the engine has no source "
+                    f"of its vectors ({space or 'the dense source'}); add that source to the "
+                    "bundle or retrain the ranking stage with 'shopsearch train --stage ranking'"
                 )
-            self.similarity = DenseSimilarity(dense)
+            if space and vectors.vector_space != space:
+                raise InvalidInputError(
+                    f"the ranking model was trained with dense_sim in vector space {space!r}, "
+                    f"but was given vectors of {vectors.vector_space!r}; retrain the ranking "
+                    "stage with 'shopsearch train --stage ranking'"
+                )
+            self.similarity = DenseSimilarity(vectors)
         features.bind(ranker.encoder)
 
     @classmethod
@@ -78,24 +106,53 @@ class RankingStage:
         folder: Path,
         workspace: Workspace,
         settings: RankingSettings,
-        dense: DenseRetriever | None = None,
+        vectors: Callable[[str], VectorSource | None] | None = None,
     ) -> RankingStage:
-        """The stage of a bundle's ``ranking/`` folder over ``workspace``'s logs."""
-        value = RankingValue(settings.value, settings.w_click, settings.w_cart, settings.w_purchase)
-        return cls(Ranker.load(folder), ServingFeatures.from_workspace(workspace), value, dense)
+        """The stage of a bundle's ``ranking/`` folder over ``workspace``'s logs.
 
-    def rank(self, fused: Candidates, query: str, user_id: str | None, depth: int) -> Ranked:
-        """Re-score the first ``depth`` candidates and sort them by value (best first)."""
+        Args:
+            folder: the saved ranker.
+            workspace: whose logs the serving features read.
+            settings: the value's weights.
+            vectors: finds the source of a vector space (``""``: the bundle's ``dense``
+                source, for models saved before spaces were recorded).
+        """
+        value = RankingValue(settings.value, settings.w_click, settings.w_cart, settings.w_purchase)
+        ranker = Ranker.load(folder)
+        space = ranker.dense_space
+        source = vectors(space) if space is not None and vectors is not None else None
+        return cls(ranker, ServingFeatures.from_workspace(workspace), value, source)
+
+    @property
+    def vector_space(self) -> str | None:
+        """The vector space whose query vector :meth:`rank` wants (``None``: none)."""
+        return None if self.similarity is None else self.similarity.space
+
+    def rank(
+        self,
+        fused: Candidates,
+        query: str,
+        user_id: str | None,
+        depth: int,
+        query_vector: npt.NDArray[np.float32] | None = None,
+    ) -> Ranked:
+        """Re-score the first ``depth`` candidates and sort them by value (best first).
+
+        ``query_vector``: the query in :attr:`vector_space`, when retrieval computed it.
+        """
         n = min(depth, len(fused))
         now = int(time.time() * 1e6)
         tasks = {t: np.full(len(fused), np.nan) for t in ("click", "cart", "purchase")}
         price = np.zeros(n)
         domains = [key[0] for key in fused.keys[:n]]
+        similarity = self.similarity
+        if similarity is not None and query_vector is not None:
+            similarity = similarity.with_query_vector(query, query_vector)
         for domain in dict.fromkeys(domains):
             idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
             ids = [fused.keys[i][1] for i in idx]
             batch, prices = self.features.batch(
-                self.ranker.encoder, query, domain, ids, user_id, now, self.similarity
+                self.ranker.encoder, query, domain, ids, user_id, now, similarity
             )
             scores = self.ranker.score_batch(batch)
             for task in tasks:
@@ -108,16 +165,9 @@ class RankingStage:
         floor = float(value.min()) if n else 0.0
         rest = floor - 1.0 - np.arange(len(fused) - n, dtype=np.float64)
         new_scores = np.concatenate([value, rest])[order].astype(np.float32)
-        stages = {"retrieval.fused": fused.scores.astype(np.float64)[order]}
-        stages.update({f"ranking.{t}": v[order] for t, v in tasks.items()})
-        stages["ranking.value"] = np.concatenate([value, np.full(len(fused) - n, np.nan)])[order]
-        ranked = Candidates(
-            keys=[fused.keys[i] for i in order],
-            scores=new_scores,
-            total=fused.total,
-            sources={name: scores[order] for name, scores in fused.sources.items()},
-        )
-        return Ranked(ranked, stages)
+        columns = dict(tasks)
+        columns["value"] = np.concatenate([value, np.full(len(fused) - n, np.nan)])
+        return Ranked(order.astype(np.intp), new_scores, columns)
 
 
 __all__ = ["Ranked", "RankingStage"]

@@ -10,22 +10,68 @@ Fitted state follows scikit-learn's contract: attributes set by :meth:`Retriever
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Literal, Self
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
-from shopsearch.catalog.candidates import Candidates, Filters
+from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
+from shopsearch.text.query_cache import BatchObserver, CacheObserver
+
+#: What a source can do beyond :meth:`Retriever.retrieve`, declared by the class:
+#:
+#: * ``facets``: its :meth:`~Retriever.search` counts facets over its whole matching set;
+#: * ``updates``: :meth:`~Retriever.upsert` and :meth:`~Retriever.delete` change the index in
+#:   place, without a rebuild;
+#: * ``vectors``: it holds product vectors of one encoder (its :attr:`~Retriever.vector_space`):
+#:   ``vectors_`` (one row per product), ``rows_of(keys)`` and ``query_vectors(queries)``, and
+#:   :meth:`~Retriever.search` returns the query's vector in that space.
+Capability = Literal["facets", "updates", "vectors"]
+
+
+@dataclass
+class Hits:
+    """One source's answer to one query.
+
+    Attributes:
+        candidates: the top candidates, best first.
+        facets: facet counts over everything the source matched (sources with ``facets``).
+        query_vector: the query in the source's vector space (sources with ``vectors``).
+    """
+
+    candidates: Candidates
+    facets: Facets | None = None
+    query_vector: npt.NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Serving-time settings and observers a source applies to itself; each source takes what
+    it has (a query-vector cache and encoding batches, a result cache) and ``None`` leaves a
+    setting as it is."""
+
+    query_cache_size: int | None = None
+    query_batch: int | None = None
+    result_cache_size: int | None = None
+    query_cache_observer: CacheObserver | None = None
+    batch_observer: BatchObserver | None = None
+    result_cache_observer: CacheObserver | None = None
 
 
 class Retriever(ABC):
-    """One candidate source. Subclasses register a ``name`` and list their ``config_keys``."""
+    """One candidate source. Subclasses register a ``name``, list their ``config_keys`` and
+    declare their ``capabilities``."""
 
     name: ClassVar[str]
     #: Constructor parameters saved in the bundle's ``config.json``.
     config_keys: ClassVar[list[str]] = []
+    #: What the source can do beyond retrieval (see :data:`Capability`).
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     @abstractmethod
     def index(self, products: pa.Table) -> Self:
@@ -35,11 +81,39 @@ class Retriever(ABC):
     def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
         """The top ``k`` products for ``query`` that pass ``filters``."""
 
+    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> Hits:
+        """:meth:`retrieve`, with the facets and query vector of the source's capabilities."""
+        return Hits(self.retrieve(query, k, filters))
+
     def retrieve_many(
         self, queries: Sequence[str], k: int = 100, filters: Filters | None = None
     ) -> list[Candidates]:
         """:meth:`retrieve` for each query (subclasses may batch)."""
         return [self.retrieve(q, k, filters) for q in queries]
+
+    def upsert(self, products: pa.Table) -> Self:
+        """Add or replace products in place (sources with the ``updates`` capability)."""
+        raise InvalidInputError(
+            f"the {self.name!r} source cannot add products without a rebuild; run "
+            "'shopsearch index' (and retrain it) instead"
+        )
+
+    def delete(self, keys: Iterable[ProductKey]) -> int:
+        """Remove products in place; returns how many were indexed (``updates`` capability)."""
+        raise InvalidInputError(
+            f"the {self.name!r} source cannot remove products without a rebuild; run "
+            "'shopsearch index' (and retrain it) instead"
+        )
+
+    @property
+    def vector_space(self) -> str | None:
+        """Which encoder (name and version) made the source's vectors; ``None`` without the
+        ``vectors`` capability. Two sources with one vector space have comparable vectors."""
+        return None
+
+    def configure(self, options: ServingOptions) -> None:
+        """Apply serving-time settings and observers (a source without caches ignores them)."""
+        return None
 
     @abstractmethod
     def save(self, path: Path) -> None:

@@ -1,22 +1,49 @@
-"""Hybrid retrieval: several candidate sources searched in turn and fused into one list."""
+"""Hybrid retrieval: several candidate sources searched in turn and fused into one list.
+
+:meth:`HybridRetriever.search` is the one retrieval path of the engine, of ``bench`` and of the
+evaluations: every source's :class:`~shopsearch.retrieval.base.Hits` (with its timing), the fused
+candidates, the facets of the first source that counts them, and the query's vector in each
+source's vector space, so that later stages reuse the vectors instead of encoding the query
+again. What a source can do is what it declares (:data:`~shopsearch.retrieval.base.Capability`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.base import Retriever, check_k
+from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
 
 FusionMethod = Literal["rrf", "weighted"]
+
+
+@dataclass
+class FusedHits(Hits):
+    """The fused candidates of one query, and what each source answered.
+
+    Attributes:
+        sources: each source's own hits (at the per-source depth).
+        timings_ms: milliseconds per source and for the fusion (``fusion``).
+        query_vectors: the query's vector per vector space (see
+            :attr:`~shopsearch.retrieval.base.Retriever.vector_space`).
+    """
+
+    sources: dict[str, Hits] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    query_vectors: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
 
 @RETRIEVERS.register()
@@ -53,11 +80,53 @@ class HybridRetriever(Retriever):
         self.rrf_constant = rrf_constant
         self.weighting_ = WeightedScoreFusion(list(self.sources))
 
+    @property
+    def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
+        """``facets`` when a source counts them, ``updates`` when every source updates."""
+        caps: set[Capability] = set()
+        if any("facets" in s.capabilities for s in self.sources.values()):
+            caps.add("facets")
+        if all("updates" in s.capabilities for s in self.sources.values()):
+            caps.add("updates")
+        return frozenset(caps)
+
     def index(self, products: pa.Table) -> Self:
         """Index the products in every source."""
         for retriever in self.sources.values():
             retriever.index(products)
         return self
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> FusedHits:
+        """Every source's hits for ``query`` (``max(k, per_source_k)`` each), fused to ``k``.
+
+        ``candidates.sources`` keeps each source's score of every fused candidate. Sources may
+        be indexed before they are combined; an unindexed source raises
+        :class:`~shopsearch.errors.NotFittedError`.
+        """
+        check_k(k)
+        depth = max(k, self.per_source_k)
+        hits: dict[str, Hits] = {}
+        timings: dict[str, float] = {}
+        for name, source in self.sources.items():
+            start = time.perf_counter()
+            hits[name] = source.search(query, depth, filters)
+            timings[name] = 1000 * (time.perf_counter() - start)
+        start = time.perf_counter()
+        fused = self.fuse({name: h.candidates for name, h in hits.items()}, k)
+        timings["fusion"] = 1000 * (time.perf_counter() - start)
+        facets = next((h.facets for h in hits.values() if h.facets is not None), None)
+        vectors = {
+            space: h.query_vector
+            for name, h in hits.items()
+            if h.query_vector is not None
+            and (space := self.sources[name].vector_space) is not None
+        }
+        return FusedHits(fused, facets, None, hits, timings, vectors)
+
+    def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
+        """The top ``k`` fused candidates (:meth:`search` without the rest)."""
+        return self.search(query, k, filters).candidates
 
     def source_candidates(
         self, query: str, k: int, filters: Filters | None = None
@@ -72,15 +141,45 @@ class HybridRetriever(Retriever):
             return reciprocal_rank_fusion(lists, k, self.rrf_constant)
         return self.weighting_.fuse(lists, k)
 
-    def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
-        """The top ``k`` fused candidates; ``Candidates.sources`` keeps each source's score.
+    def vector_source(self, space: str) -> Retriever | None:
+        """The source whose vectors are in ``space`` (``None`` when no source's are)."""
+        return next(
+            (s for s in self.sources.values() if s.vector_space == space and space), None
+        )
 
-        Sources may be indexed before they are combined; an unindexed source raises
-        :class:`~shopsearch.errors.NotFittedError`.
+    # -- serving and updates -------------------------------------------------------------------
+    def configure(self, options: ServingOptions | Callable[[str], ServingOptions]) -> None:
+        """Apply serving options to every source; a function gives each source (by name) its
+        own (e.g. observers labelled with the source's name)."""
+        for name, source in self.sources.items():
+            source.configure(options(name) if callable(options) else options)
+
+    def upsert(self, products: pa.Table) -> Self:
+        """Add or replace products in every source, without a rebuild.
+
+        Raises:
+            InvalidInputError: a source cannot update in place (nothing is changed).
         """
-        check_k(k)
-        return self.fuse(self.source_candidates(query, k, filters), k)
+        self._check_updates()
+        for source in self.sources.values():
+            source.upsert(products)
+        return self
 
+    def delete(self, keys: Iterable[ProductKey]) -> int:
+        """Remove products from every source; returns the most any source held."""
+        self._check_updates()
+        unique = list(dict.fromkeys(keys))
+        return max((source.delete(unique) for source in self.sources.values()), default=0)
+
+    def _check_updates(self) -> None:
+        fixed = [n for n, s in self.sources.items() if "updates" not in s.capabilities]
+        if fixed:
+            raise InvalidInputError(
+                f"source(s) {', '.join(fixed)} cannot change products in place; rebuild the "
+                "bundle with 'shopsearch index' instead"
+            )
+
+    # -- fitting and saving --------------------------------------------------------------------
     def fit_fusion(
         self, queries: Sequence[str], judgments: Sequence[Mapping[ProductKey, float]]
     ) -> Self:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self, cast
 
@@ -48,11 +47,10 @@ import orjson
 import pyarrow as pa
 import tantivy
 
-from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
+from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
-from shopsearch.retrieval.base import Retriever, check_k
+from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
 from shopsearch.retrieval.lexical_query import (
-    Facets,
     facet_aggregation,
     filter_queries,
     full_query,
@@ -90,14 +88,6 @@ DEFAULT_FUZZY_FIELDS = ("title", "brand", "category")
 DEFAULT_PRICE_BUCKETS = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 
 
-@dataclass
-class LexicalResult:
-    """One search: the top candidates and the facet counts of everything that matched."""
-
-    candidates: Candidates
-    facets: Facets
-
-
 @RETRIEVERS.register()
 class LexicalRetriever(Retriever):
     """BM25 retrieval on tantivy with fuzzy matching, filters, facets and incremental updates.
@@ -122,6 +112,7 @@ class LexicalRetriever(Retriever):
     """
 
     name: ClassVar[str] = "lexical"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"facets", "updates"})
     config_keys: ClassVar[list[str]] = [
         "field_boosts",
         "fuzzy_fields",
@@ -162,7 +153,7 @@ class LexicalRetriever(Retriever):
         self.price_buckets = tuple(price_buckets)
         self.facet_size = facet_size
         # recent search() results; the generation in each key changes with every index write
-        self.results: LRUCache[LexicalResult] = LRUCache(0)
+        self.results: LRUCache[Hits] = LRUCache(0)
         self._generation = 0
 
     # -- building ------------------------------------------------------------------------------
@@ -188,7 +179,7 @@ class LexicalRetriever(Retriever):
         self._generation += 1
         return self
 
-    def add(self, products: pa.Table) -> Self:
+    def upsert(self, products: pa.Table) -> Self:
         """Add products without a rebuild; a product whose key is indexed is replaced.
 
         The change is committed and visible to the next search when this returns.
@@ -259,12 +250,12 @@ class LexicalRetriever(Retriever):
         searcher = self._fitted().searcher()
         return self._facets(searcher, self._query(query, filters))
 
-    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> LexicalResult:
+    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> Hits:
         """:meth:`retrieve` and :meth:`facets` on one snapshot of the index.
 
         With a result cache (:meth:`configure_results`) a repeated ``(query, filters, k)`` is
-        answered from memory until the next :meth:`index`, :meth:`add` or :meth:`delete`. The
-        result is shared with later callers: treat it as read-only.
+        answered from memory until the next :meth:`index`, :meth:`upsert` or :meth:`delete`.
+        The result is shared with later callers: treat it as read-only.
         """
         check_k(k)
         key = (self._generation, query, filters, k)
@@ -273,7 +264,7 @@ class LexicalRetriever(Retriever):
             return cached
         searcher = self._fitted().searcher()
         built = self._query(query, filters)
-        result = LexicalResult(self._top(searcher, built, k), self._facets(searcher, built))
+        result = Hits(self._top(searcher, built, k), self._facets(searcher, built))
         self.results.store([key], [result])
         return result
 
@@ -296,6 +287,10 @@ class LexicalRetriever(Retriever):
             self.results.resize(cache_size)
         if observer is not None:
             self.results.observer = observer
+
+    def configure(self, options: ServingOptions) -> None:
+        """Serving settings: the result cache's size and observer."""
+        self.configure_results(options.result_cache_size, options.result_cache_observer)
 
     def result_cache_stats(self) -> CacheStats:
         """Hits, misses and evictions of the :meth:`search` result cache."""

@@ -26,14 +26,13 @@ from typing import Any
 import tantivy
 from tantivy import Occur, Query
 
-from shopsearch.catalog.candidates import Filters
+from shopsearch.catalog.candidates import Facets, Filters
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.retrieval.lexical_schema import PATH_SEPARATOR, category_term
 
 #: Words after this many distinct ones are ignored (keeps pasted paragraphs fast).
 MAX_QUERY_WORDS = 32
 
-Facets = dict[str, dict[str, int]]
 
 
 def text_query(

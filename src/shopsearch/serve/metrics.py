@@ -152,25 +152,26 @@ class Metrics:
             self.stages.labels(stage).observe(ms / 1000.0)
 
     def watch_engine(self, engine: Engine) -> None:
-        """Count the query-vector cache and encoding batches of ``engine``'s dense sources and
-        the result cache of its lexical source."""
-        from shopsearch.retrieval.dense import DenseRetriever
+        """Count the query-vector cache and encoding batches of ``engine``'s sources with
+        vectors, and the result cache of its sources that count facets."""
+        from shopsearch.retrieval.base import ServingOptions
 
         for name, source in engine.retrieval.sources.items():
-            if isinstance(source, DenseRetriever):
-                source.configure_queries(
-                    cache_observer=self._cache_observer(
+            options = ServingOptions()
+            if "vectors" in source.capabilities:
+                options = ServingOptions(
+                    query_cache_observer=self._cache_observer(
                         self.query_cache, self.query_cache_evictions, name
                     ),
                     batch_observer=self.encode_batches.labels(name).observe,
                 )
-        if engine.lexical is not None:
-            name = next(n for n, s in engine.retrieval.sources.items() if s is engine.lexical)
-            engine.lexical.configure_results(
-                observer=self._cache_observer(
-                    self.result_cache, self.result_cache_evictions, name
+            if "facets" in source.capabilities:
+                options = ServingOptions(
+                    result_cache_observer=self._cache_observer(
+                        self.result_cache, self.result_cache_evictions, name
+                    )
                 )
-            )
+            source.configure(options)
 
     @staticmethod
     def _cache_observer(

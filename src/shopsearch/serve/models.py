@@ -4,7 +4,7 @@ schema at ``/openapi.json``; hot endpoints render their JSON directly, in this s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -44,8 +44,22 @@ class ItemOut(BaseModel):
     score: float
     position: int = Field(description="1-based position over all pages.")
     stages: dict[str, float | None] = Field(
-        description="Each stage's score (with explain=1; else empty)."
+        description="Each stage's score (with explain=1; else empty): retrieve.<source>, "
+        "retrieve.fused, rank.click, rank.cart, rank.purchase, rank.value ..."
     )
+
+
+class StageOut(BaseModel):
+    """One pipeline stage of one search."""
+
+    name: str = Field(description="query, retrieve, prerank, rank, rerank, ...")
+    status: Literal["ran", "identity", "skipped"] = Field(
+        description="ran; identity (no model for it in the bundle: candidates passed on "
+        "unchanged); skipped (not in this bundle or switched off; see detail)"
+    )
+    ms: float
+    candidates: int = Field(description="Candidates it passed on.")
+    detail: str
 
 
 class SearchOut(BaseModel):
@@ -61,7 +75,11 @@ class SearchOut(BaseModel):
     facets: dict[str, dict[str, int]] = Field(
         description='Counts over all matches: "category" (path prefix), "brand", "price" bucket.'
     )
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(
+        description="Milliseconds per stage, per retrieval source (retrieve.<source>), render "
+        "and total."
+    )
+    pipeline: list[StageOut] = Field(description="Each stage of this search, in order.")
 
 
 class DomainOut(BaseModel):

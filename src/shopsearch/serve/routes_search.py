@@ -14,7 +14,7 @@ from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.records import Shown, now_us, search_line
-from shopsearch.pipeline.engine import SearchParams, SearchResponse
+from shopsearch.pipeline.request import SearchParams, SearchResponse
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
 from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
@@ -184,6 +184,16 @@ def _payload(
         "items": items,
         "facets": {name: response.facets.get(name, {}) for name in _FACETS},
         "timings_ms": response.timings_ms,
+        "pipeline": [
+            {
+                "name": s.name,
+                "status": s.status,
+                "ms": s.ms,
+                "candidates": s.candidates,
+                "detail": s.detail,
+            }
+            for s in response.pipeline
+        ],
     }
     if not explain:
         payload["items"] = [{**item, "stages": {}} for item in items]

@@ -30,12 +30,22 @@ def new_bundle_dir(workspace: Workspace) -> Path:
     return path
 
 
-def publish_bundle(workspace: Workspace, bundle: Path, meta: dict[str, object]) -> None:
-    """Write ``bundle.json`` and make ``bundle`` the current one (atomically)."""
+def write_bundle_meta(bundle: Path, meta: dict[str, object]) -> None:
+    """Write ``bundle.json`` (with the creation time and the bundle's id)."""
     write_json(
         bundle / BUNDLE_FILE, {**meta, "created": datetime.now(UTC).isoformat(), "id": bundle.name}
     )
+
+
+def make_current(workspace: Workspace, bundle: Path) -> None:
+    """Make ``bundle`` the current one (atomically)."""
     write_bytes(workspace.dir("models") / CURRENT_FILE, bundle.name.encode())
+
+
+def publish_bundle(workspace: Workspace, bundle: Path, meta: dict[str, object]) -> None:
+    """Write ``bundle.json`` and make ``bundle`` the current one."""
+    write_bundle_meta(bundle, meta)
+    make_current(workspace, bundle)
 
 
 def current_bundle(workspace: Workspace) -> Path:

@@ -2,9 +2,11 @@
 
 The new bundle copies the current bundle's other stages (retrieval indexes) and adds
 ``ranking/`` (see :class:`~shopsearch.ranking.ranker.Ranker`); publishing makes it current, so a
-running ``shopsearch serve`` hot-reloads it. When the current bundle has a dense retriever, the
-samples get the ``dense_sim`` feature from it (:mod:`shopsearch.ranking.dense_feature`), and the
-engine serving the new bundle computes it with the same retriever.
+running ``shopsearch serve`` hot-reloads it. When the current bundle has a source named
+``dense`` (MiniLM, or the learned model that replaced it), the samples get the ``dense_sim``
+feature from its vectors (:mod:`shopsearch.ranking.dense_feature`), the model records that
+source's vector space, and the ``rank`` stage serving the new bundle computes the feature from
+the source of the same space.
 """
 
 from __future__ import annotations
@@ -14,49 +16,67 @@ from pathlib import Path
 
 import orjson
 
-from shopsearch.config import RankingSettings
+from shopsearch.config import RankingSettings, Settings, load_settings
 from shopsearch.events.compaction import compact_event_log
+from shopsearch.pipeline.engine import RETRIEVAL_DIR
+from shopsearch.pipeline.stages.rank import RANKING_DIR
 from shopsearch.ranking.dense_feature import DenseSimilarity
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import check_model_name
 from shopsearch.ranking.samples import build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
-from shopsearch.retrieval.dense import DenseRetriever
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir, publish_bundle
+from shopsearch.retrieval.registry import RETRIEVERS
+from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.publish import publish_checked
 
-RANKING_DIR = "ranking"
+#: The source whose vectors give ``dense_sim``: the one serving as the bundle's dense source.
+DENSE_SOURCE = "dense"
 
 
 def bundle_similarity(bundle: Path) -> DenseSimilarity | None:
-    """The dense similarity of a bundle's dense retriever (``None`` when it has none)."""
-    config = bundle / "retrieval" / "config.json"
+    """The dense similarity of a bundle's ``dense`` source (``None`` when it has none)."""
+    config = bundle / RETRIEVAL_DIR / "config.json"
     if not config.exists():
         return None
-    sources = orjson.loads(config.read_bytes()).get("sources", {})
-    for name, kind in sources.items():
-        if kind == "dense":
-            return DenseSimilarity(DenseRetriever.load(bundle / "retrieval" / name))
-    return None
+    kind = orjson.loads(config.read_bytes()).get("sources", {}).get(DENSE_SOURCE)
+    if kind is None:
+        return None
+    source = RETRIEVERS.get(kind).load(bundle / RETRIEVAL_DIR / DENSE_SOURCE)
+    if "vectors" not in source.capabilities:
+        return None
+    return DenseSimilarity(source)  # type: ignore[arg-type]  # has vectors: a VectorSource
 
 
 def train_ranking_bundle(
-    workspace: Workspace, settings: RankingSettings, progress: Progress | None = None
+    workspace: Workspace,
+    ranking: RankingSettings,
+    progress: Progress | None = None,
+    settings: Settings | None = None,
 ) -> Path:
-    """Fit ``settings.model`` on every logged impression; returns the published bundle.
+    """Fit ``ranking.model`` on every logged impression; returns the published bundle.
 
     Served traffic still in the event log is compacted into the tables first, so what the
     engine served and logged is trained on (the loop closes).
+
+    Args:
+        workspace: the workspace whose logs are trained on.
+        ranking: the model and its training settings.
+        progress: per-epoch callback.
+        settings: the configuration the new bundle is checked with (default: the workspace's,
+            with ``ranking``).
     """
-    check_model_name(settings.model)
+    check_model_name(ranking.model)
+    settings = (settings or load_settings(workspace.root)).model_copy(update={"ranking": ranking})
     old = current_bundle(workspace)
     meta = bundle_meta(old)
     compact_event_log(workspace)
-    samples = build_samples(workspace.connect(), similarity=bundle_similarity(old))
-    config = TrainConfig(epochs=settings.epochs)
-    ranker = train_ranker(
-        samples, settings.model, settings.position_bias, config, progress=progress
-    )
+    similarity = bundle_similarity(old)
+    samples = build_samples(workspace.connect(), similarity=similarity)
+    config = TrainConfig(epochs=ranking.epochs)
+    ranker = train_ranker(samples, ranking.model, ranking.position_bias, config, progress=progress)
+    if similarity is not None:
+        ranker.info["dense_space"] = similarity.space
     bundle = new_bundle_dir(workspace)
     for child in old.iterdir():
         if child.is_dir() and child.name != RANKING_DIR:
@@ -64,20 +84,18 @@ def train_ranking_bundle(
     ranker.save(bundle / RANKING_DIR)
     stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
     stages[RANKING_DIR] = RANKING_DIR
-    publish_bundle(
-        workspace,
-        bundle,
-        {
-            **{k: v for k, v in meta.items() if k not in ("created", "id")},
-            "stages": stages,
-            "ranking": {
-                "model": settings.model,
-                "position_bias": settings.position_bias,
-                "impressions": len(samples),
-            },
+    new_meta: dict[str, object] = {
+        **{k: v for k, v in meta.items() if k not in ("created", "id")},
+        "stages": stages,
+        "ranking": {
+            "model": ranking.model,
+            "position_bias": ranking.position_bias,
+            "impressions": len(samples),
+            "dense_space": None if similarity is None else similarity.space,
         },
-    )
+    }
+    publish_checked(workspace, settings, bundle, new_meta)
     return bundle
 
 
-__all__ = ["RANKING_DIR", "bundle_similarity", "train_ranking_bundle"]
+__all__ = ["bundle_similarity", "train_ranking_bundle"]

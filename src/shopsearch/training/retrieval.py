@@ -13,7 +13,8 @@ import orjson
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import Settings
 from shopsearch.events.compaction import compact_event_log
-from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.pipeline.stages.rank import RANKING_DIR, vector_finder
+from shopsearch.ranking.ranker import Ranker
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned_train import (
@@ -30,14 +31,9 @@ from shopsearch.retrieval.learned_train import (
     workspace_samples,
 )
 from shopsearch.store.atomic import write_json
-from shopsearch.store.bundles import (
-    BUNDLE_FILE,
-    bundle_meta,
-    current_bundle,
-    new_bundle_dir,
-    publish_bundle,
-)
+from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.publish import publish_checked
 
 
 def _latest_requests(workspace: Workspace, holdout: float) -> tuple[list[str], list[str]]:
@@ -107,6 +103,11 @@ def train_retrieval_bundle(
         new.save(retrieval_dir)  # copied sources rewrite small files; learned ones are new
         stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
         stages["retrieval"] = "retrieval"
+        dropped = _drop_stale_ranking(bundle, new)
+        if dropped:
+            stages.pop(RANKING_DIR, None)
+            if say is not None:
+                say(dropped)
         info = {
             "models": list(learned.retrievers),
             "sources": list(sources),
@@ -118,19 +119,34 @@ def train_retrieval_bundle(
             "queries": len(log.samples.queries),
             "pairs": len(log.samples.stage),
             "per_model": learned.info,
+            "ranking_dropped": dropped or None,
         }
         write_json(bundle / "retrieval" / "learned.json", info)
         kept = {k: v for k, v in meta.items() if k not in ("created", "id")}
         full = {**kept, "stages": stages, "learned_retrieval": orjson.loads(orjson.dumps(info))}
-        write_json(bundle / BUNDLE_FILE, {**full, "id": bundle.name})  # not current yet
-        engine = Engine.load(workspace, settings, bundle)
-        query = log.samples.queries[0]
-        engine.search(SearchParams(query=query[: settings.search.max_query_chars]))
-    except Exception:
+    except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
-    publish_bundle(workspace, bundle, full)
+    publish_checked(workspace, settings, bundle, full, log.samples.queries[0])
     return bundle
+
+
+def _drop_stale_ranking(bundle: Path, retrieval: HybridRetriever) -> str:
+    """Remove the copied ranking model when it reads ``dense_sim`` in a vector space that no
+    source of the new bundle holds (``learned_use = "replace-dense"`` replaced that source);
+    returns what was done, in words (empty: the model was kept)."""
+    folder = bundle / RANKING_DIR
+    if not folder.is_dir():
+        return ""
+    space = Ranker.load(folder).dense_space
+    if space is None or vector_finder(retrieval)(space) is not None:
+        return ""
+    shutil.rmtree(folder)
+    return (
+        f"the ranking model read dense_sim in vector space {space or 'of the old dense source'}, "
+        "which this bundle no longer has; it was left out: train a new one on this bundle with "
+        "'shopsearch train --stage ranking'"
+    )
 
 
 def _holdout_qrels(

@@ -1,0 +1,87 @@
+"""What a search takes (:class:`SearchParams`) and what it gives back (:class:`SearchResponse`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from shopsearch.catalog.candidates import Facets, Filters
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """One search request as the engine takes it."""
+
+    query: str
+    domain: str | None = None
+    user_id: str | None = None
+    filters: Filters = field(default_factory=Filters)
+    page: int = 1
+    size: int = 10
+    explain: bool = False
+
+
+@dataclass
+class ResultItem:
+    """One shown product with its final score and, with ``explain``, each stage's score."""
+
+    domain: str
+    product_id: str
+    title: str
+    brand: str
+    category: list[str]
+    price: float | None
+    in_stock: bool
+    score: float
+    stages: dict[str, float | None] = field(default_factory=dict)
+
+
+#: How a stage took part in a search: it ``ran``, passed the candidates on unchanged
+#: (``identity``: no model for it in the bundle), or was left out (``skipped``).
+StageStatus = Literal["ran", "identity", "skipped"]
+
+
+@dataclass
+class StageReport:
+    """One stage of one search, for ``--explain`` and the response's ``pipeline``.
+
+    Attributes:
+        name: the stage (``query``, ``retrieve``, ``prerank``, ``rank``, ``rerank`` ...).
+        status: see :data:`StageStatus`.
+        ms: milliseconds it took.
+        candidates: how many candidates it passed on.
+        detail: what it did or why it was skipped, in words.
+    """
+
+    name: str
+    status: StageStatus
+    ms: float
+    candidates: int
+    detail: str = ""
+
+
+@dataclass
+class SearchResponse:
+    """What one search returns.
+
+    Attributes:
+        request_id: a fresh id of this search.
+        items: the requested page.
+        total: how many products matched (see :mod:`shopsearch.pipeline.engine`).
+        facets: counts of the matched products by category, brand and price bucket.
+        timings_ms: milliseconds per stage (``retrieve.<source>`` per retrieval source),
+            ``render`` and ``total`` (the whole search, measured once).
+        pipeline: each stage's report, in order.
+        query: the query the stages searched for (the query stage may change it).
+    """
+
+    request_id: str
+    items: list[ResultItem]
+    total: int
+    facets: Facets
+    timings_ms: dict[str, float]
+    pipeline: list[StageReport] = field(default_factory=list)
+    query: str = ""
+
+
+__all__ = ["ResultItem", "SearchParams", "SearchResponse", "StageReport", "StageStatus"]

@@ -1,0 +1,1 @@
+"""The built-in pipeline stages, one module each: query → retrieve → prerank → rank → rerank."""

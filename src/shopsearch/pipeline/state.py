@@ -1,0 +1,90 @@
+"""The state one search carries from stage to stage.
+
+A stage reads and changes one :class:`SearchState`: the query as understood so far
+(:class:`QueryInfo`), the ordered candidates, the facets, and per-candidate score columns for
+``--explain``. Re-ordering goes through :meth:`SearchState.reorder`, which keeps every column
+aligned with the candidates, so no stage has to know the others' columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from shopsearch.catalog.candidates import Candidates, Facets, Filters
+from shopsearch.pipeline.request import SearchParams
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class QueryInfo:
+    """The query as the stages see it.
+
+    Attributes:
+        original: what the user typed.
+        text: what later stages search for (the query stage may correct or rewrite it).
+        vectors: the query's vector per vector space, filled by retrieval's vector sources
+            (later stages reuse them instead of encoding the query again).
+        notes: what the query stage found (corrections, intents ...), for ``--explain``.
+    """
+
+    original: str
+    text: str
+    vectors: dict[str, F32] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class SearchState:
+    """One search in progress.
+
+    Attributes:
+        params: the request.
+        filters: the effective filters (the request's, with its domain).
+        depth: how many candidates retrieval hands on (at least the requested page's end).
+        query: the query as understood so far.
+        candidates: the candidates, best first by the latest stage.
+        facets: facet counts of the matched set.
+        window: how many of the first candidates the next re-ordering stage may re-score
+            (the pre-ranking stage sets it; the rest keep their order after them).
+        columns: per-candidate scores by name (``retrieve.lexical``, ``rank.value`` ...),
+            aligned with ``candidates``; ``nan`` where a stage did not score a candidate.
+        timings_ms: sub-stage timings a stage adds (``retrieve.lexical`` ...).
+    """
+
+    params: SearchParams
+    filters: Filters
+    depth: int
+    query: QueryInfo
+    candidates: Candidates = field(default_factory=Candidates.empty)
+    facets: Facets = field(default_factory=dict)
+    window: int | None = None
+    columns: dict[str, F64] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def add_column(self, name: str, values: npt.ArrayLike) -> None:
+        """Add one score per candidate under ``name``."""
+        column = np.asarray(values, dtype=np.float64)
+        if column.shape != (len(self.candidates),):
+            raise ValueError(f"column {name!r} has {column.shape}, not {len(self.candidates)}")
+        self.columns[name] = column
+
+    def reorder(self, order: npt.NDArray[np.intp], scores: F32) -> None:
+        """Put the candidates in ``order`` (indices into the current list) with new final
+        ``scores`` (aligned with ``order``); every column follows. ``order`` may be shorter
+        than the list: the rest are dropped."""
+        old = self.candidates
+        self.candidates = Candidates(
+            keys=[old.keys[i] for i in order.tolist()],
+            scores=np.asarray(scores, dtype=np.float32),
+            total=old.total,
+            sources={name: values[order] for name, values in old.sources.items()},
+        )
+        self.columns = {name: values[order] for name, values in self.columns.items()}
+
+
+__all__ = ["QueryInfo", "SearchState"]

@@ -1,0 +1,58 @@
+"""``shopsearch index``: index the workspace's products into a new current bundle.
+
+The bundle's ``retrieval/`` holds one folder per source of ``[retrieval] sources`` (``lexical``:
+tantivy; ``dense``: MiniLM vectors in faiss, with product embeddings cached by content hash in
+``W/cache/embeddings``) and the hybrid retriever's fusion settings.
+"""
+
+from __future__ import annotations
+
+from shopsearch.config import Settings
+from shopsearch.errors import InvalidInputError
+from shopsearch.pipeline.engine import RETRIEVAL_DIR, Engine
+from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.hybrid import HybridRetriever
+from shopsearch.retrieval.lexical import LexicalRetriever
+from shopsearch.store.bundles import new_bundle_dir
+from shopsearch.store.workspace import Workspace
+from shopsearch.text.encoders import Progress
+from shopsearch.training.publish import publish_checked
+
+
+def build_index(
+    workspace: Workspace, settings: Settings, progress: Progress | None = None
+) -> Engine:
+    """Index the workspace's products into a new bundle, publish it, return its engine.
+
+    Raises:
+        InvalidInputError: the workspace has no products.
+    """
+    products = workspace.table("products")
+    if products.num_rows == 0:
+        raise InvalidInputError(
+            f"workspace {workspace.root} has no products; ingest or simulate some first"
+        )
+    bundle = new_bundle_dir(workspace)
+    retrieval_dir = bundle / RETRIEVAL_DIR
+    sources: dict[str, Retriever] = {}
+    if "lexical" in settings.retrieval.sources:
+        sources["lexical"] = LexicalRetriever(retrieval_dir / "lexical").index(products)
+    if "dense" in settings.retrieval.sources:
+        dense = DenseRetriever(
+            cache_dir=workspace.dir("cache") / "embeddings",
+            hnsw_threshold=settings.retrieval.hnsw_threshold,
+            query_cache_size=settings.retrieval.query_cache_size,
+            query_batch=settings.retrieval.query_batch,
+        )
+        sources["dense"] = dense.index(products, progress=progress)
+    hybrid = HybridRetriever(sources, settings.retrieval.fusion, settings.retrieval.per_source_k)
+    hybrid.save(retrieval_dir)
+    meta: dict[str, object] = {
+        "stages": {"retrieval": RETRIEVAL_DIR},
+        "products": products.num_rows,
+    }
+    return publish_checked(workspace, settings, bundle, meta)
+
+
+__all__ = ["build_index"]
