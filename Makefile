@@ -26,6 +26,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: setup
 	$(VENV)/bin/pytest -q

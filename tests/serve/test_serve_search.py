@@ -11,7 +11,8 @@ def test_search_response_contract(client):
         "request_id", "query", "domain", "total", "page", "size", "items", "facets", "timings_ms",
         "pipeline",
     }
-    assert [s["name"] for s in body["pipeline"]] == ["query", "retrieve", "prerank", "rank", "rerank"]
+    stages = [s["name"] for s in body["pipeline"]]
+    assert stages == ["query", "retrieve", "prerank", "rank", "rerank"]
     assert {s["status"] for s in body["pipeline"]} <= {"ran", "identity", "skipped"}
     assert body["query"] == "grey sofa"
     assert body["domain"] == "us"
