@@ -16,6 +16,7 @@ import torch
 from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
+from shopsearch.progress import Progress
 from shopsearch.ranking.dense_feature import DenseSimilarity
 from shopsearch.ranking.feature_names import DENSE_FEATURES, DENSE_SIM
 from shopsearch.ranking.features import FeatureEncoder
@@ -27,7 +28,7 @@ from shopsearch.ranking.train import TrainConfig
 from shopsearch.ranking.value import RankingValue
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.workspace import Workspace
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import Encoder, FloatMatrix
 
 
 class WordHashEncoder(Encoder):

@@ -14,9 +14,10 @@ import pytest
 
 from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.store.schema import TABLES
-from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix
 from shopsearch.text.product_text import product_texts
 
 

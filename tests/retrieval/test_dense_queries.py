@@ -15,11 +15,12 @@ from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.progress import Progress
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.serve.metrics import Metrics
 from shopsearch.store.schema import TABLES
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import Encoder, FloatMatrix
 
 
 class CaselessEncoder(Encoder):

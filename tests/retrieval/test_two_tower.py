@@ -14,6 +14,7 @@ import torch
 
 from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.mmse import (
     StagedSamples,
@@ -22,7 +23,7 @@ from shopsearch.retrieval.mmse import (
     retrieval_loss,
 )
 from shopsearch.store.schema import TABLES
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress, make_encoder
+from shopsearch.text.encoders import Encoder, FloatMatrix, make_encoder
 from shopsearch.text.hashed import HashedFeaturizer
 from shopsearch.text.product_text import product_texts
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from shopsearch.errors import WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.text.embedding_cache import EmbeddingCache
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import Encoder, FloatMatrix
 
 
 class CountingEncoder(Encoder):

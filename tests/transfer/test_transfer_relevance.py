@@ -18,7 +18,8 @@ from shopsearch.evaluate.suites.transfer_relevance import (
     rmse_with_ci,
     run_transfer_relevance,
 )
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
+from shopsearch.progress import Progress
+from shopsearch.text.encoders import Encoder, FloatMatrix
 from shopsearch.transfer.registry import METHODS
 from shopsearch.transfer.relevance_data import (
     labelled,

@@ -33,6 +33,7 @@ from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.progress import Say
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -40,8 +41,6 @@ from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.raw_baselines import RawTantivyRetriever
 from shopsearch.store.workspace import Workspace
 from shopsearch.text.encoders import MiniLMEncoder
-
-Say = Callable[[str], None]
 
 
 def bench_queries(

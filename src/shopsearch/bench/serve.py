@@ -62,12 +62,13 @@ import numpy as np
 import orjson
 
 from shopsearch.bench.open_loop import Arrivals, arrival_offsets, run_open_loop
-from shopsearch.bench.retrieval import Say, bench_queries
+from shopsearch.bench.retrieval import bench_queries
 from shopsearch.bench.timing import measure
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError, ShopSearchError
 from shopsearch.events.log import LOG_DIR
 from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.progress import Say
 from shopsearch.serve.engines import SIGNAL_DIR
 from shopsearch.serve.request_ids import SECRET_FILE
 from shopsearch.serve.threads import compute_threads_limited

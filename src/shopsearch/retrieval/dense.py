@@ -52,12 +52,13 @@ import pyarrow.parquet as pq
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
 from shopsearch.retrieval.dense_rows import Mask, ProductRows
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import atomic_path, write_json, write_parquet
 from shopsearch.text.embedding_cache import EmbeddingCache
-from shopsearch.text.encoders import Encoder, FloatMatrix, MiniLMEncoder, Progress, make_encoder
+from shopsearch.text.encoders import Encoder, FloatMatrix, MiniLMEncoder, make_encoder
 from shopsearch.text.product_text import product_texts
 from shopsearch.text.query_cache import (
     BatchObserver,

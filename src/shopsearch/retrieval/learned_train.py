@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError
+from shopsearch.progress import Say, StepProgress
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
@@ -53,8 +54,6 @@ EVENT_POSITIVE_STAGE = 2.0
 FUSION_HOLDOUT = 0.1
 
 #: ``progress(step, done, total)``: step is ``"two-tower"``, ``"index two-tower"``, ...
-StepProgress = Callable[[str, int, int], None]
-Say = Callable[[str], None]
 
 
 def check_models(models: Sequence[str]) -> list[str]:

@@ -55,8 +55,9 @@ import pyarrow as pa
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.store.atomic import write_bytes, write_json
-from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, MiniLMEncoder, Progress
+from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, MiniLMEncoder
 from shopsearch.text.hashed import GRAINS, Bags, HashedFeaturizer
 
 if TYPE_CHECKING:

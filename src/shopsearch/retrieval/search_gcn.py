@@ -40,9 +40,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
 from shopsearch.store.atomic import write_json
-from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix
 
 _FORMAT = "shopsearch-search-gcn"
 _FORMAT_VERSION = 1

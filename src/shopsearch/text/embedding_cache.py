@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from shopsearch.errors import WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.store.atomic import atomic_path
-from shopsearch.text.encoders import Encoder, FloatMatrix, Progress
+from shopsearch.text.encoders import Encoder, FloatMatrix
 
 _SHARD_GLOB = "shard-*.npy"
 

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shopsearch.errors import DataFormatError, InvalidInputError
+from shopsearch.progress import Progress
 from shopsearch.registry import Registry, subclass_of
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 #: A matrix of row vectors, one per text.
 FloatMatrix = npt.NDArray[np.float32]
-#: ``progress(done, total)``: called as encoding advances; ``None`` means silent.
-Progress = Callable[[int, int], None]
 
 
 class Encoder(ABC):

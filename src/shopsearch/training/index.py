@@ -10,13 +10,13 @@ from __future__ import annotations
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import RETRIEVAL_DIR, Engine
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.store.bundles import new_bundle_dir
 from shopsearch.store.workspace import Workspace
-from shopsearch.text.encoders import Progress
 from shopsearch.training.publish import publish_checked
 
 

@@ -14,14 +14,13 @@ from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import Settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.stages.rank import RANKING_DIR, vector_finder
+from shopsearch.progress import Say, StepProgress
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned_train import (
     FUSION_HOLDOUT,
     LearnedConfig,
-    Say,
-    StepProgress,
     catalog_of,
     fit_weighted_fusion,
     item_texts,

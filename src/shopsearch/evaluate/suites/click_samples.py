@@ -4,19 +4,18 @@ and relevance-transfer suites (the samples themselves: :mod:`shopsearch.ranking.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
 from shopsearch.evaluate.metrics import FloatArray
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import LIGHTGBM, check_model_name, model_names
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import TrainConfig
-
-Say = Callable[[str], None]
 
 
 def ranked_lists(rows: pd.DataFrame, score: FloatArray) -> dict[str, list[str]]:

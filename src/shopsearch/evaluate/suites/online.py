@@ -20,7 +20,6 @@ sessions in both arms). Policy systems are named ``baseline/<name>`` for ``loggi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -32,6 +31,7 @@ import pandas as pd
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report
+from shopsearch.progress import Say
 from shopsearch.simulate.policy import Ranking, RankingPolicy, RequestBatch
 from shopsearch.simulate.replay import ReplayResult, replay
 from shopsearch.store.workspace import Workspace
@@ -39,7 +39,6 @@ from shopsearch.store.workspace import Workspace
 if TYPE_CHECKING:
     from shopsearch.pipeline.engine import Engine
 
-Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
 POLICIES: tuple[str, ...] = ("logging", "engine", "engine+ranking", "random")
 METRICS: tuple[str, ...] = ("clicks", "carts", "purchases", "gmv")

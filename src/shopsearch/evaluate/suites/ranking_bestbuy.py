@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +38,10 @@ from scipy import sparse
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suites.click_samples import train_and_add
+from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config, make_samples
 from shopsearch.ranking.samples import Samples
 
-Say = Callable[[str], None]
 _COLUMNS = ("user", "sku", "category", "query", "click_time", "query_time")
 _PUNCT = re.compile(r"[^a-z0-9 ]+")
 _SPACE = re.compile(r"\s+")

@@ -22,7 +22,6 @@ copied into the report's ``config``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from shopsearch.evaluate.metrics import (
     gauc_ci,
 )
 from shopsearch.evaluate.report import Report
+from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Scores, train_ranker
 from shopsearch.ranking.registry import LIGHTGBM, check_model_name, model_names
@@ -51,7 +51,6 @@ from shopsearch.ranking.value import RankingValue
 from shopsearch.simulate.truth import GroundTruth
 from shopsearch.store.workspace import Workspace
 
-Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
 
 

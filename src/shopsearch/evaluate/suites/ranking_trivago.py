@@ -53,7 +53,6 @@ Baselines: ``baseline/impression-order`` (the order shown) and ``baseline/lightg
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +63,10 @@ import pandas as pd
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suites.click_samples import ranked_lists, train_and_add
+from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config, make_samples
 from shopsearch.ranking.samples import Samples
 
-Say = Callable[[str], None]
 _ITEM_ACTIONS = (
     "clickout item",
     "interaction item image",

@@ -45,6 +45,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_term_queries
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
+from shopsearch.progress import Say
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -62,7 +63,6 @@ DEPTH = 100
 TWO_TOWER_BACKBONE = "hashed+minilm"
 METRICS = ("ndcg@10", "recall@100", "mrr")
 
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _index_size(dense: DenseRetriever) -> dict[str, float]:
     }
 
 
-def run_relevance_suite(config: RelevanceSuiteConfig, say: Progress = print) -> Report:
+def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Report:
     """Build every system on the catalog, retrieve for every test query, return the report."""
     if not config.test:
         raise InvalidInputError("no --test file given; the suite needs test judgments")
@@ -213,7 +213,7 @@ def _learned_systems(
     dense: DenseRetriever,
     report: Report,
     score: Callable[..., None],
-    say: Progress,
+    say: Say,
 ) -> None:
     """``shopsearch/two-tower`` and ``shopsearch/fused``: trained on the training judgments."""
     train_queries = sorted(train.qrels)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_queries
 from shopsearch.evaluate.metrics import relevant_query_ids
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.progress import Say
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedPQRetriever, index_bytes
@@ -68,7 +69,6 @@ from shopsearch.simulate.behaviour import grades
 from shopsearch.simulate.truth import GroundTruth
 from shopsearch.store.workspace import Workspace
 
-Say = Callable[[str], None]
 DEPTH = 500
 METRICS = ("ndcg@10", "recall@100", "recall@500")
 SYSTEMS = (

@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.judged import SCALES
+from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples
@@ -70,7 +71,6 @@ from shopsearch.transfer.relevance_data import (
     split_queries,
 )
 
-Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
 
 SOURCE, TARGET = "source", "target"

@@ -30,7 +30,6 @@ configuration, the fractions, the source and the targets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.metrics import auc, bootstrap_ci, gauc
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.ranking_sim import ndcg_per_request
+from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples, build_samples, split_by_time
 from shopsearch.ranking.train import TrainConfig
@@ -53,7 +53,6 @@ from shopsearch.store.workspace import Workspace
 from shopsearch.transfer.protocol import subsample_target, train_transfer
 from shopsearch.transfer.registry import METHODS, check_method, report_name
 
-Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
 Scores = dict[str, F64]
 

@@ -47,11 +47,11 @@ from shopsearch.evaluate.suites.ranking_trivago import (
     build_trivago_samples,
     read_events,
 )
+from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples
 
-Say = Callable[[str], None]
 F64 = npt.NDArray[np.float64]
 
 
