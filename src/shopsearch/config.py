@@ -26,7 +26,9 @@ class RetrievalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sources: list[Literal["lexical", "dense"]] = ["lexical", "dense"]
+    #: Sources ``shopsearch index`` builds, by registry name (``lexical``: tantivy BM25;
+    #: ``dense``: MiniLM + faiss); learned sources come from ``train --stage retrieval``.
+    sources: list[str] = Field(["lexical", "dense"], min_length=1)
     fusion: Literal["rrf", "weighted"] = "rrf"
     per_source_k: int = Field(200, ge=1, le=10_000)
     #: Fused candidates retrieval hands to the later stages (at least a page's worth).

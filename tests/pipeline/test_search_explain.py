@@ -72,3 +72,24 @@ def test_a_configured_pipeline_runs_its_own_stages(workspace: Path) -> None:
     with pytest.raises(InvalidInputError, match="unknown stage 'nope'"):
         Engine.load(Workspace.open(workspace), settings)
     assert STAGES.names() == ["query", "retrieve", "prerank", "rank", "rerank"]
+
+
+def test_index_builds_the_registered_sources_and_refuses_trained_ones(tmp_path: Path) -> None:
+    from shopsearch.config import RetrievalSettings, Settings
+    from shopsearch.datasets.base import LoadedData
+    from shopsearch.ingest.workspace import ingest
+    from shopsearch.store.workspace import Workspace
+    from shopsearch.training.index import build_index
+
+    ws = Workspace.create(tmp_path / "ws")
+    ingest(ws, LoadedData("generic", products=PRODUCTS.assign(domain="us")), add_domains=True)
+    models = list((ws.root / "models").glob("bundle-*")) if (ws.root / "models").exists() else []
+    for name, error in [("nope", "unknown retriever 'nope'"),
+                        ("learned-dense", "is not built by 'shopsearch index'")]:  # fmt: skip
+        settings = Settings(retrieval=RetrievalSettings(sources=["lexical", name]))
+        with pytest.raises(InvalidInputError, match=error):
+            build_index(ws, settings)
+    after = list((ws.root / "models").glob("bundle-*"))
+    assert after == models  # a failed build leaves no bundle behind
+    engine = build_index(ws, Settings(retrieval=RetrievalSettings(sources=["lexical"])))
+    assert list(engine.retrieval.sources) == ["lexical"]

@@ -20,7 +20,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey
+from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError
+from shopsearch.progress import Progress
 from shopsearch.text.query_cache import BatchObserver, CacheObserver
 
 #: What a source can do beyond :meth:`Retriever.retrieve`, declared by the class:
@@ -73,9 +75,27 @@ class Retriever(ABC):
     #: What the source can do beyond retrieval (see :data:`Capability`).
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
+    @classmethod
+    def for_index(cls, folder: Path, settings: RetrievalSettings, cache_dir: Path) -> Retriever:
+        """An unindexed source as ``shopsearch index`` builds it (``[retrieval] sources``).
+
+        Args:
+            folder: the source's folder in the new bundle (a source may build in place).
+            settings: the retrieval settings.
+            cache_dir: the workspace's embedding cache.
+
+        Raises:
+            InvalidInputError: the source is trained, not indexed (the default).
+        """
+        raise InvalidInputError(
+            f"the {cls.name!r} source is not built by 'shopsearch index'; train it with "
+            "'shopsearch train --stage retrieval', or list another source in [retrieval] sources"
+        )
+
     @abstractmethod
-    def index(self, products: pa.Table) -> Self:
-        """Index products (replacing any previous index); returns ``self``."""
+    def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
+        """Index products (replacing any previous index); returns ``self``. A source that
+        encodes products reports ``progress(done, total)``."""
 
     @abstractmethod
     def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:

@@ -17,13 +17,14 @@ import pyarrow as pa
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import check_k
 
 
 class BM25sBaseline:
     """bm25s over titles, numba backend, default parameters, English stopwords."""
 
-    def index(self, products: pa.Table) -> Self:
+    def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Tokenise and index the product titles."""
         import bm25s
 

@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
+from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
@@ -236,6 +237,18 @@ class DenseRetriever(Retriever):
 
     def _is_hnsw(self) -> bool:
         return self.exact_index_ is not self.index_
+
+    @classmethod
+    def for_index(
+        cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
+    ) -> DenseRetriever:
+        """A MiniLM source with the workspace's embedding cache and the serving settings."""
+        return cls(
+            cache_dir=cache_dir,
+            hnsw_threshold=settings.hnsw_threshold,
+            query_cache_size=settings.query_cache_size,
+            query_batch=settings.query_batch,
+        )
 
     def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Encode and index ``products`` (the workspace ``products`` schema), replacing all.

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
 from shopsearch.retrieval.registry import RETRIEVERS
@@ -90,10 +91,10 @@ class HybridRetriever(Retriever):
             caps.add("updates")
         return frozenset(caps)
 
-    def index(self, products: pa.Table) -> Self:
+    def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Index the products in every source."""
         for retriever in self.sources.values():
-            retriever.index(products)
+            retriever.index(products, progress)
         return self
 
     # -- searching -----------------------------------------------------------------------------

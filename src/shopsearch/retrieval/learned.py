@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from shopsearch.catalog.candidates import Candidates, Filters
+from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError, ShopSearchError, WorkspaceError
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.dense_rows import Mask
@@ -118,6 +119,16 @@ class LearnedDenseRetriever(DenseRetriever):
             )
         kwargs.pop("cache_dir", None)  # learned vectors are cheap to compute: no disk cache
         super().__init__(encoder=encoder, **kwargs)
+
+    @classmethod
+    def for_index(
+        cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
+    ) -> LearnedDenseRetriever:
+        """Learned sources are trained, not indexed."""
+        raise InvalidInputError(
+            f"the {cls.name!r} source is not built by 'shopsearch index'; train it with "
+            "'shopsearch train --stage retrieval'"
+        )
 
     def save(self, path: Path) -> None:
         """The dense files plus the encoder (``encoder/``, written once per version)."""

@@ -48,7 +48,9 @@ import pyarrow as pa
 import tantivy
 
 from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey
+from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
 from shopsearch.retrieval.lexical_query import (
     facet_aggregation,
@@ -157,7 +159,14 @@ class LexicalRetriever(Retriever):
         self._generation = 0
 
     # -- building ------------------------------------------------------------------------------
-    def index(self, products: pa.Table) -> Self:
+    @classmethod
+    def for_index(
+        cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
+    ) -> LexicalRetriever:
+        """A lexical source built in place in the bundle's ``folder``."""
+        return cls(folder)
+
+    def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Index ``products`` (the workspace products schema), replacing any previous index.
 
         A key that occurs more than once keeps its last row.

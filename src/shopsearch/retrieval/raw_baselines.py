@@ -17,6 +17,7 @@ import tantivy
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
+from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Retriever, check_k
 from shopsearch.retrieval.lexical_schema import read_products
 from shopsearch.retrieval.lexical_store import ROWS_FILE, IndexHome, read_rows, write_rows
@@ -45,7 +46,7 @@ class RawTantivyRetriever(Retriever):
     def __init__(self, index_dir: str | Path | None = None) -> None:
         self.index_dir = None if index_dir is None else Path(index_dir)
 
-    def index(self, products: pa.Table) -> Self:
+    def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Index the titles of ``products``, replacing any previous index.
 
         A key that occurs more than once keeps its last row.

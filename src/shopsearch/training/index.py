@@ -1,20 +1,22 @@
 """``shopsearch index``: index the workspace's products into a new current bundle.
 
-The bundle's ``retrieval/`` holds one folder per source of ``[retrieval] sources`` (``lexical``:
-tantivy; ``dense``: MiniLM vectors in faiss, with product embeddings cached by content hash in
-``W/cache/embeddings``) and the hybrid retriever's fusion settings.
+The bundle's ``retrieval/`` holds one folder per source of ``[retrieval] sources``, each built by
+its registered class's ``for_index`` (``lexical``: tantivy; ``dense``: MiniLM vectors in faiss,
+with product embeddings cached by content hash in ``W/cache/embeddings``), and the hybrid
+retriever's fusion settings.
 """
 
 from __future__ import annotations
+
+import shutil
 
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import RETRIEVAL_DIR, Engine
 from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Retriever
-from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
-from shopsearch.retrieval.lexical import LexicalRetriever
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.bundles import new_bundle_dir
 from shopsearch.store.workspace import Workspace
 from shopsearch.training.publish import publish_checked
@@ -35,17 +37,17 @@ def build_index(
         )
     bundle = new_bundle_dir(workspace)
     retrieval_dir = bundle / RETRIEVAL_DIR
+    cache_dir = workspace.dir("cache") / "embeddings"
     sources: dict[str, Retriever] = {}
-    if "lexical" in settings.retrieval.sources:
-        sources["lexical"] = LexicalRetriever(retrieval_dir / "lexical").index(products)
-    if "dense" in settings.retrieval.sources:
-        dense = DenseRetriever(
-            cache_dir=workspace.dir("cache") / "embeddings",
-            hnsw_threshold=settings.retrieval.hnsw_threshold,
-            query_cache_size=settings.retrieval.query_cache_size,
-            query_batch=settings.retrieval.query_batch,
-        )
-        sources["dense"] = dense.index(products, progress=progress)
+    try:
+        for name in dict.fromkeys(settings.retrieval.sources):
+            source = RETRIEVERS.get(name).for_index(
+                retrieval_dir / name, settings.retrieval, cache_dir
+            )
+            sources[name] = source.index(products, progress)
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
     hybrid = HybridRetriever(sources, settings.retrieval.fusion, settings.retrieval.per_source_k)
     hybrid.save(retrieval_dir)
     meta: dict[str, object] = {
