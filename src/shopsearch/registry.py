@@ -63,6 +63,7 @@ class Registry(Generic[T]):
         self.modules = tuple(modules)
         self.check = check
         self._items: dict[str, T] = {}
+        self._entry_names: set[str] = set()
         self._loaded = False
         self._lock = threading.RLock()
 
@@ -128,13 +129,15 @@ class Registry(Generic[T]):
         )
 
     def name_of(self, item: Any) -> str:
-        """The registered name of ``item`` (a component or an instance of a component class);
-        its dotted path when it is not registered."""
+        """How a saved config names ``item`` (a component or an instance of a component class)
+        so that :meth:`get` finds it again in a fresh process: its registered name when it is a
+        built-in or an entry point, else its dotted path."""
         self._load()
+        target = item if isinstance(item, type) or inspect.isfunction(item) else type(item)
         for name, known in self._items.items():
-            if known is item or known is type(item):
+            if known is target and (_module(known) in self.modules or name in self._entry_names):
                 return name
-        return _path(item if isinstance(item, type) or inspect.isfunction(item) else type(item))
+        return _path(target)
 
     def names(self) -> list[str]:
         """Every registered name: built-ins in the order of ``modules``, then the others in
@@ -172,6 +175,7 @@ class Registry(Generic[T]):
                 for point in entry_points(group=self.group):
                     if point.name not in self._items:
                         self.add(point.name, self._checked(point.load(), point.value))
+                        self._entry_names.add(point.name)
             except BaseException:
                 self._loaded = False
                 raise

@@ -72,7 +72,7 @@ class Engine:
         self.bundle = bundle
         self.workspace = workspace
         retrieval.configure(ServingOptions(result_cache_size=settings.retrieval.result_cache_size))
-        context = StageContext(settings, retrieval, workspace, bundle)
+        context = StageContext(settings, retrieval, products, workspace, bundle)
         self.stages: list[tuple[str, Stage | Absent]] = [
             (name, STAGES.get(name).load(context)) for name in settings.pipeline.stages
         ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.pipeline.request import StageStatus
 from shopsearch.pipeline.state import SearchState
@@ -31,6 +32,7 @@ class StageContext:
     Attributes:
         settings: the configuration.
         retrieval: the bundle's candidate sources (every stage may read their vectors).
+        products: the catalog (titles, brands, categories, prices, stock of every product).
         workspace: the workspace served (``None`` for an engine built in memory).
         bundle: the bundle directory (``None`` for an engine built in memory); a stage's model
             lives in a folder of it named after the stage's family (``ranking/`` ...).
@@ -38,6 +40,7 @@ class StageContext:
 
     settings: Settings
     retrieval: HybridRetriever
+    products: ProductLookup
     workspace: Workspace | None = None
     bundle: Path | None = None
 
