@@ -73,8 +73,9 @@ class Engine:
         self.workspace = workspace
         retrieval.configure(ServingOptions(result_cache_size=settings.retrieval.result_cache_size))
         context = StageContext(settings, retrieval, products, workspace, bundle)
+        classes = [STAGES.get(entry) for entry in settings.pipeline.stages]
         self.stages: list[tuple[str, Stage | Absent]] = [
-            (name, STAGES.get(name).load(context)) for name in settings.pipeline.stages
+            (cls.name, cls.load(context)) for cls in classes
         ]
 
     @classmethod

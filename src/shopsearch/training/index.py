@@ -40,11 +40,10 @@ def build_index(
     cache_dir = workspace.dir("cache") / "embeddings"
     sources: dict[str, Retriever] = {}
     try:
-        for name in dict.fromkeys(settings.retrieval.sources):
-            source = RETRIEVERS.get(name).for_index(
-                retrieval_dir / name, settings.retrieval, cache_dir
-            )
-            sources[name] = source.index(products, progress)
+        for entry in dict.fromkeys(settings.retrieval.sources):
+            cls = RETRIEVERS.get(entry)  # a registered name or an outside class's dotted path
+            source = cls.for_index(retrieval_dir / cls.name, settings.retrieval, cache_dir)
+            sources[cls.name] = source.index(products, progress)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise

@@ -1,0 +1,75 @@
+"""The worked examples of CONTRIBUTING.md run as documented: an outside retriever and an outside
+stage, each one new module named by dotted path in the configuration."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shopsearch.cli import run
+from shopsearch.config import load_settings
+from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.store.workspace import Workspace
+
+DOC = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
+PRODUCTS = pd.DataFrame(
+    {
+        "product_id": ["1", "2", "3", "4"],
+        "title": ["Grey linen sofa", "Oak desk", "Leather sofa bed", "Sofa cushion"],
+        "brand": ["Acme", "Bolt", "Acme", "Zed"],
+        "category": ["Furniture > Sofas", "Furniture > Desks", "Furniture > Sofas", "Decor"],
+        "price": [499.0, 199.0, 899.0, 20.0],
+        "in_stock": [False, True, True, True],
+    }
+)
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> Iterator[Path]:
+    """The documented modules written as the package ``myplugins`` on ``sys.path``."""
+    for block in _blocks("python"):
+        match = re.match(r"# file: (\S+)\n", block)
+        assert match, "every python example names its file"
+        path = tmp_path / "plugins" / match.group(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(block)
+    (tmp_path / "plugins" / "myplugins" / "__init__.py").write_text("")
+    sys.path.insert(0, str(tmp_path / "plugins"))
+    yield tmp_path
+    sys.path.remove(str(tmp_path / "plugins"))
+    for name in [m for m in sys.modules if m.startswith("myplugins")]:
+        del sys.modules[name]
+
+
+def test_the_documented_retriever_and_stage_plug_in(plugins: Path) -> None:
+    root = plugins / "ws"
+    catalog = plugins / "products.csv"
+    PRODUCTS.to_csv(catalog, index=False)
+    assert run(["ingest", "products", str(catalog), "-w", str(root), "--add-domains"]) == 0
+    retrieval, pipeline = _blocks("toml")
+    (root / "shopsearch.toml").write_text(retrieval + "\n" + pipeline)
+    assert run(["index", "-w", str(root)]) == 0
+    ws = Workspace.open(root)
+    engine = Engine.load(ws, load_settings(root))
+    assert list(engine.retrieval.sources) == ["lexical", "brand"]
+    assert list(root.glob("models/*/retrieval/brand/rows.json"))
+
+    response = engine.search(SearchParams("acme sofa", explain=True))
+    names = [s.name for s in response.pipeline]
+    assert names == ["query", "retrieve", "prerank", "rank", "in-stock-first", "rerank"]
+    ids = [item.product_id for item in response.items]
+    assert ids.index("3") < ids.index("1")  # in stock first: product 1 is out of stock
+    assert not response.items[-1].in_stock
+    by_id = {item.product_id: item for item in response.items}
+    assert by_id["1"].stages["retrieve.brand"] == 1.0  # the brand source found Acme
+    assert by_id["4"].stages["retrieve.brand"] is None
+    assert by_id["1"].stages["in-stock-first.in_stock"] == 0.0
