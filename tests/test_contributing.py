@@ -14,6 +14,8 @@ import pytest
 from shopsearch.cli import run
 from shopsearch.config import load_settings
 from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.pipeline.stage import STAGES
+from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.workspace import Workspace
 
 DOC = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
@@ -45,6 +47,8 @@ def plugins(tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "plugins" / "myplugins" / "__init__.py").write_text("")
     sys.path.insert(0, str(tmp_path / "plugins"))
     yield tmp_path
+    RETRIEVERS.remove("brand")
+    STAGES.remove("in-stock-first")
     sys.path.remove(str(tmp_path / "plugins"))
     for name in [m for m in sys.modules if m.startswith("myplugins")]:
         del sys.modules[name]

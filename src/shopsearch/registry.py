@@ -104,9 +104,14 @@ class Registry(Generic[T]):
         try:
             yield item
         finally:
-            with self._lock:
-                if self._items.get(name) is item:
-                    del self._items[name]
+            if self._items.get(name) is item:
+                self.remove(name)
+
+    def remove(self, name: str) -> None:
+        """Forget the component ``name`` (tests; unloading a plug-in); unknown names are ignored."""
+        with self._lock:
+            self._items.pop(name, None)
+            self._entry_names.discard(name)
 
     # -- looking up -----------------------------------------------------------------------------
     def get(self, name: str) -> T:
