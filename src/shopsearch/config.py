@@ -29,7 +29,10 @@ class RetrievalSettings(BaseModel):
     #: Sources ``shopsearch index`` builds, by registry name (``lexical``: tantivy BM25;
     #: ``dense``: MiniLM + faiss); learned sources come from ``train --stage retrieval``.
     sources: list[str] = Field(["lexical", "dense"], min_length=1)
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    #: ``weighted``: weighted score fusion whose weights ``shopsearch index`` and ``train
+    #: --stage retrieval`` fit on the workspace's held-out logged clicks or judgments (rrf when
+    #: there are none); ``rrf``: reciprocal-rank fusion, nothing fitted.
+    fusion: Literal["rrf", "weighted"] = "weighted"
     per_source_k: int = Field(200, ge=1, le=10_000)
     #: Fused candidates retrieval hands to the later stages (at least a page's worth).
     candidates: int = Field(200, ge=1, le=10_000)

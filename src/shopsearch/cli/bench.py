@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console
+from shopsearch.cli.progress import console, say
 from shopsearch.config import load_settings
 from shopsearch.store.atomic import write_json
 from shopsearch.store.workspace import Workspace
@@ -19,10 +19,6 @@ app.add_typer(bench_app, name="bench")
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]
 ReportOption = Annotated[Path, typer.Option(help="Where to write the JSON report.")]
-
-
-def _say(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
 def _write_report(
@@ -52,7 +48,7 @@ def retrieval(
     from shopsearch.bench.retrieval import run_retrieval_bench
 
     ws = Workspace.open(workspace)
-    result = run_retrieval_bench(ws, load_settings(workspace), queries, seed, say=_say)
+    result = run_retrieval_bench(ws, load_settings(workspace), queries, seed, say=say)
     _write_report(report, result, _retrieval_rows, ratios=True)
 
 
@@ -139,7 +135,7 @@ def serve(
         parse_levels(concurrency, "concurrency") if concurrency.strip() else [],
         parse_levels(workers, "workers"),
         seed,
-        say=_say,
+        say=say,
         open_load=OpenLoad(
             _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
         ),
@@ -183,7 +179,7 @@ def ranking(
     from shopsearch.bench.ranking import run_ranking_bench
 
     ws = Workspace.open(workspace)
-    result = run_ranking_bench(ws, requests, candidates, seed, say=_say)
+    result = run_ranking_bench(ws, requests, candidates, seed, say=say)
     _write_report(report, result, _ranking_rows, ratios=False)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, progress_bar
+from shopsearch.cli.progress import console, progress_bar, say
 from shopsearch.cli.simulate import run_simulation
 from shopsearch.cli.stats import print_stats
 from shopsearch.config import load_settings
@@ -56,5 +56,5 @@ def _index_once(ws: Workspace) -> None:
         console.print("using the search index already built")
         return
     with progress_bar("indexing products") as advance:
-        engine = build_index(ws, load_settings(ws.root), progress=advance)
+        engine = build_index(ws, load_settings(ws.root), progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")

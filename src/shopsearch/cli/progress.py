@@ -38,3 +38,8 @@ def progress_bar(description: str) -> Iterator[ProgressCallback]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def say(message: str) -> None:
+    """Tell the user what a long job is doing (a dim line on stderr)."""
+    console.print(f"[dim]{message}[/dim]", highlight=False)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from shopsearch.catalog.candidates import Filters
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, progress_bar
+from shopsearch.cli.progress import console, progress_bar, say
 from shopsearch.config import load_settings
 from shopsearch.pipeline.engine import Engine, SearchParams, SearchResponse
 from shopsearch.store.workspace import Workspace
@@ -31,7 +31,7 @@ def index(workspace: WorkspaceOption, config: ConfigOption = None) -> None:
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
     with progress_bar("encoding products") as advance:
-        engine = build_index(ws, settings, progress=advance)
+        engine = build_index(ws, settings, progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")
 
 

@@ -12,20 +12,29 @@ import shutil
 
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
+from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.engine import RETRIEVAL_DIR, Engine
-from shopsearch.progress import Progress
+from shopsearch.progress import Progress, Say
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.hybrid import HybridRetriever
+from shopsearch.retrieval.learned_train import item_texts
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.bundles import new_bundle_dir
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.fusion import fit_workspace_fusion
 from shopsearch.training.publish import publish_checked
 
 
 def build_index(
-    workspace: Workspace, settings: Settings, progress: Progress | None = None
+    workspace: Workspace,
+    settings: Settings,
+    progress: Progress | None = None,
+    say: Say | None = None,
 ) -> Engine:
     """Index the workspace's products into a new bundle, publish it, return its engine.
+
+    With ``[retrieval] fusion = "weighted"`` the fusion weights are fitted on the workspace's
+    held-out logged clicks or its judgments (:mod:`.fusion`); without either, fusion is rrf.
 
     Raises:
         InvalidInputError: the workspace has no products.
@@ -48,10 +57,15 @@ def build_index(
         shutil.rmtree(bundle, ignore_errors=True)
         raise
     hybrid = HybridRetriever(sources, settings.retrieval.fusion, settings.retrieval.per_source_k)
+    if settings.retrieval.fusion == "weighted":
+        compact_event_log(workspace)
+        fit_workspace_fusion(hybrid, workspace, item_texts(products), say=say)
     hybrid.save(retrieval_dir)
     meta: dict[str, object] = {
         "stages": {"retrieval": RETRIEVAL_DIR},
         "products": products.num_rows,
+        "fusion": hybrid.fusion,
+        "weights": hybrid.weighting_.weights_ if hybrid.fusion == "weighted" else None,
     }
     return publish_checked(workspace, settings, bundle, meta)
 

@@ -5,12 +5,11 @@ serves them (``shopsearch train --stage retrieval``).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 
-from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import Settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.stages.rank import RANKING_DIR, vector_finder
@@ -22,9 +21,7 @@ from shopsearch.retrieval.learned_train import (
     FUSION_HOLDOUT,
     LearnedConfig,
     catalog_of,
-    fit_weighted_fusion,
     item_texts,
-    keyed_qrels,
     source_name,
     train_learned,
     workspace_samples,
@@ -32,17 +29,8 @@ from shopsearch.retrieval.learned_train import (
 from shopsearch.store.atomic import write_json
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
 from shopsearch.store.workspace import Workspace
+from shopsearch.training.fusion import fit_workspace_fusion, latest_requests
 from shopsearch.training.publish import publish_checked
-
-
-def _latest_requests(workspace: Workspace, holdout: float) -> tuple[list[str], list[str]]:
-    """Request ids by time: (earlier ``1 - holdout``, latest ``holdout``)."""
-    con = workspace.connect()
-    ids = [r for (r,) in con.execute(
-        "SELECT request_id FROM requests ORDER BY timestamp, request_id"
-    ).fetchall()]
-    cut = len(ids) - round(holdout * len(ids))
-    return ids[:cut], ids[cut:]
 
 
 def train_retrieval_bundle(
@@ -73,7 +61,7 @@ def train_retrieval_bundle(
     holdout: list[str] = []
     train_ids: list[str] | None = None
     if weighted and workspace.count("requests"):
-        train_ids, holdout = _latest_requests(workspace, FUSION_HOLDOUT)
+        train_ids, holdout = latest_requests(workspace, FUSION_HOLDOUT)
     log = workspace_samples(workspace, texts, train_ids)
     learned = train_learned(log, products, config, progress, say)
 
@@ -93,12 +81,10 @@ def train_retrieval_bundle(
             sources[name] = learned_source
         new = HybridRetriever(sources, "rrf", hybrid.per_source_k, hybrid.rrf_constant)
         fusion = "rrf"
-        if weighted:
-            qrels = _holdout_qrels(workspace, texts, holdout) if holdout else {}
-            if fit_weighted_fusion(new, qrels, seed=config.seed):
-                fusion = "weighted"
-            elif say is not None:
-                say("no held-out logged clicks to fit fusion weights on; using rrf")
+        if weighted and holdout:
+            fusion = fit_workspace_fusion(new, workspace, texts, holdout, say, config.seed)
+        elif weighted and say is not None:
+            say("no held-out logged clicks to fit fusion weights on; using rrf")
         new.save(retrieval_dir)  # copied sources rewrite small files; learned ones are new
         stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
         stages["retrieval"] = "retrieval"
@@ -146,17 +132,6 @@ def _drop_stale_ranking(bundle: Path, retrieval: HybridRetriever) -> str:
         "which this bundle no longer has; it was left out: train a new one on this bundle with "
         "'shopsearch train --stage ranking'"
     )
-
-
-def _holdout_qrels(
-    workspace: Workspace, texts: Mapping[ProductKey, str], request_ids: Sequence[str]
-) -> dict[str, dict[ProductKey, float]]:
-    """Logged stages of the held-out requests, keyed by query and product."""
-    log = workspace_samples(workspace, texts, request_ids)
-    qrels = keyed_qrels(log.samples, list(texts))
-    # gains: shown-unclicked 0, clicked 1, carted 1.5, purchased 2
-    return {q: {k: max(s - 1.0, 0.0) for k, s in judged.items()} for q, judged in qrels.items()}
-
 
 
 __all__ = ["train_retrieval_bundle"]
