@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 
 from shopsearch.datasets import LOADERS, get_loader
-from shopsearch.datasets._io import (
-    CSV,
-    finish,
-    read_frame,
-    seconds_to_iso,
-    stable_id,
-    truthy,
-)
+from shopsearch.datasets._cells import seconds_to_iso, stable_id, truthy
+from shopsearch.datasets._read import CSV, read_frame
+from shopsearch.datasets._schema import finish
 from shopsearch.errors import DataFormatError, InvalidInputError
 from shopsearch.store.schema import TABLES
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.poeem import PoeemIndex, _quantizer, code_bytes, post_hoc_pq, search
 
 KINDS = ["drill", "sofa", "lamp", "hammer", "faucet", "ladder", "rake", "saw"]

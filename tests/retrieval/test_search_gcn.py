@@ -10,7 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.search_gcn import SearchGCNEncoder, propagate
 from shopsearch.text.encoders import make_encoder
 

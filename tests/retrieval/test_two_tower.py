@@ -16,12 +16,9 @@ from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
 from shopsearch.retrieval.dense import DenseRetriever
-from shopsearch.retrieval.mmse import (
-    StagedSamples,
-    TwoTowerEncoder,
-    ranking_loss,
-    retrieval_loss,
-)
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
+from shopsearch.retrieval.mmse_train import ranking_loss, retrieval_loss
 from shopsearch.store.schema import TABLES
 from shopsearch.text.encoders import Encoder, FloatMatrix, make_encoder
 from shopsearch.text.hashed import HashedFeaturizer

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from shopsearch.bench.serve import running_server
+from shopsearch.bench.server import running_server
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
 from shopsearch.events.compaction import compact_event_log

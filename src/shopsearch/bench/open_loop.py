@@ -8,6 +8,10 @@ traffic is open: shoppers do not wait for each other. Here arrivals follow a fix
 out on the first free one of ``slots`` connections, and its latency is measured from its
 *scheduled* time, so time spent waiting for a connection or in the server's queue counts (no
 coordinated omission: a slow answer cannot hold back the requests behind it unrecorded).
+
+:func:`run_open_loop` is the schedule over any ``exchange``; :func:`open_level` runs it against
+the server under test over keep-alive connections (:mod:`shopsearch.bench.http_client`) and
+reports the level.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from shopsearch.bench.http_client import HOST, REQUEST_TIMEOUT_S, connect_all, exchange
+from shopsearch.bench.timing import percentiles_ms
 from shopsearch.errors import InvalidInputError
 
 Arrivals = Literal["poisson", "uniform"]
@@ -126,3 +132,77 @@ async def run_open_loop(
     await asyncio.gather(*tasks)
     run.wall = last_done - start
     return run
+
+
+async def _run_open(
+    port: int, requests: Sequence[bytes], offsets: npt.NDArray[np.float64], slots: int
+) -> tuple[OpenLoopRun, float]:
+    """The run over ``slots`` connections to the server (opened first) and this process's CPU
+    seconds."""
+    connections = await connect_all(port, slots)
+
+    async def send(slot: int, request: bytes) -> int:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                connection = connections[slot]
+                if connection is None:
+                    connection = connections[slot] = await asyncio.open_connection(HOST, port)
+                status, keep_alive = await exchange(*connection, request)
+        except BaseException:
+            if connections[slot] is not None:
+                connections[slot][1].close()  # type: ignore[index]
+                connections[slot] = None
+            raise
+        if not keep_alive:
+            connection[1].close()
+            connections[slot] = None
+        return status
+
+    cpu = time.process_time()
+    try:
+        run = await run_open_loop(requests, offsets, slots, send)
+    finally:
+        for connection in connections:
+            if connection is not None:
+                connection[1].close()
+    return run, time.process_time() - cpu
+
+
+def open_level(
+    port: int,
+    requests: Sequence[bytes],
+    rate: float,
+    slots: int,
+    arrivals: Arrivals = "poisson",
+    seed: int = 0,
+) -> dict[str, float | int | str | None]:
+    """Offer ``requests`` at ``rate`` per second over up to ``slots`` connections (open loop).
+
+    Latency percentiles count from each request's scheduled send time (queueing included);
+    ``service_p*_ms`` from the time it went out; ``client_lag_p99_ms`` is how late the load
+    generator itself sent (large values mean the generator, not the server, fell behind).
+    """
+    offsets = arrival_offsets(rate, len(requests), arrivals, seed)
+    run, cpu = asyncio.run(_run_open(port, requests, offsets, slots))
+    ok = len(run.latencies)
+    wall = max(run.wall, 1e-9)
+    lat = np.asarray(run.latencies, np.float64) * 1000
+    return {
+        "mode": "open",
+        "rate": rate,
+        "arrivals": arrivals,
+        "connections": slots,
+        "requests": len(requests),
+        "ok": ok,
+        "errors": run.errors,
+        "seconds": run.wall,
+        "offered_rps": len(requests) / float(offsets[-1]) if len(offsets) > 1 else None,
+        "rps": ok / wall,
+        **percentiles_ms(run.latencies),
+        "mean_ms": float(lat.mean()) if ok else None,
+        "max_ms": float(lat.max()) if ok else None,
+        **percentiles_ms(run.service, "service_"),
+        "client_lag_p99_ms": float(np.percentile(np.asarray(run.lags) * 1000, 99))
+        if run.lags else None,
+        "client_cpu_share": cpu / wall,
+    }

@@ -36,3 +36,11 @@ def timed(call: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     result = call()
     return result, time.perf_counter() - start
+
+
+def percentiles_ms(seconds: Sequence[float], prefix: str = "") -> dict[str, float | None]:
+    """``{prefix}p50_ms``, ``p95_ms`` and ``p99_ms`` of latencies in seconds (None when empty)."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000
+    if not ms.size:
+        return dict.fromkeys(f"{prefix}p{p}_ms" for p in (50, 95, 99))
+    return {f"{prefix}p{p}_ms": float(np.percentile(ms, p)) for p in (50, 95, 99)}

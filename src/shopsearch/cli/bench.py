@@ -111,7 +111,8 @@ def serve(
 
     The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process.
     """
-    from shopsearch.bench.serve import LoadBounds, OpenLoad, parse_levels, run_serve_bench
+    from shopsearch.bench.closed_loop import LoadBounds
+    from shopsearch.bench.serve import OpenLoad, parse_levels, run_serve_bench
     from shopsearch.errors import InvalidInputError
 
     if arrivals not in ("poisson", "uniform"):

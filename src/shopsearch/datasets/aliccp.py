@@ -29,22 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    CSV,
-    DomainRow,
-    Kind,
-    attributes_from,
-    domains_frame,
-    finish,
-    first_rows,
-    flagged,
-    line_clock,
-    load_single_kind,
-    objects,
-    positions,
-    source_ids,
-    truthy,
-)
+from shopsearch.datasets._cells import attributes_from, line_clock, source_ids, truthy
+from shopsearch.datasets._read import CSV, Kind, load_single_kind
+from shopsearch.datasets._rows import first_rows, flagged, objects, positions
+from shopsearch.datasets._schema import DomainRow, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

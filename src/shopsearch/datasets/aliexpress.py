@@ -33,23 +33,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    CSV,
-    DomainRow,
-    Kind,
+from shopsearch.datasets._cells import (
     attributes_from,
-    domains_frame,
-    finish,
-    first_rows,
-    flagged,
     line_clock,
-    load_single_kind,
     name_tokens,
-    positions,
     source_ids,
     stable_id,
     truthy,
 )
+from shopsearch.datasets._read import CSV, Kind, load_single_kind
+from shopsearch.datasets._rows import first_rows, flagged, positions
+from shopsearch.datasets._schema import DomainRow, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

@@ -20,17 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from shopsearch.datasets._io import (
-    CSV,
-    Kind,
-    domain_rows,
-    domains_frame,
-    finish,
-    first_rows,
-    load_single_kind,
-    objects,
-    source_ids,
-)
+from shopsearch.datasets._cells import source_ids
+from shopsearch.datasets._read import CSV, Kind, load_single_kind
+from shopsearch.datasets._rows import first_rows, objects
+from shopsearch.datasets._schema import domain_rows, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

@@ -22,16 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    CSV,
-    Kind,
-    domain_rows,
-    domains_frame,
-    finish,
-    first_rows,
-    load_single_kind,
-    stable_id,
-)
+from shopsearch.datasets._cells import stable_id
+from shopsearch.datasets._read import CSV, Kind, load_single_kind
+from shopsearch.datasets._rows import first_rows
+from shopsearch.datasets._schema import domain_rows, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

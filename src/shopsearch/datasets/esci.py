@@ -27,18 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    CSV,
-    DomainRow,
-    Kind,
-    attributes_from,
-    check_paths,
-    classify,
-    domains_frame,
-    finish,
-    first_rows,
-    read_all,
-)
+from shopsearch.datasets._cells import attributes_from
+from shopsearch.datasets._read import CSV, Kind, check_paths, classify, read_all
+from shopsearch.datasets._rows import first_rows
+from shopsearch.datasets._schema import DomainRow, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

@@ -43,23 +43,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shopsearch.datasets._io import (
+from shopsearch.datasets._cells import truthy
+from shopsearch.datasets._read import (
     CSV,
     TSV,
-    DomainRow,
     Kind,
     TextFormat,
     check_paths,
     columns_of,
-    concat,
-    domains_frame,
-    finish,
-    first_rows,
-    flagged,
-    objects,
     read_frame,
-    truthy,
 )
+from shopsearch.datasets._rows import concat, first_rows, flagged, objects
+from shopsearch.datasets._schema import DomainRow, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 from shopsearch.errors import DataFormatError

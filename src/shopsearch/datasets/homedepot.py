@@ -29,19 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    Kind,
-    TextFormat,
-    check_paths,
-    classify,
-    domain_rows,
-    domains_frame,
-    finish,
-    first_rows,
-    json_objects,
-    read_all,
-    require,
-)
+from shopsearch.datasets._cells import json_objects
+from shopsearch.datasets._read import Kind, TextFormat, check_paths, classify, read_all, require
+from shopsearch.datasets._rows import first_rows
+from shopsearch.datasets._schema import domain_rows, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

@@ -38,26 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    Kind,
-    TextFormat,
-    attributes_from,
-    check_paths,
-    classify,
-    concat,
-    domain_rows,
-    domains_frame,
-    explode_shown,
-    finish,
-    first_rows,
-    flagged,
-    objects,
-    read_all,
-    read_frame,
-    seconds_to_iso,
-    source_id,
-    split_list,
-)
+from shopsearch.datasets._cells import attributes_from, seconds_to_iso, source_id, split_list
+from shopsearch.datasets._read import Kind, TextFormat, check_paths, classify, read_all, read_frame
+from shopsearch.datasets._rows import concat, explode_shown, first_rows, flagged, objects
+from shopsearch.datasets._schema import domain_rows, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

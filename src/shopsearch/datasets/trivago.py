@@ -35,19 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    CSV,
-    DomainRow,
-    Kind,
-    domains_frame,
-    explode_shown,
-    finish,
-    first_rows,
-    json_objects,
-    load_single_kind,
-    objects,
-    seconds_to_iso,
-)
+from shopsearch.datasets._cells import json_objects, seconds_to_iso
+from shopsearch.datasets._read import CSV, Kind, load_single_kind
+from shopsearch.datasets._rows import explode_shown, first_rows, objects
+from shopsearch.datasets._schema import DomainRow, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 

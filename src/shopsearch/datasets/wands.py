@@ -25,19 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from shopsearch.datasets._io import (
-    TSV,
-    Kind,
-    check_paths,
-    classify,
-    domain_rows,
-    domains_frame,
-    finish,
-    first_rows,
-    json_objects,
-    read_all,
-    split_path,
-)
+from shopsearch.datasets._cells import json_objects, split_path
+from shopsearch.datasets._read import TSV, Kind, check_paths, classify, read_all
+from shopsearch.datasets._rows import first_rows
+from shopsearch.datasets._schema import domain_rows, domains_frame, finish
 from shopsearch.datasets.base import LoadedData
 from shopsearch.datasets.registry import LOADERS
 from shopsearch.errors import DataFormatError

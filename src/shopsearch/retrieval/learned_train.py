@@ -42,7 +42,8 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Say, StepProgress
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.store.workspace import Workspace
 from shopsearch.text.product_text import product_texts
 

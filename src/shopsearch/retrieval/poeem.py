@@ -47,7 +47,8 @@ import numpy.typing as npt
 
 from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.text.encoders import FloatMatrix
 
 if TYPE_CHECKING:

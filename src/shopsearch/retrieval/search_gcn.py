@@ -41,7 +41,8 @@ import scipy.sparse as sp
 
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.store.atomic import write_json
 from shopsearch.text.encoders import ENCODERS, Encoder, FloatMatrix
 

@@ -50,7 +50,8 @@ from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
-from shopsearch.retrieval.mmse import StagedSamples, TwoTowerEncoder
+from shopsearch.retrieval.mmse import TwoTowerEncoder
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.poeem import PoeemIndex, code_bytes, post_hoc_pq, search
 from shopsearch.retrieval.search_gcn import SearchGCNEncoder
 from shopsearch.text.encoders import MiniLMEncoder

@@ -1,0 +1,118 @@
+"""What the server under test counts about itself while a level runs.
+
+Its CPU time, read from ``/proc`` for its whole process group (:func:`server_cpu_seconds`), and
+its query-cache, result-cache and encoding-batch counters, read from ``/metrics``.
+:func:`counted_level` reads both before and after a level and adds the differences to the
+level's row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shopsearch.bench.http_client import get
+
+
+def counted_level(
+    port: int, pid: int, mode: str, run: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Run one level (``run()``) and add what the server counted meanwhile to its row.
+
+    Args:
+        port: the server's port (its ``/metrics``).
+        pid: the server's process id (its process group's CPU time).
+        mode: the row's first key, ``mode``: ``"closed"`` or ``"open"``.
+        run: runs the level; returns its row (with ``ok`` and ``seconds``).
+
+    Returns:
+        ``mode``, the level's row, ``query_cache`` (query-vector cache hits, misses and hit
+        rate, lexical result-cache hit rate, encoding batches and their mean size) and the
+        server's CPU (``server_cpu_ms_per_request``, ``server_cpu_share``, ``capacity_rps``).
+    """
+    before, cpu = _metric_sums(port), server_cpu_seconds(pid)
+    row: dict[str, Any] = {"mode": mode, **run()}
+    row["query_cache"] = _cache_delta(before, _metric_sums(port))
+    row.update(_server_cpu(cpu, server_cpu_seconds(pid), row))
+    return row
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by the processes of ``pid``'s process group.
+
+    The server runs in a session of its own, so this is the server and all its workers. Linux
+    only (reads ``/proc``); ``None`` elsewhere.
+    """
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pid:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+                found = True
+    return total / ticks if found else None
+
+
+def _server_cpu(
+    before: float | None, after: float | None, row: Mapping[str, Any]
+) -> dict[str, float | None]:
+    """The server's CPU per answered request and the rate its cores would allow.
+
+    ``capacity_rps`` = CPU cores / CPU seconds per request: the requests/s the server could
+    answer with every core of this machine its own. Unlike ``rps`` it hardly depends on other
+    programs sharing the cores, so it is the figure to compare runs on a busy machine with.
+    """
+    if before is None or after is None or not row["ok"]:
+        return {"server_cpu_ms_per_request": None, "capacity_rps": None}
+    per_request = (after - before) / row["ok"]
+    cores = os.cpu_count() or 1
+    return {
+        "server_cpu_ms_per_request": 1000 * per_request,
+        "server_cpu_share": (after - before) / row["seconds"] if row["seconds"] else None,
+        "capacity_rps": cores / per_request if per_request > 0 else None,
+    }
+
+
+def _metric_sums(port: int) -> dict[str, float]:
+    """Query-cache and result-cache hits and misses and encoding-batch totals from ``/metrics``
+    (summed over sources and, with several workers, over workers)."""
+    status, body = get(port, "/metrics")
+    sums = dict.fromkeys(
+        ("hit", "miss", "result_hit", "result_miss", "batch_sum", "batch_count"), 0.0
+    )
+    if status != 200:
+        return sums
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("shopsearch_query_cache_lookups_total{"):
+            kind = "hit" if 'result="hit"' in line else "miss"
+            sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_result_cache_lookups_total{"):
+            kind = "result_hit" if 'result="hit"' in line else "result_miss"
+            sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_query_encode_batch_size_sum{"):
+            sums["batch_sum"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_query_encode_batch_size_count{"):
+            sums["batch_count"] += float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def _cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+    result_hits = after["result_hit"] - before["result_hit"]
+    result_lookups = result_hits + after["result_miss"] - before["result_miss"]
+    batches = after["batch_count"] - before["batch_count"]
+    return {
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hits / (hits + misses) if hits + misses else None,
+        "result_hit_rate": result_hits / result_lookups if result_lookups else None,
+        "encode_batches": batches,
+        "mean_encode_batch": (after["batch_sum"] - before["batch_sum"]) / batches
+        if batches else None,
+    }
+
+
