@@ -45,7 +45,7 @@ def _hybrid(products: pa.Table) -> HybridRetriever:
 @pytest.fixture(scope="module")
 def memory_context(products: pa.Table) -> StageContext:
     """An engine built in memory: no workspace, no bundle."""
-    return StageContext(Settings(), _hybrid(products))
+    return StageContext(Settings(), _hybrid(products), ProductLookup(products))
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def bundle_context(
     bundle = tmp_path_factory.mktemp("bundle")
     ranker = train_ranker(tiny_split[0], "dnn", "feature", TrainConfig(epochs=1, batch_size=512))
     ranker.save(bundle / RANKING_DIR)
-    retrieval = _hybrid(workspace.table("products"))
-    return StageContext(Settings(), retrieval, workspace, bundle)
+    products = workspace.table("products")
+    return StageContext(Settings(), _hybrid(products), ProductLookup(products), workspace, bundle)
 
 
 def _state(context: StageContext, query: str, retrieved: bool) -> SearchState:
