@@ -58,7 +58,11 @@ class WordHashEncoder(Encoder):
         unit: FloatMatrix = out / np.linalg.norm(out, axis=1, keepdims=True)
         return unit
 
+    #: every query text encoded, by any instance
+    encoded: ClassVar[list[str]] = []
+
     def encode_queries(self, texts: Sequence[str]) -> FloatMatrix:
+        WordHashEncoder.encoded.extend(texts)
         return self._encode(texts)
 
     def encode_items(self, texts: Sequence[str], progress: Progress | None = None) -> FloatMatrix:
@@ -153,3 +157,18 @@ def test_adding_a_learned_source_keeps_the_ranking_model(
         assert similarity is not None
         assert similarity.source is engine.retrieval.sources["dense"]
         assert set(engine.retrieval.sources) == {"lexical", "dense", "two_tower"}
+
+
+def test_the_query_is_encoded_once_even_without_a_query_cache(
+    ranked_root: Path, tmp_path: Path
+) -> None:
+    """Ranking takes the query vector retrieval computed (it used to read the dense source's
+    cache back, encoding the query twice when the cache was off)."""
+    with ENCODERS.registered(WordHashEncoder.name, WordHashEncoder):
+        ws = _copy(ranked_root, tmp_path)
+        engine = Engine.load(ws, _settings(query_cache_size=0))
+        assert engine.ranking is not None
+        WordHashEncoder.encoded.clear()
+        response = engine.search(SearchParams("grey linen sofa", explain=True))
+        assert WordHashEncoder.encoded == ["grey linen sofa"]
+        assert any(item.stages.get("rank.value") is not None for item in response.items)
