@@ -18,7 +18,9 @@ Protocol (issue 7):
    each request's shown items ordered by the ranking value (``1 p_click + 2 p_cart + 4
    p_purchase``) against the simulator's *true* relevance grade (requests with a positive grade).
    Each metric is computed per target market (``by_domain``, with a 95% bootstrap CI of NDCG@10
-   over requests) and the system's value is the mean over the target markets.
+   over requests) and the system's value is the mean over the target markets. An AUC or GAUC
+   that a market's test rows leave undefined (clicks of one class only) is ``null`` there with
+   the reason under ``undefined``; the system's mean is then undefined too, and says why.
    ``baseline/logging-policy`` (the logged order) is the reference.
 
 Limitation, stated honestly: subsampling removes target *training labels* (requests), not the
@@ -40,8 +42,8 @@ import orjson
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.evaluate.metrics import auc, bootstrap_ci, gauc
-from shopsearch.evaluate.report import Report
+from shopsearch.evaluate.metrics import UndefinedMetricError, auc, bootstrap_ci, gauc
+from shopsearch.evaluate.report import UNDEFINED_KEY, Report
 from shopsearch.evaluate.suites.ranking_sim import ndcg_per_request
 from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
@@ -96,11 +98,17 @@ def _domain_metrics(target: _Target, scores: Scores, cfg: TransferSimConfig) -> 
     labels = rows["click"].to_numpy()
     groups = rows["request_id"].to_numpy()
     out: dict[str, Any] = {}
+    undefined: dict[str, str] = {}  # a metric the rows leave undefined: null, with the reason
     try:
         out["auc"] = auc(labels, scores["click"])
+    except UndefinedMetricError as exc:
+        out["auc"], undefined["auc"] = None, str(exc)
+    try:
         out["gauc"] = gauc(labels, scores["click"], groups)
-    except InvalidInputError:
-        pass
+    except UndefinedMetricError as exc:
+        out["gauc"], undefined["gauc"] = None, str(exc)
+    if undefined:
+        out[UNDEFINED_KEY] = undefined
     per = ndcg_per_request(rows, value, target.grade)
     out["ndcg@10"] = float(per.mean()) if per.size else 0.0
     out["requests"] = float(rows["request_id"].nunique())
@@ -119,11 +127,20 @@ def _add(
 ) -> dict[str, float]:
     by_domain = {d: _domain_metrics(t, scores[d], cfg) for d, t in targets.items()}
     metrics: dict[str, float] = {}
+    undefined: dict[str, str] = {}
     for key in ("ndcg@10", "auc", "gauc"):
-        values = [m[key] for m in by_domain.values() if key in m]
-        if values:
-            metrics[key] = float(np.mean(values))
-    report.add_system(name, metrics, None, {"by_domain": by_domain, **(extra or {})})
+        missing = {
+            d: m[UNDEFINED_KEY][key] for d, m in by_domain.items() if m.get(key) is None
+        }
+        if missing:
+            undefined[key] = "the mean over the target markets is undefined: " + "; ".join(
+                f"{d}: {reason}" for d, reason in missing.items()
+            )
+        else:
+            metrics[key] = float(np.mean([m[key] for m in by_domain.values()]))
+    report.add_system(
+        name, metrics, None, {"by_domain": by_domain, **(extra or {})}, undefined
+    )
     return metrics
 
 
