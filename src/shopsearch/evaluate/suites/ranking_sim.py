@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,9 @@ from shopsearch.evaluate.metrics import (
     gauc,
     gauc_ci,
 )
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import UNDEFINED_KEY, Report
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Scores, train_ranker
@@ -72,12 +74,16 @@ class RankingSimConfig:
         seed: seed of training and bootstraps.
     """
 
-    workspace: Path
-    models: tuple[str, ...] = ()
-    test_fraction: float = 0.2
-    epochs: int = 2
+    workspace: Annotated[
+        Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
+    ]
+    models: Annotated[
+        tuple[str, ...], option("Comma list of registry models", default_text="every model")
+    ] = ()
+    test_fraction: Annotated[float, option("Share of latest requests tested")] = 0.2
+    epochs: Annotated[int, option("Most training epochs per torch model")] = 2
     n_resamples: int = 200
-    seed: int = 0
+    seed: Annotated[int, option("Seed for training and bootstrap")] = 0
 
 
 @dataclass
@@ -233,7 +239,7 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
         )
     report = Report(
         suite="ranking",
-        primary_metric="ndcg@10",
+        primary_metric=RankingSimSuite.primary_metric,
         config={
             "dataset": "sim",
             "test_fraction": cfg.test_fraction,
@@ -290,4 +296,20 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
     return report
 
 
-__all__ = ["RankingSimConfig", "ndcg_per_request", "run_ranking_sim_suite"]
+@SUITES.register()
+class RankingSimSuite(Suite[RankingSimConfig]):
+    """Ranking models on simulated logs: AUC / GAUC, and NDCG@10 vs the simulator's truth.
+
+    Example: shopsearch eval ranking --dataset sim --workspace W --report r.json
+    """
+
+    name = "ranking/sim"
+    config_type = RankingSimConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: RankingSimConfig, say: Say) -> Report:
+        """:func:`run_ranking_sim_suite`."""
+        return run_ranking_sim_suite(config, say)
+
+
+__all__ = ["RankingSimConfig", "RankingSimSuite", "ndcg_per_request", "run_ranking_sim_suite"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,9 @@ import pandas as pd
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.metrics import UndefinedMetricError, auc, bootstrap_ci, gauc
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import UNDEFINED_KEY, Report
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.ranking_sim import ndcg_per_request
 from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
@@ -75,15 +77,21 @@ class TransferSimConfig:
         seed: seed of subsampling, training and bootstraps.
     """
 
-    workspace: Path
-    fractions: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
-    source: str | None = None
-    methods: tuple[str, ...] = ()
+    workspace: Annotated[
+        Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
+    ]
+    fractions: Annotated[
+        tuple[float, ...], option("Comma list of target training fractions")
+    ] = (0.01, 0.05, 0.2, 1.0)
+    source: Annotated[str | None, option("Source market", default_text="the largest")] = None
+    methods: Annotated[
+        tuple[str, ...], option("Comma list of transfer methods", default_text="every method")
+    ] = ()
     test_fraction: float = 0.2
-    epochs: int = 2
-    batch_size: int = 1024
+    epochs: Annotated[int, option("Most training epochs per model")] = 2
+    batch_size: Annotated[int, option("Impressions per training step")] = 1024
     n_resamples: int = 200
-    seed: int = 0
+    seed: Annotated[int, option("Seed of subsampling, training and bootstrap")] = 0
 
 
 @dataclass
@@ -166,8 +174,7 @@ def run_transfer_sim_suite(cfg: TransferSimConfig, say: Say | None = None) -> Re
             f"'shopsearch simulate -w {cfg.workspace} --domains 3'"
         )
     start_all = time.perf_counter()
-    with_timer = Report(suite="transfer", primary_metric="ndcg@10")
-    report = with_timer
+    report = Report(suite="transfer", primary_metric=TransferSimSuite.primary_metric)
     with report.timer("samples"):
         tell("building samples")
         samples = build_samples(ws.connect())
@@ -257,4 +264,25 @@ def run_transfer_sim_suite(cfg: TransferSimConfig, say: Say | None = None) -> Re
     return report
 
 
-__all__ = ["TransferSimConfig", "run_transfer_sim_suite"]
+@SUITES.register()
+class TransferSimSuite(Suite[TransferSimConfig]):
+    """Cross-market transfer on a simulated shop: CDAN-W, PGTL and the baselines trained on a
+    fraction of the target markets' requests; target AUC / GAUC / NDCG@10.
+
+    The baselines: target-only, pooled, zero-shot, shared-bottom, STAR and MMoE with domain
+    gates.
+
+    Example: shopsearch eval transfer --dataset sim --workspace W --report r.json
+    --fractions 0.01,0.05,0.2,1.0
+    """
+
+    name = "transfer/sim"
+    config_type = TransferSimConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: TransferSimConfig, say: Say) -> Report:
+        """:func:`run_transfer_sim_suite`."""
+        return run_transfer_sim_suite(config, say)
+
+
+__all__ = ["TransferSimConfig", "TransferSimSuite", "run_transfer_sim_suite"]
