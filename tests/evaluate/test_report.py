@@ -150,6 +150,51 @@ def test_render_table_puts_primary_metric_first_with_intervals() -> None:
 # --------------------------------------------------------------------------- evaluate_run
 
 
+def test_an_undefined_metric_is_null_with_its_reason(tmp_path: Path) -> None:
+    report = _report()
+    reason = "AUC is undefined: all 40 labels are 0"
+    report.add_system(
+        "shopsearch/dnn",
+        {"ndcg@10": 0.5, "auc_click": 0.7},
+        {"ndcg@10": (0.4, 0.6)},
+        undefined={"auc_purchase": reason},
+    )
+    entry = report.to_dict()["systems"]["shopsearch/dnn"]
+    assert entry["auc_purchase"] is None
+    assert entry["undefined"] == {"auc_purchase": reason}
+    assert "auc_purchase" in report.metric_names()
+    dnn_row = next(r for r in report.render_table().splitlines() if r.startswith("shopsearch/dnn"))
+    assert dnn_row.split()[-1] == "n/a"
+    back = Report.read(report.write(tmp_path / "r.json"))
+    assert back.to_dict() == report.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("metrics", "ci", "undefined", "match"),
+    [
+        ({"ndcg@10": 0.4, "auc": 0.5}, None, {"auc": "one class"}, "both a value and a reason"),
+        ({"ndcg@10": 0.4}, None, {"auc": " "}, "without a reason"),
+        ({"ndcg@10": 0.4}, {"auc": (0.1, 0.2)}, {"auc": "one class"}, "no such metric"),
+        ({"ndcg@10": 0.4}, None, {"undefined": "why"}, "not allowed"),
+    ],
+)
+def test_report_rejects_bad_undefined_metrics(
+    metrics: dict[str, float],
+    ci: dict[str, tuple[float, float]] | None,
+    undefined: dict[str, str],
+    match: str,
+) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        _report().add_system("shopsearch/new", metrics, ci, None, undefined)
+
+
+def test_a_null_metric_without_its_reason_does_not_load() -> None:
+    data = _report().to_dict()
+    data["systems"]["baseline/bm25s"]["mrr"] = None
+    with pytest.raises(InvalidInputError, match="mrr is undefined without a reason"):
+        Report.from_dict(data)
+
+
 def test_evaluate_run_keys_values_and_intervals() -> None:
     result = evaluate_run(RUN, QRELS, ks=(2, 100), rel_threshold=2, n_resamples=200)
     assert list(result.metrics) == [

@@ -11,10 +11,10 @@ import pytest
 
 from shopsearch.cli import main
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import suite_options
 from shopsearch.evaluate.suites.transfer_relevance import (
     GradeMapping,
     TransferRelevanceConfig,
-    fractions_of,
     rmse_with_ci,
     run_transfer_relevance,
 )
@@ -228,9 +228,11 @@ def test_grade_mapping_and_rmse() -> None:
     assert value == pytest.approx(np.sqrt(0.5))
     assert ci is not None
     assert ci[0] <= value <= ci[1]
-    assert fractions_of("0.05, 0.1") == (0.05, 0.1)
+    options = {o.flag: o for o in suite_options(TransferRelevanceConfig)}
+    fractions = options["--target-train-fraction"]
+    assert fractions.parse("0.05, 0.1") == (0.05, 0.1)
     with pytest.raises(InvalidInputError, match="comma list"):
-        fractions_of("ten")
+        fractions.parse("ten")
 
 
 def test_protocol_reports_every_method(shops: tuple[Path, Path, Path]) -> None:

@@ -1,16 +1,74 @@
-"""``shopsearch eval SUITE ... --report FILE``: evaluation suites that write a JSON report."""
+"""``shopsearch eval SUITE ... --report FILE``: the registered evaluation suites as commands.
+
+The commands are built from :data:`~shopsearch.evaluate.suite.SUITES` when they are looked up,
+so a registered suite (built-in, ``@SUITES.register()`` or an entry point) is a command with no
+change here:
+
+* the suite ``name`` is ``shopsearch eval name``;
+* the suites ``family/dataset`` share ``shopsearch eval family --dataset dataset`` (default: the
+  family's first suite), whose options are the union of theirs; ``shopsearch eval
+  family/dataset`` runs one of them alone;
+* ``shopsearch eval package.module:MySuite`` runs an outside suite by dotted path.
+
+An option is a field of the suite's config (:mod:`shopsearch.evaluate.options`), with the
+field's help and default. Only the values given on the command line reach the config, so every
+other value is the config's default. An option the chosen ``--dataset`` does not take, or a
+missing one it needs, is an error naming the option, the dataset and the fix.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
+from shopsearch.errors import InvalidInputError
 
-eval_app = typer.Typer(help="Evaluation suites; each writes a JSON report.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from shopsearch.evaluate.options import SuiteOption
+    from shopsearch.evaluate.suite import Suite
+
+    #: The suites of one command by dataset (``None``: the suite of a command without one).
+    Members = dict[str | None, type[Suite[Any]]]
+
+
+
+class SuiteGroup(TyperGroup):
+    """The ``eval`` group: a command per suite family, built from the registry on lookup.
+
+    (``ctx`` and the commands are typer's vendored click types, which typer does not export.)
+    """
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        """Every family, in registry order."""
+        return [*super().list_commands(ctx), *_families()]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        """The command of a family, of one suite (``family/dataset``) or of an outside suite
+        (``package.module:Suite``); ``None`` for an unknown name."""
+        from shopsearch.evaluate.suite import SUITES
+
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        families = _families()
+        if cmd_name in families:
+            return _command(cmd_name, families[cmd_name])
+        if cmd_name in SUITES or "." in cmd_name or ":" in cmd_name:
+            return _command(cmd_name, {None: SUITES.get(cmd_name)})
+        return None
+
+
+eval_app = typer.Typer(
+    cls=SuiteGroup, help="Evaluation suites; each writes a JSON report.", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 
 
@@ -18,374 +76,234 @@ def _say(message: str) -> None:
     console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
-@eval_app.command("relevance")
-def relevance(
-    dataset: Annotated[str, typer.Option(help="Judgment format: homedepot, crowdflower, generic, "
-                                              "wands or esci.")],
-    test: Annotated[list[Path], typer.Option(help="Test judgments (repeat for several files).")],
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    train: Annotated[
-        list[Path] | None, typer.Option(help="Training judgments; systems learn only from these.")
-    ] = None,
-    products: Annotated[
-        list[Path] | None, typer.Option(help="Extra products (generic format) for the catalog.")
-    ] = None,
-    cache_dir: Annotated[
-        Path, typer.Option(help="Embedding cache (content-hashed; reused across runs).")
-    ] = Path(".shopsearch-cache"),
-    rel_threshold: Annotated[
-        float | None, typer.Option(help="Grade at which a product counts as relevant "
-                                        "(default: the format's; Home Depot 2.33).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for bootstrap and sampling.")] = 0,
-) -> None:
-    """Full-catalog retrieval on human judgments: NDCG@10, recall@100 and MRR with 95% CIs.
+def _families() -> dict[str, Members]:
+    """Family → its suites by dataset, in registry order.
 
-    Example: shopsearch eval relevance --dataset homedepot --train A.csv --test B.csv
-    --report r.json
+    Raises:
+        InvalidInputError: for a name that is not ``family`` or ``family/dataset``, or a suite
+            ``family`` beside suites ``family/dataset``.
     """
-    from shopsearch.evaluate.suites.relevance import RelevanceSuiteConfig, run_relevance_suite
+    from shopsearch.evaluate.suite import SUITES
 
-    config = RelevanceSuiteConfig(
-        dataset=dataset,
-        test=test,
-        train=train or [],
-        products=products or [],
-        cache_dir=cache_dir,
-        rel_threshold=rel_threshold,
-        seed=seed,
-    )
-    result = run_relevance_suite(config, say=_say)
-    result.write(report)
-    console.print(result.render_table(), highlight=False)
-    console.print(f"report written to {report}")
-
-
-@eval_app.command("retrieval")
-def retrieval(
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    workspace: Annotated[
-        Path,
-        typer.Option(
-            "--workspace", "-w", help="Simulated workspace (tables only read; vectors cached)."
-        ),
-    ],
-    dataset: Annotated[str, typer.Option(help="Data: sim (a simulated workspace).")] = "sim",
-    test_fraction: Annotated[float, typer.Option(help="Share of latest requests tested.")] = 0.2,
-    max_test_requests: Annotated[
-        int, typer.Option(help="Most test requests scored (seeded sample).")
-    ] = 2000,
-    rel_threshold: Annotated[
-        int, typer.Option(help="True grade (0-3) at which a product counts for recall.")
-    ] = 2,
-    epochs: Annotated[int, typer.Option(help="Two-tower training epochs.")] = 3,
-    systems: Annotated[
-        str, typer.Option(help="Comma list of systems (default: all).")
-    ] = "",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="MiniLM embedding cache (default W/cache/embeddings).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of sampling, training and bootstrap.")] = 0,
-) -> None:
-    """Candidate retrieval vs the simulator's true relevance: recall@100, recall@500, NDCG@10,
-    index bytes per product, latency, per market and on long-tail queries.
-
-    Example: shopsearch eval retrieval --dataset sim --workspace W --report r.json
-    """
-    from shopsearch.errors import InvalidInputError
-    from shopsearch.evaluate.suites.retrieval_sim import (
-        RetrievalSimConfig,
-        run_retrieval_sim_suite,
-    )
-
-    if dataset != "sim":
-        raise InvalidInputError(f"--dataset {dataset!r} is not available; use sim")
-    config = RetrievalSimConfig(
-        workspace=workspace,
-        cache_dir=cache_dir,
-        test_fraction=test_fraction,
-        max_test_requests=max_test_requests,
-        rel_threshold=rel_threshold,
-        two_tower={"epochs": epochs},
-        seed=seed,
-        systems=tuple(s.strip() for s in systems.split(",") if s.strip()),
-    )
-    result = run_retrieval_sim_suite(config, say=_say)
-    result.write(report)
-    console.print(result.render_table(), highlight=False)
-    console.print(f"report written to {report}")
-
-
-@eval_app.command("ranking")
-def ranking(
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    dataset: Annotated[
-        str, typer.Option(help="Log source: sim (a simulated workspace), trivago or bestbuy.")
-    ] = "sim",
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Simulated workspace (sim).")
-    ] = None,
-    train: Annotated[
-        Path | None, typer.Option(help="Training log (trivago events / Best Buy clicks).")
-    ] = None,
-    test: Annotated[Path | None, typer.Option(help="Held-out log of the same format.")] = None,
-    models: Annotated[
-        str,
-        typer.Option(
-            help="Comma list of registry models (default: every model; bestbuy: lightgbm,dnn)."
-        ),
-    ] = "",
-    epochs: Annotated[int, typer.Option(help="Most training epochs per torch model.")] = 2,
-    test_fraction: Annotated[float, typer.Option(help="Share of latest requests tested.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed for training and bootstrap.")] = 0,
-) -> None:
-    """Ranking models on logs: sim (AUC / GAUC, NDCG@10 vs the simulator's truth), trivago (MRR
-    of the clicked item) or bestbuy (MAP@5 of the clicked SKU).
-
-    Examples: shopsearch eval ranking --dataset sim --workspace W --report r.json;
-    shopsearch eval ranking --dataset trivago --train A.parquet --test B.parquet --report r.json
-    """
-    from shopsearch.errors import InvalidInputError
-    from shopsearch.evaluate.report import Report
-
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
-    result: Report
-    if dataset in ("trivago", "bestbuy"):
-        if train is None or test is None:
-            raise InvalidInputError(f"--dataset {dataset} needs --train FILE and --test FILE")
-        if dataset == "trivago":
-            from shopsearch.evaluate.suites.ranking_trivago import (
-                RankingTrivagoConfig,
-                run_ranking_trivago_suite,
-            )
-
-            tv = RankingTrivagoConfig(train, test, names, epochs=epochs, seed=seed)
-            result = run_ranking_trivago_suite(tv, say=_say)
-        else:
-            from shopsearch.evaluate.suites.ranking_bestbuy import (
-                RankingBestBuyConfig,
-                run_ranking_bestbuy_suite,
-            )
-
-            bb = RankingBestBuyConfig(
-                train, test, names or RankingBestBuyConfig.models, epochs=epochs, seed=seed
-            )
-            result = run_ranking_bestbuy_suite(bb, say=_say)
-    elif dataset == "sim":
-        from shopsearch.evaluate.suites.ranking_sim import RankingSimConfig, run_ranking_sim_suite
-
-        if workspace is None:
-            raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
-        config = RankingSimConfig(
-            workspace=workspace,
-            models=names,
-            test_fraction=test_fraction,
-            epochs=epochs,
-            seed=seed,
-        )
-        result = run_ranking_sim_suite(config, say=_say)
-    else:
-        raise InvalidInputError(
-            f"--dataset {dataset!r} is not available; use sim, trivago or bestbuy"
-        )
-    result.write(report)
-    console.print(result.render_table(), highlight=False)
-    console.print(f"report written to {report}")
-
-
-@eval_app.command("online")
-def online(
-    workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Simulated workspace.")],
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    policies: Annotated[
-        str, typer.Option(help="Two policies A,B: logging, engine, engine+ranking or random.")
-    ] = "logging,engine",
-    sessions: Annotated[int, typer.Option(help="Sessions replayed per policy.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the replayed sessions and bootstrap.")] = 0,
-) -> None:
-    """Offline A/B test: the simulator replays the same sessions against two policies; clicks,
-    carts, purchases and GMV per 1,000 requests with CIs and the paired difference B - A.
-
-    Example: shopsearch eval online -w W --policies logging,engine+ranking --report r.json
-    """
-    from shopsearch.errors import InvalidInputError
-    from shopsearch.evaluate.suites.online import OnlineConfig, run_online_suite
-
-    names = [p.strip() for p in policies.split(",") if p.strip()]
-    if len(names) != 2:
-        raise InvalidInputError(
-            f"--policies {policies!r} must name two policies, e.g. logging,engine"
-        )
-    config = OnlineConfig(workspace, (names[0], names[1]), sessions=sessions, seed=seed)
-    result = run_online_suite(config, say=_say)
-    result.write(report)
-    console.print(result.render_table(), highlight=False)
-    console.print(f"report written to {report}")
-
-
-@eval_app.command("transfer")
-def transfer(
-    report: Annotated[Path, typer.Option(help="Where to write the JSON report.")],
-    dataset: Annotated[
-        str, typer.Option(help="Protocol: sim (a simulated multi-market workspace), relevance "
-                               "(judged source and target shops) or trivago (platforms).")
-    ] = "sim",
-    workspace: Annotated[
-        Path | None, typer.Option("--workspace", "-w", help="Simulated workspace (sim).")
-    ] = None,
-    fractions: Annotated[
-        str, typer.Option(help="Comma list of target training fractions (sim).")
-    ] = "0.01,0.05,0.2,1.0",
-    source: Annotated[
-        str | None,
-        typer.Option(help="Source market (sim; default: the largest) or source judgments file "
-                          "(relevance)."),
-    ] = None,
-    methods: Annotated[
-        str, typer.Option(help="Comma list of transfer methods (default: every method).")
-    ] = "",
-    epochs: Annotated[
-        int | None,
-        typer.Option(help="Most training epochs per model (default: sim 2, relevance 20, "
-                          "trivago 3)."),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Impressions per training step (default: sim and trivago 1024, "
-                          "relevance 256)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of subsampling, training and bootstrap.")] = 0,
-    source_format: Annotated[
-        str, typer.Option(help="Judged format of --source (relevance): homedepot, crowdflower "
-                               "or generic.")
-    ] = "homedepot",
-    target_format: Annotated[
-        str, typer.Option(help="Judged format of --target (relevance): crowdflower, generic or "
-                               "homedepot.")
-    ] = "generic",
-    target: Annotated[Path | None, typer.Option(help="Target judgments file (relevance).")] = None,
-    target_products: Annotated[
-        Path | None, typer.Option(help="Target products file, generic format (relevance).")
-    ] = None,
-    target_train_fraction: Annotated[
-        str | None,
-        typer.Option(help="Comma list of target training fractions, split by query (relevance, "
-                          "default 0.1) or by session (trivago, default 1.0)."),
-    ] = None,
-    cache_dir: Annotated[
-        Path, typer.Option(help="Embedding cache (relevance; content-hashed, reused).")
-    ] = Path(".shopsearch-cache"),
-    link_cosine: Annotated[
-        float,
-        typer.Option(
-            min=-1.0, max=1.0,
-            help="Least MiniLM title cosine linking a target product to its nearest source "
-            "product, after id and normalised-title links (relevance).",
-        ),
-    ] = 0.9,
-    train: Annotated[Path | None, typer.Option(help="Training events file (trivago).")] = None,
-    test: Annotated[Path | None, typer.Option(help="Test events, other sessions (trivago).")] = (
-        None
-    ),
-    targets: Annotated[
-        str, typer.Option(help="Comma list of target platforms (trivago; default: the rule).")
-    ] = "",
-    source_min_clickouts: Annotated[
-        int, typer.Option(help="Training clickouts that make a platform a source (trivago).")
-    ] = 500,
-    target_min_test: Annotated[
-        int, typer.Option(help="Test clickouts a default target platform needs (trivago).")
-    ] = 40,
-) -> None:
-    """Cross-domain transfer: CDAN-W, PGTL and the baselines (target-only, pooled, zero-shot,
-    shared-bottom, STAR, MMoE with domain gates) on data-poor target markets.
-
-    Examples: shopsearch eval transfer --dataset sim --workspace W --report r.json
-    --fractions 0.01,0.05,0.2,1.0;
-    shopsearch eval transfer --dataset relevance --source-format homedepot --source hd.csv
-    --target-format generic --target t.csv --target-products p.csv --target-train-fraction 0.1
-    --report r.json;
-    shopsearch eval transfer --dataset trivago --train A.parquet --test B.parquet --report r.json
-    """
-    from shopsearch.errors import InvalidInputError
-    from shopsearch.evaluate.report import Report
-
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
-    result: Report
-    if dataset == "sim":
-        from shopsearch.evaluate.suites.transfer_sim import (
-            TransferSimConfig,
-            run_transfer_sim_suite,
-        )
-
-        if workspace is None:
-            raise InvalidInputError("--dataset sim needs --workspace W (a simulated workspace)")
-        try:
-            values = tuple(float(f) for f in fractions.split(",") if f.strip())
-        except ValueError as exc:
+    families: dict[str, Members] = {}
+    for name, suite in SUITES.items():
+        family, slash, dataset = name.partition("/")
+        if not family or "/" in dataset or (slash and not dataset):
             raise InvalidInputError(
-                f"--fractions {fractions!r} is not a comma list of numbers, e.g. 0.05,1.0"
-            ) from exc
-        config = TransferSimConfig(
-            workspace=workspace,
-            fractions=values,
-            source=source,
-            methods=names,
-            epochs=epochs if epochs is not None else 2,
-            batch_size=batch_size if batch_size is not None else 1024,
-            seed=seed,
-        )
-        result = run_transfer_sim_suite(config, say=_say)
-    elif dataset == "relevance":
-        from shopsearch.evaluate.suites.transfer_relevance import (
-            TransferRelevanceConfig,
-            fractions_of,
-            run_transfer_relevance,
-        )
+                f"suite name {name!r} is not 'family' or 'family/dataset'; rename the suite"
+            )
+        members = families.setdefault(family, {})
+        if members and (not dataset or None in members):
+            raise InvalidInputError(
+                f"suites {', '.join(s.name for s in members.values())} and {name} all claim "
+                f"'shopsearch eval {family}'; name each of them '{family}/<dataset>'"
+            )
+        members[dataset or None] = suite
+    return families
 
-        if source is None or target is None:
-            raise InvalidInputError("--dataset relevance needs --source FILE and --target FILE")
-        rel = TransferRelevanceConfig(
-            source_format=source_format,
-            source=[Path(source)],
-            target_format=target_format,
-            target=[target],
-            target_products=[target_products] if target_products else [],
-            fractions=fractions_of(target_train_fraction or "0.1"),
-            methods=names,
-            epochs=epochs if epochs is not None else 20,
-            batch_size=batch_size if batch_size is not None else 256,
-            cache_dir=cache_dir,
-            link_cosine=link_cosine,
-            seed=seed,
-        )
-        result = run_transfer_relevance(rel, say=_say)
-    elif dataset == "trivago":
-        from shopsearch.evaluate.suites.transfer_relevance import fractions_of
-        from shopsearch.evaluate.suites.transfer_trivago import (
-            TransferTrivagoConfig,
-            run_transfer_trivago,
-        )
 
-        if train is None or test is None:
-            raise InvalidInputError("--dataset trivago needs --train FILE and --test FILE")
-        tv = TransferTrivagoConfig(
-            train=train,
-            test=test,
-            targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
-            source_min_clickouts=source_min_clickouts,
-            target_min_test=target_min_test,
-            fractions=fractions_of(target_train_fraction or "1.0"),
-            methods=names,
-            epochs=epochs if epochs is not None else 3,
-            batch_size=batch_size if batch_size is not None else 1024,
-            seed=seed,
+@dataclass(frozen=True)
+class _Flag:
+    """One option of a command: the suite option of each dataset that takes it."""
+
+    param: str
+    decls: tuple[str, ...]
+    options: dict[str | None, SuiteOption]
+
+    @property
+    def flag(self) -> str:
+        return self.decls[0]
+
+
+def _flags(name: str, members: Members) -> list[_Flag]:
+    """The command's options: the union of its suites', by flag, in first-seen order.
+
+    Raises:
+        InvalidInputError: for a flag ``shopsearch eval`` keeps (``--report``, ``--dataset``)
+            or a short flag two options claim.
+    """
+    from shopsearch.evaluate.options import suite_options
+
+    reserved = {"ctx", "report"} | ({"dataset"} if list(members) != [None] else set())
+    by_flag: dict[str, dict[str | None, SuiteOption]] = {}
+    decls: dict[str, list[str]] = {}
+    for dataset, suite in members.items():
+        for option in suite_options(suite.config_type):
+            if _param(option.flag) in reserved:
+                raise InvalidInputError(
+                    f"suite {suite.name!r} has an option {option.flag}, which 'shopsearch eval' "
+                    "keeps for itself; give its config field another flag"
+                )
+            by_flag.setdefault(option.flag, {})[dataset] = option
+            names = decls.setdefault(option.flag, [])
+            names.extend(d for d in option.flags if d not in names)
+    seen: dict[str, str] = {}
+    for flag, names in decls.items():
+        for decl in names:
+            if seen.setdefault(decl, flag) != flag:
+                raise InvalidInputError(
+                    f"{decl} names both {seen[decl]} and {flag} of 'shopsearch eval {name}'; "
+                    "give one of them another short flag"
+                )
+    return [_Flag(_param(flag), tuple(decls[flag]), options) for flag, options in by_flag.items()]
+
+
+def _param(flag: str) -> str:
+    """The Python name of an option: ``--batch-size`` → ``batch_size``."""
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _typed_default(flag: _Flag, n_members: int) -> tuple[Any, Any]:
+    """``(type, default)`` the command line parses the option with; the default is ``...`` when
+    every suite requires it, ``None`` when the suites' defaults differ."""
+    options = list(flag.options.values())
+    types = {o.cli_type for o in options}
+    if len(types) > 1:  # e.g. a market name for one dataset, a file for another: parse text
+        return str | None, None
+    (cli_type,) = types
+    if len(options) == n_members and all(o.required for o in options):
+        return cli_type, ...
+    defaults = [o.cli_default for o in options]
+    if any(o.required for o in options) or any(d != defaults[0] for d in defaults):
+        return cli_type | None, None
+    return cli_type | None if defaults[0] is None else cli_type, defaults[0]
+
+
+def _help(flag: _Flag, datasets: list[str | None], default: Any) -> str:
+    """The option's help: each suite's description, the datasets that take it when not all,
+    and the defaults the command line cannot show as one value."""
+    groups: dict[str, list[str | None]] = {}
+    for dataset, option in flag.options.items():
+        groups.setdefault(option.help.rstrip("."), []).append(dataset)
+    has_datasets = datasets != [None]
+    show_defaults = default in (None, "", ...) or any(
+        o.default_text is not None for o in flag.options.values()
+    )
+    parts = []
+    for text, members in groups.items():
+        notes: list[str] = []
+        if has_datasets and (len(groups) > 1 or len(members) < len(datasets)):
+            notes.append(", ".join(str(d) for d in members))
+        described = {d: flag.options[d].describe_default() for d in members}
+        values = {d: v for d, v in described.items() if v is not None}
+        if show_defaults and values:
+            if len(set(values.values())) == 1 and len(values) == len(members):
+                notes.append(f"default: {next(iter(values.values()))}")
+            else:
+                by_value: dict[str, list[str]] = {}
+                for d, v in values.items():
+                    by_value.setdefault(v, []).append(str(d))
+                notes.append(
+                    "default: " + ", ".join(f"{' and '.join(ds)} {v}" for v, ds in by_value.items())
+                )
+        parts.append(text + (f" ({'; '.join(notes)})" if notes else ""))
+    return "; ".join(parts) + "."
+
+
+def _or(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user gave the option (command line or environment), not its default."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and not source.name.startswith("DEFAULT")
+
+
+def _command(name: str, members: Members) -> Any:
+    """The typer command running the suites ``members`` (several: picked by ``--dataset``)."""
+    flags = _flags(name, members)
+    datasets = list(members)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("ctx", keyword, annotation=typer.Context),
+        inspect.Parameter(
+            "report",
+            keyword,
+            annotation=Annotated[Path, typer.Option(help="Where to write the JSON report.")],
+        ),
+    ]
+    if datasets != [None]:
+        help_text = f"The suite to run: {_or([str(d) for d in datasets])} (see above)."
+        params.append(
+            inspect.Parameter(
+                "dataset",
+                keyword,
+                annotation=Annotated[str, typer.Option(help=help_text)],
+                default=datasets[0],
+            )
         )
-        result = run_transfer_trivago(tv, say=_say)
+    for flag in flags:
+        cli_type, default = _typed_default(flag, len(members))
+        first = next(iter(flag.options.values()))
+        option = typer.Option(
+            *flag.decls,
+            help=_help(flag, datasets, default),
+            min=first.low,
+            max=first.high,
+        )
+        params.append(
+            inspect.Parameter(
+                flag.param,
+                keyword,
+                annotation=Annotated[cli_type, option],
+                default=inspect.Parameter.empty if default is ... else default,
+            )
+        )
+    callback = _callback(name, members, flags)
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    if datasets == [None]:
+        suite = members[None]
+        help_text = inspect.cleandoc(suite.__doc__ or suite.summary())
+        short_help = suite.summary()
     else:
-        raise InvalidInputError(
-            f"--dataset {dataset!r} is not available; use sim, relevance or trivago"
+        described = [
+            f"{d}: {inspect.cleandoc(s.__doc__ or s.summary())}" for d, s in members.items()
+        ]
+        help_text = "\n\n".join(
+            [f"The {name} suites; --dataset picks one (default: {datasets[0]}).", *described]
         )
-    result.write(report)
-    console.print(result.render_table(), highlight=False)
-    console.print(f"report written to {report}")
+        short_help = "; ".join(f"{d}: {s.summary().rstrip('.')}" for d, s in members.items())
+    commands = typer.Typer(add_completion=False)
+    commands.command(name, help=help_text, short_help=short_help)(callback)
+    return typer.main.get_command(commands)
+
+
+def _callback(name: str, members: Members, flags: list[_Flag]) -> Callable[..., None]:
+    def command(ctx: typer.Context, **values: Any) -> None:
+        from shopsearch.evaluate.options import suite_options
+
+        report: Path = values.pop("report")
+        dataset: str | None = values.pop("dataset") if None not in members else None
+        if dataset not in members:
+            raise InvalidInputError(
+                f"--dataset {dataset!r} is not available for 'shopsearch eval {name}'; use "
+                f"{_or([str(d) for d in members])}"
+            )
+        suite = members[dataset]
+        where = f"--dataset {dataset}" if dataset is not None else f"'shopsearch eval {name}'"
+        config: dict[str, Any] = {}
+        for flag in flags:
+            if not _given(ctx, flag.param):
+                continue
+            option = flag.options.get(dataset)
+            if option is None:
+                takers = [str(d) for d in flag.options]
+                raise InvalidInputError(
+                    f"{flag.flag} does not apply to {where}; it is an option of --dataset "
+                    f"{_or(takers)}: drop it or choose one of those"
+                )
+            config[option.field] = option.parse(values[flag.param])
+        options = suite_options(suite.config_type)
+        missing = [o.usage for o in options if o.required and o.field not in config]
+        if missing:
+            raise InvalidInputError(
+                f"{where} needs {' and '.join(missing)}; give "
+                f"{'it' if len(missing) == 1 else 'them'} (see 'shopsearch eval {name} --help')"
+            )
+        result = suite()(suite.config_type(**config), say=_say)
+        result.write(report)
+        console.print(result.render_table(), highlight=False)
+        console.print(f"report written to {report}")
+
+    return command

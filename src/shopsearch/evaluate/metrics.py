@@ -40,10 +40,13 @@ shopsearch         ir-measures                            definition
 
 Classification and regression
 -----------------------------
-:func:`auc` (ties count one half, through average ranks) raises
-:class:`~shopsearch.errors.InvalidInputError` when only one class is present: the AUC is
+:func:`auc` (ties count one half, through average ranks) raises :class:`UndefinedMetricError`
+(an :class:`~shopsearch.errors.InvalidInputError`) when only one class is present: the AUC is
 undefined there and a silent ``nan`` would poison the averages built on it. :func:`gauc` skips
-groups with one class (as the DIN paper's GAUC does) and raises only when no group has both.
+groups with one class (as the DIN paper's GAUC does) and raises it only when no group has both.
+A suite catches :class:`UndefinedMetricError` alone, and reports the metric as undefined with
+the reason (:meth:`~shopsearch.evaluate.report.Report.add_system`); every other error of bad
+input (mismatched lengths, non-finite scores) propagates.
 
 Confidence intervals
 --------------------
@@ -71,6 +74,7 @@ __all__ = [
     "RANKING_METRICS",
     "JudgedRun",
     "PairedBootstrap",
+    "UndefinedMetricError",
     "auc",
     "auc_ci",
     "bootstrap_ci",
@@ -96,6 +100,12 @@ D = TypeVar("D", bound=Hashable)
 RANKING_METRICS: tuple[str, ...] = ("ndcg", "map", "recall", "mrr")
 _METRIC_RE = re.compile(r"^(ndcg|map|recall|mrr)(?:@(\d+))?$")
 _IR_MEASURES = {"ndcg": "nDCG", "map": "AP", "recall": "R", "mrr": "RR"}
+
+
+class UndefinedMetricError(InvalidInputError):
+    """Valid data on which a metric has no value, e.g. an AUC over rows of one class."""
+
+
 # Elements per resample chunk (index matrices, dense AUC blocks): bounds memory to ~32 MB.
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -532,14 +542,14 @@ def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
         The AUC in ``[0, 1]``.
 
     Raises:
-        InvalidInputError: for mismatched lengths, non-finite scores, labels other than 0/1,
-            or when only one class is present (the AUC is undefined).
+        UndefinedMetricError: when only one class is present (the AUC is undefined).
+        InvalidInputError: for mismatched lengths, non-finite scores or labels other than 0/1.
     """
     y, s = _labels_vector(labels), _float_vector("scores", scores)
     _same_length(labels=y, scores=s)
     n_pos = int(y.sum())
     if n_pos in (0, len(y)):
-        raise InvalidInputError(
+        raise UndefinedMetricError(
             f"AUC is undefined: all {len(y)} labels are {int(y[0])}; "
             "give rows of both classes (or use gauc, which skips one-class groups)"
         )
@@ -556,7 +566,7 @@ def _gauc_parts(
     per_group, size = _grouped_auc(y, s, codes, n_groups)
     valid = ~np.isnan(per_group)
     if not valid.any():
-        raise InvalidInputError(
+        raise UndefinedMetricError(
             f"GAUC is undefined: none of the {n_groups} groups has both a positive and a "
             "negative row; give groups with both classes"
         )
@@ -579,8 +589,8 @@ def gauc(labels: npt.ArrayLike, scores: npt.ArrayLike, groups: npt.ArrayLike) ->
         The GAUC in ``[0, 1]``.
 
     Raises:
-        InvalidInputError: for mismatched lengths, bad values, or when no group has both
-            classes.
+        UndefinedMetricError: when no group has both classes.
+        InvalidInputError: for mismatched lengths or bad values.
     """
     per_group, weight = _gauc_parts(labels, scores, groups)
     return float(np.dot(per_group, weight) / weight.sum())

@@ -8,7 +8,10 @@ A report is one JSON object::
      "timing_s": {...}, "created": "2025-01-01T12:00:00+00:00", "config": {...}}
 
 In a system's entry, numbers are metrics, ``ci95`` holds ``[low, high]`` per metric, and any
-other key (``by_domain``, ``long_tail``, ...) is a nested object given as ``extra``. The
+other key (``by_domain``, ``long_tail``, ...) is a nested object given as ``extra``. A metric
+the data leave undefined (an AUC on test rows of one class) is ``null``, and ``undefined``
+holds the reason: ``{"auc_cart": null, "undefined": {"auc_cart": "AUC is undefined: ..."}}``;
+a suite never drops such a metric silently. The
 ``ci95`` key keeps its name whatever ``alpha`` the intervals were computed with; suites use the
 default 0.05.
 
@@ -34,7 +37,14 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.metrics import FloatArray, JudgedRun, bootstrap_ci, parse_metric
 from shopsearch.store.atomic import write_json
 
-__all__ = ["CI_KEY", "SYSTEM_PREFIXES", "Report", "RunEvaluation", "evaluate_run"]
+__all__ = [
+    "CI_KEY",
+    "SYSTEM_PREFIXES",
+    "UNDEFINED_KEY",
+    "Report",
+    "RunEvaluation",
+    "evaluate_run",
+]
 
 Q = TypeVar("Q", bound=Hashable)
 D = TypeVar("D", bound=Hashable)
@@ -43,6 +53,8 @@ D = TypeVar("D", bound=Hashable)
 SYSTEM_PREFIXES: tuple[str, ...] = ("baseline/", "shopsearch/")
 #: Key of the confidence intervals inside a system's entry.
 CI_KEY = "ci95"
+#: Key of the reasons of a system's undefined (``null``) metrics inside its entry.
+UNDEFINED_KEY = "undefined"
 
 
 # --------------------------------------------------------------------------- evaluate_run
@@ -148,6 +160,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _check_metric_name(system: str, metric: Any) -> None:
+    if not isinstance(metric, str) or not metric or metric in (CI_KEY, UNDEFINED_KEY):
+        raise InvalidInputError(f"metric name {metric!r} is not allowed in {system!r}")
+
+
 def _finite(what: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise InvalidInputError(f"{what}={value!r} is not allowed; use a finite number")
@@ -196,6 +213,7 @@ class Report:
         metrics: Mapping[str, float],
         ci: Mapping[str, tuple[float, float]] | None = None,
         extra: Mapping[str, Any] | None = None,
+        undefined: Mapping[str, str] | None = None,
     ) -> None:
         """Add one system's results.
 
@@ -204,12 +222,16 @@ class Report:
             metrics: metric name → finite value; must include the primary metric.
             ci: metric name → ``(low, high)`` for some of ``metrics``.
             extra: nested objects stored beside the metrics, e.g. ``{"by_domain": {...},
-                "long_tail": {...}}``; keys must not clash with metric names or ``ci95``.
+                "long_tail": {...}}``; keys must not clash with metric names, ``ci95`` or
+                ``undefined``.
+            undefined: metric name → why the data leave it undefined; each is stored as
+                ``null`` with its reason under ``undefined``.
 
         Raises:
             InvalidInputError: for a bad or duplicate name, a missing primary metric,
-                non-finite values, an interval for an unknown metric or with low > high, or
-                clashing extra keys.
+                non-finite values, an interval for an unknown or undefined metric or with
+                low > high, a metric both given and undefined, an undefined metric without a
+                reason, or clashing extra keys.
         """
         if not isinstance(name, str) or not any(
             name.startswith(p) and len(name) > len(p) for p in SYSTEM_PREFIXES
@@ -227,16 +249,30 @@ class Report:
             )
         entry: dict[str, Any] = {}
         for metric, value in metrics.items():
-            if not isinstance(metric, str) or not metric or metric == CI_KEY:
-                raise InvalidInputError(f"metric name {metric!r} is not allowed in {name!r}")
+            _check_metric_name(name, metric)
             entry[metric] = _finite(f"{name} {metric}", value)
+        reasons: dict[str, str] = {}
+        for metric, reason in (undefined or {}).items():
+            _check_metric_name(name, metric)
+            if metric in entry:
+                raise InvalidInputError(
+                    f"{name} {metric} is given both a value and a reason it is undefined; "
+                    "give one of them"
+                )
+            if not isinstance(reason, str) or not reason.strip():
+                raise InvalidInputError(
+                    f"{name} {metric} is undefined without a reason; say why the data leave "
+                    "it undefined"
+                )
+            entry[metric] = None
+            reasons[metric] = reason
         if ci:
             intervals: dict[str, list[float]] = {}
             for metric, bounds in ci.items():
-                if metric not in entry:
+                if metric not in entry or metric in reasons:
                     raise InvalidInputError(
                         f"interval for {metric!r} but {name!r} has no such metric; "
-                        f"give intervals only for {sorted(entry)}"
+                        f"give intervals only for {sorted(set(entry) - set(reasons))}"
                     )
                 if len(bounds) != 2:
                     raise InvalidInputError(
@@ -250,10 +286,13 @@ class Report:
                     )
                 intervals[metric] = [low, high]
             entry[CI_KEY] = intervals
+        if reasons:
+            entry[UNDEFINED_KEY] = reasons
         for key, value in (extra or {}).items():
-            if key in entry or key == CI_KEY:
+            if key in entry or key in (CI_KEY, UNDEFINED_KEY):
                 raise InvalidInputError(
-                    f"extra key {key!r} of {name!r} clashes with a metric or {CI_KEY!r}; rename it"
+                    f"extra key {key!r} of {name!r} clashes with a metric, {CI_KEY!r} or "
+                    f"{UNDEFINED_KEY!r}; rename it"
                 )
             if not isinstance(value, Mapping):
                 raise InvalidInputError(
@@ -331,10 +370,17 @@ class Report:
             created=data.get("created") or _now(),
         )
         for name, entry in data["systems"].items():
-            metrics = {k: v for k, v in entry.items() if k != CI_KEY and not isinstance(v, Mapping)}
-            extra = {k: v for k, v in entry.items() if k != CI_KEY and isinstance(v, Mapping)}
+            reserved = (CI_KEY, UNDEFINED_KEY)
+            metrics = {
+                k: v
+                for k, v in entry.items()
+                if k not in reserved and v is not None and not isinstance(v, Mapping)
+            }
+            extra = {k: v for k, v in entry.items() if k not in reserved and isinstance(v, Mapping)}
             ci = {k: (v[0], v[1]) for k, v in entry.get(CI_KEY, {}).items()}
-            report.add_system(name, metrics, ci or None, extra or None)
+            reasons = {k: "" for k, v in entry.items() if v is None}  # "": rejected as no reason
+            reasons.update(entry.get(UNDEFINED_KEY, {}))
+            report.add_system(name, metrics, ci or None, extra or None, reasons or None)
         for step, seconds in data.get("timing_s", {}).items():
             report.timing(step, seconds)
         return report
@@ -367,8 +413,8 @@ class Report:
     def render_table(self, digits: int = 4) -> str:
         """A plain-text table for the CLI: systems as rows, metrics as columns.
 
-        Each cell is ``value [low, high]`` when an interval is known; ``-`` marks a metric a
-        system did not report.
+        Each cell is ``value [low, high]`` when an interval is known; ``n/a`` marks a metric
+        the data leave undefined for a system, ``-`` one it did not report.
 
         Args:
             digits: decimals shown.
@@ -385,6 +431,9 @@ class Report:
             for metric in columns:
                 if metric not in entry:
                     cells.append("-")
+                    continue
+                if entry[metric] is None:
+                    cells.append("n/a")
                     continue
                 cell = f"{entry[metric]:.{digits}f}"
                 if metric in intervals:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,9 @@ import orjson
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.progress import Say
 from shopsearch.simulate.policy import Ranking, RankingPolicy, RequestBatch
 from shopsearch.simulate.replay import ReplayResult, replay
@@ -56,10 +58,14 @@ class OnlineConfig:
         n_resamples: bootstrap resamples.
     """
 
-    workspace: Path
-    policies: tuple[str, str] = ("logging", "engine")
-    sessions: int = 2000
-    seed: int = 0
+    workspace: Annotated[
+        Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
+    ]
+    policies: Annotated[
+        tuple[str, str], option("Two policies A,B: logging, engine, engine+ranking or random")
+    ] = ("logging", "engine")
+    sessions: Annotated[int, option("Sessions replayed per policy")] = 2000
+    seed: Annotated[int, option("Seed of the replayed sessions and bootstrap")] = 0
     n_resamples: int = 1000
 
 
@@ -206,7 +212,7 @@ def run_online_suite(cfg: OnlineConfig, say: Say | None = None) -> Report:
     fx = {s.domain_id: float(s.fx) for s in world.markets.specs}
     report = Report(
         suite="online",
-        primary_metric="gmv",
+        primary_metric=OnlineSuite.primary_metric,
         config={
             "workspace": cfg.workspace,
             "policies": list(cfg.policies),
@@ -239,10 +245,28 @@ def run_online_suite(cfg: OnlineConfig, say: Say | None = None) -> Report:
     return report
 
 
+@SUITES.register()
+class OnlineSuite(Suite[OnlineConfig]):
+    """Offline A/B test: the simulator replays the same sessions against two policies; clicks,
+    carts, purchases and GMV per 1,000 requests with CIs and the paired difference B - A.
+
+    Example: shopsearch eval online -w W --policies logging,engine+ranking --report r.json
+    """
+
+    name = "online"
+    config_type = OnlineConfig
+    primary_metric = "gmv"
+
+    def run(self, config: OnlineConfig, say: Say) -> Report:
+        """:func:`run_online_suite`."""
+        return run_online_suite(config, say)
+
+
 __all__ = [
     "POLICIES",
     "EnginePolicy",
     "OnlineConfig",
+    "OnlineSuite",
     "compare",
     "make_policy",
     "run_online_suite",

@@ -29,6 +29,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +37,9 @@ import pandas as pd
 from scipy import sparse
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import train_and_add
 from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config, make_samples
@@ -66,16 +69,19 @@ class RankingBestBuyConfig:
         seed: seed of training and bootstraps.
     """
 
-    train: Path
-    test: Path
-    models: tuple[str, ...] = ("lightgbm", "dnn")
-    epochs: int = 3
+    train: Annotated[Path, option("Training log")]
+    test: Annotated[Path, option("Held-out log of the same format")]
+    models: Annotated[tuple[str, ...], option("Comma list of registry models")] = (
+        "lightgbm",
+        "dnn",
+    )
+    epochs: Annotated[int, option("Most training epochs per torch model")] = 2
     n_exact: int = 10
     n_similar: int = 10
     n_global: int = 5
     alpha: float = 2.0
     folds: int = 5
-    seed: int = 0
+    seed: Annotated[int, option("Seed for training and bootstrap")] = 0
 
 
 def normalise(query: str) -> str:
@@ -287,7 +293,7 @@ def run_ranking_bestbuy_suite(cfg: RankingBestBuyConfig, say: Say | None = None)
     tell = say or (lambda _message: None)
     report = Report(
         suite="ranking",
-        primary_metric=f"map@{_K}",
+        primary_metric=RankingBestBuySuite.primary_metric,
         config={
             "dataset": "bestbuy",
             "train": cfg.train,
@@ -351,4 +357,27 @@ def run_ranking_bestbuy_suite(cfg: RankingBestBuyConfig, say: Say | None = None)
     return report
 
 
-__all__ = ["RankingBestBuyConfig", "normalise", "read_clicks", "run_ranking_bestbuy_suite"]
+@SUITES.register()
+class RankingBestBuySuite(Suite[RankingBestBuyConfig]):
+    """Ranking models on Best Buy clicks: MAP@5 of the clicked SKU.
+
+    Example: shopsearch eval ranking --dataset bestbuy --train A.csv --test B.csv
+    --report r.json
+    """
+
+    name = "ranking/bestbuy"
+    config_type = RankingBestBuyConfig
+    primary_metric = f"map@{_K}"
+
+    def run(self, config: RankingBestBuyConfig, say: Say) -> Report:
+        """:func:`run_ranking_bestbuy_suite`."""
+        return run_ranking_bestbuy_suite(config, say)
+
+
+__all__ = [
+    "RankingBestBuyConfig",
+    "RankingBestBuySuite",
+    "normalise",
+    "read_clicks",
+    "run_ranking_bestbuy_suite",
+]

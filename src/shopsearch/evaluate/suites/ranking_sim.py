@@ -14,6 +14,10 @@ of the registry is trained on the training split with its default position-bias 
 * the same per market (``by_domain``) and on long-tail users (``long_tail``: at most 2 earlier
   behaviours).
 
+An AUC or GAUC the test rows leave undefined (e.g. no purchase among them) is ``null``, with the
+reason under ``undefined`` (:class:`~shopsearch.evaluate.metrics.UndefinedMetricError`); any
+other error of the metrics propagates.
+
 CIs are 95% bootstraps over requests. Baselines: ``baseline/logging-policy`` (the logged order)
 and ``baseline/lightgbm`` (LambdaMART on the same features). The simulator's configuration is
 copied into the report's ``config``.
@@ -24,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,13 +38,16 @@ import pandas as pd
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.metrics import (
     JudgedRun,
+    UndefinedMetricError,
     auc,
     auc_ci,
     bootstrap_ci,
     gauc,
     gauc_ci,
 )
-from shopsearch.evaluate.report import Report
+from shopsearch.evaluate.options import option
+from shopsearch.evaluate.report import UNDEFINED_KEY, Report
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.ranker import Scores, train_ranker
@@ -67,12 +74,16 @@ class RankingSimConfig:
         seed: seed of training and bootstraps.
     """
 
-    workspace: Path
-    models: tuple[str, ...] = ()
-    test_fraction: float = 0.2
-    epochs: int = 2
+    workspace: Annotated[
+        Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
+    ]
+    models: Annotated[
+        tuple[str, ...], option("Comma list of registry models", default_text="every model")
+    ] = ()
+    test_fraction: Annotated[float, option("Share of latest requests tested")] = 0.2
+    epochs: Annotated[int, option("Most training epochs per torch model")] = 2
     n_resamples: int = 200
-    seed: int = 0
+    seed: Annotated[int, option("Seed for training and bootstrap")] = 0
 
 
 @dataclass
@@ -120,6 +131,24 @@ def ndcg_per_request(rows: pd.DataFrame, score: F64, gains: F64, k: int = 10) ->
     return values
 
 
+@dataclass
+class _Metrics:
+    """One system's metrics on some test rows; ``undefined``: metric → why it has no value."""
+
+    values: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    undefined: dict[str, str]
+
+    def entry(self) -> dict[str, Any]:
+        """The metrics as a nested report object: undefined ones ``None`` with their reason."""
+        out: dict[str, Any] = {**self.values, **dict.fromkeys(self.undefined)}
+        if self.ci:
+            out["ci95"] = {k: list(v) for k, v in self.ci.items()}
+        if self.undefined:
+            out[UNDEFINED_KEY] = dict(self.undefined)
+        return out
+
+
 def _metrics(
     rows: pd.DataFrame,
     scores: Scores,
@@ -129,33 +158,36 @@ def _metrics(
     n_resamples: int,
     seed: int,
     with_ci: bool,
-) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    metrics: dict[str, float] = {}
-    ci: dict[str, tuple[float, float]] = {}
+) -> _Metrics:
+    """AUC per task, click GAUC and NDCG@10 of the rows; a metric the rows leave undefined (one
+    class only) is recorded with the reason, never dropped."""
+    out = _Metrics({}, {}, {})
     groups = rows["request_id"].to_numpy()
     for task in ("click", "cart", "purchase"):
         labels = rows[task].to_numpy()
+        key = f"auc_{task}"
         try:
-            metrics[f"auc_{task}"] = auc(labels, scores[task])
-            if with_ci:
-                ci[f"auc_{task}"] = auc_ci(labels, scores[task], groups, n_resamples, seed=seed)
-        except InvalidInputError:
+            out.values[key] = auc(labels, scores[task])
+        except UndefinedMetricError as exc:
+            out.undefined[key] = str(exc)
             continue
-    try:
-        metrics["gauc_click"] = gauc(rows["click"].to_numpy(), scores["click"], groups)
         if with_ci:
-            ci["gauc_click"] = gauc_ci(
-                rows["click"].to_numpy(), scores["click"], groups, n_resamples, seed=seed
-            )
-    except InvalidInputError:
-        pass
+            out.ci[key] = auc_ci(labels, scores[task], groups, n_resamples, seed=seed)
+    clicks = rows["click"].to_numpy()
+    try:
+        out.values["gauc_click"] = gauc(clicks, scores["click"], groups)
+    except UndefinedMetricError as exc:
+        out.undefined["gauc_click"] = str(exc)
+    else:
+        if with_ci:
+            out.ci["gauc_click"] = gauc_ci(clicks, scores["click"], groups, n_resamples, seed=seed)
     for key, gains in (("ndcg@10", grade), ("ndcg@10_purchase", propensity)):
         per = ndcg_per_request(rows, value, gains)
-        metrics[key] = float(per.mean()) if per.size else 0.0
+        out.values[key] = float(per.mean()) if per.size else 0.0
         if with_ci and per.size:
-            ci[key] = bootstrap_ci(per, n_resamples, seed=seed)
-    metrics["requests"] = float(rows["request_id"].nunique())
-    return metrics, ci
+            out.ci[key] = bootstrap_ci(per, n_resamples, seed=seed)
+    out.values["requests"] = float(rows["request_id"].nunique())
+    return out
 
 
 def _evaluate(
@@ -164,10 +196,10 @@ def _evaluate(
     rows = test.samples.rows
     price = rows["price"].to_numpy()
     value = RankingValue().score(scores["click"], scores["cart"], scores["purchase"], price)
-    metrics, ci = _metrics(
+    whole = _metrics(
         rows, scores, value, test.grade, test.propensity, cfg.n_resamples, cfg.seed, True
     )
-    metrics.pop("requests")  # the report's dataset counts them; slices keep their count
+    whole.values.pop("requests")  # the report's dataset counts them; slices keep their count
     extra: dict[str, Any] = {"by_domain": {}}
     slices: list[tuple[str, npt.NDArray[np.bool_]]] = [
         (f"by_domain/{d}", (rows["domain"] == d).to_numpy()) for d in sorted(set(rows["domain"]))
@@ -178,7 +210,7 @@ def _evaluate(
             continue
         sub = rows.loc[mask].reset_index(drop=True)
         sub_scores = {k: v[mask] for k, v in scores.items()}
-        m, c = _metrics(
+        entry = _metrics(
             sub,
             sub_scores,
             value[mask],
@@ -187,13 +219,12 @@ def _evaluate(
             cfg.n_resamples,
             cfg.seed,
             key == "long_tail",
-        )
-        entry: dict[str, Any] = {**m, "ci95": {k: list(v) for k, v in c.items()}} if c else m
+        ).entry()
         if key == "long_tail":
             extra["long_tail"] = entry
         else:
             extra["by_domain"][key.split("/", 1)[1]] = entry
-    report.add_system(name, metrics, ci, extra)
+    report.add_system(name, whole.values, whole.ci, extra, whole.undefined)
 
 
 def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Report:
@@ -208,7 +239,7 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
         )
     report = Report(
         suite="ranking",
-        primary_metric="ndcg@10",
+        primary_metric=RankingSimSuite.primary_metric,
         config={
             "dataset": "sim",
             "test_fraction": cfg.test_fraction,
@@ -265,4 +296,20 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
     return report
 
 
-__all__ = ["RankingSimConfig", "ndcg_per_request", "run_ranking_sim_suite"]
+@SUITES.register()
+class RankingSimSuite(Suite[RankingSimConfig]):
+    """Ranking models on simulated logs: AUC / GAUC, and NDCG@10 vs the simulator's truth.
+
+    Example: shopsearch eval ranking --dataset sim --workspace W --report r.json
+    """
+
+    name = "ranking/sim"
+    config_type = RankingSimConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: RankingSimConfig, say: Say) -> Report:
+        """:func:`run_ranking_sim_suite`."""
+        return run_ranking_sim_suite(config, say)
+
+
+__all__ = ["RankingSimConfig", "RankingSimSuite", "ndcg_per_request", "run_ranking_sim_suite"]

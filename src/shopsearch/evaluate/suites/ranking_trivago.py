@@ -53,15 +53,18 @@ Baselines: ``baseline/impression-order`` (the order shown) and ``baseline/lightg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import ranked_lists, train_and_add
 from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config, make_samples
@@ -102,13 +105,15 @@ class RankingTrivagoConfig:
         seed: seed of training and bootstraps.
     """
 
-    train: Path
-    test: Path
-    models: tuple[str, ...] = field(default_factory=tuple)
-    epochs: int = 3
+    train: Annotated[Path, option("Training log")]
+    test: Annotated[Path, option("Held-out log of the same format")]
+    models: Annotated[
+        tuple[str, ...], option("Comma list of registry models", default_text="every model")
+    ] = ()
+    epochs: Annotated[int, option("Most training epochs per torch model")] = 2
     seq_len: int = 10
     alpha: float = 20.0
-    seed: int = 0
+    seed: Annotated[int, option("Seed for training and bootstrap")] = 0
 
 
 def read_events(path: Path) -> pd.DataFrame:
@@ -441,7 +446,7 @@ def run_ranking_trivago_suite(cfg: RankingTrivagoConfig, say: Say | None = None)
     tell = say or (lambda _message: None)
     report = Report(
         suite="ranking",
-        primary_metric="mrr",
+        primary_metric=RankingTrivagoSuite.primary_metric,
         config={
             "dataset": "trivago",
             "train": cfg.train,
@@ -495,9 +500,27 @@ def run_ranking_trivago_suite(cfg: RankingTrivagoConfig, say: Say | None = None)
     return report
 
 
+@SUITES.register()
+class RankingTrivagoSuite(Suite[RankingTrivagoConfig]):
+    """Ranking models on trivago clickouts: MRR of the clicked hotel among those shown.
+
+    Example: shopsearch eval ranking --dataset trivago --train A.parquet --test B.parquet
+    --report r.json
+    """
+
+    name = "ranking/trivago"
+    config_type = RankingTrivagoConfig
+    primary_metric = "mrr"
+
+    def run(self, config: RankingTrivagoConfig, say: Say) -> Report:
+        """:func:`run_ranking_trivago_suite`."""
+        return run_ranking_trivago_suite(config, say)
+
+
 __all__ = [
     "CONTEXT_FEATURES",
     "RankingTrivagoConfig",
+    "RankingTrivagoSuite",
     "build_trivago_samples",
     "read_events",
     "run_ranking_trivago_suite",

@@ -34,16 +34,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import faiss
 
 from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_term_queries
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
 from shopsearch.progress import Say
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
@@ -65,24 +67,37 @@ TWO_TOWER_BACKBONE = "hashed+minilm"
 METRICS = ("ndcg@10", "recall@100", "mrr")
 
 
-
 @dataclass
 class RelevanceSuiteConfig:
-    """Inputs of the relevance suite."""
+    """Inputs of the relevance suite; each annotated field is an option of ``eval relevance``."""
 
-    dataset: str
-    test: list[Path]
-    train: list[Path]
-    products: list[Path]
-    cache_dir: Path
-    rel_threshold: float | None = None
+    dataset: Annotated[
+        str, option("Judgment format: homedepot, crowdflower, generic, wands or esci")
+    ]
+    test: Annotated[list[Path], option("Test judgments (repeat for several files)")]
+    train: Annotated[
+        list[Path], option("Training judgments; systems learn only from these")
+    ] = field(default_factory=list)
+    products: Annotated[
+        list[Path], option("Extra products (generic format) for the catalog")
+    ] = field(default_factory=list)
+    cache_dir: Annotated[
+        Path, option("Embedding cache (content-hashed; reused across runs)")
+    ] = Path(".shopsearch-cache")
+    rel_threshold: Annotated[
+        float | None,
+        option(
+            "Grade at which a product counts as relevant",
+            default_text="the format's; Home Depot 2.33",
+        ),
+    ] = None
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
     pq_m: int = 48
     poeem_epochs: int = 1
     n_resamples: int = 1000
-    seed: int = 0
+    seed: Annotated[int, option("Seed for bootstrap and sampling")] = 0
 
 
 def _run_of(queries: Sequence[str], results: Sequence[Candidates]) -> dict[str, list[ProductKey]]:
@@ -118,7 +133,7 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     overlap = len(set(queries) & set(train.qrels)) if train else 0
     report = Report(
         suite="relevance",
-        primary_metric="ndcg@10",
+        primary_metric=RelevanceSuite.primary_metric,
         dataset={
             "name": config.dataset,
             "products": catalog.num_rows,
@@ -295,3 +310,20 @@ def _learned_systems(
     start = time.perf_counter()
     found = search(index, joint.encode_queries(queries), keys, DEPTH)
     score("shopsearch/two-tower-pq", found, time.perf_counter() - start, code_bytes(index))
+
+
+@SUITES.register()
+class RelevanceSuite(Suite[RelevanceSuiteConfig]):
+    """Full-catalog retrieval on human judgments: NDCG@10, recall@100 and MRR with 95% CIs.
+
+    Example: shopsearch eval relevance --dataset homedepot --train A.csv --test B.csv
+    --report r.json
+    """
+
+    name = "relevance"
+    config_type = RelevanceSuiteConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: RelevanceSuiteConfig, say: Say) -> Report:
+        """:func:`run_relevance_suite`."""
+        return run_relevance_suite(config, say)

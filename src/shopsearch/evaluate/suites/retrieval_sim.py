@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
@@ -51,7 +51,9 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_queries
 from shopsearch.evaluate.metrics import relevant_query_ids
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.progress import Say
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
@@ -95,7 +97,8 @@ class RetrievalSimConfig:
         max_test_requests: most test requests scored (seeded sample).
         rel_threshold: true grade at which a product counts as relevant for recall.
         long_tail_max_count: a test query seen at most this often in training is long-tail.
-        two_tower: :class:`~shopsearch.retrieval.mmse.TwoTowerEncoder` parameters.
+        epochs: two-tower training epochs.
+        two_tower: other :class:`~shopsearch.retrieval.mmse.TwoTowerEncoder` parameters.
         pq_m: PQ bytes per product of Poeem and the post-hoc PQ baseline.
         poeem_epochs: Poeem joint-training epochs.
         latency_queries: single queries timed one at a time per system.
@@ -106,20 +109,36 @@ class RetrievalSimConfig:
             is fastest on a shared 2-core machine.
     """
 
-    workspace: Path
-    cache_dir: Path | None = None
-    test_fraction: float = 0.2
+    workspace: Annotated[
+        Path,
+        option(
+            "Simulated workspace (tables only read; vectors cached)",
+            flags=("--workspace", "-w"),
+            metavar="W",
+        ),
+    ]
+    cache_dir: Annotated[
+        Path | None, option("MiniLM embedding cache", default_text="W/cache/embeddings")
+    ] = None
+    test_fraction: Annotated[float, option("Share of latest requests tested")] = 0.2
     fusion_holdout: float = 0.1
-    max_test_requests: int = 2000
-    rel_threshold: int = 2
+    max_test_requests: Annotated[
+        int, option("Most test requests scored (seeded sample)")
+    ] = 2000
+    rel_threshold: Annotated[
+        int, option("True grade (0-3) at which a product counts for recall")
+    ] = 2
     long_tail_max_count: int = 1
-    two_tower: dict[str, Any] = field(default_factory=lambda: {"epochs": 3})
+    epochs: Annotated[int, option("Two-tower training epochs")] = 3
+    two_tower: dict[str, Any] = field(default_factory=dict)
     pq_m: int = 48
     poeem_epochs: int = 1
     latency_queries: int = 200
     n_resamples: int = 200
-    seed: int = 0
-    systems: tuple[str, ...] = ()
+    seed: Annotated[int, option("Seed of sampling, training and bootstrap")] = 0
+    systems: Annotated[
+        tuple[str, ...], option("Comma list of systems", default_text="all")
+    ] = ()
     faiss_threads: int = 1
 
 
@@ -317,7 +336,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
     sizes = [sum(g >= config.rel_threshold for g in test.qrels[r].values()) for r in test.scored]
     report = Report(
         suite="retrieval",
-        primary_metric="ndcg@10",
+        primary_metric=RetrievalSimSuite.primary_metric,
         dataset={
             "name": "sim",
             "workspace": str(config.workspace),
@@ -426,7 +445,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
     texts = item_texts(products)
     log = workspace_samples(workspace, texts, train_ids)
     learned_config = LearnedConfig(
-        models=models, two_tower=dict(config.two_tower), pq_m=config.pq_m,
+        models=models, two_tower={**config.two_tower, "epochs": config.epochs}, pq_m=config.pq_m,
         poeem_epochs=config.poeem_epochs, seed=config.seed,
     )
     with report.timer("fit/learned"):
@@ -476,3 +495,20 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         score("shopsearch/fused", fused, None)
     report.timing("total", time.perf_counter() - wall)
     return report
+
+
+@SUITES.register()
+class RetrievalSimSuite(Suite[RetrievalSimConfig]):
+    """Candidate retrieval vs the simulator's true relevance: recall@100, recall@500, NDCG@10,
+    index bytes per product, latency, per market and on long-tail queries.
+
+    Example: shopsearch eval retrieval --dataset sim --workspace W --report r.json
+    """
+
+    name = "retrieval/sim"
+    config_type = RetrievalSimConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: RetrievalSimConfig, say: Say) -> Report:
+        """:func:`run_retrieval_sim_suite`."""
+        return run_retrieval_sim_suite(config, say)

@@ -45,14 +45,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.judged import SCALES
 from shopsearch.progress import Say
@@ -77,7 +79,7 @@ SOURCE, TARGET = "source", "target"
 METRICS = ("ndcg@10",)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TransferRelevanceConfig:
     """Inputs of the relevance transfer protocol.
 
@@ -90,7 +92,7 @@ class TransferRelevanceConfig:
         fractions: target training fractions (each in (0, 1)).
         methods: transfer methods to train (default: every method).
         epochs: most epochs per model (early stopping on a by-request validation split).
-        batch_size: rows per training step.
+        batch_size: rows (judged pairs, the impressions here) per training step.
         patience: epochs without validation improvement before stopping.
         cache_dir: embedding cache root (``None``: no cache).
         link_cosine: least MiniLM title cosine that links a target product to its nearest
@@ -100,21 +102,42 @@ class TransferRelevanceConfig:
         seed: seed of the query split, training and bootstraps.
     """
 
-    source_format: str
-    source: list[Path]
-    target_format: str
-    target: list[Path]
-    target_products: list[Path] = field(default_factory=list)
-    fractions: tuple[float, ...] = (0.1,)
-    methods: tuple[str, ...] = ()
-    epochs: int = 20
-    batch_size: int = 256
+    source_format: Annotated[
+        str, option("Judged format of --source: homedepot, crowdflower or generic")
+    ] = "homedepot"
+    source: Annotated[list[Path], option("Source judgments file")]
+    target_format: Annotated[
+        str, option("Judged format of --target: crowdflower, generic or homedepot")
+    ] = "generic"
+    target: Annotated[list[Path], option("Target judgments file")]
+    target_products: Annotated[
+        list[Path], option("Target products file, generic format")
+    ] = field(default_factory=list)
+    fractions: Annotated[
+        tuple[float, ...],
+        option("Comma list of target training fractions", flags=("--target-train-fraction",)),
+    ] = (0.1,)
+    methods: Annotated[
+        tuple[str, ...], option("Comma list of transfer methods", default_text="every method")
+    ] = ()
+    epochs: Annotated[int, option("Most training epochs per model")] = 20
+    batch_size: Annotated[int, option("Impressions per training step")] = 256
     patience: int = 3
-    cache_dir: Path | None = Path(".shopsearch-cache")
-    link_cosine: float = LINK_COSINE
+    cache_dir: Annotated[
+        Path | None, option("Embedding cache, content-hashed and reused")
+    ] = Path(".shopsearch-cache")
+    link_cosine: Annotated[
+        float,
+        option(
+            "Least MiniLM title cosine linking a target product to its nearest source product, "
+            "after id and normalised-title links",
+            low=-1.0,
+            high=1.0,
+        ),
+    ] = LINK_COSINE
     encoder: Encoder | None = None
     n_resamples: int = 1000
-    seed: int = 0
+    seed: Annotated[int, option("Seed of subsampling, training and bootstrap")] = 0
 
 
 def _qrels(rows: pd.DataFrame, offset: float) -> dict[str, dict[str, float]]:
@@ -221,7 +244,7 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
     fractions = tuple(sorted(set(cfg.fractions)))
     report = Report(
         suite="transfer",
-        primary_metric="ndcg@10",
+        primary_metric=TransferRelevanceSuite.primary_metric,
         config={
             "dataset": "relevance",
             "source_format": cfg.source_format,
@@ -402,31 +425,31 @@ def add_comparisons(
             report.systems[name]["vs"] = versus
 
 
-def fractions_of(text: str) -> tuple[float, ...]:
-    """``"0.05,0.1"`` → ``(0.05, 0.1)``.
+@SUITES.register()
+class TransferRelevanceSuite(Suite[TransferRelevanceConfig]):
+    """Relevance transfer between two judged shops: NDCG@10 and RMSE on the target's test
+    queries for every transfer method, bm25s and zero-shot.
 
-    Raises:
-        InvalidInputError: for a value that is not a number.
+    Example: shopsearch eval transfer --dataset relevance --source-format homedepot --source
+    hd.csv --target-format generic --target t.csv --target-products p.csv
+    --target-train-fraction 0.1 --report r.json
     """
-    out = []
-    for part in text.split(","):
-        if part.strip():
-            try:
-                out.append(float(part))
-            except ValueError:
-                raise InvalidInputError(
-                    f"--target-train-fraction {text!r} is not a comma list of numbers; "
-                    "use e.g. 0.1 or 0.05,0.1"
-                ) from None
-    return tuple(out)
+
+    name = "transfer/relevance"
+    config_type = TransferRelevanceConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: TransferRelevanceConfig, say: Say) -> Report:
+        """:func:`run_transfer_relevance`."""
+        return run_transfer_relevance(config, say)
 
 
 __all__ = [
     "GradeMapping",
     "TransferRelevanceConfig",
+    "TransferRelevanceSuite",
     "add_comparisons",
     "bm25s_scores",
-    "fractions_of",
     "rmse_with_ci",
     "run_transfer_relevance",
 ]

@@ -18,7 +18,9 @@ Protocol (issue 7):
    each request's shown items ordered by the ranking value (``1 p_click + 2 p_cart + 4
    p_purchase``) against the simulator's *true* relevance grade (requests with a positive grade).
    Each metric is computed per target market (``by_domain``, with a 95% bootstrap CI of NDCG@10
-   over requests) and the system's value is the mean over the target markets.
+   over requests) and the system's value is the mean over the target markets. An AUC or GAUC
+   that a market's test rows leave undefined (clicks of one class only) is ``null`` there with
+   the reason under ``undefined``; the system's mean is then undefined too, and says why.
    ``baseline/logging-policy`` (the logged order) is the reference.
 
 Limitation, stated honestly: subsampling removes target *training labels* (requests), not the
@@ -32,7 +34,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +42,10 @@ import orjson
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.evaluate.metrics import auc, bootstrap_ci, gauc
-from shopsearch.evaluate.report import Report
+from shopsearch.evaluate.metrics import UndefinedMetricError, auc, bootstrap_ci, gauc
+from shopsearch.evaluate.options import option
+from shopsearch.evaluate.report import UNDEFINED_KEY, Report
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.ranking_sim import ndcg_per_request
 from shopsearch.progress import Say
 from shopsearch.ranking.features import FeatureEncoder
@@ -73,15 +77,21 @@ class TransferSimConfig:
         seed: seed of subsampling, training and bootstraps.
     """
 
-    workspace: Path
-    fractions: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
-    source: str | None = None
-    methods: tuple[str, ...] = ()
+    workspace: Annotated[
+        Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
+    ]
+    fractions: Annotated[
+        tuple[float, ...], option("Comma list of target training fractions")
+    ] = (0.01, 0.05, 0.2, 1.0)
+    source: Annotated[str | None, option("Source market", default_text="the largest")] = None
+    methods: Annotated[
+        tuple[str, ...], option("Comma list of transfer methods", default_text="every method")
+    ] = ()
     test_fraction: float = 0.2
-    epochs: int = 2
-    batch_size: int = 1024
+    epochs: Annotated[int, option("Most training epochs per model")] = 2
+    batch_size: Annotated[int, option("Impressions per training step")] = 1024
     n_resamples: int = 200
-    seed: int = 0
+    seed: Annotated[int, option("Seed of subsampling, training and bootstrap")] = 0
 
 
 @dataclass
@@ -96,11 +106,17 @@ def _domain_metrics(target: _Target, scores: Scores, cfg: TransferSimConfig) -> 
     labels = rows["click"].to_numpy()
     groups = rows["request_id"].to_numpy()
     out: dict[str, Any] = {}
+    undefined: dict[str, str] = {}  # a metric the rows leave undefined: null, with the reason
     try:
         out["auc"] = auc(labels, scores["click"])
+    except UndefinedMetricError as exc:
+        out["auc"], undefined["auc"] = None, str(exc)
+    try:
         out["gauc"] = gauc(labels, scores["click"], groups)
-    except InvalidInputError:
-        pass
+    except UndefinedMetricError as exc:
+        out["gauc"], undefined["gauc"] = None, str(exc)
+    if undefined:
+        out[UNDEFINED_KEY] = undefined
     per = ndcg_per_request(rows, value, target.grade)
     out["ndcg@10"] = float(per.mean()) if per.size else 0.0
     out["requests"] = float(rows["request_id"].nunique())
@@ -119,11 +135,20 @@ def _add(
 ) -> dict[str, float]:
     by_domain = {d: _domain_metrics(t, scores[d], cfg) for d, t in targets.items()}
     metrics: dict[str, float] = {}
+    undefined: dict[str, str] = {}
     for key in ("ndcg@10", "auc", "gauc"):
-        values = [m[key] for m in by_domain.values() if key in m]
-        if values:
-            metrics[key] = float(np.mean(values))
-    report.add_system(name, metrics, None, {"by_domain": by_domain, **(extra or {})})
+        missing = {
+            d: m[UNDEFINED_KEY][key] for d, m in by_domain.items() if m.get(key) is None
+        }
+        if missing:
+            undefined[key] = "the mean over the target markets is undefined: " + "; ".join(
+                f"{d}: {reason}" for d, reason in missing.items()
+            )
+        else:
+            metrics[key] = float(np.mean([m[key] for m in by_domain.values()]))
+    report.add_system(
+        name, metrics, None, {"by_domain": by_domain, **(extra or {})}, undefined
+    )
     return metrics
 
 
@@ -149,8 +174,7 @@ def run_transfer_sim_suite(cfg: TransferSimConfig, say: Say | None = None) -> Re
             f"'shopsearch simulate -w {cfg.workspace} --domains 3'"
         )
     start_all = time.perf_counter()
-    with_timer = Report(suite="transfer", primary_metric="ndcg@10")
-    report = with_timer
+    report = Report(suite="transfer", primary_metric=TransferSimSuite.primary_metric)
     with report.timer("samples"):
         tell("building samples")
         samples = build_samples(ws.connect())
@@ -240,4 +264,25 @@ def run_transfer_sim_suite(cfg: TransferSimConfig, say: Say | None = None) -> Re
     return report
 
 
-__all__ = ["TransferSimConfig", "run_transfer_sim_suite"]
+@SUITES.register()
+class TransferSimSuite(Suite[TransferSimConfig]):
+    """Cross-market transfer on a simulated shop: CDAN-W, PGTL and the baselines trained on a
+    fraction of the target markets' requests; target AUC / GAUC / NDCG@10.
+
+    The baselines: target-only, pooled, zero-shot, shared-bottom, STAR and MMoE with domain
+    gates.
+
+    Example: shopsearch eval transfer --dataset sim --workspace W --report r.json
+    --fractions 0.01,0.05,0.2,1.0
+    """
+
+    name = "transfer/sim"
+    config_type = TransferSimConfig
+    primary_metric = "ndcg@10"
+
+    def run(self, config: TransferSimConfig, say: Say) -> Report:
+        """:func:`run_transfer_sim_suite`."""
+        return run_transfer_sim_suite(config, say)
+
+
+__all__ = ["TransferSimConfig", "TransferSimSuite", "run_transfer_sim_suite"]

@@ -33,14 +33,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.ranking_trivago import (
     RankingTrivagoConfig,
@@ -75,19 +77,30 @@ class TransferTrivagoConfig:
         seed: seed of subsampling, training and bootstraps.
     """
 
-    train: Path
-    test: Path
-    targets: tuple[str, ...] = ()
-    source_min_clickouts: int = 500
-    target_min_test: int = 40
-    fractions: tuple[float, ...] = (1.0,)
-    methods: tuple[str, ...] = ()
-    epochs: int = 3
-    batch_size: int = 1024
+    train: Annotated[Path, option("Training events file")]
+    test: Annotated[Path, option("Test events, other sessions")]
+    targets: Annotated[
+        tuple[str, ...], option("Comma list of target platforms", default_text="the rule")
+    ] = ()
+    source_min_clickouts: Annotated[
+        int, option("Training clickouts that make a platform a source")
+    ] = 500
+    target_min_test: Annotated[
+        int, option("Test clickouts a default target platform needs")
+    ] = 40
+    fractions: Annotated[
+        tuple[float, ...],
+        option("Comma list of target training fractions", flags=("--target-train-fraction",)),
+    ] = (1.0,)
+    methods: Annotated[
+        tuple[str, ...], option("Comma list of transfer methods", default_text="every method")
+    ] = ()
+    epochs: Annotated[int, option("Most training epochs per model")] = 3
+    batch_size: Annotated[int, option("Impressions per training step")] = 1024
     seq_len: int = 10
     alpha: float = 20.0
     n_resamples: int = 1000
-    seed: int = 0
+    seed: Annotated[int, option("Seed of subsampling, training and bootstrap")] = 0
 
 
 def clickouts_per_platform(events: pd.DataFrame) -> pd.Series:
@@ -246,7 +259,7 @@ def run_transfer_trivago(cfg: TransferTrivagoConfig, say: Say | None = None) -> 
     samples_cfg = RankingTrivagoConfig(
         cfg.train, cfg.test, epochs=cfg.epochs, seq_len=cfg.seq_len, alpha=cfg.alpha, seed=cfg.seed
     )
-    report = Report(suite="transfer", primary_metric="mrr")
+    report = Report(suite="transfer", primary_metric=TransferTrivagoSuite.primary_metric)
     with report.timer("read"):
         tell("reading events")
         train_events, test_events = read_events(cfg.train), read_events(cfg.test)
@@ -348,8 +361,27 @@ def _scores(score: Callable[[Samples], F64], test: Samples) -> F64:
     return np.where(np.isfinite(values), values, -np.inf)
 
 
+@SUITES.register()
+class TransferTrivagoSuite(Suite[TransferTrivagoConfig]):
+    """Multi-market transfer between trivago platforms: large platforms are sources, small ones
+    targets; MRR per target platform and averaged.
+
+    Example: shopsearch eval transfer --dataset trivago --train A.parquet --test B.parquet
+    --report r.json
+    """
+
+    name = "transfer/trivago"
+    config_type = TransferTrivagoConfig
+    primary_metric = "mrr"
+
+    def run(self, config: TransferTrivagoConfig, say: Say) -> Report:
+        """:func:`run_transfer_trivago`."""
+        return run_transfer_trivago(config, say)
+
+
 __all__ = [
     "TransferTrivagoConfig",
+    "TransferTrivagoSuite",
     "choose_markets",
     "clickouts_per_platform",
     "macro_mrr",
