@@ -1,5 +1,5 @@
-"""The worked examples of CONTRIBUTING.md run as documented: an outside retriever and an outside
-stage, each one new module named by dotted path in the configuration."""
+"""The worked examples of CONTRIBUTING.md run as documented: an outside retriever, stage and
+evaluation suite, each one new module named by its dotted path."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pytest
 
 from shopsearch.cli import run
 from shopsearch.config import load_settings
+from shopsearch.evaluate.suite import SUITES
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.pipeline.stage import STAGES
 from shopsearch.retrieval.registry import RETRIEVERS
@@ -49,6 +51,7 @@ def plugins(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     RETRIEVERS.remove("brand")
     STAGES.remove("in-stock-first")
+    SUITES.remove("brand-recall")
     sys.path.remove(str(tmp_path / "plugins"))
     for name in [m for m in sys.modules if m.startswith("myplugins")]:
         del sys.modules[name]
@@ -77,3 +80,19 @@ def test_the_documented_retriever_and_stage_plug_in(plugins: Path) -> None:
     assert by_id["1"].stages["retrieve.brand"] == 1.0  # the brand source found Acme
     assert by_id["4"].stages["retrieve.brand"] is None
     assert by_id["1"].stages["in-stock-first.in_stock"] == 0.0
+
+
+def test_the_documented_suite_runs_by_dotted_path(plugins: Path) -> None:
+    judgments = plugins / "j.csv"
+    pd.DataFrame(
+        {"query": ["acme sofa", "acme sofa", "oak desk"], "brand": ["Acme", "Zed", "Bolt"],
+         "relevant": [1, 0, 1]}
+    ).to_csv(judgments, index=False)  # fmt: skip
+    report = plugins / "r.json"
+    argv = ["eval", "myplugins.brand_recall:BrandRecallSuite", "--judgments", str(judgments),
+            "--report", str(report)]  # fmt: skip
+    assert run(argv) == 0
+    body = orjson.loads(report.read_bytes())
+    assert body["primary_metric"] == "hit_rate"
+    assert body["systems"]["shopsearch/brand-word"]["hit_rate"] == 0.5
+    assert body["systems"]["baseline/never"]["hit_rate"] == 0.0
