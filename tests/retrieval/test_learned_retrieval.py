@@ -256,3 +256,24 @@ def test_cli_train_and_eval_retrieval(
     assert data["dataset"]["long_tail_test_requests"] >= 0
     assert run(["eval", "retrieval", "--dataset", "nope", "-w", str(root), "--report",
                 str(report)]) == 2
+
+
+@pytest.mark.slow
+def test_eval_retrieval_compares_the_two_fusions_index_builds(
+    sim_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``shopsearch/hybrid-rrf`` and ``shopsearch/hybrid`` are the lexical + MiniLM bundles of
+    ``[retrieval] fusion = "rrf"`` and of the default ``"weighted"`` (fitted on held-out clicks)."""
+    report = tmp_path / "r.json"
+    code = run(["eval", "retrieval", "--dataset", "sim", "-w", str(sim_root), "--report",
+                str(report), "--systems", "shopsearch/hybrid-rrf,shopsearch/hybrid",
+                "--max-test-requests", "40", "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    data = orjson.loads(report.read_bytes())
+    assert set(data["systems"]) == {"shopsearch/hybrid-rrf", "shopsearch/hybrid"}
+    assert data["config"]["hybrid_fusion"] == "weighted"
+    weights = data["config"]["hybrid_weights"]
+    assert set(weights) == {"lexical", "dense"}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    for entry in data["systems"].values():
+        assert 0 < entry["ndcg@10"] <= 1

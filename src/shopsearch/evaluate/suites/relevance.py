@@ -6,8 +6,9 @@ every test query; reported with bootstrap 95% CIs over queries: NDCG@10 (graded 
 unjudged products count 0), recall@100 of products judged relevant, and MRR.
 
 Systems: ``baseline/bm25s`` (bm25s, numba, default parameters, titles, English stopwords),
-``shopsearch/lexical``, ``shopsearch/dense`` (MiniLM), ``shopsearch/hybrid`` (fusion of the
-two; weights fitted on the training judgments when given, else reciprocal-rank fusion).
+``shopsearch/lexical``, ``shopsearch/dense`` (MiniLM), ``shopsearch/hybrid-rrf`` (the two by
+reciprocal-rank fusion) and ``shopsearch/hybrid`` (the two by weighted score fusion, weights
+fitted on the training judgments when given, else reciprocal-rank fusion).
 
 With ``--train`` two more: ``shopsearch/two-tower`` (the MMSE two-tower encoder of
 :mod:`shopsearch.retrieval.mmse` trained on the training judgments, grades as stages: hashed
@@ -205,6 +206,9 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     )
 
     hybrid = HybridRetriever({"lexical": lexical, "dense": dense}, fusion="rrf")
+    start = time.perf_counter()
+    run = hybrid.retrieve_many(queries, DEPTH)
+    score("shopsearch/hybrid-rrf", run, time.perf_counter() - start)
     if train is not None:
         fit_queries = sorted(train.qrels)
         random.Random(config.seed).shuffle(fit_queries)

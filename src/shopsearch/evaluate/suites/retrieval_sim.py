@@ -23,8 +23,11 @@ with no such product are not scored.
 ``shopsearch/lexical``, ``shopsearch/dense`` (MiniLM, vectors through the embedding cache),
 ``shopsearch/two-tower`` (MMSE), ``shopsearch/two-tower-pq`` (Poeem, ``pq_m``-byte codes),
 ``baseline/faiss-pq`` (faiss ``IndexPQ`` trained post hoc on the two-tower item vectors, same
-bytes), ``shopsearch/gcn`` (SearchGCN) and ``shopsearch/fused`` (lexical + dense + two-tower +
-gcn, weighted score fusion fitted on the held-out training requests' logged clicks).
+bytes), ``shopsearch/gcn`` (SearchGCN), ``shopsearch/hybrid-rrf`` and ``shopsearch/hybrid``
+(lexical + dense, reciprocal-rank fusion or weighted score fusion fitted on the held-out
+training requests' logged clicks: the two bundles ``shopsearch index`` builds with ``[retrieval]
+fusion = "rrf"`` or its default ``"weighted"``) and ``shopsearch/fused`` (lexical + dense +
+two-tower + gcn, weighted score fusion fitted the same way).
 
 **Also reported** per system: ``by_domain`` (the metrics per market), ``long_tail`` (test
 requests whose query text occurred at most ``long_tail_max_count`` times, default 1, among the
@@ -81,8 +84,12 @@ SYSTEMS = (
     "shopsearch/two-tower-pq",
     "baseline/faiss-pq",
     "shopsearch/gcn",
+    "shopsearch/hybrid-rrf",
+    "shopsearch/hybrid",
     "shopsearch/fused",
 )
+#: Systems that fuse sources (they need the lexical and dense sources).
+_FUSIONS = {"shopsearch/hybrid-rrf", "shopsearch/hybrid", "shopsearch/fused"}
 
 
 @dataclass
@@ -413,7 +420,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
                 for d in domains
             }
         score("baseline/bm25s", per_market, None, filtered=False)
-    need_lexical = {"shopsearch/lexical", "shopsearch/fused"} & set(systems)
+    need_lexical = {"shopsearch/lexical", *_FUSIONS} & set(systems)
     lexical = None
     if need_lexical:
         with report.timer("index/lexical"):
@@ -422,7 +429,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
             size = _dir_bytes(lexical.home_.root) / max(products.num_rows, 1)
             score("shopsearch/lexical", lexical, {"bytes_per_product": size})
     dense = None
-    if {"shopsearch/dense", "shopsearch/fused"} & set(systems):
+    if {"shopsearch/dense", *_FUSIONS} & set(systems):
         say("encoding the catalog with MiniLM (cached by content hash)")
         cache = config.cache_dir or workspace.dir("cache") / "embeddings"
         with report.timer("index/dense"):
@@ -432,8 +439,37 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         if "shopsearch/dense" in systems:
             score("shopsearch/dense", dense, index_bytes(dense))
 
-    learned_systems = {s for s in systems if s not in ("baseline/bm25s", "shopsearch/lexical",
-                                                       "shopsearch/dense")}
+    texts = item_texts(products)
+    hold = workspace_samples(workspace, texts, holdout_ids) if holdout_ids else None
+    gains: dict[str, dict[ProductKey, float]] = {}
+    if hold is not None:
+        qrels = keyed_qrels(hold.samples, list(texts))
+        gains = {q: {k: max(s - 1.0, 0.0) for k, s in j.items()} for q, j in qrels.items()}
+
+    def fit(hybrid: HybridRetriever, key: str, grid_steps: int) -> None:
+        """Weighted fusion fitted on the held-out clicks (rrf when there are none)."""
+        hybrid.weighting_ = WeightedScoreFusion(list(hybrid.sources), grid_steps=grid_steps)
+        with report.timer(f"fit/{key}_fusion"):
+            hybrid.per_source_k = 200
+            fitted = bool(gains) and fit_weighted_fusion(
+                hybrid, gains, max_queries=500, seed=config.seed
+            )
+            hybrid.per_source_k = DEPTH
+        hybrid.fusion = "weighted" if fitted else "rrf"
+        report.config[f"{key}_fusion"] = hybrid.fusion
+        report.config[f"{key}_weights"] = dict(hybrid.weighting_.weights_) if fitted else None
+
+    for name in ("shopsearch/hybrid-rrf", "shopsearch/hybrid"):
+        if name in systems:
+            assert lexical is not None
+            assert dense is not None
+            hybrid = HybridRetriever({"lexical": lexical, "dense": dense}, per_source_k=DEPTH)
+            if name == "shopsearch/hybrid":
+                fit(hybrid, "hybrid", grid_steps=20)  # as shopsearch index fits it
+            score(name, hybrid, None)
+
+    learned_systems = set(systems) - {"baseline/bm25s", "shopsearch/lexical", "shopsearch/dense",
+                                      "shopsearch/hybrid-rrf", "shopsearch/hybrid"}  # fmt: skip
     if not learned_systems:
         report.timing("total", time.perf_counter() - wall)
         return report
@@ -442,7 +478,6 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         models.append("gcn")
     if "shopsearch/two-tower-pq" in systems:
         models.append("two-tower-pq")
-    texts = item_texts(products)
     log = workspace_samples(workspace, texts, train_ids)
     learned_config = LearnedConfig(
         models=models, two_tower={**config.two_tower, "epochs": config.epochs}, pq_m=config.pq_m,
@@ -480,18 +515,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
             {"lexical": lexical, "dense": dense, "two_tower": two_tower, "gcn": gcn},
             per_source_k=DEPTH,
         )
-        fused.weighting_ = WeightedScoreFusion(list(fused.sources), grid_steps=10)
-        hold = workspace_samples(workspace, texts, holdout_ids) if holdout_ids else None
-        fitted = False
-        if hold is not None:
-            qrels = keyed_qrels(hold.samples, list(texts))
-            gains = {q: {k: max(s - 1.0, 0.0) for k, s in j.items()} for q, j in qrels.items()}
-            with report.timer("fit/fused_fusion"):
-                fused.per_source_k = 200
-                fitted = fit_weighted_fusion(fused, gains, max_queries=500, seed=config.seed)
-                fused.per_source_k = DEPTH
-        report.config["fused_fusion"] = "weighted" if fitted else "rrf"
-        report.config["fused_weights"] = dict(fused.weighting_.weights_) if fitted else None
+        fit(fused, "fused", grid_steps=10)
         score("shopsearch/fused", fused, None)
     report.timing("total", time.perf_counter() - wall)
     return report
