@@ -36,6 +36,10 @@ class RetrievalSettings(BaseModel):
     per_source_k: int = Field(200, ge=1, le=10_000)
     #: Fused candidates retrieval hands to the later stages (at least a page's worth).
     candidates: int = Field(200, ge=1, le=10_000)
+    #: A product a vector source (dense, learned) found is a match only this close (cosine) to
+    #: the query; products with the query's words always match. Below it, a nearest neighbour
+    #: is no result, so a query that matches nothing gets no results.
+    min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
     hnsw_threshold: int = Field(20_000, ge=0)
     #: Query vectors of dense sources kept in memory per process (least recently used
     #: dropped; 1.5 KB each for MiniLM); 0 turns the cache off. Overrides the bundle's value.
@@ -103,6 +107,10 @@ class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_size: int = Field(10, ge=1)
+    #: The market a user's search without ``domain`` searches: a domain id, or ``"*"`` for
+    #: every market (a product sold in several is then one result per market); default: the
+    #: workspace's first declared domain.
+    default_domain: str | None = None
     max_size: int = Field(100, ge=1)
     max_page: int = Field(100, ge=1)
     max_query_chars: int = Field(512, ge=1)

@@ -39,7 +39,11 @@ def index(workspace: WorkspaceOption, config: ConfigOption = None) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="What the user typed.")],
     workspace: WorkspaceOption,
-    domain: Annotated[str | None, typer.Option(help="Domain (market) to search in.")] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="Market to search (default: [search] default_domain, else the "
+                     "workspace's first); * for every market."),
+    ] = None,
     category: Annotated[
         str | None, typer.Option(help='Category path prefix, e.g. "Furniture > Sofas".')
     ] = None,
@@ -65,8 +69,9 @@ def search(
         price_max=price_max,
         in_stock=in_stock,
     )
+    where = engine.default_domain() if domain is None else None if domain == "*" else domain
     response = engine.search(
-        SearchParams(query, domain, None, filters, page=page, size=size, explain=explain)
+        SearchParams(query, where, None, filters, page=page, size=size, explain=explain)
     )
     if as_json:
         typer.echo(orjson.dumps(response, option=orjson.OPT_INDENT_2).decode())

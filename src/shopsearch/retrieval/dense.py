@@ -177,6 +177,8 @@ class DenseRetriever(Retriever):
         self.exact_limit = exact_limit
         self.rebuild_fraction = rebuild_fraction
         self.query_cache_size = query_cache_size
+        #: Serving setting: a candidate closer than this (cosine) to the query is a match.
+        self.min_similarity = 0.0
         self._cache: EmbeddingCache | None = None
         self.query_cache = QueryVectorCache(query_cache_size)
         self._batcher = QueryBatcher(self.encoder.encode_queries, query_batch)
@@ -350,6 +352,12 @@ class DenseRetriever(Retriever):
             options.query_cache_observer,
             options.batch_observer,
         )
+        if options.min_similarity is not None:
+            self.min_similarity = options.min_similarity
+
+    def matches(self, candidates: Candidates) -> npt.NDArray[np.bool_]:
+        """Candidates at least :attr:`min_similarity` (cosine) from the query."""
+        return np.asarray(candidates.scores >= self.min_similarity, dtype=bool)
 
     @property
     def vector_space(self) -> str:

@@ -62,24 +62,44 @@ class StageOut(BaseModel):
     detail: str
 
 
+class SuggestionOut(BaseModel):
+    """A search that has results when this one has none."""
+
+    query: str
+    dropped: list[str] = Field(description="Filters to leave out: category, brand, price, ...")
+    total: int = Field(description="How many products that search matches.")
+
+
 class SearchOut(BaseModel):
     """One search's results."""
 
     request_id: str = Field(description="Quote it in POST /events.")
     query: str
     domain: str | None
-    total: int
+    total: int = Field(
+        description="How many products match: those with the query's words (typo-tolerant) "
+        "within the filters, plus those a vector source found at least [retrieval] "
+        "min_similarity from the query. The same on every page; 0 means no results."
+    )
     page: int
     size: int
+    pages: int = Field(description="Pages of this size that can be asked for (at most max_page).")
     items: list[ItemOut]
     facets: dict[str, dict[str, int]] = Field(
-        description='Counts over all matches: "category" (path prefix), "brand", "price" bucket.'
+        description='Counts over the same matched products as total: "category" (each path '
+        'prefix), "brand", "price" bucket; a value with no product is left out.'
     )
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage, per retrieval source (retrieve.<source>), render "
         "and total."
     )
     pipeline: list[StageOut] = Field(description="Each stage of this search, in order.")
+    notice: str | None = Field(
+        description='What to know about the results, e.g. "no results for ..."'
+    )
+    suggestion: SuggestionOut | None = Field(
+        description="When nothing matched because of the filters: the same words without them."
+    )
 
 
 class DomainOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -54,7 +55,13 @@ def search_router(state: ServerState) -> APIRouter:
         ] = "",
         domain: Annotated[
             str | None,
-            Query(min_length=1, max_length=LIMITS.max_id_chars, description="Market to search."),
+            Query(
+                min_length=1,
+                max_length=LIMITS.max_id_chars,
+                description="Market to search (default: [search] default_domain, else the "
+                "workspace's first market); * searches every market, where a product sold in "
+                "several markets is one result per market.",
+            ),
         ] = None,
         user: Annotated[
             str | None,
@@ -75,12 +82,13 @@ def search_router(state: ServerState) -> APIRouter:
         explain: Annotated[bool, Query(description="Each stage's score per item.")] = False,
     ) -> Response:
         path = _category(category)
-        if not q.strip() and not path and not brand:
+        if not has_words(q) and not path and not brand:
             raise ApiError(
                 400,
                 "q",
-                "q is empty; give search words, or browse with a category or brand filter "
-                "(e.g. category=Furniture)",
+                f"q={q!r} is empty: it has no words (letters or digits) to search for; give "
+                "search words, or browse with a category or brand filter (e.g. "
+                "category=Furniture)",
             )
         if user is not None and len(user.encode()) > MAX_USER_BYTES:
             raise ApiError(
@@ -100,13 +108,17 @@ def search_router(state: ServerState) -> APIRouter:
             in_stock=in_stock,
         )
         with state.live.reading() as served:
-            if domain is not None and domain not in served.domains:
+            if domain is None:
+                domain = served.engine.default_domain()
+            if domain not in (ALL_DOMAINS, None) and domain not in served.domains:
                 raise ApiError(
                     400, "domain", f"unknown domain {domain!r}; domains are "
-                    f"{', '.join(sorted(served.domains))} (see /domains)"
+                    f"{', '.join(sorted(served.domains))} (see /domains), or * for all"
                 )
-            if domain is None and len(served.domains) == 1:
+            if domain == ALL_DOMAINS and len(served.domains) == 1:
                 domain = next(iter(served.domains))
+            if domain == ALL_DOMAINS:
+                domain = None
             params = SearchParams(q, domain, user, filters, page, size, explain=True)
             limit_this_thread(threads)  # OpenMP thread counts are per thread
             try:
@@ -116,7 +128,7 @@ def search_router(state: ServerState) -> APIRouter:
                 raise ApiError(400, "request", str(exc)) from exc
         who, where = user or ANONYMOUS, domain or ALL_DOMAINS
         request_id = state.ids.issue(where, who)
-        payload = _payload(request_id, q, domain, page, size, response, explain)
+        payload = _payload(request_id, q, domain, page, size, response, explain, limits.max_page)
         _log(state, request_id, who, where, q, filters, payload, response)
         state.metrics.observe_stages(response.timings_ms)
         return json_response(payload)
@@ -142,6 +154,14 @@ def search_router(state: ServerState) -> APIRouter:
     return router
 
 
+_WORD = re.compile(r"[^\W_]")
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` has a letter or digit to search for."""
+    return _WORD.search(text) is not None
+
+
 def _category(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
@@ -157,6 +177,7 @@ def _payload(
     size: int,
     response: SearchResponse,
     explain: bool,
+    max_page: int,
 ) -> dict[str, Any]:
     offset = (page - 1) * size
     items = [
@@ -184,6 +205,15 @@ def _payload(
         "items": items,
         "facets": {name: response.facets.get(name, {}) for name in _FACETS},
         "timings_ms": response.timings_ms,
+        "pages": min(-(-response.total // size), max_page),
+        "notice": response.notice,
+        "suggestion": None
+        if response.suggestion is None
+        else {
+            "query": response.suggestion.query,
+            "dropped": list(response.suggestion.dropped),
+            "total": response.suggestion.total,
+        },
         "pipeline": [
             {
                 "name": s.name,
