@@ -127,3 +127,49 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     wrong = client.delete("/search")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["parameter"] == "method"
+
+
+def test_a_search_without_domain_searches_one_market(workspace, serve, config):
+    """Issue 13, item 4: the default search no longer lists a product once per market."""
+    settings = config()
+    settings.search.default_domain = None  # the shipped default
+    first = workspace.domains()[0].domain_id
+    with serve(workspace, settings) as client:
+        body = client.get("/search", params={"q": "grey"}).json()
+        every = client.get("/search", params={"q": "grey", "domain": "*"}).json()
+        wrong = client.get("/search", params={"q": "grey", "domain": "fr"})
+    assert body["domain"] == first
+    assert {item["domain"] for item in body["items"]} == {first}
+    assert every["domain"] is None
+    assert {item["domain"] for item in every["items"]} == {"us", "gb"}
+    assert every["total"] > body["total"]
+    assert wrong.status_code == 400
+    assert "or * for all" in wrong.json()["error"]["message"]
+
+
+def test_no_results_is_said_and_control_characters_are_no_query(client):
+    """Issue 13, item 3: nonsense matches nothing; a lone NUL is no words at all."""
+    body = client.get("/search", params={"q": "qwxzzkjv"}).json()
+    assert (body["total"], body["items"], body["pages"]) == (0, [], 0)
+    assert body["notice"] == "no results for 'qwxzzkjv'"
+    assert body["suggestion"] is None
+    for nothing in ("\x00", " \t", "!!!", "\x00\x01"):
+        answer = client.get("/search", params={"q": nothing})
+        assert answer.status_code == 400, nothing
+        assert answer.json()["error"]["parameter"] == "q"
+    filtered = client.get("/search", params={"q": "sofa", "brand": "Sonic"}).json()
+    assert filtered["total"] == 0
+    assert filtered["suggestion"] == {"query": "sofa", "dropped": ["brand"], "total": 2}
+
+
+def test_total_and_facets_do_not_depend_on_the_page(client):
+    """Issue 13, items 1-2."""
+    pages = [client.get("/search", params={"q": "grey", "size": 1, "page": p}).json()
+             for p in (1, 2, 3, 4)]  # fmt: skip
+    assert {body["total"] for body in pages} == {3}
+    assert {body["pages"] for body in pages} == {3}
+    assert pages[3]["items"] == []
+    facets = pages[0]["facets"]
+    assert sum(facets["brand"].values()) == 3
+    assert sum(facets["price"].values()) == 3
+    assert sum(v for k, v in facets["category"].items() if " > " not in k) == 3
