@@ -7,16 +7,20 @@ from typing import Annotated
 
 import typer
 
+from shopsearch.catalog.models import UNKNOWN_CURRENCY, UNKNOWN_LANGUAGE
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
-from shopsearch.datasets import LOADERS, get_loader
-from shopsearch.errors import RejectedRowsError
+from shopsearch.datasets import LOADERS, load
+from shopsearch.errors import RejectedRowsError, describe_counts
+from shopsearch.ingest.workspace import UNREADABLE, IngestResult
 from shopsearch.ingest.workspace import ingest as ingest_data
 from shopsearch.store.workspace import Workspace
 
 WorkspaceOption = Annotated[
     Path, typer.Option("--workspace", "-w", help="Workspace directory (created if missing).")
 ]
+
+_DOMAINS_FILE = "a domains file (domain_id,name,language,currency)"
 
 
 @app.command()
@@ -26,28 +30,59 @@ def ingest(
     workspace: WorkspaceOption,
     add_domains: Annotated[
         bool,
-        typer.Option(help="Register domains that rows name but no domains file declares."),
+        typer.Option(
+            help="Register domains that rows name but neither the workspace nor a domains file "
+            f"declares (language {UNKNOWN_LANGUAGE}, currency {UNKNOWN_CURRENCY}: unknown)."
+        ),
     ] = False,
 ) -> None:
     """Load data of a public or generic format into a workspace.
 
     Every row is validated: good rows are stored (products upserted by domain and id, events
-    appended), bad rows go to a rejects report (file, row, field, reason) under
-    WORKSPACE/rejects/, and the command exits with status 1 when any row was rejected.
+    appended), bad rows and records that cannot be read as rows go to a rejects report (file,
+    row, field, reason) under WORKSPACE/rejects/, and the command exits with status 1 when any
+    row was rejected.
     """
-    loader = get_loader(format)
     with console.status(f"reading {format} from {len(paths)} file(s)"):
-        data = loader(paths)
+        data = load(format, paths)
     ws = Workspace.create(workspace)
     with console.status("validating and storing"):
         result = ingest_data(ws, data, add_domains=add_domains)
-    for note in data.notes:
+    for note in [*data.notes, *_notes(result)]:
         console.print(f"[dim]note:[/dim] {note}", highlight=False)
+    console.print(f"stored {describe_counts(result.kept)} in {ws.root}", highlight=False)
+    if result.report is not None:
+        rejected = {
+            "unreadable record(s)" if what == UNREADABLE else what: n
+            for what, n in result.rejected.items()
+        }
+        raise RejectedRowsError(rejected, result.kept, result.report)
+
+
+def _notes(result: IngestResult) -> list[str]:
+    """What the user should know about the domains and the counts of an ingest."""
+    notes = []
+    if result.repaired_domains:
+        notes.append(
+            f"domain(s) {', '.join(result.repaired_domains)} had an empty language or currency "
+            f"(stored by an older --add-domains); they are now {UNKNOWN_LANGUAGE} / "
+            f"{UNKNOWN_CURRENCY} (unknown): ingest {_DOMAINS_FILE} to set them"
+        )
     if result.added_domains:
-        console.print(f"added domains: {', '.join(result.added_domains)}")
-    kept = ", ".join(f"{n} {table}" for table, n in result.kept.items())
-    console.print(f"stored {kept or 'nothing'} in {ws.root}", highlight=False)
-    if result.rejected:
-        assert result.report is not None
-        kept_rows = sum(result.kept.values())
-        raise RejectedRowsError(result.rejected, kept_rows, result.report)
+        notes.append(
+            f"added domains: {', '.join(result.added_domains)} with language "
+            f"{UNKNOWN_LANGUAGE}, currency {UNKNOWN_CURRENCY} (unknown): ingest {_DOMAINS_FILE} "
+            "to set them"
+        )
+    if result.unknown_domains:
+        notes.append(
+            f"domain(s) {', '.join(result.unknown_domains)} are not in the workspace and no "
+            f"domains file declares them, so their rows were rejected: ingest {_DOMAINS_FILE} or "
+            "re-run with --add-domains"
+        )
+    for table, n in result.repeated.items():
+        notes.append(
+            f"{n} {table} row(s) repeat the key of a later row of this ingest; the later row is "
+            "stored"
+        )
+    return notes
