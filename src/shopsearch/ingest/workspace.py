@@ -47,6 +47,7 @@ class IngestResult:
         added_domains: domains registered by ``add_domains``.
         repaired_domains: stored domains whose empty language or currency was set to unknown.
         unknown_domains: domains rows name that are neither stored nor declared nor added.
+        products: the product rows stored (new or replaced), for indexing them.
     """
 
     kept: dict[str, int] = field(default_factory=dict)
@@ -56,6 +57,7 @@ class IngestResult:
     added_domains: list[str] = field(default_factory=list)
     repaired_domains: list[str] = field(default_factory=list)
     unknown_domains: list[str] = field(default_factory=list)
+    products: pa.Table | None = None
 
 
 def _used_domains(data: LoadedData, known: set[str]) -> dict[str, tuple[str, int]]:
@@ -190,6 +192,8 @@ def _store(workspace: Workspace, name: str, checked: Validated, result: IngestRe
         workspace.append(name, good)
         stored = good.num_rows
     result.kept[name] = stored
+    if name == "products" and good.num_rows:
+        result.products = good
     if checked.rejected:
         result.rejected[name] = checked.rejected
 
