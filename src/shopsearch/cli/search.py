@@ -11,11 +11,10 @@ from rich.table import Table
 
 from shopsearch.catalog.candidates import Filters
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, progress_bar, say
+from shopsearch.cli.progress import console, heartbeat, say, step_progress
 from shopsearch.config import load_settings
 from shopsearch.pipeline.engine import Engine, SearchParams, SearchResponse
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.index import build_index
 
 WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
@@ -28,9 +27,11 @@ def index(workspace: WorkspaceOption, config: ConfigOption = None) -> None:
     Product embeddings are cached by content hash in WORKSPACE/cache, so re-indexing encodes only
     new or changed products.
     """
+    from shopsearch.training.index import build_index
+
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
-    with progress_bar("encoding products") as advance:
+    with heartbeat("index"), step_progress("products") as advance:
         engine = build_index(ws, settings, progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")
 
