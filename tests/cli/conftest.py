@@ -1,7 +1,12 @@
-"""Fixtures of the command-line tests: tiny workspaces built through the CLI itself."""
+"""Fixtures of the command-line tests: tiny workspaces built through the CLI itself.
+
+Helpers are handed out as fixtures (``indexed``) because test modules are imported by path
+and cannot import this file.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +34,16 @@ def indexed_workspace(root: Path, products: pd.DataFrame, sources: list[str]) ->
     (root / "shopsearch.toml").write_text(f"[retrieval]\nsources = [{listed}]\n")
     assert run(["index", "-w", str(root)]) == 0
     return root
+
+
+#: ``indexed(root, products, sources)``: see :func:`indexed_workspace`.
+Indexed = Callable[[Path, pd.DataFrame, list[str]], Path]
+
+
+@pytest.fixture
+def indexed() -> Indexed:
+    """:func:`indexed_workspace`."""
+    return indexed_workspace
 
 
 @pytest.fixture(scope="session")
