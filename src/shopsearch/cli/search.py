@@ -59,7 +59,9 @@ def search(
     size: Annotated[int, typer.Option(help="Results per page.")] = 10,
     page: Annotated[int, typer.Option(help="Page number, from 1.")] = 1,
     explain: Annotated[bool, typer.Option(help="Show each stage's score per result.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the response as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the JSON body GET /search answers.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Search the workspace's current bundle and print results with facets.
