@@ -84,11 +84,7 @@ def _index_products(ws: Workspace, products: pa.Table, config: Path | None) -> N
     from shopsearch.store.bundles import CURRENT_FILE
 
     if not (ws.root / "models" / CURRENT_FILE).exists():
-        console.print(
-            f"[dim]note:[/dim] no search index yet: 'shopsearch index -w {ws.root}' builds one",
-            highlight=False,
-        )
-        return
+        return  # no bundle yet: 'shopsearch index' will index every product
     settings = load_settings(ws.root, config)
     with console.status(f"indexing {products.num_rows} product(s) into the current bundle"):
         engine = Engine.load(ws, settings)

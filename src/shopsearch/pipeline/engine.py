@@ -31,6 +31,7 @@ from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.request import (
+    ALL_DOMAINS,
     ResultItem,
     SearchParams,
     SearchResponse,
@@ -130,6 +131,15 @@ class Engine:
             workspace = self.workspace
             self._declared = [d.domain_id for d in workspace.domains()] if workspace else []
         return next((d for d in self._declared if d in present), min(present, default=None))
+
+    def resolve_domain(self, domain: str | None) -> str | None:
+        """The market a user's search runs in: ``domain``, else :meth:`default_domain`;
+        ``*`` is every market (``None``), or the one market of a one-market catalog."""
+        chosen = domain if domain is not None else self.default_domain()
+        if chosen == ALL_DOMAINS:
+            present = self.products.domains()
+            return next(iter(present)) if len(present) == 1 else None
+        return chosen
 
     # -- searching -------------------------------------------------------------------------------
     def check(self, params: SearchParams) -> Filters:

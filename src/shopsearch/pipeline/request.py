@@ -7,6 +7,9 @@ from typing import Literal
 
 from shopsearch.catalog.candidates import Facets, Filters
 
+#: The ``domain`` of a user's search that searches every market.
+ALL_DOMAINS = "*"
+
 
 @dataclass(frozen=True)
 class SearchParams:
@@ -104,6 +107,7 @@ class SearchResponse:
 
 
 __all__ = [
+    "ALL_DOMAINS",
     "ResultItem",
     "SearchParams",
     "SearchResponse",

@@ -71,7 +71,8 @@ class SuggestionOut(BaseModel):
 
 
 class SearchOut(BaseModel):
-    """One search's results."""
+    """One search's results (:func:`shopsearch.pipeline.payload.search_payload` shapes them;
+    ``shopsearch search --json`` prints the same)."""
 
     request_id: str = Field(description="Quote it in POST /events.")
     query: str

@@ -15,10 +15,11 @@ from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.records import Shown, now_us, search_line
-from shopsearch.pipeline.request import SearchParams, SearchResponse
+from shopsearch.pipeline.payload import search_payload
+from shopsearch.pipeline.request import ALL_DOMAINS, SearchParams, SearchResponse
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
-from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
+from shopsearch.serve.request_ids import MAX_USER_BYTES
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_this_thread
@@ -26,7 +27,6 @@ from shopsearch.serve.threads import limit_this_thread
 F = TypeVar("F", bound=Callable[..., Any])
 #: The user of a search that names none.
 ANONYMOUS = "anonymous"
-_FACETS = ("category", "brand", "price")
 
 
 def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
@@ -108,17 +108,12 @@ def search_router(state: ServerState) -> APIRouter:
             in_stock=in_stock,
         )
         with state.live.reading() as served:
-            if domain is None:
-                domain = served.engine.default_domain()
             if domain not in (ALL_DOMAINS, None) and domain not in served.domains:
                 raise ApiError(
                     400, "domain", f"unknown domain {domain!r}; domains are "
                     f"{', '.join(sorted(served.domains))} (see /domains), or * for all"
                 )
-            if domain == ALL_DOMAINS and len(served.domains) == 1:
-                domain = next(iter(served.domains))
-            if domain == ALL_DOMAINS:
-                domain = None
+            domain = served.engine.resolve_domain(domain)
             params = SearchParams(q, domain, user, filters, page, size, explain=True)
             limit_this_thread(threads)  # OpenMP thread counts are per thread
             try:
@@ -128,7 +123,9 @@ def search_router(state: ServerState) -> APIRouter:
                 raise ApiError(400, "request", str(exc)) from exc
         who, where = user or ANONYMOUS, domain or ALL_DOMAINS
         request_id = state.ids.issue(where, who)
-        payload = _payload(request_id, q, domain, page, size, response, explain, limits.max_page)
+        payload = search_payload(
+            request_id, q, domain, page, size, response, explain, limits.max_page
+        )
         _log(state, request_id, who, where, q, filters, payload, response)
         state.metrics.observe_stages(response.timings_ms)
         return json_response(payload)
@@ -167,67 +164,6 @@ def _category(text: str | None) -> tuple[str, ...] | None:
         return None
     parts = tuple(p.strip() for p in text.split(CATEGORY_SEPARATOR.strip()) if p.strip())
     return parts or None
-
-
-def _payload(
-    request_id: str,
-    query: str,
-    domain: str | None,
-    page: int,
-    size: int,
-    response: SearchResponse,
-    explain: bool,
-    max_page: int,
-) -> dict[str, Any]:
-    offset = (page - 1) * size
-    items = [
-        {
-            "domain": item.domain,
-            "product_id": item.product_id,
-            "title": item.title,
-            "brand": item.brand,
-            "category": item.category,
-            "price": item.price,
-            "in_stock": item.in_stock,
-            "score": item.score,
-            "position": offset + i + 1,
-            "stages": item.stages,
-        }
-        for i, item in enumerate(response.items)
-    ]
-    payload = {
-        "request_id": request_id,
-        "query": query,
-        "domain": domain,
-        "total": response.total,
-        "page": page,
-        "size": size,
-        "items": items,
-        "facets": {name: response.facets.get(name, {}) for name in _FACETS},
-        "timings_ms": response.timings_ms,
-        "pages": min(-(-response.total // size), max_page),
-        "notice": response.notice,
-        "suggestion": None
-        if response.suggestion is None
-        else {
-            "query": response.suggestion.query,
-            "dropped": list(response.suggestion.dropped),
-            "total": response.suggestion.total,
-        },
-        "pipeline": [
-            {
-                "name": s.name,
-                "status": s.status,
-                "ms": s.ms,
-                "candidates": s.candidates,
-                "detail": s.detail,
-            }
-            for s in response.pipeline
-        ],
-    }
-    if not explain:
-        payload["items"] = [{**item, "stages": {}} for item in items]
-    return payload
 
 
 def _log(
