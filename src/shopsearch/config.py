@@ -124,6 +124,13 @@ class ServeSettings(BaseModel):
     #: tokenizers); concurrent searches are the parallelism, more threads oversubscribe the
     #: cores. 0 leaves the libraries' defaults (every core).
     compute_threads: int = Field(1, ge=0, le=256)
+    #: Largest request body accepted (bytes); a larger one is answered 413 before it is read
+    #: (from its Content-Length, or counted as it streams). 2 MiB holds the largest batch of
+    #: events (1,000, every id at its 256-character limit).
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=1 << 30)
+    #: How far an event's timestamp may lie before its search, or after the server's clock
+    #: (seconds; clients' clocks drift).
+    event_time_tolerance_s: float = Field(300.0, ge=0.0, le=86_400.0)
     admin_token: SecretStr | None = None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
@@ -127,3 +129,27 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     wrong = client.delete("/search")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["parameter"] == "method"
+
+
+def test_head_health_answers_like_get_without_a_body(client):
+    got = client.get("/health")
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/search", params={"q": "grey"}).status_code == 405  # searches log
+
+
+def test_the_api_docs_need_no_network(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(
+            r"url: '([^']+)'", html
+        )
+        assert assets, page
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            assert answer.content, url
