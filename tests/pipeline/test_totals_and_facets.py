@@ -47,16 +47,15 @@ class SynonymEncoder(Encoder):
 
     @property
     def dim(self) -> int:
-        return 256
+        return 2048
 
     def _encode(self, texts: Sequence[str]) -> FloatMatrix:
-        out = np.zeros((len(texts), 256), np.float32)
+        out = np.zeros((len(texts), 2048), np.float32)
         for row, text in enumerate(texts):
             for word in text.lower().split():
                 word = SYNONYMS.get(word, word)
-                column = self.vocabulary.setdefault(word, len(self.vocabulary) % 255)
+                column = self.vocabulary.setdefault(word, min(len(self.vocabulary), 2047))
                 out[row, column] += 1.0
-            out[row, 255] += 0.05
         unit: FloatMatrix = out / np.linalg.norm(out, axis=1, keepdims=True)
         return unit
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
@@ -173,3 +175,27 @@ def test_total_and_facets_do_not_depend_on_the_page(client):
     assert sum(facets["brand"].values()) == 3
     assert sum(facets["price"].values()) == 3
     assert sum(v for k, v in facets["category"].items() if " > " not in k) == 3
+
+
+def test_head_health_answers_like_get_without_a_body(client):
+    got = client.get("/health")
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/search", params={"q": "grey"}).status_code == 405  # searches log
+
+
+def test_the_api_docs_need_no_network(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(
+            r"url: '([^']+)'", html
+        )
+        assert assets, page
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            assert answer.content, url

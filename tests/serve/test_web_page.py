@@ -2,7 +2,8 @@
 
 The server is ``shopsearch serve`` in a subprocess on 127.0.0.1; the browser loads the page,
 searches, filters by a facet, switches explanations on, logs a click, changes market and pages;
-the click is then read back from the workspace's ``interactions`` table after compaction.
+the click is then read back from the workspace's ``interactions`` table after compaction. The
+API docs (``/docs``) render with every request to another host blocked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from shopsearch.bench.server import running_server
 from shopsearch.config import Settings
@@ -148,6 +149,7 @@ def test_search_filter_explain_and_click_is_logged(
     expect(stages.first.locator("dd")).to_have_text(re.compile(r"^\d+\.\d{4}$"))
 
     product_id = first.get_attribute("data-product-id")
+    assert first.get_attribute("data-domain") == "us"
     first.get_by_test_id("event-click").click()
     expect(first.get_by_test_id("event-status")).to_have_text("✓ Click logged")
 
@@ -156,6 +158,7 @@ def test_search_filter_explain_and_click_is_logged(
 
     compact_event_log(workspace)
     clicks = workspace.table("interactions").to_pylist()
+    # a search of one market: the click is stored with that search, in that market
     assert {
         (c["request_id"], c["product_id"], c["kind"], c["user_id"]) for c in clicks
     } >= {(request_id, product_id, "click", user)}
@@ -191,3 +194,20 @@ def test_market_switch_pages_and_errors(page: Page, base_url: str) -> None:
     expect(page.get_by_test_id("error")).to_be_visible()
     expect(page.get_by_test_id("error")).to_contain_text("512")
     expect(results).to_have_count(0)
+
+
+def test_the_api_docs_render_offline(page: Page, base_url: str) -> None:
+    elsewhere: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(f"{base_url}/docs")
+    expect(page.locator(".opblock-summary-path", has_text="/events")).to_be_visible()
+    expect(page.locator(".opblock-summary-path", has_text="/search")).to_be_visible()
+    assert elsewhere == []

@@ -4,6 +4,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from shopsearch.catalog.limits import id_problem
 from shopsearch.datasets.base import LoadedData
 from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
@@ -48,6 +49,19 @@ def test_good_rows_kept_bad_rows_reported(tmp_path):
     stored = ws.table("products").to_pandas()
     assert sorted(stored["product_id"]) == ["1", "7"]
     assert pd.isna(stored.set_index("product_id").loc["7", "price"])
+
+
+def test_ids_must_be_printable_and_not_path_segments(tmp_path):
+    ws = Workspace.create(tmp_path)
+    bad = ["..", ".", "a\x00b", "tab\tid"]
+    products = _products(
+        [{"domain": "us", "product_id": pid, "title": "Sofa"} for pid in ["ok", *bad]]
+    )
+    result = ingest(ws, LoadedData("generic", domains=DOMAINS, products=products))
+    assert result.kept["products"] == 1
+    report = pd.read_csv(result.report, keep_default_na=False)
+    assert list(report["reason"]) == [id_problem(pid) for pid in bad]  # the API's rule too
+    assert ws.table("products")["product_id"].to_pylist() == ["ok"]
 
 
 def test_reingest_upserts_by_domain_and_id(tmp_path):

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from shopsearch.catalog.limits import LIMITS
+from shopsearch.catalog.limits import LIMITS, id_problem
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import DataFormatError
 from shopsearch.events.models import INTERACTION_KINDS
@@ -159,6 +159,14 @@ def _check_text(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checke
     return _Checked(values, reasons)
 
 
+def _check_id(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checked:
+    """Ids follow the one id rule of the HTTP API too (:func:`id_problem`)."""
+    values = series.where(~blank, None).map(lambda v: None if v is None else str(v))
+    limit = LIMITS.max_id_chars if spec.max_chars is None else spec.max_chars
+    reasons = values.map(lambda v: "" if v is None else id_problem(v, limit) or "")
+    return _Checked(values, reasons.astype(object))
+
+
 def _check_number(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checked:
     if series.dtype == bool:
         series = series.astype(object)
@@ -271,7 +279,7 @@ def _unknown_domain(value: object, known: set[str]) -> str:
 
 
 _CHECKS: dict[str, Callable[[pd.Series, FieldSpec, pd.Series], _Checked]] = {
-    "id": _check_text,
+    "id": _check_id,
     "text": _check_text,
     "float": _check_number,
     "int": _check_number,

@@ -10,7 +10,8 @@ one method.
 
 ``total`` is the size of the **matched set** — the products with the query's words (the
 lexical source's whole matching set, typo-tolerant, within the filters) plus those a vector
-source found at least ``[retrieval] min_similarity`` from the query — and the facets count that
+source found closer to the query than its match threshold (its fitted noise level, or
+``[retrieval] min_similarity``) — and the facets count that
 same set, so both are the same on every page (:meth:`HybridRetriever.search
 <shopsearch.retrieval.hybrid.HybridRetriever.search>`). When nothing matches, the response says
 so (``notice``) and, when the filters are what left nothing, suggests the search without them.

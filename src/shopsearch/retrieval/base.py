@@ -115,8 +115,13 @@ class Retriever(ABC):
     def matches(self, candidates: Candidates) -> npt.NDArray[np.bool_]:
         """Which of this source's candidates match the query, not merely come closest: every
         candidate by default (a lexical candidate contains the query's words); a source with
-        ``vectors`` keeps those at least ``min_similarity`` from the query."""
+        ``vectors`` keeps those closer to the query than its match threshold."""
         return np.ones(len(candidates), dtype=bool)
+
+    def fit_matches(self) -> None:
+        """Fit what makes a candidate a match (:meth:`matches`) on the indexed products, so
+        that a saved index keeps it; nothing to fit by default."""
+        return None
 
     def matching_keys(
         self, query: str, filters: Filters | None, keys: Sequence[ProductKey]

@@ -104,7 +104,7 @@ class HybridRetriever(Retriever):
 
         The **matched set** is what a product must be in to be a result at all: the lexical
         source's whole matching set (its products with the query's words, counted in full,
-        with facets) and each vector source's candidates at least its ``min_similarity`` from
+        with facets) and each vector source's candidates closer than its match threshold to
         the query (:meth:`~shopsearch.retrieval.base.Retriever.matches`). ``total`` counts the
         matched set and the facets count it, so both are the same for every page; a product a
         vector source found only loosely is dropped. Without a source that counts facets,

@@ -182,6 +182,7 @@ def _log(
             item["position"],
             item["price"],
             {k: v for k, v in found.stages.items() if v is not None},
+            item["domain"],
         )
         for item, found in zip(payload["items"], response.items, strict=True)
     ]

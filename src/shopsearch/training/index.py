@@ -64,6 +64,7 @@ def build_index(
             if step is not None:
                 step(0, products.num_rows)
             sources[cls.name] = source.index(products, step)
+            source.fit_matches()  # kept in the bundle: no search pays for it
             if step is not None:
                 step(products.num_rows, products.num_rows)
     except BaseException:
