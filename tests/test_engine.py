@@ -79,9 +79,15 @@ def test_load_uses_the_current_bundle_and_updates_are_incremental(workspace):
 
 
 @pytest.mark.slow
-def test_hybrid_with_minilm_finds_synonyms(workspace):
+def test_hybrid_with_minilm_finds_synonyms_and_nothing_for_gibberish(workspace):
     engine = build_index(workspace, Settings())
-    response = engine.search(SearchParams("settee", explain=True))
-    top = [i.product_id for i in response.items[:2]]
-    assert set(top) & {"1", "2"}
-    assert "retrieve.dense" in response.items[0].stages
+    dense = engine.retrieval.sources["dense"]
+    assert 0 < dense.match_threshold_ < 1  # the noise level, fitted at indexing
+    response = engine.search(SearchParams("couch", explain=True))
+    found = {i.product_id: i.stages for i in response.items}
+    assert "1" in found  # "Grey linen sofa 3 seater": no word in common, close in meaning
+    assert found["1"]["retrieve.lexical"] is None
+    assert found["1"]["retrieve.dense"] > dense.match_threshold_
+    assert "3" not in found  # headphones: a neighbour, not a match
+    nothing = engine.search(SearchParams("qwxzzkjv"))
+    assert (nothing.total, nothing.items) == (0, [])

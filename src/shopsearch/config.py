@@ -36,6 +36,11 @@ class RetrievalSettings(BaseModel):
     per_source_k: int = Field(200, ge=1, le=10_000)
     #: Fused candidates retrieval hands to the later stages (at least a page's worth).
     candidates: int = Field(200, ge=1, le=10_000)
+    #: A product a vector source (dense, learned) found is a match only this close (cosine) to
+    #: the query; products with the query's words always match. Default: each source's own
+    #: fitted level (the closest any product comes to random letter strings, measured when
+    #: the source is indexed), so a query that matches nothing gets no results.
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
     hnsw_threshold: int = Field(20_000, ge=0)
     #: Query vectors of dense sources kept in memory per process (least recently used
     #: dropped; 1.5 KB each for MiniLM); 0 turns the cache off. Overrides the bundle's value.
@@ -103,6 +108,10 @@ class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_size: int = Field(10, ge=1)
+    #: The market a user's search without ``domain`` searches: a domain id, or ``"*"`` for
+    #: every market (a product sold in several is then one result per market); default: the
+    #: workspace's first declared domain.
+    default_domain: str | None = None
     max_size: int = Field(100, ge=1)
     max_page: int = Field(100, ge=1)
     max_query_chars: int = Field(512, ge=1)
@@ -124,6 +133,13 @@ class ServeSettings(BaseModel):
     #: tokenizers); concurrent searches are the parallelism, more threads oversubscribe the
     #: cores. 0 leaves the libraries' defaults (every core).
     compute_threads: int = Field(1, ge=0, le=256)
+    #: Largest request body accepted (bytes); a larger one is answered 413 before it is read
+    #: (from its Content-Length, or counted as it streams). 2 MiB holds the largest batch of
+    #: events (1,000, every id at its 256-character limit).
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=1 << 30)
+    #: How far an event's timestamp may lie before its search, or after the server's clock
+    #: (seconds; clients' clocks drift).
+    event_time_tolerance_s: float = Field(300.0, ge=0.0, le=86_400.0)
     admin_token: SecretStr | None = None
 
 

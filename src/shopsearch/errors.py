@@ -16,6 +16,7 @@ Messages say the value, the limit and the fix, for example
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -44,13 +45,26 @@ class NotFittedError(ShopSearchError, RuntimeError):
 
 
 class RejectedRowsError(ShopSearchError):
-    """Ingest stored the good rows but rejected some; the report lists each one."""
+    """Ingest stored the good rows but rejected some; the report lists each one.
 
-    def __init__(self, rejected: int, kept: int, report: Path) -> None:
-        self.rejected = rejected
-        self.kept = kept
+    Attributes:
+        rejected: rows rejected per table (or other kind of record), e.g. ``{"products": 2}``.
+        stored: rows stored per table.
+        report: the rejects report.
+    """
+
+    def __init__(
+        self, rejected: Mapping[str, int], stored: Mapping[str, int], report: Path
+    ) -> None:
+        self.rejected = dict(rejected)
+        self.stored = dict(stored)
         self.report = report
         super().__init__(
-            f"{rejected} row(s) rejected and {kept} kept; see {report} "
-            "for the row number, field and reason of each"
+            f"rejected {describe_counts(rejected)} and stored {describe_counts(stored)}; see "
+            f"{report} for the row number, field and reason of each"
         )
+
+
+def describe_counts(per_table: Mapping[str, int]) -> str:
+    """``{"domains": 1, "products": 2}`` as ``"1 domains, 2 products"`` (zeros left out)."""
+    return ", ".join(f"{n} {what}" for what, n in per_table.items() if n) or "nothing"

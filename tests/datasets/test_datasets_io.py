@@ -10,7 +10,7 @@ import pytest
 
 from shopsearch.datasets import LOADERS, get_loader
 from shopsearch.datasets._cells import seconds_to_iso, stable_id, truthy
-from shopsearch.datasets._read import CSV, read_frame
+from shopsearch.datasets._read import CSV, keeping_malformed, read_frame
 from shopsearch.datasets._schema import finish
 from shopsearch.errors import DataFormatError, InvalidInputError
 from shopsearch.store.schema import TABLES
@@ -60,6 +60,16 @@ def test_rows_are_source_lines_with_blank_and_multiline_records(tmp_path: Path) 
     assert frame["_file"].tolist() == [str(path)] * 3
 
 
+def test_rows_are_source_lines_with_a_value_longer_than_the_csv_module_limit(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "long.csv"
+    long = "x\n" * 100_000  # 200,000 characters over 100,000 lines, in one quoted value
+    path.write_text(f'a,b\n1,"{long}"\n3,4\n', encoding="utf-8")
+    frame = read_frame(path, "test", ["a", "b"], CSV)
+    assert frame["_row"].tolist() == [2, 100_003]
+
+
 def test_structural_problems_are_format_errors(tmp_path: Path) -> None:
     trailing = tmp_path / "trailing.csv"
     trailing.write_text("a,b\n1,2,\n3,4,\n", encoding="utf-8")
@@ -69,6 +79,52 @@ def test_structural_problems_are_format_errors(tmp_path: Path) -> None:
     missing.write_text("a,c\n1,2\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"missing the column\(s\) b of a file; found a, c"):
         read_frame(missing, "test", ["a", "b"], CSV)
+
+
+HEADER9 = "product_id,title,description,brand,category,price,domain,in_stock,attributes\n"
+
+
+def _nine(i: int) -> str:
+    return f"{i},Item {i},d,b,A > B,10,us,true,{{}}\n"
+
+
+def test_malformed_records_are_listed_and_the_rest_is_read(tmp_path: Path) -> None:
+    """Issue 13.6: a record with extra fields or an unclosed quote is one bad row."""
+    path = tmp_path / "b.csv"
+    lines = [_nine(i) for i in range(1, 12)]
+    lines[7] = "8,Shelf,d,b,A > B,10,us,true,{},x,y\n"  # line 9: 11 fields
+    lines[9] = '10,"Rug,d,b,A > B,10,us,true,{}\n'  # line 11: a quote never closed
+    path.write_text(HEADER9 + "".join(lines), encoding="utf-8")
+    with keeping_malformed() as malformed:
+        frame = read_frame(path, "test", ["product_id"], CSV)
+    assert frame["product_id"].tolist() == ["1", "2", "3", "4", "5", "6", "7", "9", "11"]
+    assert frame["_row"].tolist() == [2, 3, 4, 5, 6, 7, 8, 10, 12]
+    assert [(m.file, m.row) for m in malformed] == [(str(path), 9), (str(path), 11)]
+    assert "11 fields, the header has 9" in malformed[0].reason
+    assert malformed[0].text.startswith("8,Shelf")
+    assert "quoted value starting on line 11 is never closed" in malformed[1].reason
+    with pytest.raises(DataFormatError, match="the record on line 9 has 11 fields"):
+        read_frame(path, "test", ["product_id"], CSV)
+    path.write_text(HEADER9 + "".join(lines[8:]), encoding="utf-8")
+    with pytest.raises(DataFormatError, match="quoted value starting on line 3 is never closed"):
+        read_frame(path, "test", ["product_id"], CSV)
+
+
+def test_an_encoding_error_names_its_line_and_byte_offset_in_the_file(tmp_path: Path) -> None:
+    """Issue 13.7: the offset is within the file, not within the parser's read buffer."""
+    lines = ["product_id,title"] + [f"{i},Sofa number {i}" for i in range(1, 30000)]
+    lines.insert(20000, "x1,Caf\xe9 chair")
+    data = ("\n".join(lines) + "\n").encode("latin-1")
+    offset = data.index(b"\xe9")
+    assert offset > 1 << 18  # beyond the first buffer pandas decodes
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(data)
+    with pytest.raises(DataFormatError) as error:
+        read_frame(path, "test", ["product_id"], CSV)
+    message = str(error.value)
+    assert f"byte 0xe9 on line 20001 (byte offset {offset} of the file)" in message
+    assert "x1,Caf" in message
+    assert "re-save it as UTF-8" in message
 
 
 def test_seconds_to_iso_keeps_bad_values_for_ingest_to_report() -> None:

@@ -89,6 +89,7 @@ def ranked_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.copytree(old / RETRIEVAL_DIR, bundle / RETRIEVAL_DIR)
         hybrid = HybridRetriever.load(bundle / RETRIEVAL_DIR)
         dense = DenseRetriever(encoder=WordHashEncoder()).index(ws.table("products"))
+        dense.fit_matches()  # as shopsearch index does
         HybridRetriever({**hybrid.sources, "dense": dense}).save(bundle / RETRIEVAL_DIR)
         publish_bundle(ws, bundle, bundle_meta(old))
         train_ranking_bundle(ws, RankingSettings(model="dnn", epochs=1), settings=_settings())

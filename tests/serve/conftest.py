@@ -42,9 +42,11 @@ Serve = Callable[..., contextlib.AbstractContextManager[TestClient]]
 
 
 def lexical_settings(token: str | None = TOKEN) -> Settings:
-    """Fast settings: lexical retrieval only, with an admin token (``None``: no token)."""
+    """Fast settings: lexical retrieval only, with an admin token (``None``: no token); a
+    search without a domain searches every market (``[search] default_domain = "*"``)."""
     settings = Settings(serve={"admin_token": token}) if token else Settings()
     settings.retrieval.sources = ["lexical"]
+    settings.search.default_domain = "*"
     return settings
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shopsearch.catalog.limits import id_problem
 from shopsearch.pipeline.engine import Engine
 from shopsearch.serve.catalog import read_product
 
@@ -107,6 +108,27 @@ def test_bad_product_writes(client, admin, path, body, status, parameter):
     response = client.put(path, json=body, headers=admin)
     assert response.status_code == status, response.text
     assert response.json()["error"]["parameter"] == parameter
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter", "value"),
+    [
+        ("/products/us/%2E%2E", "product_id", ".."),
+        ("/products/us/%2E", "product_id", "."),
+        ("/products/us/a%00b", "product_id", "a\x00b"),
+        ("/products/us/tab%09id", "product_id", "tab\tid"),
+        ("/products/u%0As/9", "domain", "u\ns"),
+    ],
+)
+def test_ids_follow_the_one_id_rule_of_ingest(client, admin, path, parameter, value):
+    for method in ("PUT", "GET", "DELETE"):
+        response = client.request(method, path, json=SOFA, headers=admin)
+        assert response.status_code == 422, (method, response.text)
+        error = response.json()["error"]
+        assert error["parameter"] == parameter
+        assert id_problem(value) in error["message"]
+        assert repr(value) in error["message"]
+    assert read_product(client.app.state.shop.workspace, "us", value) is None
 
 
 def test_catalog_writes_are_refused_with_several_workers(workspace, serve, admin):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
@@ -50,6 +51,32 @@ def test_compaction_moves_rows_once_and_removes_finished_segments(workspace):
     assert _ids(workspace, "requests") == ["r0", "r1"]
     assert _ids(workspace, "interactions") == ["r0", "r1"]
     assert workspace.table("impressions")["position"].to_pylist() == [1, 2, 1, 2]
+
+
+def test_repeats_that_two_workers_both_logged_are_stored_once(workspace):
+    def click(event_id: str | None, at: int) -> bytes:
+        return interaction_line("r0", "u", "1", "click", at, 0.0, event_id=event_id)
+
+    _segment(workspace, "a.wal", b"".join([_search(0), click(None, 1), click("e1", 2)]))
+    _segment(workspace, "b.wal", b"".join([click(None, 3), click("e1", 4), click("e2", 5)]))
+    result = compact_event_log(workspace)
+    assert result.interactions == 3  # the keyless click, e1 and e2; the repeats are dropped
+    assert sorted(workspace.table("interactions")["timestamp"].to_pylist()) == [
+        datetime.fromtimestamp(at / 1e6, UTC) for at in (1, 2, 5)
+    ]
+
+
+def test_an_all_markets_search_is_stored_as_one_request_per_market(workspace):
+    shown = [Shown("1", 1, 499.0, {}, domain="us"), Shown("5", 2, 249.0, {}, domain="gb")]
+    search = search_line("r0", "u", "*", "grey", {}, 1_700_000_000_000_000, shown)
+    _segment(workspace, "a.wal", search)
+    compact_event_log(workspace)
+    requests = workspace.table("requests").to_pylist()
+    assert [(r["request_id"], r["domain"]) for r in requests] == [("r0@us", "us"), ("r0@gb", "gb")]
+    impressions = workspace.table("impressions").to_pylist()
+    assert [(i["request_id"], i["product_id"], i["position"]) for i in impressions] == [
+        ("r0@us", "1", 1), ("r0@gb", "5", 2)
+    ]
 
 
 def test_torn_and_corrupt_lines_are_skipped(workspace):

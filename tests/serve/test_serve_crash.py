@@ -108,7 +108,8 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(workspace, tmp_path):
 
     # a new server on the same workspace serves, and compacts its own log when stopped
     with _server(workspace, log) as (process, url):
-        rid = httpx.get(f"{url}/search", params={"q": "couch", "user": "u9"}).json()["request_id"]
+        search = {"q": "couch", "user": "u9", "domain": "us"}
+        rid = httpx.get(f"{url}/search", params=search).json()["request_id"]
         event = {"request_id": rid, "product_id": "2", "kind": "click"}
         assert httpx.post(f"{url}/events", json={"events": [event]}).status_code == 200
         process.send_signal(signal.SIGINT)

@@ -1,4 +1,5 @@
-"""The event log writer: durability on acknowledgement, group commit, rotation, back-pressure."""
+"""The event log writer: durability on acknowledgement, group commit, rotation, back-pressure;
+and the reader that follows every worker's log."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 
 import pytest
 
-from shopsearch.events.log import EventLog
-from shopsearch.events.records import decode_line, interaction_line
+from shopsearch.events.log import LOG_DIR, EventLog
+from shopsearch.events.records import Shown, decode_line, interaction_line, search_line
+from shopsearch.events.searches import SearchLog
 
 
 class Counting:
@@ -107,3 +109,24 @@ def test_a_closed_log_refuses_writes(tmp_path):
     log.close()
     with pytest.raises(RuntimeError):
         log.submit(_line(0))
+
+
+def test_the_search_reader_keeps_an_event_read_before_its_search(workspace):
+    folder = workspace.root / LOG_DIR
+    folder.mkdir()
+    (folder / "old.wal").write_bytes(_line(0))  # before start(): left to lookups
+    reader = SearchLog(workspace)
+    reader.start()
+    try:
+        (folder / "b.wal").write_bytes(interaction_line("r1", "u", "1", "click", 2, 0.0))
+        reader.refresh()  # the event of another worker, before its search is read
+        shown = [Shown("1", 1, None, {}, domain="us")]
+        (folder / "a.wal").write_bytes(search_line("r1", "u", "us", "sofa", {}, 1, shown))
+        reader.refresh()
+        search = reader.get("r1")
+        assert search is not None
+        assert (search.domain, search.timestamp, search.shown) == ("us", 1, {"1": ["us"]})
+        assert search.recorded.find(("r1", "1", "click", "u", 0.0), None) is not None
+        assert reader.get("r0") is None  # not followed: it was there before start()
+    finally:
+        reader.close()

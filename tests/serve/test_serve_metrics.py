@@ -30,7 +30,10 @@ def test_metrics_count_routes_statuses_stages_and_the_log(client):
     stage = "shopsearch_search_stage_duration_seconds_count"
     for name in ("retrieve.lexical", "retrieve.fusion", "render", "total"):
         assert _value(text, f'{stage}{{stage="{name}"}}') == 1
-    assert _value(text, "shopsearch_event_log_lines_total") == 3  # one search + two events
+    assert _value(text, "shopsearch_event_log_lines_total") == 2  # a search, an event twice
+    client.head("/health")
+    health = f'{requests}{{method="HEAD",route="/health",status="200"}}'
+    assert _value(client.get("/metrics").text, health) == 1
 
 
 def test_events_answer_503_when_the_log_cannot_be_written(client, workspace, monkeypatch):

@@ -109,3 +109,28 @@ def test_other_workers_follow_a_reload(workspace, serve, admin, config):
             assert _bundle(c) == old
     with serve(workspace, run_id="run2") as d:
         assert _bundle(d) == new
+
+
+def test_products_ingested_by_the_cli_are_searchable_after_a_reload(
+    workspace, serve, admin, tmp_path
+):
+    """Issue 13, item 8: CLI ingest indexes what it stores, like the catalog API."""
+    from shopsearch.cli import run
+
+    catalog = tmp_path / "new.csv"
+    catalog.write_text("domain,product_id,title,brand,price\nus,42,Walnut bookcase,Woodly,310\n")
+    with serve(workspace) as client:
+        assert client.get("/search", params={"q": "bookcase"}).json()["total"] == 0
+        (workspace.root / "shopsearch.toml").write_text('[retrieval]\nsources = ["lexical"]\n')
+        assert run(["ingest", "products", str(catalog), "-w", str(workspace.root)]) == 0
+        assert client.post("/admin/reload", headers=admin).status_code == 200
+        found = client.get("/search", params={"q": "bookcase"}).json()
+    assert [item["product_id"] for item in found["items"]] == ["42"]
+
+    quiet = tmp_path / "more.csv"
+    quiet.write_text("domain,product_id,title,brand,price\nus,43,Cherry bookcase,Woodly,280\n")
+    assert run(["ingest", "products", str(quiet), "-w", str(workspace.root), "--no-index"]) == 0
+    with serve(workspace) as client:
+        ids = {i["product_id"] for i in client.get("/search", params={"q": "bookcase"}).json()[
+            "items"]}  # fmt: skip
+    assert ids == {"42"}  # stored, not indexed: 'shopsearch index' picks it up

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
 def test_search_response_contract(client):
     body = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
     assert set(body) == {
-        "request_id", "query", "domain", "total", "page", "size", "items", "facets", "timings_ms",
-        "pipeline",
+        "request_id", "query", "domain", "total", "page", "size", "pages", "items", "facets",
+        "timings_ms", "pipeline", "notice", "suggestion",
     }
     stages = [s["name"] for s in body["pipeline"]]
     assert stages == ["query", "retrieve", "prerank", "rank", "rerank"]
@@ -127,3 +129,73 @@ def test_unknown_paths_and_methods_are_json_errors(client):
     wrong = client.delete("/search")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["parameter"] == "method"
+
+
+def test_a_search_without_domain_searches_one_market(workspace, serve, config):
+    """Issue 13, item 4: the default search no longer lists a product once per market."""
+    settings = config()
+    settings.search.default_domain = None  # the shipped default
+    first = workspace.domains()[0].domain_id
+    with serve(workspace, settings) as client:
+        body = client.get("/search", params={"q": "grey"}).json()
+        every = client.get("/search", params={"q": "grey", "domain": "*"}).json()
+        wrong = client.get("/search", params={"q": "grey", "domain": "fr"})
+    assert body["domain"] == first
+    assert {item["domain"] for item in body["items"]} == {first}
+    assert every["domain"] is None
+    assert {item["domain"] for item in every["items"]} == {"us", "gb"}
+    assert every["total"] > body["total"]
+    assert wrong.status_code == 400
+    assert "or * for all" in wrong.json()["error"]["message"]
+
+
+def test_no_results_is_said_and_control_characters_are_no_query(client):
+    """Issue 13, item 3: nonsense matches nothing; a lone NUL is no words at all."""
+    body = client.get("/search", params={"q": "qwxzzkjv"}).json()
+    assert (body["total"], body["items"], body["pages"]) == (0, [], 0)
+    assert body["notice"] == "no results for 'qwxzzkjv'"
+    assert body["suggestion"] is None
+    for nothing in ("\x00", " \t", "!!!", "\x00\x01"):
+        answer = client.get("/search", params={"q": nothing})
+        assert answer.status_code == 400, nothing
+        assert answer.json()["error"]["parameter"] == "q"
+    filtered = client.get("/search", params={"q": "sofa", "brand": "Sonic"}).json()
+    assert filtered["total"] == 0
+    assert filtered["suggestion"] == {"query": "sofa", "dropped": ["brand"], "total": 2}
+
+
+def test_total_and_facets_do_not_depend_on_the_page(client):
+    """Issue 13, items 1-2."""
+    pages = [client.get("/search", params={"q": "grey", "size": 1, "page": p}).json()
+             for p in (1, 2, 3, 4)]  # fmt: skip
+    assert {body["total"] for body in pages} == {3}
+    assert {body["pages"] for body in pages} == {3}
+    assert pages[3]["items"] == []
+    facets = pages[0]["facets"]
+    assert sum(facets["brand"].values()) == 3
+    assert sum(facets["price"].values()) == 3
+    assert sum(v for k, v in facets["category"].items() if " > " not in k) == 3
+
+
+def test_head_health_answers_like_get_without_a_body(client):
+    got = client.get("/health")
+    head = client.head("/health")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/search", params={"q": "grey"}).status_code == 405  # searches log
+
+
+def test_the_api_docs_need_no_network(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(
+            r"url: '([^']+)'", html
+        )
+        assert assets, page
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            answer = client.get(url)
+            assert answer.status_code == 200, url
+            assert answer.content, url

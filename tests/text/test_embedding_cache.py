@@ -37,6 +37,8 @@ class CountingEncoder(Encoder):
 
     def encode_items(self, texts: Sequence[str], progress: Progress | None = None) -> FloatMatrix:
         self.encoded.extend(texts)
+        if progress is not None:
+            progress(len(texts), len(texts))
         out = np.ones((len(texts), self.size), np.float32)
         for row, text in enumerate(texts):
             for i, byte in enumerate(text.encode()):
@@ -99,3 +101,19 @@ def test_keys_ending_in_nul_bytes_survive_a_reload(tmp_path: Path) -> None:
     reopened = CountingEncoder()
     EmbeddingCache(tmp_path, reopened).encode_items(texts)
     assert reopened.encoded == []
+
+
+def test_progress_counts_every_text_cached_or_encoded(tmp_path: Path) -> None:
+    """A bar over an index counts every product: cached and repeated texts are done at once."""
+    cache = EmbeddingCache(tmp_path, CountingEncoder())
+    cache.encode_items(["red shoe", "blue lamp"])
+    reports: list[tuple[int, int]] = []
+    cache.encode_items(
+        ["red shoe", "blue lamp", "green sofa", "green sofa"],
+        lambda done, total: reports.append((done, total)),
+    )
+    assert reports == [(3, 4), (4, 4)]
+
+    reports.clear()
+    cache.encode_items(["red shoe", "blue lamp"], lambda done, total: reports.append((done, total)))
+    assert reports == [(2, 2)]

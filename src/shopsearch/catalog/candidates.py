@@ -79,3 +79,20 @@ class Candidates:
     def empty(cls) -> Candidates:
         """No candidates."""
         return cls(keys=[], scores=np.zeros(0, dtype=np.float32), total=0)
+
+
+def merge_facets(first: Facets, second: Facets, size: int | None = None) -> Facets:
+    """Facet counts of two disjoint sets of products added up.
+
+    ``category`` and ``brand`` values are listed most frequent first (``size`` at most);
+    ``price`` buckets keep their order.
+    """
+    merged: Facets = {}
+    for name in dict.fromkeys([*first, *second]):
+        counts = dict(first.get(name, {}))
+        for value, n in second.get(name, {}).items():
+            counts[value] = counts.get(value, 0) + n
+        if name != "price":
+            counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size])
+        merged[name] = counts
+    return merged

@@ -18,3 +18,28 @@ class Limits:
 
 
 LIMITS = Limits()
+
+#: The id rule in one sentence, for messages.
+ID_RULE = (
+    f"an id is 1 to {LIMITS.max_id_chars} printable characters (no control characters such "
+    "as NUL, tab or newline) and is not '.' or '..'"
+)
+
+
+def id_problem(value: str, limit: int = LIMITS.max_id_chars) -> str | None:
+    """Why ``value`` cannot be an id (of a product, domain, user, request or event), else ``None``.
+
+    The one rule for ids, applied by ingest and by the HTTP API alike: at least one non-space
+    character, at most ``limit`` characters, every character printable (``str.isprintable``),
+    and not ``.`` or ``..``, which a URL path cannot carry.
+    """
+    if not value.strip():
+        return "empty"
+    if len(value) > limit:
+        return f"too long: {len(value)} characters, the limit is {limit}"
+    for position, char in enumerate(value, start=1):
+        if not char.isprintable():
+            return f"not printable: character {position} is U+{ord(char):04X}"
+    if value in (".", ".."):
+        return f"{value!r} is a path segment, not an id"
+    return None

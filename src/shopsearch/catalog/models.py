@@ -17,11 +17,20 @@ from shopsearch.catalog.limits import LIMITS
 #: Separator used when a category path is shown or matched as one string ("Home > Sofas").
 CATEGORY_SEPARATOR = " > "
 
+#: Language of a domain nobody has described yet: BCP 47 "undetermined".
+UNKNOWN_LANGUAGE = "und"
+#: Currency of a domain nobody has described yet: ISO 4217 "no currency".
+UNKNOWN_CURRENCY = "XXX"
+
 Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)]
 
 
 class Domain(BaseModel):
-    """A storefront or market: a country site, a brand, a platform."""
+    """A storefront or market: a country site, a brand, a platform.
+
+    A domain registered from the rows that name it (``ingest --add-domains``) has language
+    :data:`UNKNOWN_LANGUAGE` and currency :data:`UNKNOWN_CURRENCY` until a domains file sets them.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, say
+from shopsearch.cli.progress import console, heartbeat, say
 from shopsearch.config import load_settings
 from shopsearch.store.atomic import write_json
 from shopsearch.store.workspace import Workspace
@@ -48,7 +48,8 @@ def retrieval(
     from shopsearch.bench.retrieval import run_retrieval_bench
 
     ws = Workspace.open(workspace)
-    result = run_retrieval_bench(ws, load_settings(workspace), queries, seed, say=say)
+    with heartbeat("bench retrieval"):
+        result = run_retrieval_bench(ws, load_settings(workspace), queries, seed, say=say)
     _write_report(report, result, _retrieval_rows, ratios=True)
 
 
@@ -129,19 +130,20 @@ def serve(
         if value is not None
     }
     ws = Workspace.open(workspace)
-    result = run_serve_bench(
-        ws,
-        load_settings(workspace),
-        LoadBounds(requests, seconds),
-        parse_levels(concurrency, "concurrency") if concurrency.strip() else [],
-        parse_levels(workers, "workers"),
-        seed,
-        say=say,
-        open_load=OpenLoad(
-            _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
-        ),
-        overrides=overrides,
-    )
+    with heartbeat("bench serve"):
+        result = run_serve_bench(
+            ws,
+            load_settings(workspace),
+            LoadBounds(requests, seconds),
+            parse_levels(concurrency, "concurrency") if concurrency.strip() else [],
+            parse_levels(workers, "workers"),
+            seed,
+            say=say,
+            open_load=OpenLoad(
+                _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
+            ),
+            overrides=overrides,
+        )
     _write_report(report, result, _serve_rows, ratios=True)
 
 
@@ -180,7 +182,8 @@ def ranking(
     from shopsearch.bench.ranking import run_ranking_bench
 
     ws = Workspace.open(workspace)
-    result = run_ranking_bench(ws, requests, candidates, seed, say=say)
+    with heartbeat("bench ranking"):
+        result = run_ranking_bench(ws, requests, candidates, seed, say=say)
     _write_report(report, result, _ranking_rows, ratios=False)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, progress_bar, say
+from shopsearch.cli.progress import console, heartbeat, say, step_progress
 from shopsearch.cli.simulate import run_simulation
 from shopsearch.cli.stats import print_stats
 from shopsearch.config import load_settings
@@ -43,8 +43,9 @@ def demo(
     else:
         run_simulation(workspace, **DEMO)
     ws = Workspace.open(workspace)
-    _index_once(ws)
-    _rank_once(ws)
+    with heartbeat("demo"):
+        _index_once(ws)
+        _rank_once(ws)
     print_stats(ws, as_json=False)
     if serve:
         from shopsearch.serve.runner import serve_workspace
@@ -61,7 +62,7 @@ def _index_once(ws: Workspace) -> None:
     if (ws.root / "models" / CURRENT_FILE).exists():
         console.print("using the search index already built")
         return
-    with progress_bar("indexing products") as advance:
+    with step_progress("products") as advance:
         engine = build_index(ws, load_settings(ws.root), progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")
 

@@ -28,7 +28,7 @@ import typer
 from typer.core import TyperGroup
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console
+from shopsearch.cli.progress import console, heartbeat, say
 from shopsearch.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -70,10 +70,6 @@ eval_app = typer.Typer(
     cls=SuiteGroup, help="Evaluation suites; each writes a JSON report.", no_args_is_help=True
 )
 app.add_typer(eval_app, name="eval")
-
-
-def _say(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]", highlight=False)
 
 
 def _families() -> dict[str, Members]:
@@ -301,7 +297,8 @@ def _callback(name: str, members: Members, flags: list[_Flag]) -> Callable[..., 
                 f"{where} needs {' and '.join(missing)}; give "
                 f"{'it' if len(missing) == 1 else 'them'} (see 'shopsearch eval {name} --help')"
             )
-        result = suite()(suite.config_type(**config), say=_say)
+        with heartbeat(f"eval {suite.name}"):
+            result = suite()(suite.config_type(**config), say=say)
         result.write(report)
         console.print(result.render_table(), highlight=False)
         console.print(f"report written to {report}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console, progress_bar
+from shopsearch.cli.progress import console, heartbeat, progress_bar
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
@@ -28,7 +28,7 @@ def run_simulation(
     config = SimulationConfig(
         domains=domains, products=products, users=users, sessions=sessions, seed=seed
     )
-    with progress_bar("simulating sessions") as advance:
+    with heartbeat("simulate"), progress_bar("simulating sessions", "sessions") as advance:
         summary = simulate(ws, config, progress=advance)
     console.print(summary.describe(), highlight=False)
 

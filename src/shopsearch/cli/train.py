@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.progress import TaskID
 
 from shopsearch.cli.app import app
-from shopsearch.cli.progress import console
+from shopsearch.cli.progress import console, heartbeat, progress_bar, say, step_progress
 from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
@@ -61,14 +60,14 @@ def train(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidInputError(f"invalid ranking option: {problems}") from exc
 
-    def say(epoch: int, total: int, train_loss: float, valid_loss: float) -> None:
-        console.print(
-            f"[dim]epoch {epoch}/{total}: train loss {train_loss:.4f}, "
-            f"validation loss {valid_loss:.4f}[/dim]",
-            highlight=False,
-        )
+    with heartbeat("train"), progress_bar(f"training {ranking.model}", "epochs") as advance:
 
-    bundle = train_ranking_bundle(Workspace.open(workspace), ranking, progress=say)
+        def epoch(done: int, total: int, train_loss: float, valid_loss: float) -> None:
+            say(f"epoch {done}/{total}: train loss {train_loss:.4f}, "
+                f"validation loss {valid_loss:.4f}")  # fmt: skip
+            advance(done, total)
+
+        bundle = train_ranking_bundle(Workspace.open(workspace), ranking, progress=epoch)
     console.print(f"trained ranking model {ranking.model!r}; published bundle {bundle}")
 
 
@@ -76,8 +75,6 @@ def _train_retrieval(
     workspace: Workspace, settings: Settings, model: str | None, epochs: int | None
 ) -> None:
     """``--stage retrieval``: train the learned retrievers, publish them in a new bundle."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from shopsearch.retrieval.learned_train import check_models
     from shopsearch.training.retrieval import train_retrieval_bundle
 
@@ -86,17 +83,6 @@ def _train_retrieval(
         settings = settings.model_copy(
             update={"retrieval": settings.retrieval.model_copy(update={"learned_epochs": epochs})}
         )
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=console) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
-
-        def say(message: str) -> None:
-            bar.console.print(f"[dim]{message}[/dim]", highlight=False)
-
+    with heartbeat("train"), step_progress() as progress:
         bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
     console.print(f"trained learned retrieval; published bundle {bundle}")

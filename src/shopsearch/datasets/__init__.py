@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shopsearch.datasets.base import LOADED_TABLES, LoadedData, Loader
-from shopsearch.datasets.registry import LOADERS, get_loader
+from shopsearch.datasets.base import LOADED_TABLES, LoadedData, Loader, Malformed
+from shopsearch.datasets.registry import LOADERS, get_loader, load
 
-__all__ = ["LOADED_TABLES", "LOADERS", "LoadedData", "Loader", "get_loader"]
+__all__ = ["LOADED_TABLES", "LOADERS", "LoadedData", "Loader", "Malformed", "get_loader", "load"]

@@ -7,28 +7,41 @@ Conventions every loader follows through these helpers:
   ingest unchanged and is reported there with its row.
 - ``_file`` is the path as given and ``_row`` the 1-based line where the record starts (the header
   is line 1, quoted values may span lines) or the 1-based row of a Parquet file.
-- A file that is not of the format (missing, empty, wrong columns, not decodable, rows with more
-  fields than the header) raises :class:`~shopsearch.errors.DataFormatError` naming the file, the
-  expected and found columns, and the fix.
+- A file that is not of the format (missing, empty, wrong columns, not decodable) raises
+  :class:`~shopsearch.errors.DataFormatError` naming the file, the expected and found columns (or
+  the line and byte offset that does not decode), and the fix.
+- A record with more fields than the header, or whose quoted value is never closed, is malformed.
+  Within :func:`keeping_malformed` it is listed (:class:`~shopsearch.datasets.base.Malformed`)
+  and the file's other records are read; otherwise, or when no record of the file is good, it
+  raises :class:`~shopsearch.errors.DataFormatError` naming its line.
 - A format's files are told apart by their columns (:class:`Kind`, :func:`classify`);
   :func:`load_single_kind` checks and reads the files of a format with one kind.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import warnings
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shopsearch.datasets._records import (
+    Quoting,
+    Without,
+    decode_error,
+    record_lines,
+    scan,
+    sep_name,
+)
 from shopsearch.datasets._rows import concat
+from shopsearch.datasets.base import Malformed
 from shopsearch.errors import DataFormatError
 
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -47,7 +60,7 @@ class TextFormat:
 
     sep: str = ","
     encodings: tuple[str, ...] = ("utf-8",)
-    quoting: Literal[0, 1, 2, 3] = 0
+    quoting: Quoting = 0
 
 
 CSV = TextFormat()
@@ -138,6 +151,21 @@ def require(
 
 
 # -- reading -------------------------------------------------------------------------------------
+_MALFORMED: ContextVar[list[Malformed] | None] = ContextVar("malformed", default=None)
+
+
+@contextlib.contextmanager
+def keeping_malformed() -> Iterator[list[Malformed]]:
+    """Read past malformed records: within the block, :func:`read_frame` lists them in the list
+    this yields and reads the file's other records, instead of raising ``DataFormatError``."""
+    found: list[Malformed] = []
+    token = _MALFORMED.set(found)
+    try:
+        yield found
+    finally:
+        _MALFORMED.reset(token)
+
+
 def read_frame(
     path: Path, fmt: str, required: Iterable[str], text: TextFormat = CSV, what: str = "file"
 ) -> pd.DataFrame:
@@ -154,8 +182,7 @@ def read_frame(
             ) from None
         rows = np.arange(1, len(frame) + 1, dtype=np.int64)
     else:
-        frame, encoding = _read_text(path, fmt, text)
-        rows = _record_lines(path, text, encoding, len(frame))
+        frame, rows = _read_text(path, fmt, text)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataFormatError(
@@ -168,100 +195,86 @@ def read_frame(
     return frame
 
 
+def _parse(
+    source: Path | Without, text: TextFormat, encoding: str, nrows: int | None
+) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        return pd.read_csv(
+            source,
+            sep=text.sep,
+            encoding=encoding,
+            quoting=text.quoting,
+            dtype=str,
+            keep_default_na=False,
+            index_col=False,
+            nrows=nrows,
+        )
+
+
 def _read_text(
     path: Path, fmt: str, text: TextFormat, nrows: int | None = None
-) -> tuple[pd.DataFrame, str]:
-    """Read a delimited text file as strings, trying each encoding in turn; also the encoding."""
-    last_error: UnicodeDecodeError | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a delimited text file as strings, trying each encoding in turn; the frame and the
+    line each record starts on (``nrows=0``: the header only)."""
     for encoding in text.encodings:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                frame = pd.read_csv(
-                    path,
-                    sep=text.sep,
-                    encoding=encoding,
-                    quoting=text.quoting,
-                    dtype=str,
-                    keep_default_na=False,
-                    index_col=False,
-                    nrows=nrows,
-                )
-        except UnicodeDecodeError as exc:
-            last_error = exc
+            try:
+                frame = _parse(path, text, encoding, nrows)
+            except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+                return _read_around_malformed(path, fmt, text, encoding, exc, nrows == 0)
+        except UnicodeDecodeError:
             continue
         except pd.errors.EmptyDataError:
             raise DataFormatError(
                 f"{fmt}: {path} is empty; a {fmt} file starts with a header line of column names"
             ) from None
-        except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-            where = _long_record(path, text, encoding) or _first_line(exc)
-            raise DataFormatError(
-                f"{fmt}: {path} cannot be parsed as a {_sep_name(text.sep)}-separated file: "
-                f"{where}. Quote values that contain the separator, or check that this is the "
-                "right file and format"
-            ) from None
-        return frame, encoding
-    assert last_error is not None
+        if nrows == 0:
+            return frame, np.zeros(0, dtype=np.int64)
+        return frame, record_lines(path, text.sep, text.quoting, encoding, len(frame))
+    raise DataFormatError(_undecodable(path, fmt, text.encodings))
+
+
+def _read_around_malformed(
+    path: Path, fmt: str, text: TextFormat, encoding: str, error: Exception, header_only: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a file pandas could not parse: without its malformed records when the caller keeps
+    them (:func:`keeping_malformed`) and some record is good; otherwise a clear error."""
+    found = scan(path, text.sep, text.quoting, encoding)
+    keep = _MALFORMED.get()
+    if found.malformed and found.starts and keep is not None:
+        with path.open(newline="", encoding=encoding) as handle:
+            try:
+                frame = _parse(Without(handle, found.bad_lines), text, encoding, None)
+            except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+                error = exc
+            else:
+                if len(frame) == len(found.starts):
+                    if not header_only:
+                        keep.extend(found.malformed)
+                    return frame, np.asarray(found.starts, dtype=np.int64)
+    if found.malformed:
+        where = found.malformed[0].reason
+    else:
+        where = f"{_first_line(error)}. Quote values that contain the separator"
     raise DataFormatError(
-        f"{fmt}: {path} is not {' or '.join(text.encodings)} text (byte "
-        f"{last_error.object[last_error.start : last_error.start + 1]!r} at offset "
-        f"{last_error.start}); re-save it as UTF-8"
+        f"{fmt}: {path} cannot be parsed as a {sep_name(text.sep)}-separated file: {where}, "
+        "or check that this is the right file and format"
     )
 
 
-def _record_lines(path: Path, text: TextFormat, encoding: str, records: int) -> np.ndarray:
-    """The 1-based line on which each data record starts (the header is line 1).
-
-    When the file has one line per record (the usual case) this is ``2..n+1`` without reading the
-    file again as text; otherwise (values spanning lines, blank lines) the records are re-read
-    with the :mod:`csv` module, which follows the same quoting rules.
-    """
-    simple = np.arange(2, records + 2, dtype=np.int64)
-    with path.open("rb") as handle:
-        newlines = 0
-        last = b""
-        while chunk := handle.read(1 << 24):
-            newlines += chunk.count(b"\n")
-            last = chunk[-1:]
-    lines = newlines + (1 if last not in (b"\n", b"") else 0)
-    if lines == records + 1:
-        return simple
-    starts: list[int] = []
-    with path.open(newline="", encoding=encoding) as handle:
-        reader = csv.reader(handle, delimiter=text.sep, quoting=text.quoting)
-        end = 0
-        for record in reader:
-            if record:
-                starts.append(end + 1)
-            end = reader.line_num
-    starts = starts[1:]
-    return np.asarray(starts, dtype=np.int64) if len(starts) == records else simple
-
-
-def _long_record(path: Path, text: TextFormat, encoding: str) -> str | None:
-    """Where the first record with more fields than the header starts, as a phrase."""
-    try:
-        with path.open(newline="", encoding=encoding) as handle:
-            reader = csv.reader(handle, delimiter=text.sep, quoting=text.quoting)
-            end = 0
-            width = None
-            for record in reader:
-                start, end = end + 1, reader.line_num
-                if width is None:
-                    width = len(record)
-                elif len(record) > width:
-                    return (
-                        f"the record on line {start} has {len(record)} fields, "
-                        f"the header has {width}"
-                    )
-    except (csv.Error, UnicodeDecodeError):
-        return None
-    return None
-
-
-def _sep_name(sep: str) -> str:
-    return {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}.get(sep, repr(sep))
+def _undecodable(path: Path, fmt: str, encodings: Sequence[str]) -> str:
+    """Why no encoding of the format reads ``path``: where the last one tried fails."""
+    encoding = encodings[-1]
+    what = f"{fmt}: {path} is not {' or '.join(encodings)} text"
+    failed = decode_error(path, encoding)
+    if failed is None:
+        return f"{what}; re-save it as UTF-8"
+    offset, line, byte, head = failed
+    return (
+        f"{what}: byte 0x{byte:02x} on line {line} (byte offset {offset} of the file) is not "
+        f"{encoding}, in {head!r}; re-save it as UTF-8"
+    )
 
 
 def _first_line(exc: Exception) -> str:

@@ -5,7 +5,7 @@ Columns the format lacks, and missing cells of columns that have one, take the d
 default (:mod:`shopsearch.catalog.models`, :mod:`shopsearch.events.models`): description and
 brand ``""``, category ``[]``, attributes/filters/scores ``"{}"``, in_stock ``True``, created_at
 the load time, interaction value ``0.0``; price and session_id are null. :func:`domains_frame`
-builds the domains table from the storefronts a loader emits.
+builds the domains table from the storefronts a loader emits, marked ``_implied``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ class DomainRow:
 
 
 def domains_frame(domains: Iterable[DomainRow]) -> pd.DataFrame:
-    """The domains table for the given domains (first occurrence of each id kept)."""
+    """The domains table for the given domains (first occurrence of each id kept).
+
+    Each row has ``_implied`` true: the format implies the domain, no domains file declares it,
+    so ingest adds it when the workspace lacks it and never overwrites a stored one.
+    """
     seen: dict[str, DomainRow] = {}
     for domain in domains:
         seen.setdefault(domain.domain_id, domain)
@@ -51,7 +55,7 @@ def domains_frame(domains: Iterable[DomainRow]) -> pd.DataFrame:
             "_row": pd.array([d.row for d in seen.values()], dtype="int64"),
         }
     )
-    return finish(frame, "domains")
+    return finish(frame, "domains").assign(_implied=True)
 
 
 def domain_rows(

@@ -28,9 +28,10 @@ Mapping:
   row's timestamp, a purchase carrying ``value``. Only what is flagged is emitted: a purchase
   does not imply a click or a cart.
 - A file without a ``domain`` column puts its rows in domain ``default`` (English, USD), which is
-  then emitted in the domains table. Other domains come only from domains files: emitting
-  guessed language/currency for them would overwrite the real ones already in the workspace, so
-  the notes list the domains used but not declared.
+  then emitted in the domains table as implied (ingest does not overwrite a stored one). Other
+  domains come only from domains files: emitting guessed language/currency for them would
+  overwrite the real ones already in the workspace. Ingest, which knows the workspace's domains,
+  says which domains rows name that neither the workspace nor a domains file declares.
 - Values are passed on as read; ingest validates them.
 """
 
@@ -127,13 +128,13 @@ def _load(paths: Sequence[Path], kinds: Sequence[Kind], fmt: str) -> LoadedData:
     used: dict[str, tuple[str, int]] = {}  # domain → first (file, row) using it
     if (events := concat(found.get("events", []))) is not None:
         data.requests, data.impressions, data.interactions = _events(events)
-        _note_domains(used, events)
+        _used_domains(used, events)
     if (judgments := concat(found.get("judgments", []))) is not None:
         data.judgments = finish(judgments, "judgments")
-        _note_domains(used, judgments)
+        _used_domains(used, judgments)
     if (products := concat(found.get("products", []))) is not None:
         data.products = finish(_products(products), "products")
-        _note_domains(used, products)
+        _used_domains(used, products)
     declared = concat(found.get("domains", []))
     data.domains, data.notes = _domains(declared, used)
     return data
@@ -156,7 +157,8 @@ def _mismatch(fmt: str, path: Path, kinds: Sequence[Kind], header: list[str]) ->
     )
 
 
-def _note_domains(used: dict[str, tuple[str, int]], frame: pd.DataFrame) -> None:
+def _used_domains(used: dict[str, tuple[str, int]], frame: pd.DataFrame) -> None:
+    """Add the first (file, row) naming each domain of ``frame`` to ``used``."""
     firsts = first_rows(frame[["domain", "_file", "_row"]], "domain")
     for domain, file, row in zip(firsts["domain"], firsts["_file"], firsts["_row"], strict=True):
         if isinstance(domain, str) and domain.strip():
@@ -175,12 +177,9 @@ def _domains(
     if DEFAULT_DOMAIN in used and DEFAULT_DOMAIN not in known:
         file, row = used[DEFAULT_DOMAIN]
         frames.append(domains_frame([DomainRow(DEFAULT_DOMAIN, "Default", "en", "USD", file, row)]))
-        notes.append(f"rows without a domain column are in domain {DEFAULT_DOMAIN!r} (en, USD)")
-    undeclared = sorted(set(used) - known - {DEFAULT_DOMAIN})
-    if undeclared:
         notes.append(
-            f"domain(s) {', '.join(undeclared)} are used but not declared here; if the workspace "
-            "does not have them yet, ingest a domains file (domain_id,name,language,currency)"
+            f"rows without a domain column are in domain {DEFAULT_DOMAIN!r} (added as en, USD "
+            "if the workspace lacks it)"
         )
     frame = concat(frames)
     return (frame if frame is not None else domains_frame([])), notes

@@ -8,9 +8,12 @@ A loader module registers its function with ``@LOADERS.register("name")``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from shopsearch.datasets.base import Loader
+from shopsearch.datasets._read import keeping_malformed
+from shopsearch.datasets.base import LoadedData, Loader
 from shopsearch.registry import Registry
 
 
@@ -44,3 +47,18 @@ LOADERS: Registry[Loader] = Registry(
 def get_loader(name: str) -> Loader:
     """The loader for a format name, or a clear error listing the known formats."""
     return LOADERS.get(name)
+
+
+def load(name: str, paths: Sequence[Path]) -> LoadedData:
+    """Read ``paths`` with the loader of format ``name``, reading past malformed records.
+
+    Where calling the loader raises ``DataFormatError`` on a text file's malformed record (more
+    fields than the header, a quote never closed), this lists it in ``LoadedData.malformed``, for
+    ingest to report like a bad row, and keeps the file's other rows. A file with no good record
+    is still an error.
+    """
+    loader = get_loader(name)
+    with keeping_malformed() as malformed:
+        data = loader(paths)
+    data.malformed.extend(malformed)
+    return data

@@ -12,7 +12,10 @@ One compaction, holding the workspace write lock (so one at a time across proces
    can be taken is finished (its writer closed it or died; see :mod:`.event_log`) and is locked
    while it is read, so it is read to its end and a torn last line is skipped; a live segment
    is read up to its last newline and the rest is left for later. Lines that do not verify are
-   skipped and counted.
+   skipped and counted, and so are repeated events (:class:`~.records.LogRows`: the first of
+   each is kept; ``POST /events`` refuses to log repeats, but two workers may both log one at
+   the same instant). What a batch keeps depends only on the lines it read, so a re-run after
+   a crash keeps the same events.
 3. **Stage**: the rows go to ``W/log/staging/<batch>/<table>.parquet`` (each written atomically),
    then the manifest is replaced with ``pending`` = the batch id, each table's part name, the
    segments' new offsets and the finished segments. This write is the commit point: before
@@ -28,7 +31,8 @@ Crash safety: a crash before step 3's manifest write changes no table and no off
 next run reads the same lines again; after it, the batch is recorded with its rows on disk and
 step 4 adds each table's part exactly once (by name) however often it is re-run; offsets move
 only together with the batch that holds those lines, and a segment is forgotten only after it is
-deleted. So every line that was fsync'd before an acknowledgement ends up in the tables once.
+deleted. So every line that was fsync'd before an acknowledgement ends up in the tables once
+(or, if it repeats an event of the same batch, as that one event).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class CompactionResult:
     segments_read: int = 0
     segments_removed: int = 0
     bad_lines: int = 0
+    repeats: int = 0
     recovered: bool = False
 
     @property
@@ -120,6 +125,7 @@ def _compact(workspace: Workspace, log_dir: Path) -> CompactionResult:
     read = _read_segments(log_dir, manifest["offsets"])
     result.segments_read = len(read.offsets) + len(read.finished)
     result.bad_lines = read.bad_lines
+    result.repeats = read.rows.repeats
     if not read.offsets and not read.finished:
         return result
     batch = uuid.uuid4().hex

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from shopsearch.catalog.limits import LIMITS
+from shopsearch.catalog.limits import LIMITS, id_problem
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import DataFormatError
 from shopsearch.events.models import INTERACTION_KINDS
@@ -39,6 +39,7 @@ class FieldSpec:
         required: a missing value rejects the row (otherwise ``default`` is used).
         default: value for missing cells or a missing column (``_MISSING``: column required).
         max_chars: longest accepted text.
+        min_chars: shortest accepted text (a missing value takes ``default`` first).
         min_value: smallest accepted number.
         known_domain: the value must be a known domain id.
     """
@@ -47,6 +48,7 @@ class FieldSpec:
     required: bool = False
     default: Any = _MISSING
     max_chars: int | None = None
+    min_chars: int | None = None
     min_value: float | None = None
     known_domain: bool = False
 
@@ -58,8 +60,9 @@ SPECS: dict[str, dict[str, FieldSpec]] = {
     "domains": {
         "domain_id": _ID,
         "name": FieldSpec("text", default="", max_chars=LIMITS.max_name_chars),
-        "language": FieldSpec("text", default="en", max_chars=16),
-        "currency": FieldSpec("text", default="USD", max_chars=3),
+        # The limits of catalog.models.Domain, so that every stored domain can be read.
+        "language": FieldSpec("text", default="en", min_chars=2, max_chars=16),
+        "currency": FieldSpec("text", default="USD", min_chars=3, max_chars=3),
     },
     "products": {
         "domain": _DOMAIN,
@@ -120,7 +123,8 @@ def _is_blank(series: pd.Series) -> pd.Series:
     return blank | as_str.str.strip().eq("").fillna(True)
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
+    """A value as the rejects report shows it: text, cut to 60 characters."""
     text = "" if value is None else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -135,17 +139,32 @@ def _reason_where(mask: pd.Series, reason: str | pd.Series, index: pd.Index) -> 
 
 
 def _check_text(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checked:
-    filled = series.where(~blank, "" if spec.kind == "text" else None)
+    if spec.kind == "text":
+        filled = series.where(~blank, spec.default if isinstance(spec.default, str) else "")
+    else:
+        filled = series.where(~blank, None)
     values = filled.map(lambda v: None if v is None else str(v))
     reasons = pd.Series("", index=series.index, dtype=object)
+    lengths = values.map(lambda v: 0 if v is None else len(v))
     if spec.max_chars is not None:
-        lengths = values.map(lambda v: 0 if v is None else len(v))
         too_long = lengths > spec.max_chars
-        if too_long.any():
-            reasons[too_long] = lengths[too_long].map(
-                lambda n: f"too long: {n} characters, the limit is {spec.max_chars}"
-            )
+        reasons[too_long] = lengths[too_long].map(
+            lambda n: f"too long: {n} characters, the limit is {spec.max_chars}"
+        )
+    if spec.min_chars is not None:
+        too_short = ~blank & (lengths < spec.min_chars)
+        reasons[too_short] = lengths[too_short].map(
+            lambda n: f"too short: {n} characters, at least {spec.min_chars}"
+        )
     return _Checked(values, reasons)
+
+
+def _check_id(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checked:
+    """Ids follow the one id rule of the HTTP API too (:func:`id_problem`)."""
+    values = series.where(~blank, None).map(lambda v: None if v is None else str(v))
+    limit = LIMITS.max_id_chars if spec.max_chars is None else spec.max_chars
+    reasons = values.map(lambda v: "" if v is None else id_problem(v, limit) or "")
+    return _Checked(values, reasons.astype(object))
 
 
 def _check_number(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checked:
@@ -153,7 +172,7 @@ def _check_number(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Chec
         series = series.astype(object)
     numbers = pd.to_numeric(series.where(~blank), errors="coerce").astype(float)
     bad = ~blank & ~np.isfinite(numbers.fillna(0.0)) | (~blank & numbers.isna())
-    reasons = _reason_where(bad, series.map(lambda v: f"not a number: {_show(v)!r}"), series.index)
+    reasons = _reason_where(bad, series.map(lambda v: f"not a number: {show(v)!r}"), series.index)
     if spec.kind == "int":
         frac = ~bad & ~blank & (numbers % 1 != 0)
         reasons[frac] = numbers[frac].map(lambda v: f"not a whole number: {v}")
@@ -178,7 +197,7 @@ def _check_bool(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checke
     values[text.isin(_FALSE)] = False
     bad = ~blank & ~text.isin(_TRUE | _FALSE)
     reasons = _reason_where(
-        bad, series.map(lambda v: f"not true/false: {_show(v)!r}"), series.index
+        bad, series.map(lambda v: f"not true/false: {show(v)!r}"), series.index
     )
     return _Checked(values, reasons)
 
@@ -199,7 +218,7 @@ def _check_timestamp(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _C
             )
     bad = ~blank & parsed.isna()
     reasons = _reason_where(
-        bad, series.map(lambda v: f"unparsable timestamp: {_show(v)!r}"), series.index
+        bad, series.map(lambda v: f"unparsable timestamp: {show(v)!r}"), series.index
     )
     if not spec.required and spec.default is None:
         parsed = parsed.fillna(pd.Timestamp(datetime.now(UTC)))
@@ -225,9 +244,9 @@ def _json_object(value: object) -> tuple[str | None, str]:
     try:
         parsed = orjson.loads(str(value))
     except orjson.JSONDecodeError:
-        return None, f"not a JSON object: {_show(value)!r}"
+        return None, f"not a JSON object: {show(value)!r}"
     if not isinstance(parsed, dict):
-        return None, f"not a JSON object: {_show(value)!r}"
+        return None, f"not a JSON object: {show(value)!r}"
     return orjson.dumps(parsed).decode(), ""
 
 
@@ -246,7 +265,7 @@ def _check_kind(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checke
     bad = ~blank & ~text.isin(INTERACTION_KINDS)
     allowed = ", ".join(INTERACTION_KINDS)
     reasons = _reason_where(
-        bad, series.map(lambda v: f"{_show(v)!r} is not one of {allowed}"), series.index
+        bad, series.map(lambda v: f"{show(v)!r} is not one of {allowed}"), series.index
     )
     return _Checked(text, reasons)
 
@@ -260,7 +279,7 @@ def _unknown_domain(value: object, known: set[str]) -> str:
 
 
 _CHECKS: dict[str, Callable[[pd.Series, FieldSpec, pd.Series], _Checked]] = {
-    "id": _check_text,
+    "id": _check_id,
     "text": _check_text,
     "float": _check_number,
     "int": _check_number,
@@ -274,12 +293,16 @@ _CHECKS: dict[str, Callable[[pd.Series, FieldSpec, pd.Series], _Checked]] = {
 
 @dataclass
 class Validated:
-    """The good rows of a frame as an Arrow table, where each came from, and the rejects."""
+    """The good rows of a frame as an Arrow table, where each came from, and the rejects.
+
+    ``rejects`` has one record per bad field; ``rejected`` counts the rows they reject.
+    """
 
     table: pa.Table
     files: list[str]
     rows: list[int]
     rejects: list[dict[str, object]]
+    rejected: int
 
     def reject(self, keep: list[bool], field: str, reason: Callable[[int], str]) -> Validated:
         """Reject more rows after validation: those with ``keep[i]`` False, for ``reason(i)``."""
@@ -300,6 +323,7 @@ class Validated:
             [f for f, ok in zip(self.files, keep, strict=True) if ok],
             [r for r, ok in zip(self.rows, keep, strict=True) if ok],
             self.rejects + new,
+            self.rejected + len(new),
         )
 
 
@@ -350,7 +374,7 @@ def validate_frame(table: str, frame: pd.DataFrame, known_domains: set[str]) -> 
                         "row": int(str(rows.iat[i])),
                         "table": table,
                         "field": name,
-                        "value": _show(raw.iat[i]),
+                        "value": show(raw.iat[i]),
                         "reason": reasons.iat[i],
                     }
                 )
@@ -366,4 +390,5 @@ def validate_frame(table: str, frame: pd.DataFrame, known_domains: set[str]) -> 
         [str(f) for f in files.to_numpy()[keep]],
         [int(r) for r in rows.to_numpy()[keep]],
         rejects,
+        int(bad_rows.sum()),
     )

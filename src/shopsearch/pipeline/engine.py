@@ -8,8 +8,13 @@ timed and reported (``SearchResponse.pipeline``): it ``ran``, passed the candida
 route, ``shopsearch search``, ``bench`` and every evaluation that scores the engine call this
 one method.
 
-``total`` is the number of candidates the pipeline ended with (retrieval's depth is at least the
-requested page's end); facets count the lexical source's whole matching set.
+``total`` is the size of the **matched set** — the products with the query's words (the
+lexical source's whole matching set, typo-tolerant, within the filters) plus those a vector
+source found closer to the query than its match threshold (its fitted noise level, or
+``[retrieval] min_similarity``) — and the facets count that
+same set, so both are the same on every page (:meth:`HybridRetriever.search
+<shopsearch.retrieval.hybrid.HybridRetriever.search>`). When nothing matches, the response says
+so (``notice``) and, when the filters are what left nothing, suggests the search without them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,14 @@ from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
-from shopsearch.pipeline.request import ResultItem, SearchParams, SearchResponse, StageReport
+from shopsearch.pipeline.request import (
+    ALL_DOMAINS,
+    ResultItem,
+    SearchParams,
+    SearchResponse,
+    StageReport,
+    Suggestion,
+)
 from shopsearch.pipeline.stage import STAGES, Absent, Stage, StageContext
 from shopsearch.pipeline.stages.rank import RankStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
@@ -71,7 +83,13 @@ class Engine:
         self.settings = settings
         self.bundle = bundle
         self.workspace = workspace
-        retrieval.configure(ServingOptions(result_cache_size=settings.retrieval.result_cache_size))
+        self._declared: list[str] | None = None  # the workspace's domains, read once
+        retrieval.configure(
+            ServingOptions(
+                result_cache_size=settings.retrieval.result_cache_size,
+                min_similarity=settings.retrieval.min_similarity,
+            )
+        )
         context = StageContext(settings, retrieval, products, workspace, bundle)
         classes = [STAGES.get(entry) for entry in settings.pipeline.stages]
         self.stages: list[tuple[str, Stage | Absent]] = [
@@ -102,6 +120,27 @@ class Engine:
         """The ranking model the ``rank`` stage runs (``None``: no ranking)."""
         stage = self.stage("rank")
         return stage.ranking if isinstance(stage, RankStage) else None
+
+    def default_domain(self) -> str | None:
+        """The market a user's search without a domain searches: ``[search] default_domain``,
+        else the workspace's first declared domain with products, else the first by name
+        (``None``: no products). Library calls with ``domain=None`` search every market."""
+        if self.settings.search.default_domain is not None:
+            return self.settings.search.default_domain
+        present = self.products.domains()
+        if self._declared is None:
+            workspace = self.workspace
+            self._declared = [d.domain_id for d in workspace.domains()] if workspace else []
+        return next((d for d in self._declared if d in present), min(present, default=None))
+
+    def resolve_domain(self, domain: str | None) -> str | None:
+        """The market a user's search runs in: ``domain``, else :meth:`default_domain`;
+        ``*`` is every market (``None``), or the one market of a one-market catalog."""
+        chosen = domain if domain is not None else self.default_domain()
+        if chosen == ALL_DOMAINS:
+            present = self.products.domains()
+            return next(iter(present)) if len(present) == 1 else None
+        return chosen
 
     # -- searching -------------------------------------------------------------------------------
     def check(self, params: SearchParams) -> Filters:
@@ -158,15 +197,40 @@ class Engine:
         items = self._page(state)
         timings["render"] = 1000 * (time.perf_counter() - start)
         timings["total"] = 1000 * (time.perf_counter() - began)
+        notice, suggestion = None, None
+        if state.total == 0:
+            notice, suggestion = self._nothing(params, filters, state.query.text)
         return SearchResponse(
             uuid.uuid4().hex,
             items,
-            len(state.candidates),
+            state.total,
             state.facets,
             timings,
             reports,
             state.query.text,
+            notice,
+            suggestion,
         )
+
+    def _nothing(
+        self, params: SearchParams, filters: Filters, query: str
+    ) -> tuple[str, Suggestion | None]:
+        """The notice of a search without results, and the same words without the filters
+        that left nothing, when those have results."""
+        restricted = {
+            "category": filters.category is not None,
+            "brand": filters.brand is not None,
+            "price": filters.price_min is not None or filters.price_max is not None,
+            "in_stock": filters.in_stock is not None,
+        }
+        dropped = tuple(name for name, on in restricted.items() if on)
+        where = f" in {params.domain}" if params.domain else ""
+        if not dropped:
+            return f"no results for {query!r}{where}", None
+        wider = self.retrieval.search(query, 1, Filters(domain=filters.domain))
+        total = wider.candidates.total or 0
+        notice = f"no results for {query!r}{where} with these filters"
+        return notice, (Suggestion(query, dropped, total) if total else None)
 
     def _page(self, state: SearchState) -> list[ResultItem]:
         params, found = state.params, state.candidates
@@ -204,6 +268,7 @@ class Engine:
         """Add or replace products in every source incrementally (no rebuild)."""
         self.retrieval.upsert(products)
         self.products.upsert(products)
+        self._declared = None  # a write may add a domain
         self._save_sources()
 
     def delete_products(self, keys: Iterable[ProductKey]) -> int:

@@ -7,6 +7,9 @@ from typing import Literal
 
 from shopsearch.catalog.candidates import Facets, Filters
 
+#: The ``domain`` of a user's search that searches every market.
+ALL_DOMAINS = "*"
+
 
 @dataclass(frozen=True)
 class SearchParams:
@@ -60,6 +63,21 @@ class StageReport:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Suggestion:
+    """A search to try instead: the same words without the filters that left nothing.
+
+    Attributes:
+        query: the words.
+        dropped: the filters left out (``category``, ``brand``, ``price``, ``in_stock``).
+        total: how many products that search matches.
+    """
+
+    query: str
+    dropped: tuple[str, ...]
+    total: int
+
+
 @dataclass
 class SearchResponse:
     """What one search returns.
@@ -73,6 +91,8 @@ class SearchResponse:
             ``render`` and ``total`` (the whole search, measured once).
         pipeline: each stage's report, in order.
         query: the query the stages searched for (the query stage may change it).
+        notice: what the user should know about the results (``no results for ...``).
+        suggestion: a search that has results when this one has none.
     """
 
     request_id: str
@@ -82,6 +102,16 @@ class SearchResponse:
     timings_ms: dict[str, float]
     pipeline: list[StageReport] = field(default_factory=list)
     query: str = ""
+    notice: str | None = None
+    suggestion: Suggestion | None = None
 
 
-__all__ = ["ResultItem", "SearchParams", "SearchResponse", "StageReport", "StageStatus"]
+__all__ = [
+    "ALL_DOMAINS",
+    "ResultItem",
+    "SearchParams",
+    "SearchResponse",
+    "StageReport",
+    "StageStatus",
+    "Suggestion",
+]

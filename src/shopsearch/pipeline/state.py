@@ -49,6 +49,8 @@ class SearchState:
         query: the query as understood so far.
         candidates: the candidates, best first by the latest stage.
         facets: facet counts of the matched set.
+        total: how many products matched (the matched set: see
+            :meth:`~shopsearch.retrieval.hybrid.HybridRetriever.search`).
         window: how many of the first candidates the next re-ordering stage may re-score
             (the pre-ranking stage sets it; the rest keep their order after them).
         columns: per-candidate scores by name (``retrieve.lexical``, ``rank.value`` ...),
@@ -62,6 +64,7 @@ class SearchState:
     query: QueryInfo
     candidates: Candidates = field(default_factory=Candidates.empty)
     facets: Facets = field(default_factory=dict)
+    total: int = 0
     window: int | None = None
     columns: dict[str, F64] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -60,6 +60,7 @@ class ServingOptions:
     query_cache_size: int | None = None
     query_batch: int | None = None
     result_cache_size: int | None = None
+    min_similarity: float | None = None
     query_cache_observer: CacheObserver | None = None
     batch_observer: BatchObserver | None = None
     result_cache_observer: CacheObserver | None = None
@@ -110,6 +111,29 @@ class Retriever(ABC):
     ) -> list[Candidates]:
         """:meth:`retrieve` for each query (subclasses may batch)."""
         return [self.retrieve(q, k, filters) for q in queries]
+
+    def matches(self, candidates: Candidates) -> npt.NDArray[np.bool_]:
+        """Which of this source's candidates match the query, not merely come closest: every
+        candidate by default (a lexical candidate contains the query's words); a source with
+        ``vectors`` keeps those closer to the query than its match threshold."""
+        return np.ones(len(candidates), dtype=bool)
+
+    def fit_matches(self) -> None:
+        """Fit what makes a candidate a match (:meth:`matches`) on the indexed products, so
+        that a saved index keeps it; nothing to fit by default."""
+        return None
+
+    def matching_keys(
+        self, query: str, filters: Filters | None, keys: Sequence[ProductKey]
+    ) -> set[ProductKey]:
+        """Which of ``keys`` this source's matching set for ``query`` and ``filters`` holds,
+        beyond the candidates it returned (sources with ``facets``, whose matching set is
+        counted in full)."""
+        raise InvalidInputError(f"the {self.name!r} source has no matching set to look keys up in")
+
+    def facets_of(self, keys: Sequence[ProductKey]) -> Facets:
+        """Facet counts of exactly ``keys`` (sources with ``facets``)."""
+        raise InvalidInputError(f"the {self.name!r} source counts no facets")
 
     def upsert(self, products: pa.Table) -> Self:
         """Add or replace products in place (sources with the ``updates`` capability)."""

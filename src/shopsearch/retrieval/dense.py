@@ -69,6 +69,8 @@ from shopsearch.text.query_cache import (
     QueryVectorCache,
 )
 
+#: Random letter strings :meth:`DenseRetriever.calibrate` measures the noise level with.
+NOISE_QUERIES = 200
 _FORMAT = "shopsearch-dense"
 _FORMAT_VERSION = 1
 _REQUIRED = (
@@ -177,6 +179,11 @@ class DenseRetriever(Retriever):
         self.exact_limit = exact_limit
         self.rebuild_fraction = rebuild_fraction
         self.query_cache_size = query_cache_size
+        #: Serving override of the fitted :attr:`match_threshold_` (``None``: use that).
+        self.min_similarity: float | None = None
+        #: Cosine a neighbour must reach to match the query: the noise level of this encoder over
+        #: this catalog (:meth:`calibrate`), fitted by :meth:`fit_matches` or on first use.
+        self.match_threshold_: float | None = None
         self._cache: EmbeddingCache | None = None
         self.query_cache = QueryVectorCache(query_cache_size)
         self._batcher = QueryBatcher(self.encoder.encode_queries, query_batch)
@@ -264,6 +271,7 @@ class DenseRetriever(Retriever):
         self.rows_ = rows
         self.vectors_ = vectors
         self._build_index()
+        self.match_threshold_ = None  # fitted on first use, or by fit_matches
         return self
 
     def upsert(self, products: pa.Table, progress: Progress | None = None) -> Self:
@@ -350,6 +358,46 @@ class DenseRetriever(Retriever):
             options.query_cache_observer,
             options.batch_observer,
         )
+        if options.min_similarity is not None:
+            self.min_similarity = options.min_similarity
+
+    def matches(self, candidates: Candidates) -> npt.NDArray[np.bool_]:
+        """Candidates closer (cosine) to the query than the match threshold: ``[retrieval]
+        min_similarity`` when set, else the fitted :attr:`match_threshold_`."""
+        threshold = self.min_similarity
+        if threshold is None:
+            if self.match_threshold_ is None:  # a bundle saved before thresholds were fitted
+                self.match_threshold_ = self.calibrate()
+            threshold = self.match_threshold_
+        return np.asarray(candidates.scores > threshold, dtype=bool)
+
+    def fit_matches(self) -> None:
+        """Fit :attr:`match_threshold_` now (``shopsearch index`` does, so that the bundle
+        keeps it; otherwise the first search that asks fits it)."""
+        self.match_threshold_ = self.calibrate()
+
+    def calibrate(self, n: int = NOISE_QUERIES, seed: int = 0) -> float:
+        """The noise level of this encoder over this catalog: the highest cosine between any
+        product and ``n`` random letter strings (1-2 words of 4-11 letters).
+
+        A nearest neighbour always exists; one closer to the query than the closest product
+        is to gibberish is taken to match it. The level grows with the catalog (more products,
+        higher extremes), so it is fitted per index rather than fixed: e.g. MiniLM over the
+        45k Home Depot products puts random strings' best neighbours at a median cosine of
+        0.37, at most 0.53, while relevant judged products have a median of 0.46-0.58.
+        """
+        self._check_fitted()
+        rng = np.random.default_rng(seed)
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+        texts = [
+            " ".join("".join(rng.choice(letters, int(rng.integers(4, 12))))
+                     for _ in range(int(rng.integers(1, 3))))
+            for _ in range(n)
+        ]  # fmt: skip
+        with _faiss_threads(1):
+            found = self._search(self.encoder.encode_queries(texts), 1, None)
+        best = [float(c.scores[0]) for c in found if len(c)]
+        return max(best, default=0.0)
 
     @property
     def vector_space(self) -> str:
@@ -506,6 +554,7 @@ class DenseRetriever(Retriever):
                 },
                 "index": "hnsw" if self._is_hnsw() else "flat",
                 "rows": len(self.rows_),
+                "match_threshold": self.match_threshold_,
             },
         )
 
@@ -561,4 +610,5 @@ class DenseRetriever(Retriever):
         else:
             retriever.exact_index_ = index
         retriever.vectors_ = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), np.float32)
+        retriever.match_threshold_ = config.get("match_threshold")
         return retriever

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import orjson
 import pyarrow as pa
 
-from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
+from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey, merge_facets
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
@@ -99,11 +99,18 @@ class HybridRetriever(Retriever):
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, query: str, k: int = 100, filters: Filters | None = None) -> FusedHits:
-        """Every source's hits for ``query`` (``max(k, per_source_k)`` each), fused to ``k``.
+        """Every source's hits for ``query`` (``max(k, per_source_k)`` each), fused to ``k``
+        and restricted to the matched set.
 
-        ``candidates.sources`` keeps each source's score of every fused candidate. Sources may
-        be indexed before they are combined; an unindexed source raises
-        :class:`~shopsearch.errors.NotFittedError`.
+        The **matched set** is what a product must be in to be a result at all: the lexical
+        source's whole matching set (its products with the query's words, counted in full,
+        with facets) and each vector source's candidates closer than its match threshold to
+        the query (:meth:`~shopsearch.retrieval.base.Retriever.matches`). ``total`` counts the
+        matched set and the facets count it, so both are the same for every page; a product a
+        vector source found only loosely is dropped. Without a source that counts facets,
+        ``total`` is the number of matched candidates and there are no facets.
+        ``candidates.sources`` keeps each source's score of every fused candidate. An
+        unindexed source raises :class:`~shopsearch.errors.NotFittedError`.
         """
         check_k(k)
         depth = max(k, self.per_source_k)
@@ -114,9 +121,11 @@ class HybridRetriever(Retriever):
             hits[name] = source.search(query, depth, filters)
             timings[name] = 1000 * (time.perf_counter() - start)
         start = time.perf_counter()
-        fused = self.fuse({name: h.candidates for name, h in hits.items()}, k)
+        fused = self.fuse({name: h.candidates for name, h in hits.items()}, depth)
+        matched, total, facets = self._matched(query, filters, hits)
+        keep = np.fromiter((key in matched for key in fused.keys), bool, len(fused))
+        fused = _subset(fused, np.flatnonzero(keep)[:k], total)
         timings["fusion"] = 1000 * (time.perf_counter() - start)
-        facets = next((h.facets for h in hits.values() if h.facets is not None), None)
         vectors = {
             space: h.query_vector
             for name, h in hits.items()
@@ -124,6 +133,33 @@ class HybridRetriever(Retriever):
             and (space := self.sources[name].vector_space) is not None
         }
         return FusedHits(fused, facets, None, hits, timings, vectors)
+
+    def _matched(
+        self, query: str, filters: Filters | None, hits: Mapping[str, Hits]
+    ) -> tuple[set[ProductKey], int, Facets | None]:
+        """The matched keys among the candidates, the matched set's size and its facets."""
+        counted = next((n for n, s in self.sources.items() if "facets" in s.capabilities), None)
+        loose: list[ProductKey] = []  # candidates of other sources below their threshold
+        close: list[ProductKey] = []  # and at least at it
+        for name, found in hits.items():
+            if name == counted:
+                continue
+            mask = self.sources[name].matches(found.candidates)
+            for key, ok in zip(found.candidates.keys, mask.tolist(), strict=True):
+                (close if ok else loose).append(key)
+        if counted is None:
+            matched = set(close)
+            return matched, len(matched), None
+        base = hits[counted]
+        lexical = set(base.candidates.keys)
+        others = list(dict.fromkeys(k for k in [*close, *loose] if k not in lexical))
+        in_set = self.sources[counted].matching_keys(query, filters, others)
+        extra = list(dict.fromkeys(k for k in close if k not in lexical and k not in in_set))
+        total = (base.candidates.total or len(lexical)) + len(extra)
+        facets = base.facets or {}
+        if extra:
+            facets = merge_facets(facets, self.sources[counted].facets_of(extra))
+        return lexical | in_set | set(extra), total, facets
 
     def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
         """The top ``k`` fused candidates (:meth:`search` without the rest)."""
@@ -220,3 +256,13 @@ class HybridRetriever(Retriever):
         hybrid = cls(sources, config["fusion"], config["per_source_k"], config["rrf_constant"])
         hybrid.weighting_.weights_ = {k: float(v) for k, v in config["weights"].items()}
         return hybrid
+
+
+def _subset(found: Candidates, rows: npt.NDArray[np.intp], total: int) -> Candidates:
+    """The candidates at ``rows`` (in that order), with ``total``."""
+    return Candidates(
+        keys=[found.keys[i] for i in rows.tolist()],
+        scores=found.scores[rows],
+        total=total,
+        sources={name: values[rows] for name, values in found.sources.items()},
+    )

@@ -277,6 +277,51 @@ class LexicalRetriever(Retriever):
         self.results.store([key], [result])
         return result
 
+    def matching_keys(
+        self, query: str, filters: Filters | None, keys: Sequence[ProductKey]
+    ) -> set[ProductKey]:
+        """Which of ``keys`` match ``query`` and ``filters`` (whether or not they were among
+        the top candidates); cached like :meth:`search`."""
+        if not keys:
+            return set()
+        cache_key = (self._generation, "matching", query, filters, tuple(keys))
+        cached = self.results.lookup([cache_key])[0]
+        if cached is not None:
+            return set(cached.candidates.keys)
+        searcher = self._fitted().searcher()
+        built = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Must, self._query(query, filters)),
+                (tantivy.Occur.Must, self._key_set(keys)),
+            ]
+        )
+        found = self._top(searcher, built, len(keys))
+        self.results.store([cache_key], [Hits(found)])
+        return set(found.keys)
+
+    def facets_of(self, keys: Sequence[ProductKey]) -> Facets:
+        """Facet counts of exactly ``keys`` (those indexed)."""
+        if not keys:
+            return {}
+        cache_key = (self._generation, "facets", tuple(keys))
+        cached = self.results.lookup([cache_key])[0]
+        if cached is not None and cached.facets is not None:
+            return cached.facets
+        facets = self._facets(self._fitted().searcher(), self._key_set(keys))
+        self.results.store([cache_key], [Hits(Candidates.empty(), facets)])
+        return facets
+
+    def has_words(self, query: str) -> bool:
+        """Whether ``query`` has a word the index can match (else it browses everything)."""
+        self._fitted()
+        return bool(self.analyzer_.words(query))
+
+    def _key_set(self, keys: Sequence[ProductKey]) -> tantivy.Query:
+        terms = [key_term(key) for key in keys]
+        return tantivy.Query.const_score_query(
+            tantivy.Query.term_set_query(self.schema_, "key", terms), 0.0
+        )
+
     def configure_results(
         self, cache_size: int | None = None, observer: CacheObserver | None = None
     ) -> None:

@@ -3,9 +3,14 @@ uvicorn's worker processes.
 
 Life cycle of one process: the engine of the current bundle (or of the bundle the run's other
 workers switched to) is loaded when the app is created; at start-up the event log opens its
-segment; while serving, the log is compacted into the workspace tables every
-``compact_every_s`` and reload announcements of other workers are followed; at shutdown the log
-is flushed and closed and compacted once more. The web page (``static/``) is served at ``/``.
+segment and the process starts following every worker's log (:class:`SearchLog`, which
+``POST /events`` checks events against); while serving, the log is compacted into the workspace
+tables every ``compact_every_s``, and reload announcements and the other workers' log lines are
+followed every ``follow_every_s``; at shutdown the log is flushed and closed and compacted once
+more. The web page (``static/``) is served at ``/``, the API docs at ``/docs`` and ``/redoc``
+from files installed with the package (``fastapi-offline``), so they work without a network.
+Bodies over ``[serve] max_body_bytes`` are refused with 413 before they are read, and
+``HEAD /health`` answers as ``GET /health`` without the body.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 import shopsearch
 from shopsearch.config import Settings, load_settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
+from shopsearch.events.searches import SearchLog
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
+from shopsearch.serve.middleware import BodyLimitMiddleware, HeadAsGetMiddleware
 from shopsearch.serve.request_ids import RequestIds, workspace_secret
 from shopsearch.serve.routes_admin import admin_router
 from shopsearch.serve.routes_catalog import catalog_router
@@ -81,6 +89,7 @@ def create_app(
         settings=settings,
         live=LiveEngine(workspace, settings, run_id, on_load=metrics.watch_engine),
         log=EventLog(workspace.root / LOG_DIR, linger_s=log_linger_s, observer=metrics),
+        searches=SearchLog(workspace),
         ids=RequestIds(workspace_secret(workspace)),
         metrics=metrics,
         workers=workers,
@@ -90,9 +99,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.log.start()
+        state.searches.start()
         tasks = [
             asyncio.create_task(_every(compact_every_s, _compact, state)),
             asyncio.create_task(_every(follow_every_s, _follow, state)),
+            asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
         try:
             yield
@@ -102,7 +113,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(_shutdown, state)
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="shopsearch",
         version=shopsearch.__version__,
         summary="Search, event logging and catalog updates over one shopsearch workspace.",
@@ -111,7 +122,9 @@ def create_app(
     )
     app.state.shop = state
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve.max_body_bytes)
+    app.add_middleware(HeadAsGetMiddleware, paths=frozenset({"/health"}))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
     for router in (search_router, events_router, catalog_router, admin_router):
         app.include_router(router(state))
     if (STATIC_DIR / "index.html").exists():
@@ -165,8 +178,13 @@ def _follow(state: ServerState) -> None:
         state.refresh_domains()
 
 
+def _read_log(state: ServerState) -> None:
+    state.searches.refresh()
+
+
 def _shutdown(state: ServerState) -> None:
     state.log.close()
+    state.searches.close()
     try:
         _compact(state)
     except Exception:  # the log is safe on disk; the next compaction (any command) moves it

@@ -92,13 +92,6 @@ class Served:
         """The bundle directory name."""
         return self.engine.bundle.name if self.engine.bundle is not None else "(in memory)"
 
-    def has_product(self, domain: str, product_id: str) -> bool:
-        """Whether the product exists (in any domain when ``domain`` is ``*``)."""
-        lookup = self.engine.products
-        if domain == "*":
-            return any(lookup.get((d, product_id)) is not None for d in self.domains)
-        return lookup.get((domain, product_id)) is not None
-
 
 @dataclass(frozen=True)
 class Reloaded:

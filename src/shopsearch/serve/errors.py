@@ -5,10 +5,14 @@
 for an unknown endpoint. ``message`` says the value, the limit and the fix.
 
 Status codes: 422 when a value does not have the declared type or bounds (FastAPI's request
-validation, reworded here), 400 when it is well-formed but wrong (unknown domain or request id,
-empty query without a filter), 401/403 for the admin token, 404 for something that does not
-exist, 409 for a refused reload or a catalog write the server cannot make, 503 when the event
-log cannot be written. Only a bug answers 500.
+validation, reworded here; ids also follow the one id rule of
+:func:`~shopsearch.catalog.limits.id_problem`), 400 when it is well-formed but wrong (unknown
+domain or request id, empty query without a filter, an event on a product its search did not
+show or with a time outside the accepted window), 401/403 for the admin token, 404 for something
+that does not exist, 409 for a refused reload, a catalog write the server cannot make, an event
+id reused for another event, or an event whose search is not in the event log, 413 for a body
+over ``[serve] max_body_bytes``, 503 when the event log cannot be written. Only a bug answers
+500.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shopsearch.catalog.limits import ID_RULE
 from shopsearch.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -114,6 +119,8 @@ def validation_message(error: Mapping[str, Any]) -> str:
     value = error.get("input")
     if kind == "missing":
         return f"{name} is required; give a value for it"
+    if kind == "invalid_id":
+        return f"{name}={value!r} is not an id: {ctx.get('problem')}; {ID_RULE}"
     if kind == "json_invalid" or (loc == ("body",) and isinstance(value, bytes | str)):
         where = f" at character {loc[1]}" if len(loc) > 1 else ""
         problem = f" ({ctx['error']}{where})" if "error" in ctx else ""
@@ -183,7 +190,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 f"{request.method} is not allowed on {path}; use {allowed or 'another method'}",
                 exc.headers,
             )
-        return error_response(exc.status_code, "request", str(exc.detail), exc.headers)
+        parameter = "body" if exc.status_code == 413 else "request"
+        return error_response(exc.status_code, parameter, str(exc.detail), exc.headers)
 
     async def invalid_input(request: Request, exc: Exception) -> Response:
         return error_response(400, "request", str(exc))

@@ -6,12 +6,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
-from shopsearch.catalog.limits import LIMITS
+from shopsearch.catalog.limits import ID_RULE, LIMITS, id_problem
 from shopsearch.events.models import InteractionKind
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)]
+
+def checked_id(value: str) -> str:
+    """``value`` if it is an id by the rule ingest applies too; else a validation error.
+
+    Raises:
+        PydanticCustomError: ``invalid_id``, with the problem (see
+            :func:`~shopsearch.catalog.limits.id_problem`).
+    """
+    problem = id_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("invalid_id", "not an id: {problem}", {"problem": problem})
+    return value
+
+
+#: An id of a product, domain, user or event.
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=LIMITS.max_id_chars),
+    AfterValidator(checked_id),
+    Field(description=f"Rule: {ID_RULE}."),
+]
 #: Longest request id accepted by ``POST /events`` (issued ids are shorter; see request_ids).
 MAX_REQUEST_ID_CHARS = 2048
 #: Most events in one ``POST /events``.
@@ -62,24 +83,46 @@ class StageOut(BaseModel):
     detail: str
 
 
+class SuggestionOut(BaseModel):
+    """A search that has results when this one has none."""
+
+    query: str
+    dropped: list[str] = Field(description="Filters to leave out: category, brand, price, ...")
+    total: int = Field(description="How many products that search matches.")
+
+
 class SearchOut(BaseModel):
-    """One search's results."""
+    """One search's results (:func:`shopsearch.pipeline.payload.search_payload` shapes them;
+    ``shopsearch search --json`` prints the same)."""
 
     request_id: str = Field(description="Quote it in POST /events.")
     query: str
     domain: str | None
-    total: int
+    total: int = Field(
+        description="How many products match: those with the query's words (typo-tolerant) "
+        "within the filters, plus those a vector source found closer to the query than its "
+        "match threshold (its fitted noise level, or [retrieval] min_similarity). The same on "
+        "every page; 0 means no results."
+    )
     page: int
     size: int
+    pages: int = Field(description="Pages of this size that can be asked for (at most max_page).")
     items: list[ItemOut]
     facets: dict[str, dict[str, int]] = Field(
-        description='Counts over all matches: "category" (path prefix), "brand", "price" bucket.'
+        description='Counts over the same matched products as total: "category" (each path '
+        'prefix), "brand", "price" bucket; a value with no product is left out.'
     )
     timings_ms: dict[str, float] = Field(
         description="Milliseconds per stage, per retrieval source (retrieve.<source>), render "
         "and total."
     )
     pipeline: list[StageOut] = Field(description="Each stage of this search, in order.")
+    notice: str | None = Field(
+        description='What to know about the results, e.g. "no results for ..."'
+    )
+    suggestion: SuggestionOut | None = Field(
+        description="When nothing matched because of the filters: the same words without them."
+    )
 
 
 class DomainOut(BaseModel):
@@ -98,18 +141,40 @@ class DomainsOut(BaseModel):
 
 
 class EventIn(BaseModel):
-    """A click, add-to-cart or purchase on a product shown by a search."""
+    """A click, add-to-cart or purchase on a product shown by a search.
+
+    An event is stored once: one with an ``event_id`` is the one event of that id for its
+    search (sending it again is acknowledged as a duplicate; the id with other fields is a 409),
+    one without repeats a recorded event when all its fields but ``timestamp`` are equal.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)]
-    product_id: Id
+    request_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)
+    ] = Field(description="The request_id of the /search answer that showed the product.")
+    product_id: Id = Field(description="A product_id of that answer's items.")
     kind: InteractionKind
+    domain: Id | None = Field(
+        None,
+        description="The market of the product; needed only when the search showed the same "
+        "product_id in several markets.",
+    )
     user_id: Id | None = Field(None, description="Default: the user of the search.")
     value: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = Field(
         0.0, description="Money value (purchases), >= 0."
     )
-    timestamp: datetime | None = Field(None, description="ISO-8601; default: now (UTC).")
+    timestamp: datetime | None = Field(
+        None,
+        description="ISO-8601; default: now (UTC). Not before the search nor after now, give or "
+        "take [serve] event_time_tolerance_s (300 s).",
+    )
+    event_id: Id | None = Field(
+        None,
+        description="Idempotency key, unique per search: an event sent again with it is "
+        "stored once. Without one, an event equal to a recorded one but for timestamp is a "
+        "duplicate; give ids to store such repeats (two purchases of one product).",
+    )
 
 
 class EventsIn(BaseModel):
@@ -121,9 +186,12 @@ class EventsIn(BaseModel):
 
 
 class EventsOut(BaseModel):
-    """How many events were durably stored."""
+    """The batch is durably recorded: new events stored, duplicates recognised."""
 
-    accepted: int
+    accepted: int = Field(description="Events of the batch now on disk (new or recorded before).")
+    duplicates: int = Field(
+        description="Of those, events recorded before (or earlier in the batch): not stored again."
+    )
 
 
 CategoryList = Annotated[
@@ -150,9 +218,10 @@ class ProductIn(BaseModel):
         default_factory=list, description='A path: ["Furniture", "Sofas"] or "Furniture > Sofas".'
     )
     price: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
-    attributes: Annotated[dict[Id, str], Field(max_length=LIMITS.max_attributes)] = Field(
-        default_factory=dict
-    )
+    attributes: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=LIMITS.max_id_chars)], str],
+        Field(max_length=LIMITS.max_attributes),
+    ] = Field(default_factory=dict)
     in_stock: bool = True
 
 

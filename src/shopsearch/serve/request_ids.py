@@ -33,8 +33,6 @@ from shopsearch.store.atomic import fsync_dir
 from shopsearch.store.workspace import Workspace
 
 SECRET_FILE = "secret"
-#: The logged domain of a search over every domain.
-ALL_DOMAINS = "*"
 #: Longest accepted ``user`` (UTF-8 bytes).
 MAX_USER_BYTES = 128
 _NONCE = 12

@@ -24,7 +24,7 @@ def admin_router(state: ServerState) -> APIRouter:
         "/admin/reload",
         response_model=ReloadOut,
         dependencies=[Depends(admin_guard(state.settings))],
-        responses=error_responses(400, 401, 403, 404, 409, 422),
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422),
         summary="Serve another bundle without downtime (admin)",
     )
     async def reload(body: Annotated[ReloadIn | None, Body()] = None) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -14,10 +15,11 @@ from shopsearch.catalog.limits import LIMITS
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.records import Shown, now_us, search_line
-from shopsearch.pipeline.request import SearchParams, SearchResponse
+from shopsearch.pipeline.payload import search_payload
+from shopsearch.pipeline.request import ALL_DOMAINS, SearchParams, SearchResponse
 from shopsearch.serve.errors import ApiError
 from shopsearch.serve.models import DomainsOut, HealthOut, SearchOut
-from shopsearch.serve.request_ids import ALL_DOMAINS, MAX_USER_BYTES
+from shopsearch.serve.request_ids import MAX_USER_BYTES
 from shopsearch.serve.responses import error_responses, json_response
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_this_thread
@@ -25,7 +27,6 @@ from shopsearch.serve.threads import limit_this_thread
 F = TypeVar("F", bound=Callable[..., Any])
 #: The user of a search that names none.
 ANONYMOUS = "anonymous"
-_FACETS = ("category", "brand", "price")
 
 
 def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
@@ -54,7 +55,13 @@ def search_router(state: ServerState) -> APIRouter:
         ] = "",
         domain: Annotated[
             str | None,
-            Query(min_length=1, max_length=LIMITS.max_id_chars, description="Market to search."),
+            Query(
+                min_length=1,
+                max_length=LIMITS.max_id_chars,
+                description="Market to search (default: [search] default_domain, else the "
+                "workspace's first market); * searches every market, where a product sold in "
+                "several markets is one result per market.",
+            ),
         ] = None,
         user: Annotated[
             str | None,
@@ -75,12 +82,13 @@ def search_router(state: ServerState) -> APIRouter:
         explain: Annotated[bool, Query(description="Each stage's score per item.")] = False,
     ) -> Response:
         path = _category(category)
-        if not q.strip() and not path and not brand:
+        if not has_words(q) and not path and not brand:
             raise ApiError(
                 400,
                 "q",
-                "q is empty; give search words, or browse with a category or brand filter "
-                "(e.g. category=Furniture)",
+                f"q={q!r} is empty: it has no words (letters or digits) to search for; give "
+                "search words, or browse with a category or brand filter (e.g. "
+                "category=Furniture)",
             )
         if user is not None and len(user.encode()) > MAX_USER_BYTES:
             raise ApiError(
@@ -100,13 +108,12 @@ def search_router(state: ServerState) -> APIRouter:
             in_stock=in_stock,
         )
         with state.live.reading() as served:
-            if domain is not None and domain not in served.domains:
+            if domain not in (ALL_DOMAINS, None) and domain not in served.domains:
                 raise ApiError(
                     400, "domain", f"unknown domain {domain!r}; domains are "
-                    f"{', '.join(sorted(served.domains))} (see /domains)"
+                    f"{', '.join(sorted(served.domains))} (see /domains), or * for all"
                 )
-            if domain is None and len(served.domains) == 1:
-                domain = next(iter(served.domains))
+            domain = served.engine.resolve_domain(domain)
             params = SearchParams(q, domain, user, filters, page, size, explain=True)
             limit_this_thread(threads)  # OpenMP thread counts are per thread
             try:
@@ -116,7 +123,9 @@ def search_router(state: ServerState) -> APIRouter:
                 raise ApiError(400, "request", str(exc)) from exc
         who, where = user or ANONYMOUS, domain or ALL_DOMAINS
         request_id = state.ids.issue(where, who)
-        payload = _payload(request_id, q, domain, page, size, response, explain)
+        payload = search_payload(
+            request_id, q, domain, page, size, response, explain, limits.max_page
+        )
         _log(state, request_id, who, where, q, filters, payload, response)
         state.metrics.observe_stages(response.timings_ms)
         return json_response(payload)
@@ -142,62 +151,19 @@ def search_router(state: ServerState) -> APIRouter:
     return router
 
 
+_WORD = re.compile(r"[^\W_]")
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` has a letter or digit to search for."""
+    return _WORD.search(text) is not None
+
+
 def _category(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     parts = tuple(p.strip() for p in text.split(CATEGORY_SEPARATOR.strip()) if p.strip())
     return parts or None
-
-
-def _payload(
-    request_id: str,
-    query: str,
-    domain: str | None,
-    page: int,
-    size: int,
-    response: SearchResponse,
-    explain: bool,
-) -> dict[str, Any]:
-    offset = (page - 1) * size
-    items = [
-        {
-            "domain": item.domain,
-            "product_id": item.product_id,
-            "title": item.title,
-            "brand": item.brand,
-            "category": item.category,
-            "price": item.price,
-            "in_stock": item.in_stock,
-            "score": item.score,
-            "position": offset + i + 1,
-            "stages": item.stages,
-        }
-        for i, item in enumerate(response.items)
-    ]
-    payload = {
-        "request_id": request_id,
-        "query": query,
-        "domain": domain,
-        "total": response.total,
-        "page": page,
-        "size": size,
-        "items": items,
-        "facets": {name: response.facets.get(name, {}) for name in _FACETS},
-        "timings_ms": response.timings_ms,
-        "pipeline": [
-            {
-                "name": s.name,
-                "status": s.status,
-                "ms": s.ms,
-                "candidates": s.candidates,
-                "detail": s.detail,
-            }
-            for s in response.pipeline
-        ],
-    }
-    if not explain:
-        payload["items"] = [{**item, "stages": {}} for item in items]
-    return payload
 
 
 def _log(
@@ -216,6 +182,7 @@ def _log(
             item["position"],
             item["price"],
             {k: v for k, v in found.stages.items() if v is not None},
+            item["domain"],
         )
         for item, found in zip(payload["items"], response.items, strict=True)
     ]

@@ -10,6 +10,7 @@ from types import TracebackType
 from shopsearch.catalog.models import Domain
 from shopsearch.config import Settings
 from shopsearch.events.log import EventLog
+from shopsearch.events.searches import SearchLog
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.metrics import Metrics
 from shopsearch.serve.request_ids import RequestIds
@@ -62,6 +63,7 @@ class ServerState:
     """One server process's workspace, engine, event log, request ids and metrics.
 
     Attributes:
+        searches: the served searches and their recorded events, as the log has them.
         workers: how many worker processes serve this workspace (catalog writes need 1).
         domains: the workspace's domains (re-read on reload and when a write names a new one).
         search_slots: at most ``serve.search_concurrency`` searches compute at once; the rest
@@ -72,6 +74,7 @@ class ServerState:
     settings: Settings
     live: LiveEngine
     log: EventLog
+    searches: SearchLog
     ids: RequestIds
     metrics: Metrics
     workers: int

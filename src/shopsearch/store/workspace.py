@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shopsearch.catalog.models import Domain
+from shopsearch.catalog.models import UNKNOWN_CURRENCY, UNKNOWN_LANGUAGE, Domain
 from shopsearch.errors import SchemaVersionError, WorkspaceError
 from shopsearch.store.atomic import write_json, write_parquet
 from shopsearch.store.schema import SCHEMA_VERSION, TABLES, UPSERT_KEYS, empty_table
@@ -149,8 +149,13 @@ class Workspace:
         return con
 
     def domains(self) -> list[Domain]:
-        """The workspace's domains."""
-        return [Domain(**row) for row in self.table("domains").to_pylist()]
+        """The workspace's domains.
+
+        An empty language or currency, as ``ingest --add-domains`` stored them before issue
+        13 was fixed, reads as unknown (:data:`~shopsearch.catalog.models.UNKNOWN_LANGUAGE`,
+        :data:`~shopsearch.catalog.models.UNKNOWN_CURRENCY`); the next ingest writes that back.
+        """
+        return [Domain(**with_unknowns(row)) for row in self.table("domains").to_pylist()]
 
     # -- writing -------------------------------------------------------------------------------
     def append(self, name: str, table: pa.Table) -> None:
@@ -205,6 +210,15 @@ class Workspace:
         for path in folder.glob("part-*.parquet"):
             if path.name not in live_set:
                 path.unlink(missing_ok=True)
+
+
+def with_unknowns(domain: dict[str, str]) -> dict[str, str]:
+    """A stored domain row with an empty language or currency set to the unknown markers."""
+    return {
+        **domain,
+        "language": domain["language"] or UNKNOWN_LANGUAGE,
+        "currency": domain["currency"] or UNKNOWN_CURRENCY,
+    }
 
 
 def _conform(name: str, table: pa.Table) -> pa.Table:

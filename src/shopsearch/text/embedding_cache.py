@@ -34,6 +34,11 @@ def _hash_array(keys: list[bytes]) -> npt.NDArray[np.uint8]:
     return np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), 20)
 
 
+def _offset(progress: Progress, ready: int, total: int) -> Progress:
+    """``progress`` over all ``total`` texts, fed by the encoder's counts of the missing ones."""
+    return lambda done, _missing: progress(ready + done, total)
+
+
 class EmbeddingCache:
     """Item vectors of one encoder, stored under ``directory / encoder.name``.
 
@@ -114,7 +119,8 @@ class EmbeddingCache:
 
         Args:
             texts: product texts (see :mod:`shopsearch.text.product_text`).
-            progress: reports ``(done, total)`` while encoding the texts not in the cache.
+            progress: reports ``(done, total)`` over all of ``texts``: the cached ones (and
+                repeats of a text) are done at once, the others as they are encoded.
 
         Returns:
             float32 ``[len(texts), dim]``, in the order of ``texts``.
@@ -126,9 +132,13 @@ class EmbeddingCache:
             if key not in rows:
                 missing[key] = text
         self.misses += len(missing)
-        self.hits += len(texts) - len(missing)
+        ready = len(texts) - len(missing)
+        self.hits += ready
+        if progress is not None and texts:
+            progress(ready, len(texts))
         if missing:
-            vectors = self.encoder.encode_items(list(missing.values()), progress)
+            encoding = None if progress is None else _offset(progress, ready, len(texts))
+            vectors = self.encoder.encode_items(list(missing.values()), encoding)
             records = np.empty(len(missing), dtype=self._dtype())
             records["hash"] = _hash_array(list(missing))
             records["vector"] = vectors

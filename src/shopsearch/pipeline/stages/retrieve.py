@@ -39,6 +39,7 @@ class RetrieveStage(Stage):
         fused = hits.candidates
         state.candidates = fused
         state.facets = hits.facets or {}
+        state.total = fused.total if fused.total is not None else len(fused)
         state.columns = {f"retrieve.{n}": v.astype(np.float64) for n, v in fused.sources.items()}
         state.columns["retrieve.fused"] = fused.scores.astype(np.float64)
         state.query.vectors.update(hits.query_vectors)

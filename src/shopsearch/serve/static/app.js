@@ -306,10 +306,11 @@ function showResponse(body) {
       .join(" · ");
     summary.push(h("span", { class: "timings", "data-testid": "timings" }, timings));
   }
+  if (body.total === 0) summary.splice(0, 1, noResults(body));
   ui.summary.replaceChildren(...summary);
   ui.results.replaceChildren(...body.items.map((item) => resultItem(item, body.request_id)));
   showFacets(body.facets ?? {});
-  showPager(body.total, body.page, body.size);
+  showPager(body.pages, body.page);
 }
 
 function resultItem(item, requestId) {
@@ -473,8 +474,25 @@ function facetGroup(name, entries) {
   );
 }
 
-function showPager(total, page, size) {
-  const pages = Math.max(1, Math.ceil(total / size));
+/** "No results for …", with the search without the filters when that one has results. */
+function noResults(body) {
+  const parts = [h("span", { "data-testid": "notice" }, body.notice ?? `No results for “${body.query}”`)];
+  const wider = body.suggestion;
+  if (wider) {
+    const count = wider.total === 1 ? "1 result" : `${wider.total} results`;
+    const link = h("button", { type: "button", class: "link", "data-testid": "suggestion" },
+      `Search without ${wider.dropped.join(", ")} (${count})`);
+    link.addEventListener("click", () => {
+      state.page = 1;
+      clearFilters();
+      search();
+    });
+    parts.push(" · ", link);
+  }
+  return h("span", {}, ...parts);
+}
+
+function showPager(pages, page) {
   ui.pager.hidden = pages <= 1;
   ui.prev.disabled = page <= 1;
   ui.next.disabled = page >= pages;
@@ -516,6 +534,8 @@ async function loadDomains() {
       domains.set(d.domain_id, { name: d.name, language: d.language, currency: d.currency });
       ui.domain.append(h("option", { value: d.domain_id }, `${d.name} · ${d.currency}`));
     }
+    // one market at a time: the URL's, else the first (what the API searches by default)
+    if (!domains.has(state.domain)) state.domain = body.domains[0]?.domain_id ?? "";
     ui.domain.dataset.loaded = "true";
   } catch (error) {
     showError(error);
