@@ -120,3 +120,23 @@ def test_bad_inputs_fail_clearly(truth: GroundTruth) -> None:
 def test_workspace_without_truth_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="no simulator ground truth"):
         GroundTruth.load(Workspace.create(tmp_path / "empty"))
+
+
+def test_truth_keeps_each_query_as_typed_and_as_meant(tmp_path):
+    """Query understanding is scored against what the user meant to type."""
+    from shopsearch.simulate.api import simulate
+    from shopsearch.simulate.config import SimulationConfig
+    from shopsearch.simulate.truth import read_requests
+    from shopsearch.store.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    simulate(ws, SimulationConfig(domains=1, products=100, users=40, sessions=400, seed=4))
+    truth = read_requests(ws.root / "ground_truth").to_pandas()
+    logged = dict(ws.connect().execute("SELECT request_id, query FROM requests").fetchall())
+    shown = truth[truth["request_id"].isin(list(logged))]
+    assert (shown["query"] == shown["request_id"].map(logged)).all()
+    assert shown["typo"].any()
+    typo = shown[shown["typo"]]
+    assert (typo["query"] != typo["query_clean"]).all()
+    plain = shown[~shown["typo"] & ~shown["abbreviated"]]
+    assert (plain["query"] == plain["query_clean"]).all()

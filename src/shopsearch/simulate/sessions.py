@@ -103,10 +103,17 @@ class SessionChunk:
 
     def queries(self, world: World, slot: int, rows: I64) -> tuple[list[str], Bool]:
         """What the sessions in ``rows`` type in request ``slot``, and which have a typo."""
+        forms = self.query_forms(world, slot, rows)
+        return forms.typed, forms.typo
+
+    def query_forms(self, world: World, slot: int, rows: I64) -> QueryForms:
+        """What the sessions in ``rows`` type in request ``slot``, and what they meant to."""
         lex = world.lexicon
         names = world.brands.names
         out: list[str] = []
+        clean: list[str] = []
         typos: list[bool] = []
+        shortened: list[bool] = []
         columns = zip(
             self.leaf[rows].tolist(),
             self.brand[rows].tolist(),
@@ -148,14 +155,29 @@ class SessionChunk:
                 post,
                 first,
             )
+            clean.append(query)
             if short:
                 query = abbreviate(query)
+            shortened.append(query != clean[-1])
             made = False
             if typo:
                 query, made = add_typo(query, u[0], u[1], u[2])
             out.append(query)
             typos.append(made)
-        return out, np.array(typos, dtype=bool)
+        return QueryForms(
+            out, clean, np.array(typos, dtype=bool), np.array(shortened, dtype=bool)
+        )
+
+
+@dataclass(frozen=True)
+class QueryForms:
+    """The queries of one request slot: as typed, as meant (before abbreviation and typo),
+    and which were abbreviated or mistyped (ground truth of query understanding)."""
+
+    typed: list[str]
+    clean: list[str]
+    typo: Bool
+    abbreviated: Bool
 
 
 class SessionPlanner:

@@ -8,6 +8,9 @@ Each logged request has a row in ``W/ground_truth/requests/*.parquet`` with the 
     attribute_codes                                            insisted-on value per slot (-1)
     intent                                                     the need as readable JSON
     target_product_id                                          the product the need came from
+    query, query_clean                                         as typed; as meant (no
+                                                               abbreviation, no typo)
+    typo, abbreviated                                          how the typed form differs
 
 Together with the saved world (products' attributes and quality, users' tastes and price
 sensitivities, market prices and stock) this answers, for every pair, not only shown ones:
@@ -59,6 +62,11 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("attribute_codes", pa.list_(pa.int16(), MAX_SLOTS), nullable=False),
         pa.field("intent", pa.string(), nullable=False),
         pa.field("target_product_id", pa.string(), nullable=False),
+        # null in workspaces simulated before the query forms were kept
+        pa.field("query", pa.string()),
+        pa.field("query_clean", pa.string()),
+        pa.field("typo", pa.bool_()),
+        pa.field("abbreviated", pa.bool_()),
     ]
 )
 
@@ -71,6 +79,7 @@ def truth_table(
 ) -> pa.Table:
     """Ground-truth rows of request ``slot`` (0-based) of the sessions ``rows`` of a chunk."""
     lex = world.lexicon
+    forms = plan.query_forms(world, slot, rows)
     leaf = plan.leaf[rows]
     brand = plan.brand[rows]
     attrs = plan.attrs[rows]
@@ -103,6 +112,10 @@ def truth_table(
             ),
             "intent": pa.array(intents, pa.string()),
             "target_product_id": pa.array(world.products.ids).take(pa.array(plan.target[rows])),
+            "query": pa.array(forms.typed, pa.string()),
+            "query_clean": pa.array(forms.clean, pa.string()),
+            "typo": pa.array(forms.typo),
+            "abbreviated": pa.array(forms.abbreviated),
         }
     )
     return table.cast(TRUTH_SCHEMA)
@@ -233,4 +246,13 @@ class GroundTruth:
 def read_requests(folder: Path) -> pa.Table:
     """Every ground-truth request row stored under ``folder``."""
     parts = sorted((folder / REQUESTS_DIR).glob("*.parquet"))
-    return pa.concat_tables([TRUTH_SCHEMA.empty_table()] + [pq.read_table(p) for p in parts])
+    tables = [_conform(pq.read_table(p)) for p in parts]
+    return pa.concat_tables([TRUTH_SCHEMA.empty_table(), *tables])
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """``table`` with every column of :data:`TRUTH_SCHEMA` (missing ones null: older files)."""
+    for field in TRUTH_SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(TRUTH_SCHEMA.names).cast(TRUTH_SCHEMA)
