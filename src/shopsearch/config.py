@@ -63,6 +63,19 @@ class RetrievalSettings(BaseModel):
     pq_m: int = Field(48, ge=1, le=512)
 
 
+class QuerySettings(BaseModel):
+    """Query understanding at serving (the components themselves come from the bundle)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Run the bundle's query components (``false``: search every query as typed).
+    enabled: bool = True
+    #: Score added (times its probability) to products in a predicted category.
+    intent_boost: float = Field(1.0, ge=0.0, le=100.0)
+    #: Least probability of a predicted category that boosts retrieval.
+    intent_min_probability: float = Field(0.3, ge=0.0, le=1.0)
+
+
 class RankingSettings(BaseModel):
     """The ranking stage: which model ``shopsearch train --stage ranking`` fits, how it serves."""
 
@@ -152,6 +165,7 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalSettings = RetrievalSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    query: QuerySettings = QuerySettings()
     ranking: RankingSettings = RankingSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()

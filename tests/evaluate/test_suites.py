@@ -37,6 +37,7 @@ BUILT_INS = {
     "transfer/sim": "ndcg@10",
     "transfer/relevance": "ndcg@10",
     "transfer/trivago": "mrr",
+    "query/sim": "ndcg@10",
 }
 
 

@@ -11,7 +11,7 @@ def test_search_response_contract(client):
     body = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
     assert set(body) == {
         "request_id", "query", "domain", "total", "page", "size", "pages", "items", "facets",
-        "timings_ms", "pipeline", "notice", "suggestion",
+        "timings_ms", "pipeline", "notice", "suggestion", "correction", "intents",
     }
     stages = [s["name"] for s in body["pipeline"]]
     assert stages == ["query", "retrieve", "prerank", "rank", "rerank"]

@@ -14,18 +14,21 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval")
+STAGES = ("ranking", "retrieval", "query")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
-    stage: Annotated[str, typer.Option(help="Stage to train: ranking or retrieval.")] = "ranking",
+    stage: Annotated[
+        str, typer.Option(help="Stage to train: ranking, retrieval or query.")
+    ] = "ranking",
     model: Annotated[
         str | None,
         typer.Option(
-            help="Ranking model (registry name), or for retrieval a comma list of two-tower, "
-            "two-tower-pq, gcn (default from config)."
+            help="Ranking model (registry name); for retrieval a comma list of two-tower, "
+            "two-tower-pq, gcn (default from config); for query a comma list of query "
+            "components (default: all)."
         ),
     ] = None,
     position_bias: Annotated[
@@ -42,6 +45,9 @@ def train(
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
     settings = load_settings(workspace, config)
+    if stage == "query":
+        _train_query(Workspace.open(workspace), settings, model)
+        return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
         return
@@ -86,3 +92,13 @@ def _train_retrieval(
     with heartbeat("train"), step_progress() as progress:
         bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
     console.print(f"trained learned retrieval; published bundle {bundle}")
+
+
+def _train_query(workspace: Workspace, settings: Settings, model: str | None) -> None:
+    """``--stage query``: fit the query components, publish them in a new bundle."""
+    from shopsearch.training.query import train_query_bundle
+
+    names = [m.strip() for m in model.split(",") if m.strip()] if model else []
+    with heartbeat("training query understanding"):
+        bundle = train_query_bundle(workspace, settings, names, say=say)
+    console.print(f"trained query understanding; published bundle {bundle}")

@@ -89,6 +89,7 @@ SUITES: Registry[type[Suite[Any]]] = Registry(
         "shopsearch.evaluate.suites.transfer_sim",
         "shopsearch.evaluate.suites.transfer_relevance",
         "shopsearch.evaluate.suites.transfer_trivago",
+        "shopsearch.evaluate.suites.query_sim",
     ),
     check=subclass_of(Suite),
 )

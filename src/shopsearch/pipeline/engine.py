@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,8 @@ class Engine:
         bundle: the bundle directory the engine was loaded from (``None`` if built in memory:
             stages that need a model from the bundle are then skipped).
         workspace: the workspace whose logs stages read (``None`` if built in memory).
+        stages: built stages by name, used instead of loading those from the bundle (an
+            engine built in memory with models fitted in memory, as evaluations do).
 
     Raises:
         InvalidInputError: a stage name that is not registered.
@@ -77,6 +79,7 @@ class Engine:
         settings: Settings,
         bundle: Path | None = None,
         workspace: Workspace | None = None,
+        stages: Mapping[str, Stage] | None = None,
     ) -> None:
         self.retrieval = retrieval
         self.products = products
@@ -91,9 +94,11 @@ class Engine:
             )
         )
         context = StageContext(settings, retrieval, products, workspace, bundle)
+        given = dict(stages or {})
         classes = [STAGES.get(entry) for entry in settings.pipeline.stages]
         self.stages: list[tuple[str, Stage | Absent]] = [
-            (cls.name, cls.load(context)) for cls in classes
+            (cls.name, given[cls.name] if cls.name in given else cls.load(context))
+            for cls in classes
         ]
 
     @classmethod
@@ -210,6 +215,8 @@ class Engine:
             state.query.text,
             notice,
             suggestion,
+            state.query.correction,
+            list(state.query.intents),
         )
 
     def _nothing(

@@ -81,6 +81,11 @@ def search_payload(
             "dropped": list(response.suggestion.dropped),
             "total": response.suggestion.total,
         },
+        "correction": response.correction,
+        "intents": [
+            {"category": category, "probability": probability}
+            for category, probability in response.intents
+        ],
     }
     if not explain:
         payload["items"] = [{**item, "stages": {}} for item in items]

@@ -22,6 +22,9 @@ class SearchParams:
     page: int = 1
     size: int = 10
     explain: bool = False
+    #: Let spelling correction change the query (``False``: search it as typed; the web
+    #: page's "search instead for ..." link).
+    correct: bool = True
 
 
 @dataclass
@@ -93,6 +96,8 @@ class SearchResponse:
         query: the query the stages searched for (the query stage may change it).
         notice: what the user should know about the results (``no results for ...``).
         suggestion: a search that has results when this one has none.
+        correction: the corrected query searched instead of the typed one (``None``: none).
+        intents: the categories the query was predicted to be after, with probabilities.
     """
 
     request_id: str
@@ -104,6 +109,8 @@ class SearchResponse:
     query: str = ""
     notice: str | None = None
     suggestion: Suggestion | None = None
+    correction: str | None = None
+    intents: list[tuple[str, float]] = field(default_factory=list)
 
 
 __all__ = [

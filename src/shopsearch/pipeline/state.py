@@ -29,13 +29,21 @@ class QueryInfo:
         text: what later stages search for (the query stage may correct or rewrite it).
         vectors: the query's vector per vector space, filled by retrieval's vector sources
             (later stages reuse them instead of encoding the query again).
-        notes: what the query stage found (corrections, intents ...), for ``--explain``.
+        notes: what the query stage found, per component, for ``--explain``.
+        correction: the corrected query when spelling correction changed it.
+        intents: ``(category path, probability)`` pairs, most likely first.
+        rewrites: ``(extra query, weight)`` pairs retrieval also searches for.
+        head: the words naming the product type, which must match.
     """
 
     original: str
     text: str
     vectors: dict[str, F32] = field(default_factory=dict)
-    notes: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    correction: str | None = None
+    intents: list[tuple[str, float]] = field(default_factory=list)
+    rewrites: list[tuple[str, float]] = field(default_factory=list)
+    head: tuple[str, ...] = ()
 
 
 @dataclass

@@ -52,6 +52,29 @@ class Hits:
 
 
 @dataclass(frozen=True)
+class QueryPlan:
+    """What query understanding adds to the words a source searches for; a source reads what
+    it can use (the lexical source all of it, a vector source none of it).
+
+    Attributes:
+        rewrites: ``(text, weight)`` alternative queries: a product matching one matches the
+            query, its score weighted.
+        boosts: category path (``("A", "B")``) → weight: products in it score higher; which
+            products match does not change.
+        head: words that must match (the product type); the query's other words then only
+            raise the score.
+    """
+
+    rewrites: tuple[tuple[str, float], ...] = ()
+    boosts: tuple[tuple[tuple[str, ...], float], ...] = ()
+    head: tuple[str, ...] = ()
+
+    def is_empty(self) -> bool:
+        """True when the plan adds nothing to the words."""
+        return not (self.rewrites or self.boosts or self.head)
+
+
+@dataclass(frozen=True)
 class ServingOptions:
     """Serving-time settings and observers a source applies to itself; each source takes what
     it has (a query-vector cache and encoding batches, a result cache) and ``None`` leaves a
@@ -102,8 +125,15 @@ class Retriever(ABC):
     def retrieve(self, query: str, k: int = 100, filters: Filters | None = None) -> Candidates:
         """The top ``k`` products for ``query`` that pass ``filters``."""
 
-    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> Hits:
-        """:meth:`retrieve`, with the facets and query vector of the source's capabilities."""
+    def search(
+        self,
+        query: str,
+        k: int = 100,
+        filters: Filters | None = None,
+        plan: QueryPlan | None = None,
+    ) -> Hits:
+        """:meth:`retrieve`, with the facets and query vector of the source's capabilities;
+        ``plan`` is what query understanding adds (a source ignores what it cannot use)."""
         return Hits(self.retrieve(query, k, filters))
 
     def retrieve_many(
@@ -124,7 +154,11 @@ class Retriever(ABC):
         return None
 
     def matching_keys(
-        self, query: str, filters: Filters | None, keys: Sequence[ProductKey]
+        self,
+        query: str,
+        filters: Filters | None,
+        keys: Sequence[ProductKey],
+        plan: QueryPlan | None = None,
     ) -> set[ProductKey]:
         """Which of ``keys`` this source's matching set for ``query`` and ``filters`` holds,
         beyond the candidates it returned (sources with ``facets``, whose matching set is

@@ -54,7 +54,14 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
-from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
+from shopsearch.retrieval.base import (
+    Capability,
+    Hits,
+    QueryPlan,
+    Retriever,
+    ServingOptions,
+    check_k,
+)
 from shopsearch.retrieval.dense_rows import Mask, ProductRows
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import atomic_path, write_json, write_parquet
@@ -513,7 +520,13 @@ class DenseRetriever(Retriever):
         """
         return self.search(query, k, filters).candidates
 
-    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> Hits:
+    def search(
+        self,
+        query: str,
+        k: int = 100,
+        filters: Filters | None = None,
+        plan: QueryPlan | None = None,
+    ) -> Hits:
         """:meth:`retrieve`, with the query's vector (for later stages in the same space)."""
         self._check_fitted()
         check_k(k)

@@ -23,7 +23,14 @@ import pyarrow as pa
 from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKey, merge_facets
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Progress
-from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
+from shopsearch.retrieval.base import (
+    Capability,
+    Hits,
+    QueryPlan,
+    Retriever,
+    ServingOptions,
+    check_k,
+)
 from shopsearch.retrieval.fusion import WeightedScoreFusion, reciprocal_rank_fusion
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
@@ -98,7 +105,13 @@ class HybridRetriever(Retriever):
         return self
 
     # -- searching -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> FusedHits:
+    def search(
+        self,
+        query: str,
+        k: int = 100,
+        filters: Filters | None = None,
+        plan: QueryPlan | None = None,
+    ) -> FusedHits:
         """Every source's hits for ``query`` (``max(k, per_source_k)`` each), fused to ``k``
         and restricted to the matched set.
 
@@ -118,11 +131,11 @@ class HybridRetriever(Retriever):
         timings: dict[str, float] = {}
         for name, source in self.sources.items():
             start = time.perf_counter()
-            hits[name] = source.search(query, depth, filters)
+            hits[name] = source.search(query, depth, filters, plan)
             timings[name] = 1000 * (time.perf_counter() - start)
         start = time.perf_counter()
         fused = self.fuse({name: h.candidates for name, h in hits.items()}, depth)
-        matched, total, facets = self._matched(query, filters, hits)
+        matched, total, facets = self._matched(query, filters, hits, plan)
         keep = np.fromiter((key in matched for key in fused.keys), bool, len(fused))
         fused = _subset(fused, np.flatnonzero(keep)[:k], total)
         timings["fusion"] = 1000 * (time.perf_counter() - start)
@@ -135,7 +148,11 @@ class HybridRetriever(Retriever):
         return FusedHits(fused, facets, None, hits, timings, vectors)
 
     def _matched(
-        self, query: str, filters: Filters | None, hits: Mapping[str, Hits]
+        self,
+        query: str,
+        filters: Filters | None,
+        hits: Mapping[str, Hits],
+        plan: QueryPlan | None,
     ) -> tuple[set[ProductKey], int, Facets | None]:
         """The matched keys among the candidates, the matched set's size and its facets."""
         counted = next((n for n, s in self.sources.items() if "facets" in s.capabilities), None)
@@ -153,7 +170,7 @@ class HybridRetriever(Retriever):
         base = hits[counted]
         lexical = set(base.candidates.keys)
         others = list(dict.fromkeys(k for k in [*close, *loose] if k not in lexical))
-        in_set = self.sources[counted].matching_keys(query, filters, others)
+        in_set = self.sources[counted].matching_keys(query, filters, others, plan)
         extra = list(dict.fromkeys(k for k in close if k not in lexical and k not in in_set))
         total = (base.candidates.total or len(lexical)) + len(extra)
         facets = base.facets or {}

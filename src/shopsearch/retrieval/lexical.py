@@ -51,8 +51,16 @@ from shopsearch.catalog.candidates import Candidates, Facets, Filters, ProductKe
 from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
-from shopsearch.retrieval.base import Capability, Hits, Retriever, ServingOptions, check_k
+from shopsearch.retrieval.base import (
+    Capability,
+    Hits,
+    QueryPlan,
+    Retriever,
+    ServingOptions,
+    check_k,
+)
 from shopsearch.retrieval.lexical_query import (
+    boosted,
     facet_aggregation,
     filter_queries,
     full_query,
@@ -259,39 +267,50 @@ class LexicalRetriever(Retriever):
         searcher = self._fitted().searcher()
         return self._facets(searcher, self._query(query, filters))
 
-    def search(self, query: str, k: int = 100, filters: Filters | None = None) -> Hits:
-        """:meth:`retrieve` and :meth:`facets` on one snapshot of the index.
+    def search(
+        self,
+        query: str,
+        k: int = 100,
+        filters: Filters | None = None,
+        plan: QueryPlan | None = None,
+    ) -> Hits:
+        """:meth:`retrieve` and :meth:`facets` on one snapshot of the index, with what query
+        understanding adds (``plan``: rewrites also match, category boosts, head words).
 
-        With a result cache (:meth:`configure_results`) a repeated ``(query, filters, k)`` is
-        answered from memory until the next :meth:`index`, :meth:`upsert` or :meth:`delete`.
-        The result is shared with later callers: treat it as read-only.
+        With a result cache (:meth:`configure_results`) a repeated ``(query, filters, k,
+        plan)`` is answered from memory until the next :meth:`index`, :meth:`upsert` or
+        :meth:`delete`. The result is shared with later callers: treat it as read-only.
         """
         check_k(k)
-        key = (self._generation, query, filters, k)
+        key = (self._generation, query, filters, k, plan)
         cached = self.results.lookup([key])[0]
         if cached is not None:
             return cached
         searcher = self._fitted().searcher()
-        built = self._query(query, filters)
+        built = self._query(query, filters, plan)
         result = Hits(self._top(searcher, built, k), self._facets(searcher, built))
         self.results.store([key], [result])
         return result
 
     def matching_keys(
-        self, query: str, filters: Filters | None, keys: Sequence[ProductKey]
+        self,
+        query: str,
+        filters: Filters | None,
+        keys: Sequence[ProductKey],
+        plan: QueryPlan | None = None,
     ) -> set[ProductKey]:
-        """Which of ``keys`` match ``query`` and ``filters`` (whether or not they were among
-        the top candidates); cached like :meth:`search`."""
+        """Which of ``keys`` match ``query`` and ``filters`` (and ``plan``), whether or not they
+        were among the top candidates; cached like :meth:`search`."""
         if not keys:
             return set()
-        cache_key = (self._generation, "matching", query, filters, tuple(keys))
+        cache_key = (self._generation, "matching", query, filters, tuple(keys), plan)
         cached = self.results.lookup([cache_key])[0]
         if cached is not None:
             return set(cached.candidates.keys)
         searcher = self._fitted().searcher()
         built = tantivy.Query.boolean_query(
             [
-                (tantivy.Occur.Must, self._query(query, filters)),
+                (tantivy.Occur.Must, self._query(query, filters, plan)),
                 (tantivy.Occur.Must, self._key_set(keys)),
             ]
         )
@@ -350,17 +369,37 @@ class LexicalRetriever(Retriever):
         """Hits, misses and evictions of the :meth:`search` result cache."""
         return self.results.stats()
 
-    def _query(self, query: str, filters: Filters | None) -> tantivy.Query:
-        scored = text_query(
+    def _query(
+        self, query: str, filters: Filters | None, plan: QueryPlan | None = None
+    ) -> tantivy.Query:
+        head = frozenset(word for word, _ in self.analyzer_.words(" ".join(plan.head))) if (
+            plan is not None and plan.head
+        ) else frozenset()
+        scored = self._words_query(query, head)
+        if plan is not None and plan.rewrites and scored is not None:
+            alternatives = [(tantivy.Occur.Should, scored)]
+            for text, weight in plan.rewrites:
+                rewrite = self._words_query(text)
+                if rewrite is not None:
+                    alternatives.append(
+                        (tantivy.Occur.Should, tantivy.Query.boost_query(rewrite, weight))
+                    )
+            scored = tantivy.Query.boolean_query(alternatives)
+        if plan is not None and scored is not None:
+            scored = boosted(self.schema_, scored, plan.boosts)
+        return full_query(scored, filter_queries(self.schema_, filters))
+
+    def _words_query(self, text: str, head: frozenset[str] = frozenset()) -> tantivy.Query | None:
+        return text_query(
             self.schema_,
-            self.analyzer_.words(query),
+            self.analyzer_.words(text),
             self.field_boosts,
             self.fuzzy_fields,
             self.fuzzy_boost,
             self.fuzzy_min_length,
             self.min_match,
+            head,
         )
-        return full_query(scored, filter_queries(self.schema_, filters))
 
     def _top(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> Candidates:
         if searcher.num_docs == 0:

@@ -43,8 +43,13 @@ def text_query(
     fuzzy_boost: float,
     fuzzy_min_length: int,
     min_match: float,
+    head: frozenset[str] = frozenset(),
 ) -> Query | None:
-    """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words."""
+    """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words.
+
+    Words whose folded form is in ``head`` must match (the product type); the others then only
+    raise the score. Without a head word among the words, ``min_match`` applies as usual.
+    """
     clauses: list[tuple[Occur, Query]] = []
     seen: set[str] = set()
     for word, stem in words:
@@ -53,13 +58,37 @@ def text_query(
         seen.add(stem)
         fuzzy = word.isalpha() and min(len(word), len(stem)) >= fuzzy_min_length
         fields = fuzzy_fields if fuzzy else ()
-        clauses.append((Occur.Should, _word_query(schema, stem, field_boosts, fields, fuzzy_boost)))
+        occur = Occur.Must if word in head else Occur.Should
+        clauses.append((occur, _word_query(schema, stem, field_boosts, fields, fuzzy_boost)))
         if len(clauses) == MAX_QUERY_WORDS:
             break
     if not clauses:
         return None
+    if any(occur == Occur.Must for occur, _ in clauses):
+        return Query.boolean_query(clauses)
     required = max(1, math.ceil(min_match * len(clauses)))
     return Query.boolean_query(clauses, minimum_number_should_match=required)
+
+
+def boosted(
+    schema: tantivy.Schema, match: Query, boosts: Sequence[tuple[tuple[str, ...], float]]
+) -> Query:
+    """``match``, with each product in a boosted category scoring its weight more."""
+    if not boosts:
+        return match
+    extra = [
+        (
+            Occur.Should,
+            Query.boost_query(
+                Query.const_score_query(
+                    Query.term_query(schema, "category_path", category_term(path)), 1.0
+                ),
+                weight,
+            ),
+        )
+        for path, weight in boosts
+    ]
+    return Query.boolean_query([(Occur.Must, match), *extra])
 
 
 def _word_query(

@@ -83,6 +83,13 @@ class StageOut(BaseModel):
     detail: str
 
 
+class IntentOut(BaseModel):
+    """A category the query is predicted to be after."""
+
+    category: str = Field(description='The category path, "A > B > C".')
+    probability: float
+
+
 class SuggestionOut(BaseModel):
     """A search that has results when this one has none."""
 
@@ -122,6 +129,13 @@ class SearchOut(BaseModel):
     )
     suggestion: SuggestionOut | None = Field(
         description="When nothing matched because of the filters: the same words without them."
+    )
+    correction: str | None = Field(
+        description="The corrected query searched instead of q (spelling correction; "
+        "correct=false searches q as typed)."
+    )
+    intents: list[IntentOut] = Field(
+        description="Categories the query is after, most likely first (query understanding)."
     )
 
 

@@ -80,6 +80,10 @@ def search_router(state: ServerState) -> APIRouter:
         price_max: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         in_stock: Annotated[bool | None, Query(description="true/false or 1/0.")] = None,
         explain: Annotated[bool, Query(description="Each stage's score per item.")] = False,
+        correct: Annotated[
+            bool,
+            Query(description="Let spelling correction change q (false: search it as typed)."),
+        ] = True,
     ) -> Response:
         path = _category(category)
         if not has_words(q) and not path and not brand:
@@ -114,7 +118,9 @@ def search_router(state: ServerState) -> APIRouter:
                     f"{', '.join(sorted(served.domains))} (see /domains), or * for all"
                 )
             domain = served.engine.resolve_domain(domain)
-            params = SearchParams(q, domain, user, filters, page, size, explain=True)
+            params = SearchParams(
+                q, domain, user, filters, page, size, explain=True, correct=correct
+            )
             limit_this_thread(threads)  # OpenMP thread counts are per thread
             try:
                 with state.search_slots:

@@ -56,6 +56,7 @@ from shopsearch.evaluate.long_tail import rare_queries
 from shopsearch.evaluate.metrics import relevant_query_ids
 from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.sim_truth import truth_qrels
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.progress import Say
 from shopsearch.retrieval.base import Retriever
@@ -70,7 +71,6 @@ from shopsearch.retrieval.learned_train import (
     train_learned,
     workspace_samples,
 )
-from shopsearch.simulate.behaviour import grades
 from shopsearch.simulate.truth import GroundTruth
 from shopsearch.store.workspace import Workspace
 
@@ -187,46 +187,6 @@ def _split(
     return train[: len(train) - hold], train[len(train) - hold :], test
 
 
-def _truth_qrels(
-    truth: GroundTruth, products: pa.Table, request_ids: Sequence[str]
-) -> dict[str, dict[ProductKey, float]]:
-    """True grades > 0 of every product of each request's market (only its leaf can score)."""
-    world = truth.world
-    domains = products.column("domain").to_pylist()
-    pids = products.column("product_id").to_pylist()
-    items = world.products.index.get_indexer(pids)
-    leaf_of = np.where(items >= 0, world.products.leaf[np.maximum(items, 0)], -1)
-    by_market_leaf: dict[tuple[str, int], list[int]] = {}
-    for row, lf in enumerate(leaf_of.tolist()):
-        if lf >= 0:
-            by_market_leaf.setdefault((domains[row], int(lf)), []).append(row)
-    rows_of = {k: np.asarray(v, np.int64) for k, v in by_market_leaf.items()}
-    table = truth.requests
-    index = {rid: i for i, rid in enumerate(table.column("request_id").to_pylist())}
-    leaf = table.column("leaf").to_numpy()
-    brand = table.column("brand_code").to_numpy()
-    codes = table.column("attribute_codes").combine_chunks()
-    attrs = np.asarray(codes.flatten()).reshape(-1, codes.type.list_size).astype(np.int16)
-    market = table.column("domain").to_pylist()
-    out: dict[str, dict[ProductKey, float]] = {}
-    for rid in request_ids:
-        i = index[rid]
-        rows = rows_of.get((market[i], int(leaf[i])), np.zeros(0, np.int64))
-        graded = grades(
-            world,
-            np.asarray(leaf[i], np.int32),
-            np.asarray(brand[i], np.int32),
-            attrs[i],
-            items[rows].astype(np.int32),
-        )
-        out[rid] = {
-            (domains[r], pids[r]): float(g)
-            for r, g in zip(rows.tolist(), graded.tolist(), strict=True)
-            if g > 0
-        }
-    return out
-
-
 def _test_set(
     workspace: Workspace,
     truth: GroundTruth,
@@ -247,7 +207,7 @@ def _test_set(
     sample = list(test_ids)
     if len(sample) > config.max_test_requests:
         sample = sorted(random.Random(config.seed).sample(sample, config.max_test_requests))
-    qrels = _truth_qrels(truth, products, sample)
+    qrels = truth_qrels(truth, products, sample)
     scored = relevant_query_ids(qrels, config.rel_threshold)
     rare = set(
         rare_queries(

@@ -3,15 +3,21 @@
 Runs :meth:`~shopsearch.retrieval.hybrid.HybridRetriever.search` — the one retrieval path —
 for ``state.depth`` candidates, and hands on the fused candidates, the facets, each source's
 score of each candidate (``retrieve.<source>``, plus ``retrieve.fused``), each source's time
-(``retrieve.<source>``, ``retrieve.fusion``) and the query's vector per vector space.
+(``retrieve.<source>``, ``retrieve.fusion``) and the query's vector per vector space. What
+query understanding found becomes a :class:`~shopsearch.retrieval.base.QueryPlan`: its
+rewrites, its head words, and a boost of ``[query] intent_boost`` × probability for each
+predicted category at least ``[query] intent_min_probability`` likely.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from shopsearch.catalog.models import CATEGORY_SEPARATOR
+from shopsearch.config import QuerySettings
 from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
-from shopsearch.pipeline.state import SearchState
+from shopsearch.pipeline.state import QueryInfo, SearchState
+from shopsearch.retrieval.base import QueryPlan
 from shopsearch.retrieval.hybrid import HybridRetriever
 
 
@@ -25,17 +31,31 @@ class RetrieveStage(Stage):
 
     name = "retrieve"
 
-    def __init__(self, retrieval: HybridRetriever) -> None:
+    def __init__(self, retrieval: HybridRetriever, query: QuerySettings | None = None) -> None:
         self.retrieval = retrieval
+        self.query = query or QuerySettings()
 
     @classmethod
     def load(cls, context: StageContext) -> Stage | Absent:
         """The stage over the bundle's retriever."""
-        return cls(context.retrieval)
+        return cls(context.retrieval, context.settings.query)
+
+    def plan(self, query: QueryInfo) -> QueryPlan | None:
+        """What query understanding adds to the words (``None``: nothing)."""
+        floor, weight = self.query.intent_min_probability, self.query.intent_boost
+        boosts = tuple(
+            (tuple(p.strip() for p in path.split(CATEGORY_SEPARATOR.strip())), weight * prob)
+            for path, prob in query.intents
+            if prob >= floor and weight > 0
+        )
+        plan = QueryPlan(tuple(query.rewrites), boosts, tuple(query.head))
+        return None if plan.is_empty() else plan
 
     def run(self, state: SearchState) -> Outcome:
         """Fill the candidates, facets, score columns and query vectors."""
-        hits = self.retrieval.search(state.query.text, state.depth, state.filters)
+        hits = self.retrieval.search(
+            state.query.text, state.depth, state.filters, self.plan(state.query)
+        )
         fused = hits.candidates
         state.candidates = fused
         state.facets = hits.facets or {}
