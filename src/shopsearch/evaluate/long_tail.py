@@ -38,6 +38,17 @@ def rare_term_queries(
     ]
 
 
+def off_vocabulary_queries(vocabulary: Iterable[str], test_queries: Sequence[str]) -> list[str]:
+    """Test queries with a word of 3+ letters that the catalog's ``vocabulary`` (lower-cased
+    words) lacks: mostly misspellings, in order."""
+    known = {w.lower() for w in vocabulary}
+    return [
+        q
+        for q in test_queries
+        if any(w.isalpha() and len(w) >= 3 and w not in known for w in query_terms(q))
+    ]
+
+
 def rare_queries(
     train_queries: Iterable[str], test_queries: Sequence[str], max_count: int = 1
 ) -> list[str]:

@@ -164,15 +164,18 @@ class QueryData:
 
     def vocabulary(self) -> pd.Series:
         """Lower-cased words of the catalog (titles, brands, categories) with their counts."""
-        text = (
-            self.catalog["title"].fillna("")
-            + " "
-            + self.catalog["brand"].fillna("")
-            + " "
-            + self.catalog["category"].fillna("").str.replace(CATEGORY_SEPARATOR, " ")
-        )
-        words = text.str.lower().str.findall(r"[^\W_]+").explode().dropna()
-        return words.value_counts()
+        return catalog_vocabulary(self.catalog)
+
+
+def catalog_vocabulary(catalog: pd.DataFrame) -> pd.Series:
+    """Lower-cased words of a catalog's titles, brands and categories, with their counts."""
+    frame = _frame(catalog)
+    text = (
+        frame["title"] + " " + frame["brand"] + " "
+        + frame["category"].str.replace(CATEGORY_SEPARATOR, " ")
+    )  # fmt: skip
+    words = text.str.lower().str.findall(r"[^\W_]+").explode().dropna()
+    return words.value_counts()
 
 
 def _catalog(workspace: Workspace) -> pd.DataFrame:
@@ -206,4 +209,4 @@ def _with_category(outcomes: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFram
     return merged.sort_values("stage", ascending=False, kind="stable").reset_index(drop=True)
 
 
-__all__ = ["STAGES", "QueryData"]
+__all__ = ["STAGES", "QueryData", "catalog_vocabulary"]

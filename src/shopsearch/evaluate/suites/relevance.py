@@ -42,13 +42,19 @@ from typing import Annotated, Any
 import faiss
 
 from shopsearch.catalog.candidates import Candidates, ProductKey
+from shopsearch.config import QuerySettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.evaluate.long_tail import rare_term_queries
+from shopsearch.evaluate.long_tail import off_vocabulary_queries, rare_term_queries
 from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
+from shopsearch.pipeline.stages.retrieve import RetrieveStage
+from shopsearch.pipeline.state import QueryInfo
 from shopsearch.progress import Say
+from shopsearch.query.base import QUERY_COMPONENTS
+from shopsearch.query.data import QueryData, catalog_vocabulary
+from shopsearch.query.models import QueryModels
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -92,6 +98,20 @@ class RelevanceSuiteConfig:
             default_text="the format's; Home Depot 2.33",
         ),
     ] = None
+    query_components: Annotated[
+        tuple[str, ...],
+        option(
+            "Comma list of query components of shopsearch/hybrid+query (none: leave it out)",
+            default_text="all registered",
+        ),
+    ] = ()
+    learned: Annotated[
+        tuple[str, ...],
+        option(
+            "none: leave out the learned systems (two-tower, gcn, PQ, fused)",
+            default_text="all, when --train is given",
+        ),
+    ] = ()
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
@@ -170,19 +190,22 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         extra: dict[str, Any] = {"latency": {"ms_per_query": 1000 * seconds / len(queries)}}
         if index is not None:
             extra["index"] = index
-        if long_tail:  # test queries with a term rare in the training queries
-            tail = evaluate_run(
-                _run_of(queries, results), test.qrels, metrics=METRICS,
-                rel_threshold=test.relevant_threshold, query_ids=long_tail,
-                n_resamples=config.n_resamples, seed=config.seed,
-            )
-            extra["long_tail"] = {**tail.metrics, "queries": len(long_tail),
-                                  "ci95": {k: list(v) for k, v in tail.ci.items()}}
+        for where, ids in (("long_tail", long_tail), ("misspelled", misspelled)):
+            if ids:  # long tail: a term rare in training; misspelled: a word not in the catalog
+                part = evaluate_run(
+                    _run_of(queries, results), test.qrels, metrics=METRICS,
+                    rel_threshold=test.relevant_threshold, query_ids=ids,
+                    n_resamples=config.n_resamples, seed=config.seed,
+                )
+                extra[where] = {**part.metrics, "queries": len(ids),
+                                "ci95": {k: list(v) for k, v in part.ci.items()}}
         report.add_evaluation(name, evaluation, extra=extra)
         say(f"{name}: ndcg@10={evaluation.metrics['ndcg@10']:.4f}")
 
     long_tail = rare_term_queries(train.qrels, queries) if train else []
     report.dataset["long_tail_test_queries"] = len(long_tail)
+    misspelled = off_vocabulary_queries(catalog_vocabulary(catalog.to_pandas()).index, queries)
+    report.dataset["misspelled_test_queries"] = len(misspelled)
     say(f"catalog {catalog.num_rows} products, {len(queries)} test queries")
     with report.timer("index/bm25s"):
         bm25 = BM25sBaseline().index(catalog)
@@ -219,9 +242,50 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     report.config["hybrid_fusion"] = hybrid.fusion
     start = time.perf_counter()
     score("shopsearch/hybrid", hybrid.retrieve_many(queries, DEPTH), time.perf_counter() - start)
-    if train is not None:
+    if train is not None and config.query_components != ("none",):
+        _query_system(config, catalog, train, queries, hybrid, report, score, say)
+    if train is not None and config.learned != ("none",):
         _learned_systems(config, catalog, train, queries, lexical, dense, report, score, say)
     return report
+
+
+def _query_system(
+    config: RelevanceSuiteConfig,
+    catalog: Any,
+    train: JudgedSet,
+    queries: list[str],
+    hybrid: HybridRetriever,
+    report: Report,
+    score: Callable[..., None],
+    say: Say,
+) -> None:
+    """``shopsearch/hybrid+query``: the hybrid retrieval with query understanding fitted on the
+    training judgments, as the engine's ``query`` and ``retrieve`` stages run it."""
+    names = [n for n in (config.query_components or QUERY_COMPONENTS.names())]
+    if not names:
+        report.config["hybrid+query"] = "no query component is registered"
+        return
+    data = QueryData.from_judgments(catalog.to_pandas(), train.qrels, train.relevant_threshold)
+    say(f"fitting query understanding ({', '.join(names)}) on the training judgments")
+    with report.timer("fit/query"):
+        models = QueryModels([QUERY_COMPONENTS.get(n)().fit(data) for n in names])
+    stage = RetrieveStage(hybrid, QuerySettings())
+    start = time.perf_counter()
+    results = []
+    changed = 0
+    for query in queries:
+        analysis = models.analyze(query)
+        info = QueryInfo(
+            query,
+            analysis.text,
+            intents=analysis.intents,
+            rewrites=analysis.rewrites,
+            head=analysis.head,
+        )
+        changed += analysis.text != query
+        results.append(hybrid.search(analysis.text, DEPTH, None, stage.plan(info)).candidates)
+    report.config["hybrid+query"] = {"components": models.names, "queries_changed": changed}
+    score("shopsearch/hybrid+query", results, time.perf_counter() - start)
 
 
 def _learned_systems(
