@@ -15,7 +15,10 @@ Systems, all on the workspace's products in one run:
 Queries are distinct logged query texts (sampled with a seed; the dense query-vector cache is
 cleared before each system, so every query is encoded cold) or, with no logs, two or three words
 of random product titles. ``shopsearch/hybrid@logged-mix`` replays queries drawn with their logged
-frequencies instead, where repeated head queries hit the query-vector cache.
+frequencies instead, where repeated head queries hit the query-vector cache. When the
+workspace's current bundle has query models (``shopsearch train --stage query``),
+``shopsearch/engine+query@logged-mix`` runs the engine with that query stage on the logged mix,
+and reports the query stage's own time (``query_stage_p50_ms`` / ``query_stage_p99_ms``).
 """
 
 from __future__ import annotations
@@ -26,19 +29,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from shopsearch.bench.timing import measure, timed
 from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import Settings
-from shopsearch.errors import InvalidInputError
+from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.pipeline.engine import Engine, SearchParams
+from shopsearch.pipeline.stage import Stage
+from shopsearch.pipeline.stages.query import QUERY_DIR, QueryStage
 from shopsearch.progress import Say
+from shopsearch.query.models import QueryModels
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.raw_baselines import RawTantivyRetriever
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 from shopsearch.text.encoders import MiniLMEncoder
 
@@ -83,6 +91,15 @@ def _raw_same_query(lexical: LexicalRetriever) -> Callable[[str], object]:
         return searcher.fast_field_values("row", [a for _, a in hits])
 
     return run
+
+
+def _query_stage(workspace: Workspace) -> dict[str, Stage] | None:
+    """The current bundle's query stage, when it has query models."""
+    try:
+        folder = current_bundle(workspace) / QUERY_DIR
+    except WorkspaceError:
+        return None
+    return {"query": QueryStage(QueryModels.load(folder))} if folder.is_dir() else None
 
 
 def run_retrieval_bench(
@@ -133,6 +150,23 @@ def run_retrieval_bench(
             **measure(lambda q: engine.search(SearchParams(q)), queries),
             "index_per_s": n / (t_lex + t_dense),
         }
+        query_stage = _query_stage(workspace)
+        if query_stage is not None:  # the bundle's query understanding, on the logged mix
+            understood = Engine(hybrid, ProductLookup(products), settings, stages=query_stage)
+            stage_ms: list[float] = []
+
+            def search(q: str) -> object:
+                response = understood.search(SearchParams(q))
+                stage_ms.append(response.timings_ms["query"])
+                return response
+
+            dense.clear_query_cache()
+            systems["shopsearch/engine+query@logged-mix"] = {
+                **measure(search, logged_mix),
+                "index_per_s": n / (t_lex + t_dense),
+                "query_stage_p50_ms": float(np.percentile(stage_ms, 50)),
+                "query_stage_p99_ms": float(np.percentile(stage_ms, 99)),
+            }
         # The logged query mix: head queries repeat, so the query-vector cache is hit.
         dense.clear_query_cache()
         systems["shopsearch/hybrid@logged-mix"] = {
