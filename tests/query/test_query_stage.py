@@ -124,3 +124,16 @@ def test_eval_query_runs_every_registered_system(tmp_path: Path, registered: Non
     ours = body["systems"]["shopsearch/test-first-word"]
     assert 0 <= ours["intent_top1_acc"] <= 1
     assert body["dataset"]["typo_test_requests"] >= 0
+
+
+@pytest.mark.slow
+def test_bench_retrieval_times_the_query_stage(tmp_path: Path, registered: None) -> None:
+    from shopsearch.bench.retrieval import run_retrieval_bench
+
+    ws = Workspace.create(tmp_path / "ws")
+    simulate(ws, TINY)
+    build_index(ws, _lexical())
+    train_query_bundle(ws, _lexical(), [FirstWordIntent.name])
+    report = run_retrieval_bench(ws, Settings(), n_queries=30, say=lambda _m: None)
+    timed = report["systems"]["shopsearch/engine+query@logged-mix"]
+    assert 0 < timed["query_stage_p50_ms"] <= timed["query_stage_p99_ms"] < timed["p99_ms"]
