@@ -184,7 +184,7 @@ def test_a_typo_is_corrected_and_noted(spell: SpellCorrector) -> None:
     assert spell.correct("toilte seat")[0] == "toilet seat"  # no market: all markets'
 
 
-def test_a_query_typed_as_meant_is_left_alone(spell: SpellCorrector, data: QueryData) -> None:
+def test_a_query_typed_as_meant_is_left_alone(spell: SpellCorrector) -> None:
     for query in sorted({q for qs in QUERIES.values() for q in qs}):
         analysis = _analyse(spell, query)
         assert analysis.text == query
@@ -219,6 +219,7 @@ def test_the_threshold_is_chosen_on_held_out_training_requests(spell: SpellCorre
 
 def test_save_and_load_give_the_same_corrections(spell: SpellCorrector, tmp_path: Path) -> None:
     spell.save(tmp_path / "spell")
+    assert [p.name for p in (tmp_path / "spell").iterdir()] == ["spell.json"]  # plain json
     loaded = QUERY_COMPONENTS.get("spell").load(tmp_path / "spell")
     assert isinstance(loaded, SpellCorrector)
     assert loaded.threshold_ == spell.threshold_
@@ -265,13 +266,13 @@ def test_unfitted_components_say_so() -> None:
 def test_odd_queries_never_crash(
     spell: SpellCorrector, baseline: SymSpellBaseline, query: str
 ) -> None:
+    # only the mistyped Latin word changes; 10,000 characters are too long to correct
+    expected = "leather-sofa__x200!!" if query.startswith("lether") else query
     for component in (spell, baseline):
         start = time.perf_counter()
         analysis = _analyse(component, query)
         assert time.perf_counter() - start < 0.5
-        assert isinstance(analysis.text, str)
-        if len(query) >= 10_000 or not query.strip():
-            assert analysis.text == query  # too long or nothing to correct
+        assert analysis.text == expected
 
 
 def test_correcting_is_fast(spell: SpellCorrector) -> None:

@@ -17,12 +17,12 @@ word outside the vocabulary is within two edits (and under a third of its length
 vocabulary word of the previous or next query of the same session ("toliet seat" then "toilet
 seat"), or else of the product clicked after it (the closest word, unless two tie). Each pair's
 optimal alignment (restricted Damerau-Levenshtein) gives its edits, from which: ``P(typo |
-length of w)`` (pairs per logged word of that length), ``P(two edits | typo)``, the share of
-each edit kind (substitution, insertion, deletion, transposition), ``P(typed character | meant
-character)`` for substitutions, and for insertions and deletions the share that doubles or drops
-a letter next to an equal one (and the inserted character otherwise); all add-``smoothing``
-smoothed, the position uniform among the kind's positions. ``P(x | x) = 1 - P(typo | length of
-x)``.
+length of w)`` (pairs per logged word of that length, shrunk toward the share over all lengths),
+``P(two edits | typo)``, the share of each edit kind (substitution, insertion, deletion,
+transposition), ``P(typed character | meant character)`` for substitutions, and for insertions
+and deletions the share that doubles or drops a letter next to an equal one (and the inserted
+character otherwise); all add-``smoothing`` smoothed, the position uniform among the kind's
+positions. ``P(x | x) = 1 - P(typo | length of x)``.
 
 *Decision.* Only words outside the vocabulary are corrected (non-word errors): a vocabulary word
 — any catalog word, brand names included, or a logged word that joined — is never changed. Such
@@ -199,6 +199,9 @@ class EditModel:
     #: Prior share of mistyped words, worth ``PRIOR_WORDS`` logged words.
     PRIOR = 0.01
     PRIOR_WORDS = 100
+    #: Each length's share of mistyped words is shrunk toward all lengths' share as if this
+    #: many more words of that length had been logged.
+    LENGTH_PRIOR_WORDS = 500
 
     @classmethod
     def learn(cls, pairs: Iterable[tuple[str, str]], logged: Iterable[str]) -> EditModel:
@@ -230,7 +233,10 @@ class EditModel:
         mean = (sum(self.typos) + self.PRIOR * self.PRIOR_WORDS) / (
             sum(self.words) + self.PRIOR_WORDS
         )
-        self._typo = [(t + k * mean) / (w + k) for t, w in zip(self.typos, self.words, strict=True)]
+        shrink = self.LENGTH_PRIOR_WORDS
+        self._typo = [
+            (t + shrink * mean) / (w + shrink) for t, w in zip(self.typos, self.words, strict=True)
+        ]
         pairs = sum(self.edits)
         self._two = (self.edits[MAX_EDITS] + k * 0.1) / (pairs + k)
         total = sum(self.kinds.values())
@@ -352,16 +358,19 @@ class Speller:
     def __init__(self, lexicon: Lexicon, edits: EditModel) -> None:
         self.lexicon = lexicon
         self.edits = edits
-        self._cache: dict[tuple[str, str], tuple[str, float] | None] = {}
+        # (market, word) → (best, odds); ("", 0.0) when not corrected (read with one .get:
+        # another thread may clear it between two lookups)
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
 
     def best(self, word: str, market: str | None) -> tuple[str, float] | None:
         """The most likely meant word for lower-cased ``word`` and its posterior odds against
         every other reading (the word as typed included); ``None`` when it is not corrected:
         a vocabulary word, a word with digits or too long, or no candidate within two edits."""
         key = (market or "", word)
-        if key in self._cache:
-            return self._cache[key]
-        found = None
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached if cached[0] else None
+        found = ("", 0.0)
         lex = self.lexicon
         if is_word(word) and word not in lex.ids:
             probs = lex.probs(market)
@@ -379,7 +388,7 @@ class Speller:
         if len(self._cache) >= _CACHE:
             self._cache.clear()
         self._cache[key] = found
-        return found
+        return found if found[0] else None
 
     def correct(
         self, text: str, market: str | None, threshold: float
