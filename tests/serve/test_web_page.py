@@ -2,8 +2,10 @@
 
 The server is ``shopsearch serve`` in a subprocess on 127.0.0.1; the browser loads the page,
 searches, filters by a facet, switches explanations on, logs a click, changes market and pages;
-the click is then read back from the workspace's ``interactions`` table after compaction. The
-API docs (``/docs``) render with every request to another host blocked.
+the click is then read back from the workspace's ``interactions`` table after compaction. A
+mistyped query shows its spelling correction with a link to search it as typed (the workspace
+logs sessions that mistype and retype, and its bundle has the ``spell`` component learned
+from them). The API docs (``/docs``) render with every request to another host blocked.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shopsearch.events.compaction import compact_event_log
 from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
 from shopsearch.training.index import build_index
+from shopsearch.training.query import train_query_bundle
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -60,15 +63,58 @@ PRODUCTS = pd.DataFrame(
     ],
     columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"],
 )
+#: Sessions that mistype a query, find nothing to click and retype it (then click a product).
+RETYPED = [
+    ("lether sofa", "leather sofa", "2"),
+    ("grey sfoa", "grey sofa", "3"),
+    ("brass flor lamp", "brass floor lamp", "13"),
+    ("oak cofee table", "oak coffee table", "14"),
+    ("noise cancelling headphnoes", "noise cancelling headphones", "6"),
+    ("trail runnign shoes", "trail running shoes", "7"),
+    ("velvet cushoin set", "velvet cushion set", "5"),
+    ("readng lamp", "reading lamp", "16"),
+]
+
+
+def _retyping_sessions(repeats: int = 15) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``requests`` and ``interactions`` of ``repeats`` sessions per row of ``RETYPED``."""
+    requests, clicks = [], []
+    start = pd.Timestamp("2024-01-01T00:00:00Z")
+    for n in range(repeats):
+        for i, (typed, meant, product) in enumerate(RETYPED):
+            session, user = f"s{n}-{i}", f"u{i}"
+            at = start + pd.Timedelta(minutes=len(requests))
+            later = at + pd.Timedelta(seconds=10)
+            requests += [
+                (f"{session}-0", session, user, "us", typed, at),
+                (f"{session}-1", session, user, "us", meant, later),
+            ]
+            clicks.append((f"{session}-1", user, product, "click", later))
+    request_columns = ["request_id", "session_id", "user_id", "domain", "query", "timestamp"]
+    click_columns = ["request_id", "user_id", "product_id", "kind", "timestamp"]
+    return pd.DataFrame(requests, columns=request_columns), pd.DataFrame(
+        clicks, columns=click_columns
+    )
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws = Workspace.create(tmp_path_factory.mktemp("web") / "ws")
-    ingest(ws, LoadedData("generic", domains=DOMAINS, products=PRODUCTS))
+    requests, interactions = _retyping_sessions()
+    ingest(
+        ws,
+        LoadedData(
+            "generic",
+            domains=DOMAINS,
+            products=PRODUCTS,
+            requests=requests,
+            interactions=interactions,
+        ),
+    )
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
     build_index(ws, settings)
+    train_query_bundle(ws, settings, ["spell"])
     return ws
 
 
@@ -211,3 +257,39 @@ def test_the_api_docs_render_offline(page: Page, base_url: str) -> None:
     expect(page.locator(".opblock-summary-path", has_text="/events")).to_be_visible()
     expect(page.locator(".opblock-summary-path", has_text="/search")).to_be_visible()
     assert elsewhere == []
+
+
+def test_a_corrected_query_can_be_searched_as_typed(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/")
+    expect(page.get_by_test_id("domain-select").locator("option")).to_have_count(2)
+    correction = page.get_by_test_id("correction")
+    summary = page.get_by_test_id("result-summary")
+    _search(page, "sofa")
+    expect(summary).to_contain_text("“sofa”")
+    expect(correction).to_be_hidden()  # typed as meant: nothing to say
+
+    _search(page, "lether sofa")
+    expect(correction).to_be_visible()
+    expect(correction).to_have_text(
+        "Showing results for leather sofa · Search instead for lether sofa"
+    )
+    expect(correction.locator("b")).to_have_text("leather sofa")
+    expect(summary).to_contain_text("for “leather sofa”")
+    expect(page.get_by_test_id("result-title").first).to_have_text("Brown leather sofa")
+
+    link = page.get_by_test_id("search-as-typed")
+    assert "correct=0" in (link.get_attribute("href") or "")
+    with page.expect_response(lambda r: "/search?" in r.url) as answer:
+        link.click()
+    assert "correct=false" in answer.value.url
+    assert answer.value.json()["correction"] is None
+    expect(correction).to_be_hidden()
+    expect(summary).to_contain_text("for “lether sofa”")
+    assert "correct=0" in page.url
+
+    page.reload()  # the choice is in the URL
+    expect(summary).to_contain_text("for “lether sofa”")
+    expect(correction).to_be_hidden()
+    _search(page, "lether sofa")  # a new search may be corrected again
+    expect(correction).to_be_visible()
+    assert "correct=0" not in page.url

@@ -21,6 +21,7 @@ const ui = {
   facets: document.querySelector("[data-testid=facets]"),
   pane: document.querySelector("[data-testid=results-pane]"),
   error: $("error"),
+  correction: $("correction"),
   summary: $("summary"),
   chips: $("active-filters"),
   results: $("results"),
@@ -39,6 +40,7 @@ const state = {
   brand: null,
   price: null,
   explain: false,
+  correct: true, // false: search q as typed (the user turned the spelling correction down)
 };
 const domains = new Map(); // domain_id → {name, language, currency}
 const expandedFacets = new Set();
@@ -176,6 +178,7 @@ function readUrl() {
   state.brand = url.get("brand");
   state.price = url.get("price");
   state.explain = url.get("explain") === "1";
+  state.correct = url.get("correct") !== "0";
 }
 
 function writeUrl() {
@@ -185,6 +188,7 @@ function writeUrl() {
   }
   if (state.page > 1) url.set("page", String(state.page));
   if (state.explain) url.set("explain", "1");
+  if (!state.correct) url.set("correct", "0");
   const next = url.toString() ? `?${url}` : location.pathname;
   if (next !== location.search) history.pushState(null, "", next);
 }
@@ -209,6 +213,7 @@ function searchQuery() {
     if (max !== null) params.set("price_max", String(max));
   }
   params.set("explain", state.explain ? "1" : "0");
+  if (!state.correct) params.set("correct", "false");
   return params;
 }
 
@@ -264,6 +269,7 @@ function showError(error) {
 }
 
 function showEmpty(message) {
+  showCorrection(null);
   ui.summary.textContent = message;
   ui.results.replaceChildren();
   ui.facets.replaceChildren(h("p", { class: "muted" }, "Filters appear with results."));
@@ -299,7 +305,8 @@ function showChips() {
 function showResponse(body) {
   const where = body.domain ? ` in ${domains.get(body.domain)?.name ?? body.domain}` : "";
   const count = body.total === 1 ? "1 result" : `${body.total} results`;
-  const summary = [`${count} for “${body.query}”${where}`];
+  const searched = body.correction ?? body.query; // a corrected query searched its correction
+  const summary = [`${count} for “${searched}”${where}`];
   if (state.explain) {
     const timings = Object.entries(body.timings_ms)
       .map(([stage, ms]) => `${stage} ${ms.toFixed(1)} ms`)
@@ -308,9 +315,44 @@ function showResponse(body) {
   }
   if (body.total === 0) summary.splice(0, 1, noResults(body));
   ui.summary.replaceChildren(...summary);
+  showCorrection(body.correction);
   ui.results.replaceChildren(...body.items.map((item) => resultItem(item, body.request_id)));
   showFacets(body.facets ?? {});
   showPager(body.pages, body.page);
+}
+
+/** "Showing results for <corrected> · Search instead for <typed>" when the query was corrected;
+ * the link searches the query as typed (`correct=false`). */
+function showCorrection(corrected) {
+  if (!corrected) {
+    ui.correction.hidden = true;
+    ui.correction.replaceChildren();
+    return;
+  }
+  const asTyped = new URLSearchParams(location.search);
+  asTyped.set("correct", "0");
+  asTyped.delete("page");
+  const link = h(
+    "a",
+    {
+      href: `?${asTyped}`,
+      "data-testid": "search-as-typed",
+      onclick: (event) => {
+        event.preventDefault();
+        state.correct = false;
+        state.page = 1;
+        search();
+      },
+    },
+    state.q,
+  );
+  ui.correction.replaceChildren(
+    "Showing results for ",
+    h("b", { "data-testid": "corrected-query" }, corrected),
+    " · Search instead for ",
+    link,
+  );
+  ui.correction.hidden = false;
 }
 
 function resultItem(item, requestId) {
@@ -547,6 +589,7 @@ function wire() {
     event.preventDefault();
     state.q = ui.query.value.trim();
     state.page = 1;
+    state.correct = true; // a new query may be corrected again
     clearFilters();
     search();
   });
