@@ -137,3 +137,12 @@ def test_bench_retrieval_times_the_query_stage(tmp_path: Path, registered: None)
     report = run_retrieval_bench(ws, Settings(), n_queries=30, say=lambda _m: None)
     timed = report["systems"]["shopsearch/engine+query@logged-mix"]
     assert 0 < timed["query_stage_p50_ms"] <= timed["query_stage_p99_ms"] < timed["p99_ms"]
+
+
+def test_training_leaves_baselines_out_by_default() -> None:
+    from shopsearch.training.query import query_component_names
+
+    chosen = query_component_names([])
+    assert "spell" in chosen
+    assert "symspell" not in chosen  # a baseline: named explicitly to train it
+    assert query_component_names(["symspell"]) == ["symspell"]

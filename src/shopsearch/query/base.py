@@ -50,6 +50,8 @@ class QueryComponent(ABC):
     name: ClassVar[str]
     #: Where it runs among the components of a bundle (lower first).
     order: ClassVar[int]
+    #: A baseline or ablation for evaluations, not trained by default.
+    baseline: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, data: QueryData) -> Self:

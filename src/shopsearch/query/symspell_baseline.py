@@ -45,6 +45,7 @@ class SymSpellBaseline(QueryComponent):
     """SymSpell's ``lookup_compound`` on every word (see the module docstring)."""
 
     name = "symspell"
+    baseline = True
     order = 20
 
     def fit(self, data: QueryData) -> Self:

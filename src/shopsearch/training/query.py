@@ -25,12 +25,13 @@ from shopsearch.training.publish import publish_checked
 
 
 def query_component_names(names: Sequence[str]) -> list[str]:
-    """``names`` checked against the registry; every registered component when empty.
+    """``names`` checked against the registry; when empty, every registered component that is
+    not a baseline.
 
     Raises:
         InvalidInputError: an unknown name, or no component registered at all.
     """
-    known = QUERY_COMPONENTS.names()
+    known = [n for n, cls in QUERY_COMPONENTS.items() if not cls.baseline]
     chosen = list(dict.fromkeys(names)) or known
     for name in chosen:
         QUERY_COMPONENTS.get(name)
@@ -45,7 +46,8 @@ def train_query_bundle(
     names: Sequence[str] = (),
     say: Say | None = None,
 ) -> Path:
-    """Fit the query components ``names`` (default: all) and publish a bundle with them.
+    """Fit the query components ``names`` (default: all but baselines) and publish a bundle
+    with them.
 
     Raises:
         InvalidInputError: no products, no log and no judgments, or an unknown component.

@@ -261,7 +261,9 @@ def _query_system(
 ) -> None:
     """``shopsearch/hybrid+query``: the hybrid retrieval with query understanding fitted on the
     training judgments, as the engine's ``query`` and ``retrieve`` stages run it."""
-    names = [n for n in (config.query_components or QUERY_COMPONENTS.names())]
+    names = list(config.query_components) or [
+        n for n, cls in QUERY_COMPONENTS.items() if not cls.baseline
+    ]
     if not names:
         report.config["hybrid+query"] = "no query component is registered"
         return
