@@ -72,7 +72,7 @@ class QueryComponent(ABC):
 #: Component name → class.
 QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
     "query components",
-    modules=(),
+    modules=("shopsearch.query.normalize",),
     check=subclass_of(QueryComponent),
 )
 
