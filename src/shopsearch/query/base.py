@@ -72,7 +72,7 @@ class QueryComponent(ABC):
 #: Component name → class.
 QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
     "query components",
-    modules=("shopsearch.query.normalize",),
+    modules=("shopsearch.query.normalize", "shopsearch.query.suggest"),
     check=subclass_of(QueryComponent),
 )
 
