@@ -38,6 +38,8 @@ BUILT_INS = {
     "transfer/relevance": "ndcg@10",
     "transfer/trivago": "mrr",
     "query/sim": "ndcg@10",
+    "query/suggest-sim": "mrr_prefix4",
+    "query/suggest-bestbuy": "mrr_prefix4",
 }
 
 

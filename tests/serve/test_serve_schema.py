@@ -23,6 +23,7 @@ TOKEN = "s3cret-admin-token"
 PRODUCT = "/products/{domain}/{product_id}"
 OPERATIONS = [
     ("GET", "/search"),
+    ("GET", "/suggest"),
     ("GET", "/domains"),
     ("GET", "/health"),
     ("POST", "/events"),

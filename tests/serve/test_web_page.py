@@ -5,7 +5,9 @@ searches, filters by a facet, switches explanations on, logs a click, changes ma
 the click is then read back from the workspace's ``interactions`` table after compaction. A
 mistyped query shows its spelling correction with a link to search it as typed (the workspace
 logs sessions that mistype and retype, and its bundle has the ``spell`` component learned
-from them). The API docs (``/docs``) render with every request to another host blocked.
+from them). The search box's completion list is used with the keyboard and the mouse against
+a second server whose bundle has a suggester trained on a small log. The API docs (``/docs``)
+render with every request to another host blocked.
 """
 
 from __future__ import annotations
@@ -125,6 +127,51 @@ def base_url(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> 
         yield f"http://127.0.0.1:{port}"
 
 
+#: (market, query, times typed, clicked) of the autocompletion server's log.
+SEARCHES = [
+    ("us", "grey sofa", 5, True),
+    ("us", "grey corner sofa", 2, True),
+    ("us", "green sofa", 9, False),  # never clicked: never suggested
+    ("us", "reading lamp", 3, True),
+    ("de", "grey sofa", 1, True),
+    ("de", "grey dining table", 4, True),
+]
+
+
+@pytest.fixture(scope="module")
+def suggest_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose bundle has a suggester trained on :data:`SEARCHES`."""
+    ws = Workspace.create(tmp_path_factory.mktemp("web-suggest") / "ws")
+    requests, clicks = [], []
+    for domain, query, times, clicked in SEARCHES:
+        for _ in range(times):
+            request, stamp = f"r{len(requests)}", 1_704_103_200 + 60 * len(requests)
+            requests.append((request, "u1", domain, query, stamp))
+            if clicked:
+                clicks.append((request, "u1", "1", "click", stamp + 5))
+    ingest(
+        ws,
+        LoadedData(
+            "generic",
+            domains=DOMAINS,
+            products=PRODUCTS,
+            requests=pd.DataFrame(
+                requests, columns=["request_id", "user_id", "domain", "query", "timestamp"]
+            ),
+            interactions=pd.DataFrame(
+                clicks, columns=["request_id", "user_id", "product_id", "kind", "timestamp"]
+            ),
+        ),
+    )
+    settings = Settings()
+    settings.retrieval.sources = ["lexical"]
+    build_index(ws, settings)
+    train_query_bundle(ws, settings, ["suggest"])
+    log = tmp_path_factory.mktemp("server") / "suggest-server.log"
+    with running_server(ws.root, 1, log) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
@@ -240,6 +287,70 @@ def test_market_switch_pages_and_errors(page: Page, base_url: str) -> None:
     expect(page.get_by_test_id("error")).to_be_visible()
     expect(page.get_by_test_id("error")).to_contain_text("512")
     expect(results).to_have_count(0)
+
+
+def test_autocomplete_with_keyboard_and_mouse(page: Page, suggest_url: str) -> None:
+    page.goto(f"{suggest_url}/")
+    expect(page.get_by_test_id("domain-select")).to_have_value("us")
+    box = page.get_by_test_id("search-input")
+    listbox = page.get_by_test_id("autocomplete")
+    options = page.get_by_test_id("autocomplete-option")
+    expect(listbox).to_be_hidden()
+
+    box.press_sequentially("gr")
+    expect(listbox).to_be_visible()
+    expect(box).to_have_attribute("aria-expanded", "true")
+    # ranked by clicks; "green sofa" was searched most but never found anything
+    expect(options).to_have_count(2)
+    assert [options.nth(i).get_attribute("data-query") for i in range(2)] == [
+        "grey sofa",
+        "grey corner sofa",
+    ]
+    expect(options.first.locator("strong")).to_have_text("ey sofa")  # the completed part
+
+    box.press("ArrowDown")
+    box.press("ArrowDown")
+    expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(box).to_have_attribute("aria-activedescendant", "autocomplete-1")
+    box.press("ArrowUp")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    box.press("ArrowDown")
+    with page.expect_response(lambda r: "/search?" in r.url) as answer:
+        box.press("Enter")
+    assert answer.value.json()["query"] == "grey corner sofa"
+    expect(box).to_have_value("grey corner sofa")
+    expect(listbox).to_be_hidden()
+    expect(page.get_by_test_id("result-summary")).to_contain_text("grey corner sofa")
+    assert "q=grey+corner+sofa" in page.url
+
+    box.fill("")
+    box.press_sequentially("readng")  # one letter left out
+    expect(options).to_have_count(1)
+    expect(options.first).to_have_attribute("data-query", "reading lamp")
+    box.press("Escape")
+    expect(listbox).to_be_hidden()
+
+    box.fill("")
+    box.press_sequentially("gre")
+    expect(options).to_have_count(2)
+    with page.expect_response(lambda r: "/search?" in r.url) as answer:
+        options.first.click()
+    assert answer.value.json()["query"] == "grey sofa"
+    expect(listbox).to_be_hidden()
+
+    box.fill("")
+    box.press_sequentially("zzz")
+    page.wait_for_timeout(300)  # the answer (no completions) has come back
+    expect(listbox).to_be_hidden()
+
+    page.get_by_test_id("domain-select").select_option("de")
+    box.fill("")
+    box.press_sequentially("grey")
+    expect(options).to_have_count(2)
+    assert options.first.get_attribute("data-query") == "grey dining table"
+    box.press("Enter")  # nothing highlighted: what was typed is searched
+    expect(page.get_by_test_id("result-summary")).to_contain_text("“grey”")
+    expect(listbox).to_be_hidden()
 
 
 def test_the_api_docs_render_offline(page: Page, base_url: str) -> None:

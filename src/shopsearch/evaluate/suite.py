@@ -90,6 +90,8 @@ SUITES: Registry[type[Suite[Any]]] = Registry(
         "shopsearch.evaluate.suites.transfer_relevance",
         "shopsearch.evaluate.suites.transfer_trivago",
         "shopsearch.evaluate.suites.query_sim",
+        "shopsearch.evaluate.suites.suggest_sim",
+        "shopsearch.evaluate.suites.suggest_bestbuy",
     ),
     check=subclass_of(Suite),
 )

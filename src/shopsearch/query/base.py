@@ -74,7 +74,12 @@ class QueryComponent(ABC):
 #: Component name → class.
 QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
     "query components",
-    modules=("shopsearch.query.spell", "shopsearch.query.symspell_baseline"),
+    modules=(
+        "shopsearch.query.spell",
+        "shopsearch.query.symspell_baseline",
+        "shopsearch.query.normalize",
+        "shopsearch.query.suggest",
+    ),
     check=subclass_of(QueryComponent),
 )
 

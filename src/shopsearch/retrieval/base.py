@@ -61,8 +61,9 @@ class QueryPlan:
             query, its score weighted.
         boosts: category path (``("A", "B")``) → weight: products in it score higher; which
             products match does not change.
-        head: words that must match (the product type); the query's other words then only
-            raise the score.
+        head: words that must match (the product type, in order); the query's other words
+            then only raise the score, and a product whose own head phrase is these words (what
+            its title says it is) scores higher.
     """
 
     rewrites: tuple[tuple[str, float], ...] = ()

@@ -14,6 +14,10 @@ Behaviour worth knowing:
   ``fuzzy_boost`` (0.3) of the field's weight and a constant score, so an exact match always
   outranks a fuzzy-only one, all else equal. Shorter words and words with digits match
   exactly only.
+* **Measurements** are one word on both sides: ``6 in.``, ``6 inch``, ``6"`` and ``6in`` are
+  all indexed and searched as ``6in``, ``60 watts`` as ``60w`` (:mod:`shopsearch.text.units`);
+  a product's text also keeps the bare number. An index built before this (format 1) does not
+  load: re-index (``shopsearch index``).
 * **Matching**: a product matches when it has at least ``max(1, ceil(min_match × words))`` of
   the query's distinct words (default: any one word); ``total`` and facets count these.
 * **No words** (empty, whitespace or punctuation only): every product passing the filters
@@ -64,6 +68,7 @@ from shopsearch.retrieval.lexical_query import (
     facet_aggregation,
     filter_queries,
     full_query,
+    head_boost,
     read_facets,
     text_query,
 )
@@ -85,8 +90,9 @@ from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json
 from shopsearch.text.query_cache import CacheObserver, CacheStats, LRUCache
 
-#: Version of the bundle layout written by :meth:`LexicalRetriever.save`.
-FORMAT_VERSION = 1
+#: Version of the bundle layout written by :meth:`LexicalRetriever.save` (2: measurements
+#: normalised in the indexed text, :mod:`shopsearch.text.units`).
+FORMAT_VERSION = 2
 DEFAULT_FIELD_BOOSTS: Mapping[str, float] = {
     "title": 3.0,
     "brand": 2.0,
@@ -112,6 +118,8 @@ class LexicalRetriever(Retriever):
         fuzzy_min_length: shortest word (in letters) that may match with a typo.
         min_match: fraction of the query's words a product must contain (0: any one word,
             1: all of them).
+        head_boost: weight of a product whose own head phrase (what its title says it is) is
+            the query's head (``QueryPlan.head``), on top of matching the head's words.
         price_buckets: upper edges of the price facet's buckets, increasing; the last bucket
             is open-ended.
         facet_size: most values listed per ``category`` and ``brand`` facet.
@@ -129,6 +137,7 @@ class LexicalRetriever(Retriever):
         "fuzzy_boost",
         "fuzzy_min_length",
         "min_match",
+        "head_boost",
         "price_buckets",
         "facet_size",
     ]
@@ -151,6 +160,7 @@ class LexicalRetriever(Retriever):
         fuzzy_boost: float = 0.3,
         fuzzy_min_length: int = 5,
         min_match: float = 0.0,
+        head_boost: float = 3.0,
         price_buckets: Sequence[float] = DEFAULT_PRICE_BUCKETS,
         facet_size: int = 100,
     ) -> None:
@@ -160,6 +170,7 @@ class LexicalRetriever(Retriever):
         self.fuzzy_boost = fuzzy_boost
         self.fuzzy_min_length = fuzzy_min_length
         self.min_match = min_match
+        self.head_boost = head_boost
         self.price_buckets = tuple(price_buckets)
         self.facet_size = facet_size
         # recent search() results; the generation in each key changes with every index write
@@ -372,10 +383,16 @@ class LexicalRetriever(Retriever):
     def _query(
         self, query: str, filters: Filters | None, plan: QueryPlan | None = None
     ) -> tantivy.Query:
-        head = frozenset(word for word, _ in self.analyzer_.words(" ".join(plan.head))) if (
-            plan is not None and plan.head
-        ) else frozenset()
+        analyzed = self.analyzer_.words(" ".join(plan.head)) if plan is not None else []
+        head = frozenset(word for word, _ in analyzed)
         scored = self._words_query(query, head)
+        if analyzed and scored is not None:
+            scored = tantivy.Query.boolean_query(
+                [
+                    (tantivy.Occur.Must, scored),
+                    (tantivy.Occur.Should, head_boost(self.schema_, analyzed, self.head_boost)),
+                ]
+            )
         if plan is not None and plan.rewrites and scored is not None:
             alternatives = [(tantivy.Occur.Should, scored)]
             for text, weight in plan.rewrites:
@@ -434,6 +451,12 @@ class LexicalRetriever(Retriever):
         if not config_path.exists():
             raise WorkspaceError(f"{config_path} is missing; give a directory written by save()")
         meta = orjson.loads(config_path.read_bytes())
+        if meta.get("name") == cls.name and meta.get("format") == 1:
+            raise WorkspaceError(
+                f"{root} is a lexical index of format 1, built before measurements were "
+                f"normalised (6 in. = 6 inch = 6in); this version reads format {FORMAT_VERSION}: "
+                "re-index the workspace with 'shopsearch index --workspace W' (or index() again)"
+            )
         if meta.get("format") != FORMAT_VERSION or meta.get("name") != cls.name:
             raise WorkspaceError(
                 f"{root} holds a {meta.get('name')!r} bundle of format {meta.get('format')}; "
@@ -491,6 +514,7 @@ class LexicalRetriever(Retriever):
         for field, boost in self.field_boosts.items():
             _check_positive(f"field_boosts[{field!r}]", boost)
         _check_positive("fuzzy_boost", self.fuzzy_boost)
+        _check_positive("head_boost", self.head_boost)
         if self.fuzzy_min_length < 1:
             raise InvalidInputError(
                 f"fuzzy_min_length={self.fuzzy_min_length} is not allowed; use a length >= 1"

@@ -28,7 +28,12 @@ from tantivy import Occur, Query
 
 from shopsearch.catalog.candidates import Facets, Filters
 from shopsearch.catalog.models import CATEGORY_SEPARATOR
-from shopsearch.retrieval.lexical_schema import PATH_SEPARATOR, category_term
+from shopsearch.retrieval.lexical_schema import (
+    HEAD_FIELD,
+    PATH_SEPARATOR,
+    category_term,
+    head_term,
+)
 
 #: Words after this many distinct ones are ignored (keeps pasted paragraphs fast).
 MAX_QUERY_WORDS = 32
@@ -89,6 +94,13 @@ def boosted(
         for path, weight in boosts
     ]
     return Query.boolean_query([(Occur.Must, match), *extra])
+
+
+def head_boost(schema: tantivy.Schema, head: Sequence[tuple[str, str]], weight: float) -> Query:
+    """A query matching the products whose head phrase is ``head`` (its analyzed ``(word,
+    stem)`` pairs, in order), scored BM25 on the ``head`` field times ``weight``."""
+    term = head_term(stem for _, stem in head)
+    return Query.boost_query(Query.term_query(schema, HEAD_FIELD, term), weight)
 
 
 def _word_query(

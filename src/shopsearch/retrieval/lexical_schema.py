@@ -4,8 +4,18 @@ Searchable text fields (analyzed with :data:`ANALYZER`, English stemming):
 
     title, brand, category (the path's names), description, attributes (keys and values)
 
+Before tokenising, measurements are written one way on both sides
+(:func:`~shopsearch.text.units.normalize_units`): ``6 in.``, ``6 inch``, ``6"`` and ``6in`` all
+become the word ``6in``, ``60 watts`` becomes ``60w``. A product's text keeps the bare number as
+well (``6 6in``), so a query that gives only the number still finds it; a query's text does not
+(:class:`QueryAnalyzer`), so ``6 inch`` asks for ``6in`` and not for any 6.
+
 Filter and facet fields (not analyzed):
 
+    head           the product's head phrases (what it is: the last word and last two words
+                   of its title before "with", "for", a comma ..., and of its category's leaf;
+                   :mod:`shopsearch.text.heads`), each word stemmed, joined by a space: one
+                   term per phrase ("fan", "ceil fan"); a query's head phrase is matched here
     key            "domain<US>product_id", the unique term an update or delete removes by
     row            integer row id (fast) that maps a hit back to its product key
     domain         exact domain id
@@ -20,8 +30,9 @@ Filter and facet fields (not analyzed):
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -30,6 +41,8 @@ import tantivy
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError
+from shopsearch.text.heads import head_phrases
+from shopsearch.text.units import normalize_units
 
 #: Name under which :data:`ANALYZER` is registered with every lexical index.
 ANALYZER = "shopsearch_en"
@@ -41,6 +54,8 @@ PATH_SEPARATOR = "\x1f"
 KEY_SEPARATOR = "\x1f"
 #: Tokens longer than this are dropped, as tantivy's own ``en_stem`` does.
 MAX_TOKEN_CHARS = 40
+#: The field of each product's head phrases (see the module docstring).
+HEAD_FIELD = "head"
 
 PRODUCT_COLUMNS = (
     "domain",
@@ -68,7 +83,11 @@ def index_analyzer() -> tantivy.TextAnalyzer:
 
 
 class QueryAnalyzer:
-    """Splits a query the way :func:`index_analyzer` splits documents, keeping each word."""
+    """Splits a query the way :func:`index_analyzer` splits documents, keeping each word.
+
+    Measurements are normalised first (:func:`~shopsearch.text.units.normalize_units`), as
+    :meth:`ProductText.document` does for product text.
+    """
 
     def __init__(self) -> None:
         self._words = (
@@ -86,7 +105,10 @@ class QueryAnalyzer:
 
     def words(self, text: str) -> list[tuple[str, str]]:
         """``(word, stem)`` for each token of ``text``: the folded word and its indexed term."""
-        return [(word, self._stem.analyze(word)[0]) for word in self._words.analyze(text)]
+        return [
+            (word, self._stem.analyze(word)[0])
+            for word in self._words.analyze(normalize_units(text))
+        ]
 
 
 def build_schema() -> tantivy.Schema:
@@ -94,6 +116,7 @@ def build_schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     for name in TEXT_FIELDS:
         builder.add_text_field(name, tokenizer_name=ANALYZER, index_option="freq")
+    builder.add_text_field(HEAD_FIELD, tokenizer_name="raw", index_option="freq")
     builder.add_text_field("key", tokenizer_name="raw", index_option="basic")
     builder.add_unsigned_field("row", fast=True)
     builder.add_text_field("domain", tokenizer_name="raw", index_option="basic")
@@ -135,13 +158,17 @@ class ProductText:
         return (self.domain, self.product_id)
 
     def document(self, row: int) -> tantivy.Document:
-        """The tantivy document of this product under integer id ``row``."""
+        """The tantivy document of this product under integer id ``row`` (measurements in its
+        text normalised, bare numbers kept: see the module docstring)."""
         doc = tantivy.Document()
-        doc.add_text("title", self.title)
-        doc.add_text("brand", self.brand)
-        doc.add_text("category", " ".join(self.category))
-        doc.add_text("description", self.description)
-        doc.add_text("attributes", attribute_text(self.attributes))
+        doc.add_text("title", _measured(self.title))
+        doc.add_text("brand", _measured(self.brand))
+        doc.add_text("category", _measured(" ".join(self.category)))
+        doc.add_text("description", _measured(self.description))
+        doc.add_text("attributes", _measured(attribute_text(self.attributes)))
+        leaf = self.category[-1:]
+        for term in head_terms([self.title, *leaf]):
+            doc.add_text(HEAD_FIELD, term)
         doc.add_text("key", key_term(self.key))
         doc.add_unsigned("row", row)
         doc.add_text("domain", self.domain)
@@ -154,6 +181,29 @@ class ProductText:
             doc.add_float("price", self.price)
         doc.add_boolean("in_stock", self.in_stock)
         return doc
+
+
+def head_term(stems: Iterable[str]) -> str:
+    """The ``head`` term of a phrase's stemmed words."""
+    return " ".join(stems)
+
+
+def head_terms(texts: Iterable[str]) -> list[str]:
+    """The ``head`` terms of a product: the head phrases of each text (its title, its
+    category's leaf), stemmed like the text fields; distinct, in order."""
+    analyzer = _stemmer()
+    terms = (head_term(analyzer.analyze(phrase)) for text in texts for phrase in head_phrases(text))
+    return list(dict.fromkeys(term for term in terms if term))
+
+
+@functools.cache
+def _stemmer() -> tantivy.TextAnalyzer:
+    return index_analyzer()
+
+
+def _measured(text: str) -> str:
+    """Product text with measurements as one token, bare numbers kept."""
+    return normalize_units(text, keep_number=True)
 
 
 def attribute_text(attributes: str) -> str:

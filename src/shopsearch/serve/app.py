@@ -41,6 +41,7 @@ from shopsearch.serve.routes_admin import admin_router
 from shopsearch.serve.routes_catalog import catalog_router
 from shopsearch.serve.routes_events import events_router
 from shopsearch.serve.routes_search import search_router
+from shopsearch.serve.routes_suggest import suggest_router
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_compute_threads
 from shopsearch.store.workspace import Workspace
@@ -125,7 +126,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve.max_body_bytes)
     app.add_middleware(HeadAsGetMiddleware, paths=frozenset({"/health"}))
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
-    for router in (search_router, events_router, catalog_router, admin_router):
+    for router in (search_router, suggest_router, events_router, catalog_router, admin_router):
         app.include_router(router(state))
     if (STATIC_DIR / "index.html").exists():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

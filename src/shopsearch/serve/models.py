@@ -139,6 +139,28 @@ class SearchOut(BaseModel):
     )
 
 
+class SuggestionItemOut(BaseModel):
+    """One completion of the typed prefix."""
+
+    query: str = Field(description="The completed query, as the log has it (lower-case).")
+    score: float = Field(
+        description="How well it led users to products: searches followed by a click, plus "
+        "purchases weighted (times the typo penalty for a typo completion)."
+    )
+    typo: bool = Field(description="It completes the prefix read with one typo.")
+
+
+class SuggestOut(BaseModel):
+    """Completions of what the user has typed, best first."""
+
+    q: str
+    domain: str | None = Field(description="The market whose queries were suggested (null: all).")
+    suggestions: list[SuggestionItemOut]
+    notice: str | None = Field(
+        description="Why there can be no suggestions (the bundle has no suggester), else null."
+    )
+
+
 class DomainOut(BaseModel):
     """A market or storefront."""
 

@@ -1,5 +1,7 @@
 // The shopsearch web page: search, facet filters, markets, explanations, feedback events, pages.
-// It talks only to the HTTP API: GET /domains, GET /search and POST /events.
+// It talks only to the HTTP API: GET /domains, GET /search, GET /suggest and POST /events.
+
+import { attachSuggestions } from "./suggest.js";
 
 const PAGE_SIZE = 10;
 const USER_KEY = "shopsearch.user";
@@ -585,6 +587,7 @@ async function loadDomains() {
 }
 
 function wire() {
+  attachSuggestions({ input: ui.query, form: ui.form, list: $("autocomplete"), domain: ui.domain });
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     state.q = ui.query.value.trim();
