@@ -72,7 +72,7 @@ class QueryComponent(ABC):
 #: Component name → class.
 QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
     "query components",
-    modules=(),
+    modules=("shopsearch.query.rewrite", "shopsearch.query.rm3"),
     check=subclass_of(QueryComponent),
 )
 
