@@ -79,6 +79,8 @@ QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
         "shopsearch.query.symspell_baseline",
         "shopsearch.query.normalize",
         "shopsearch.query.suggest",
+        "shopsearch.query.rewrite",
+        "shopsearch.query.rm3",
     ),
     check=subclass_of(QueryComponent),
 )
