@@ -81,6 +81,8 @@ QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
         "shopsearch.query.suggest",
         "shopsearch.query.rewrite",
         "shopsearch.query.rm3",
+        "shopsearch.query.mman",
+        "shopsearch.query.intent_baselines",
     ),
     check=subclass_of(QueryComponent),
 )
