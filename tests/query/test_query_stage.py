@@ -143,9 +143,11 @@ def test_training_leaves_baselines_out_by_default() -> None:
     from shopsearch.training.query import query_component_names
 
     chosen = query_component_names([])
-    assert "spell" in chosen
+    assert set(chosen) == {"spell", "intent", "rewrite", "suggest"}
     assert "symspell" not in chosen  # a baseline: named explicitly to train it
+    assert "normalize" not in chosen  # measured not to help: named to train it
     assert query_component_names(["symspell"]) == ["symspell"]
+    assert query_component_names(["normalize", "spell"]) == ["normalize", "spell"]
 
 
 def test_a_workspace_without_logs_or_judgments_is_told_what_to_ingest(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ class MMANConfig:
     sigma: float = 0.1
     epochs: int = 8
     min_steps: int = 300
-    word_dropout: float = 0.0
+    word_dropout: float = 0.2
     batch_size: int = 128
     lr: float = 1e-2
     weight_decay: float = 1e-5

@@ -74,7 +74,7 @@ SYSTEMS: dict[str, tuple[str, ...]] = {
     "shopsearch/rewrite": ("rewrite",),
     "shopsearch/rewrite-forward": ("rewrite-forward",),
     "baseline/rm3": ("rm3",),
-    "shopsearch/query": ("normalize", "spell", "intent", "rewrite"),
+    "shopsearch/query": ("spell", "intent", "rewrite"),
 }
 METRICS = ("ndcg@10", "recall@100")
 SLICES = ("typo", "abbreviation", "long_tail")
