@@ -293,3 +293,21 @@ def test_only_mman_is_trained_by_default() -> None:
     assert not QUERY_COMPONENTS.get("intent").baseline
     for name in ("query-majority", "intent-linear", "minilm-nearest"):
         assert QUERY_COMPONENTS.get(name).baseline
+
+
+def test_a_repeated_query_is_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    majority = QueryMajorityIntent().fit(_data())
+    calls: list[tuple[str, ...]] = []
+    original = majority.probabilities
+
+    def counted(words: Sequence[str], domain: str | None) -> object:
+        calls.append(tuple(words))
+        return original(words, domain)
+
+    monkeypatch.setattr(majority, "probabilities", counted)
+    first = majority.predict("Grey Sofa", "us")
+    again = majority.predict("grey   sofa!", "us")  # the same words
+    assert first == again
+    assert calls == [("grey", "sofa")]
+    majority.predict("grey sofa", "gb")  # another market is another question
+    assert len(calls) == 2

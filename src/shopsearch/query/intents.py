@@ -19,6 +19,7 @@ unseen query.
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import abstractmethod
 from collections.abc import Sequence
@@ -44,6 +45,8 @@ MAX_QUERY_CHARS = 512
 MAX_WORDS = 16
 #: Characters of a word read at most.
 MAX_WORD_CHARS = 32
+#: Distinct (words, market) whose intents a component keeps (repeated queries are looked up).
+CACHE_SIZE = 8192
 
 _WORD = re.compile(r"[^\W_]+")
 _LABELS = "labels.json"
@@ -179,7 +182,12 @@ class IntentComponent(QueryComponent):
         """
         if not hasattr(self, "leaves_"):
             raise NotFittedError(f"the {self.name} intent component is not fitted; call fit()")
-        words = query_words(text)
+        cached = self.__dict__.get("_cached")
+        if cached is None:  # per instance: a query's words and market decide its intents
+            cached = self.__dict__["_cached"] = functools.lru_cache(CACHE_SIZE)(self._predict)
+        return list(cached(tuple(query_words(text)), domain))
+
+    def _predict(self, words: tuple[str, ...], domain: str | None) -> list[tuple[str, float]]:
         probs = self.probabilities(words, domain) if words else None
         if probs is None or not len(self.leaves_):
             return []
