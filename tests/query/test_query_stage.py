@@ -143,6 +143,39 @@ def test_training_leaves_baselines_out_by_default() -> None:
     from shopsearch.training.query import query_component_names
 
     chosen = query_component_names([])
-    assert "spell" in chosen
+    assert set(chosen) == {"spell", "intent", "rewrite", "suggest"}
     assert "symspell" not in chosen  # a baseline: named explicitly to train it
+    assert "normalize" not in chosen  # measured not to help: named to train it
     assert query_component_names(["symspell"]) == ["symspell"]
+    assert query_component_names(["normalize", "spell"]) == ["normalize", "spell"]
+
+
+def test_a_workspace_without_logs_or_judgments_is_told_what_to_ingest(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    simulate(ws, TINY)
+    bare = Workspace.create(tmp_path / "bare")
+    bare.append("products", ws.table("products"))
+    build_index(bare, _lexical())
+    with pytest.raises(InvalidInputError, match="no search log and no judgments"):
+        train_query_bundle(bare, _lexical(), ["spell"])
+
+
+def test_bad_queries_get_an_answer_not_a_crash(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws")
+    simulate(ws, TINY)
+    build_index(ws, _lexical())
+    train_query_bundle(ws, _lexical(), ["normalize", "spell", "intent-linear", "rm3"])
+    engine = Engine.load(ws, _lexical())
+    domain = str(ws.connect().execute("SELECT domain FROM requests LIMIT 1").fetchone()[0])
+    for empty in ("", "   ", "?!"):  # the HTTP route refuses these; the engine finds nothing
+        response = engine.search(SearchParams(empty, domain))
+        assert response.correction is None
+        assert response.intents == []
+    with pytest.raises(InvalidInputError, match="the limit is 512"):
+        engine.search(SearchParams("x" * 10_000, domain))
+    longest = engine.search(SearchParams("lamp " * 102, domain, explain=True))
+    assert {s.name: s.status for s in longest.pipeline}["query"] == "ran"
+    for text in ("диван серый", "沙发", "أريكة رمادية", "🙂 lamp", "co\x00ffee"):
+        response = engine.search(SearchParams(text, domain, explain=True))
+        assert {s.name: s.status for s in response.pipeline}["query"] == "ran", text
+        assert response.correction is None or response.correction.isascii(), text

@@ -118,3 +118,31 @@ def test_engine_ranking_stage_end_to_end(tmp_path: Path) -> None:
         assert 0 <= cart <= click <= 1
     off = settings.model_copy(update={"ranking": RankingSettings(enabled=False)})
     assert Engine.load(ws, off).ranking is None
+
+
+def test_a_predicted_category_stands_in_for_an_unseen_querys_leaf(tiny_workspace: Path) -> None:
+    ws = Workspace.open(tiny_workspace)
+    snapshot = ServingFeatures.from_workspace(ws)
+    con = ws.connect()
+    domain, leaf = con.execute(
+        "SELECT domain, category FROM products WHERE len(category) > 0 LIMIT 1"
+    ).fetchone()
+    path = " > ".join(leaf)
+    products = [
+        p
+        for (p,) in con.execute(
+            "SELECT product_id FROM products WHERE domain = ? ORDER BY product_id LIMIT 20",
+            [domain],
+        ).fetchall()
+    ]
+    unseen = "zzqx never typed before"
+    plain = snapshot.request(unseen, domain, products, None, 0)
+    assert plain.query_leaf == ""
+    assert not plain.dense["leaf_match"].any()
+    guessed = snapshot.request(unseen, domain, products, None, 0, predicted_leaf=path)
+    assert guessed.query_leaf == path
+    assert guessed.dense["leaf_match"].any()
+    # a logged query keeps its own most clicked leaf
+    query = next(q for q, found in snapshot.query_leaf.items() if found)
+    logged = snapshot.request(query, domain, products, None, 0, predicted_leaf="Nowhere > Else")
+    assert logged.query_leaf == snapshot.query_leaf[query]

@@ -116,7 +116,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     settings = Settings()
     settings.retrieval.sources = ["lexical"]
     build_index(ws, settings)
-    train_query_bundle(ws, settings, ["spell"])
+    train_query_bundle(ws, settings, ["spell", "intent"])
     return ws
 
 
@@ -404,3 +404,22 @@ def test_a_corrected_query_can_be_searched_as_typed(page: Page, base_url: str) -
     _search(page, "lether sofa")  # a new search may be corrected again
     expect(correction).to_be_visible()
     assert "correct=0" not in page.url
+
+
+def test_the_predicted_category_is_offered_as_a_filter(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/")
+    expect(page.get_by_test_id("domain-select").locator("option")).to_have_count(2)
+    offer = page.get_by_test_id("intent-suggestion")
+    _search(page, "grey sofa")  # logged, clicked in Sofas every time
+    expect(offer).to_be_visible()
+    expect(offer).to_contain_text("Search in Sofas")
+    link = page.get_by_test_id("intent-link")
+    assert link.get_attribute("data-category") == "Furniture > Sofas"
+    with page.expect_response(lambda r: "/search?" in r.url) as answer:
+        link.click()
+    assert "category=Furniture" in answer.value.url
+    expect(offer).to_be_hidden()  # a category is chosen: nothing more to offer
+    for category in page.get_by_test_id("result-category").all_inner_texts():
+        assert category == "Furniture › Sofas"
+    chips = page.get_by_test_id("active-filter")
+    expect(chips).to_have_count(1)

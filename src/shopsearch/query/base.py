@@ -52,6 +52,9 @@ class QueryComponent(ABC):
     order: ClassVar[int]
     #: A baseline or ablation for evaluations, not trained by default.
     baseline: ClassVar[bool] = False
+    #: Trained by ``train --stage query`` without ``--model`` (false for a baseline, and for
+    #: a component measured not to help on its own, trained only when named).
+    default: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, data: QueryData) -> Self:
@@ -71,6 +74,11 @@ class QueryComponent(ABC):
         """Read a component written by :meth:`save`."""
 
 
+def default_components() -> list[str]:
+    """The registered components trained when none are named: not baselines, ``default``."""
+    return [n for n, cls in QUERY_COMPONENTS.items() if cls.default and not cls.baseline]
+
+
 #: Component name → class.
 QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
     "query components",
@@ -81,8 +89,10 @@ QUERY_COMPONENTS: Registry[type[QueryComponent]] = Registry(
         "shopsearch.query.suggest",
         "shopsearch.query.rewrite",
         "shopsearch.query.rm3",
+        "shopsearch.query.mman",
+        "shopsearch.query.intent_baselines",
     ),
     check=subclass_of(QueryComponent),
 )
 
-__all__ = ["QUERY_COMPONENTS", "QueryAnalysis", "QueryComponent"]
+__all__ = ["QUERY_COMPONENTS", "QueryAnalysis", "QueryComponent", "default_components"]

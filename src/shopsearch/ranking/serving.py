@@ -162,7 +162,7 @@ class RequestFeatures:
         rows: each candidate's row in the domain table.
         dense: every dense feature column by name (``DENSE_FEATURES``, plus ``dense_sim`` when a
             similarity was given).
-        query_leaf: the query's most clicked leaf (``""`` when unknown).
+        query_leaf: the query's most clicked leaf, else its predicted leaf (``""``: neither).
         seq_items, seq_leaves: object ``[L]`` the user's last behaviours, most recent first.
         seq_kinds: int ``[L]`` their kinds (0 = padding).
         seq_age: float ``[L]`` log1p(hours) before the request.
@@ -274,8 +274,13 @@ class ServingFeatures:
         user_id: str | None,
         now_us: int,
         similarity: DenseSimilarity | None = None,
+        predicted_leaf: str = "",
     ) -> RequestFeatures:
-        """Every feature of ``product_ids`` (of ``domain``) for a new request at ``now_us``."""
+        """Every feature of ``product_ids`` (of ``domain``) for a new request at ``now_us``.
+
+        ``predicted_leaf``: the query's category as query understanding predicted it; it stands
+        in for the query's most clicked leaf when the log has none (an unseen query).
+        """
         table = self._table(domain)
         rows = table.rows(product_ids)
         n = len(rows)
@@ -303,7 +308,7 @@ class ServingFeatures:
         )
         leaf_codes, leaf_inv = np.unique(table.leaf_code[rows], return_inverse=True)
         cat_ok = np.array([bool(table.leaf_tokens[c] & qset) for c in leaf_codes], np.float64)
-        qleaf = str(self.query_leaf.get(qnorm, "") or "")
+        qleaf = str(self.query_leaf.get(qnorm, "") or "") or predicted_leaf
         qtop = qleaf.split(" > ", 1)[0]
         leaf_match = np.array([qleaf != "" and table.leaves[c] == qleaf for c in leaf_codes])
         top_match = np.array([qleaf != "" and table.leaf_tops[c] == qtop for c in leaf_codes])
@@ -409,14 +414,18 @@ class ServingFeatures:
         user_id: str | None,
         now_us: int,
         similarity: DenseSimilarity | None = None,
+        predicted_leaf: str = "",
     ) -> tuple[RankingBatch, F64]:
-        """The model's tensors for the candidates, and their prices.
+        """The model's tensors for the candidates, and their prices (``predicted_leaf``: see
+        :meth:`request`).
 
         Raises:
             InvalidInputError: when the encoder reads ``dense_sim`` and no similarity is given.
         """
         names = encoder.dense_names_
-        feats = self.request(query, domain, product_ids, user_id, now_us, similarity)
+        feats = self.request(
+            query, domain, product_ids, user_id, now_us, similarity, predicted_leaf
+        )
         missing = [name for name in names if name not in feats.dense]
         if missing:
             raise InvalidInputError(

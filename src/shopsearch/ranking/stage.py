@@ -135,10 +135,13 @@ class RankingStage:
         user_id: str | None,
         depth: int,
         query_vector: npt.NDArray[np.float32] | None = None,
+        predicted_leaf: str = "",
     ) -> Ranked:
         """Re-score the first ``depth`` candidates and sort them by value (best first).
 
-        ``query_vector``: the query in :attr:`vector_space`, when retrieval computed it.
+        ``query_vector``: the query in :attr:`vector_space`, when retrieval computed it;
+        ``predicted_leaf``: the query's most likely category by query understanding, the
+        ``query_leaf`` feature of a query the log never saw acted on.
         """
         n = min(depth, len(fused))
         now = int(time.time() * 1e6)
@@ -152,7 +155,7 @@ class RankingStage:
             idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
             ids = [fused.keys[i][1] for i in idx]
             batch, prices = self.features.batch(
-                self.ranker.encoder, query, domain, ids, user_id, now, similarity
+                self.ranker.encoder, query, domain, ids, user_id, now, similarity, predicted_leaf
             )
             scores = self.ranker.score_batch(batch)
             for task in tasks:

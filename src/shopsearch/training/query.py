@@ -16,7 +16,7 @@ from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.stages.query import QUERY_DIR
 from shopsearch.progress import Say
-from shopsearch.query.base import QUERY_COMPONENTS
+from shopsearch.query.base import QUERY_COMPONENTS, default_components
 from shopsearch.query.data import QueryData
 from shopsearch.query.models import QueryModels
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
@@ -25,14 +25,13 @@ from shopsearch.training.publish import publish_checked
 
 
 def query_component_names(names: Sequence[str]) -> list[str]:
-    """``names`` checked against the registry; when empty, every registered component that is
-    not a baseline.
+    """``names`` checked against the registry; when empty, the default components
+    (:func:`~shopsearch.query.base.default_components`).
 
     Raises:
         InvalidInputError: an unknown name, or no component registered at all.
     """
-    known = [n for n, cls in QUERY_COMPONENTS.items() if not cls.baseline]
-    chosen = list(dict.fromkeys(names)) or known
+    chosen = list(dict.fromkeys(names)) or default_components()
     for name in chosen:
         QUERY_COMPONENTS.get(name)
     if not chosen:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from shopsearch.catalog.candidates import ProductKey
@@ -42,6 +43,7 @@ from shopsearch.catalog.models import CATEGORY_SEPARATOR
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import rare_queries
+from shopsearch.evaluate.metrics import bootstrap_ci
 from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.sim_truth import truth_qrels
@@ -72,7 +74,7 @@ SYSTEMS: dict[str, tuple[str, ...]] = {
     "shopsearch/rewrite": ("rewrite",),
     "shopsearch/rewrite-forward": ("rewrite-forward",),
     "baseline/rm3": ("rm3",),
-    "shopsearch/query": ("normalize", "spell", "intent", "rewrite"),
+    "shopsearch/query": ("spell", "intent", "rewrite"),
 }
 METRICS = ("ndcg@10", "recall@100")
 SLICES = ("typo", "abbreviation", "long_tail")
@@ -314,35 +316,49 @@ def _score(
                 "ci95": {k: list(v) for k, v in sliced.ci.items()},
             }
     metrics = dict(evaluation.metrics)
-    metrics.update(_spelling(test.frame, texts) if _changes_text(test.frame, texts) else {})
+    ci = dict(evaluation.ci)
+    per_request: dict[str, npt.NDArray[np.float64]] = {}
+    if _changes_text(test.frame, texts):
+        per_request.update(_spelling(test.frame, texts))
     if any(intents):
-        metrics.update(_intent(test.frame, intents, config.intent_threshold))
-    report.add_system(name, metrics, ci=evaluation.ci, extra=extra)
+        top1, f1 = _intent(test.frame, intents, config.intent_threshold)
+        per_request["intent_top1_acc"] = top1
+        metrics["intent_micro_f1"] = f1
+        for where in SLICES:
+            sliced = top1[test.frame[_column(where)].to_numpy(bool)]
+            if len(sliced):
+                extra[where]["intent_top1_acc"] = float(sliced.mean())
+    for metric, values in per_request.items():
+        metrics[metric] = float(values.mean())
+        ci[metric] = bootstrap_ci(values, n_resamples=config.n_resamples, seed=config.seed)
+    report.add_system(name, metrics, ci=ci, extra=extra)
 
 
 def _changes_text(frame: pd.DataFrame, texts: Sequence[str]) -> bool:
     return any(t != q for t, q in zip(texts, frame["query"], strict=True))
 
 
-def _spelling(frame: pd.DataFrame, texts: Sequence[str]) -> dict[str, float]:
-    """Correction accuracy on mistyped queries, false corrections on queries typed as meant."""
+def _spelling(frame: pd.DataFrame, texts: Sequence[str]) -> dict[str, npt.NDArray[np.float64]]:
+    """Per request: corrected as meant (mistyped requests: ``correction_accuracy``); changed
+    though typed as meant (``false_correction_rate``)."""
     searched = np.array([_norm(t) for t in texts], dtype=object)
     typed = np.array([_norm(q) for q in frame["query"]], dtype=object)
     meant = np.array([_norm(q) for q in frame["query_clean"]], dtype=object)
     typo = frame["typo"].to_numpy(bool)
     right = ~typo & (typed == meant)
-    out: dict[str, float] = {}
+    out: dict[str, npt.NDArray[np.float64]] = {}
     if typo.any():
-        out["correction_accuracy"] = float(np.mean(searched[typo] == meant[typo]))
+        out["correction_accuracy"] = (searched[typo] == meant[typo]).astype(np.float64)
     if right.any():
-        out["false_correction_rate"] = float(np.mean(searched[right] != typed[right]))
+        out["false_correction_rate"] = (searched[right] != typed[right]).astype(np.float64)
     return out
 
 
 def _intent(
     frame: pd.DataFrame, intents: Sequence[Sequence[tuple[str, float]]], threshold: float
-) -> dict[str, float]:
-    """Top-1 accuracy and micro-F1 of the predicted categories against the truth's leaf."""
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Per request whether the most likely category is the truth's leaf, and the micro-F1 of
+    the categories at least ``threshold`` likely."""
     truth = list(frame["category"])
     top1 = [bool(p) and p[0][0] == t for p, t in zip(intents, truth, strict=True)]
     hits = predicted = 0
@@ -353,7 +369,7 @@ def _intent(
     precision = hits / predicted if predicted else 0.0
     recall = hits / len(truth) if truth else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"intent_top1_acc": float(np.mean(top1)), "intent_micro_f1": f1}
+    return np.asarray(top1, np.float64), f1
 
 
 def _norm(text: str) -> str:

@@ -52,7 +52,7 @@ from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_jud
 from shopsearch.pipeline.stages.retrieve import RetrieveStage
 from shopsearch.pipeline.state import QueryInfo
 from shopsearch.progress import Say
-from shopsearch.query.base import QUERY_COMPONENTS
+from shopsearch.query.base import QUERY_COMPONENTS, default_components
 from shopsearch.query.data import QueryData, catalog_vocabulary
 from shopsearch.query.models import QueryModels
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
@@ -102,7 +102,7 @@ class RelevanceSuiteConfig:
         tuple[str, ...],
         option(
             "Comma list of query components of shopsearch/hybrid+query (none: leave it out)",
-            default_text="all registered",
+            default_text="those train --stage query trains",
         ),
     ] = ()
     learned: Annotated[
@@ -261,9 +261,7 @@ def _query_system(
 ) -> None:
     """``shopsearch/hybrid+query``: the hybrid retrieval with query understanding fitted on the
     training judgments, as the engine's ``query`` and ``retrieve`` stages run it."""
-    names = list(config.query_components) or [
-        n for n, cls in QUERY_COMPONENTS.items() if not cls.baseline
-    ]
+    names = list(config.query_components) or default_components()
     if not names:
         report.config["hybrid+query"] = "no query component is registered"
         return

@@ -5,7 +5,9 @@ skipped, and ``--explain`` says why. A model that reads ``dense_sim`` gets the r
 whose vectors are in the space it was trained with (:attr:`~shopsearch.ranking.ranker.Ranker.
 dense_space`), and the query vector retrieval computed in that space; a bundle without such a
 source does not load (a model trained on one encoder's cosines is never fed another's).
-Torch is imported only when a bundle has a model. Adds ``rank.click``, ``rank.cart``,
+The query's most likely predicted category (query understanding's intent) is the ranking
+feature ``query_leaf`` of a query the log never saw acted on. Torch is imported only when a
+bundle has a model. Adds ``rank.click``, ``rank.cart``,
 ``rank.purchase`` and ``rank.value`` per candidate.
 """
 
@@ -100,6 +102,7 @@ class RankStage(Stage):
             state.params.user_id,
             depth,
             state.query.vectors.get(space) if space else None,
+            state.query.intents[0][0] if state.query.intents else "",
         )
         for task, values in ranked.columns.items():
             state.add_column(f"rank.{task}", values)

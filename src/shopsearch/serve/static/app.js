@@ -24,6 +24,7 @@ const ui = {
   pane: document.querySelector("[data-testid=results-pane]"),
   error: $("error"),
   correction: $("correction"),
+  intent: $("intent"),
   summary: $("summary"),
   chips: $("active-filters"),
   results: $("results"),
@@ -318,6 +319,7 @@ function showResponse(body) {
   if (body.total === 0) summary.splice(0, 1, noResults(body));
   ui.summary.replaceChildren(...summary);
   showCorrection(body.correction);
+  showIntent(body.intents ?? []);
   ui.results.replaceChildren(...body.items.map((item) => resultItem(item, body.request_id)));
   showFacets(body.facets ?? {});
   showPager(body.pages, body.page);
@@ -355,6 +357,36 @@ function showCorrection(corrected) {
     link,
   );
   ui.correction.hidden = false;
+}
+
+/** Least probability of the predicted category offered as a filter ("Search in Power Tools"). */
+const INTENT_SUGGESTION_MIN = 0.5;
+
+/** "Search in <category>" when query understanding is confident what category the query is
+ * after and no category filter is set; the link filters the results to it. */
+function showIntent(intents) {
+  const top = intents[0];
+  if (!top || state.category || top.probability < INTENT_SUGGESTION_MIN) {
+    ui.intent.hidden = true;
+    ui.intent.replaceChildren();
+    return;
+  }
+  const link = h(
+    "a",
+    {
+      href: "#",
+      "data-testid": "intent-link",
+      "data-category": top.category,
+      title: top.category,
+      onclick: (event) => {
+        event.preventDefault();
+        toggleFacet("category", top.category);
+      },
+    },
+    top.category.split(" > ").at(-1),
+  );
+  ui.intent.replaceChildren("Search in ", link, ` (${Math.round(top.probability * 100)}% likely)`);
+  ui.intent.hidden = false;
 }
 
 function resultItem(item, requestId) {
