@@ -4,10 +4,10 @@ After JD's "BERT2DNN: BERT Distillation with Massive Unlabeled Data for Online E
 Search" (built from the paper's description). The student reads hashed n-grams, not tokens
 through a transformer:
 
-* **Inputs.** The query and the product text each become a bag of hashed features: their words,
-  word bigrams and the character trigrams of each word (padded: ``<so``, ``sof``, ``ofa``,
-  ``fa>``), each hashed (CRC-32) into ``buckets`` rows of one embedding table shared by both
-  sides; a side's vector is the mean of its features' embeddings.
+* **Inputs.** The query and the product text each become a bag of hashed features
+  (:class:`~shopsearch.text.hashed.HashedFeaturizer`: words, character trigrams of each word,
+  word bigrams) in ``buckets`` rows of one embedding table shared by both sides; a side's
+  vector is the mean of its features' embeddings.
 * **Network.** ``[q, p, q * p, |q - p|]`` (query vector ``q``, product vector ``p``) through two
   ReLU layers to one logit.
 * **Labels.** Every pair is labelled by the teacher, not by people: the teacher's score ``s``
@@ -28,10 +28,7 @@ teacher's business (:mod:`.cross_encoder`), not the student's.
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,14 +43,14 @@ from torch import nn
 
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.store.atomic import write_json
+from shopsearch.text.hashed import HashedFeaturizer
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-_WORD = re.compile(r"[^\W_]+")
 _CONFIG = "student.json"
 _WEIGHTS = "weights.safetensors"
-#: Most words of a text read (a title's start says what it is).
-MAX_WORDS = 32
+#: Most characters of a text read (a title's start says what it is).
+MAX_CHARS = 512
 
 
 @dataclass(frozen=True)
@@ -94,16 +91,11 @@ class StudentConfig:
             )
 
 
-def features(text: str, buckets: int) -> list[int]:
-    """The hashed features of ``text`` in ``[1, buckets)``: words, word bigrams, the
-    character trigrams of each word (see the module docstring)."""
-    words = [w[:32] for w in _WORD.findall(str(text)[:2048].casefold())[:MAX_WORDS]]
-    grams = [f"w:{w}" for w in words]
-    grams += [f"b:{a} {b}" for a, b in itertools.pairwise(words)]
-    for w in words:
-        padded = f"<{w}>"
-        grams += [f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2)]
-    return [1 + zlib.crc32(g.encode()) % (buckets - 1) for g in dict.fromkeys(grams)]
+def features(featurizer: HashedFeaturizer, text: str) -> list[int]:
+    """The hashed word, character-trigram and bigram ids of ``text`` (its first
+    :data:`MAX_CHARS` characters) as one bag; empty when it has no word."""
+    word, char, bigram = featurizer.features(str(text)[:MAX_CHARS])
+    return [i for i in (*word, *char, *bigram) if i]
 
 
 def soft_labels(scores: npt.ArrayLike, temperature: float) -> F32:
@@ -157,6 +149,7 @@ class BERT2DNNStudent:
 
     def __init__(self, config: StudentConfig | None = None) -> None:
         self.config = config or StudentConfig()
+        self.featurizer = HashedFeaturizer(self.config.buckets)
 
     def fit(
         self,
@@ -180,8 +173,8 @@ class BERT2DNNStudent:
         torch.manual_seed(cfg.seed)
         self.network_ = StudentNetwork(cfg)
         labels = torch.from_numpy(soft_labels(scores, cfg.temperature))
-        query_ids = {q: features(q, cfg.buckets) for q in dict.fromkeys(queries)}
-        text_ids = {t: features(t, cfg.buckets) for t in dict.fromkeys(texts)}
+        query_ids = {q: features(self.featurizer, q) for q in dict.fromkeys(queries)}
+        text_ids = {t: features(self.featurizer, t) for t in dict.fromkeys(texts)}
         optimiser = torch.optim.Adam(self.network_.parameters(), lr=cfg.lr)
         generator = np.random.default_rng(cfg.seed)
         n = len(scores)
@@ -215,7 +208,7 @@ class BERT2DNNStudent:
     def product_vectors(self, texts: Sequence[str]) -> F32:
         """``[len(texts), dim]``: the product side, computed once per product."""
         with torch.inference_mode():
-            rows = [features(t, self.config.buckets) for t in texts]
+            rows = [features(self.featurizer, t) for t in texts]
             out = np.zeros((len(rows), self.config.dim), np.float32)
             for i in range(0, len(rows), 4096):
                 out[i : i + 4096] = self.network_.side(_padded(rows[i : i + 4096])).numpy()
@@ -225,7 +218,7 @@ class BERT2DNNStudent:
         """The student's probability of relevance of ``query`` to products given by their
         :meth:`product_vectors`."""
         with torch.inference_mode():
-            q = self.network_.side(_padded([features(query, self.config.buckets)]))
+            q = self.network_.side(_padded([features(self.featurizer, query)]))
             p = torch.from_numpy(products)
             logits = self.network_.logits(q.expand(len(p), -1), p)
             return np.asarray(torch.sigmoid(logits).numpy(), np.float32)
@@ -239,7 +232,7 @@ class BERT2DNNStudent:
         if not len(queries):
             return np.zeros(0, np.float32)
         with torch.inference_mode():
-            q = self.network_.side(_padded([features(x, self.config.buckets) for x in queries]))
+            q = self.network_.side(_padded([features(self.featurizer, x) for x in queries]))
             p = torch.from_numpy(self.product_vectors(texts))
             return np.asarray(torch.sigmoid(self.network_.logits(q, p)).numpy(), np.float32)
 
