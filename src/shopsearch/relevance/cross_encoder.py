@@ -35,7 +35,7 @@ import numpy.typing as npt
 import orjson
 
 from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.store.atomic import write_json
+from shopsearch.relevance.saved import read_model, save_model
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +46,6 @@ F32 = npt.NDArray[np.float32]
 StepProgress = Callable[[int, int, float], None]
 
 _CONFIG = "teacher.json"
-_WEIGHTS = "weights.safetensors"
 _CHECKPOINT = "checkpoint.pt"
 
 
@@ -310,22 +309,15 @@ class CrossEncoderTeacher:
     def save(self, path: Path) -> None:
         """``teacher.json`` (settings, grade range, steps) and ``weights.safetensors``; the
         tokenizer is the pretrained folder's."""
-        from safetensors.torch import save_file
-
-        path.mkdir(parents=True, exist_ok=True)
-        write_json(
-            path / _CONFIG,
-            {
-                "config": asdict(self.config),
-                "folder": str(self.folder) if self.folder is not None else None,
-                "low": self.low_,
-                "high": self.high_,
-                "steps": self.steps_,
-                "planned_steps": self.planned_steps_,
-            },
-        )
-        state = {k: v.contiguous() for k, v in self.model_.state_dict().items()}
-        save_file(state, str(path / _WEIGHTS))
+        settings = {
+            "config": asdict(self.config),
+            "folder": str(self.folder) if self.folder is not None else None,
+            "low": self.low_,
+            "high": self.high_,
+            "steps": self.steps_,
+            "planned_steps": self.planned_steps_,
+        }
+        save_model(path, _CONFIG, settings, self.model_)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -334,16 +326,7 @@ class CrossEncoderTeacher:
         Raises:
             WorkspaceError: ``path`` holds no teacher.
         """
-        from safetensors.torch import load_file
-
-        try:
-            body: dict[str, Any] = orjson.loads((path / _CONFIG).read_bytes())
-            weights = load_file(str(path / _WEIGHTS))
-        except (FileNotFoundError, orjson.JSONDecodeError, OSError) as exc:
-            raise WorkspaceError(
-                f"{path} holds no relevance teacher ({type(exc).__name__}: {exc}); train it "
-                "with 'shopsearch train --stage relevance'"
-            ) from exc
+        body, weights = read_model(path, _CONFIG, "teacher")
         folder = Path(body["folder"]) if body.get("folder") else None
         teacher = cls(TeacherConfig(**body["config"]), folder)
         model = _scorer(folder or minilm_folder(), teacher.config.dropout)

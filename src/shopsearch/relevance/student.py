@@ -32,23 +32,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.store.atomic import write_json
+from shopsearch.errors import InvalidInputError
+from shopsearch.relevance.saved import read_model, save_model
 from shopsearch.text.hashed import HashedFeaturizer
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 _CONFIG = "student.json"
-_WEIGHTS = "weights.safetensors"
 #: Most characters of a text read (a title's start says what it is).
 MAX_CHARS = 512
 
@@ -238,11 +235,9 @@ class BERT2DNNStudent:
 
     def save(self, path: Path) -> None:
         """``student.json`` (settings, steps) and ``weights.safetensors``."""
-        path.mkdir(parents=True, exist_ok=True)
-        write_json(path / _CONFIG, {"config": asdict(self.config), "steps": self.steps_,
-                                    "planned_steps": self.planned_steps_})  # fmt: skip
-        state = {k: v.contiguous() for k, v in self.network_.state_dict().items()}
-        save_file(state, str(path / _WEIGHTS))
+        settings = {"config": asdict(self.config), "steps": self.steps_,
+                    "planned_steps": self.planned_steps_}  # fmt: skip
+        save_model(path, _CONFIG, settings, self.network_)
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -251,14 +246,7 @@ class BERT2DNNStudent:
         Raises:
             WorkspaceError: ``path`` holds no student.
         """
-        try:
-            body: dict[str, Any] = orjson.loads((path / _CONFIG).read_bytes())
-            weights = load_file(str(path / _WEIGHTS))
-        except (FileNotFoundError, orjson.JSONDecodeError, OSError) as exc:
-            raise WorkspaceError(
-                f"{path} holds no relevance student ({type(exc).__name__}: {exc}); train it "
-                "with 'shopsearch train --stage relevance'"
-            ) from exc
+        body, weights = read_model(path, _CONFIG, "student")
         student = cls(StudentConfig(**body["config"]))
         student.network_ = StudentNetwork(student.config)
         student.network_.load_state_dict(weights)
