@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -33,6 +32,8 @@ from shopsearch.query.intents import (
 )
 from shopsearch.query.mman import CHANNELS, CategoryMatcher, MMANConfig, MMANIntent, leaf_levels
 from shopsearch.text.encoders import Encoder, FloatMatrix
+
+from .logs import Search, query_data
 
 SOFAS = "Furniture > Living Room > Sofas"
 CHAIRS = "Furniture > Living Room > Armchairs"
@@ -102,26 +103,8 @@ class SynonymEncoder(Encoder):
         return self._encode(texts)
 
 
-def _data(log: Sequence[tuple[str, str, list[str], int]] = LOG) -> QueryData:
-    catalog = pd.DataFrame(
-        [(d, p, t, b, c, t) for d, p, t, b, c in PRODUCTS],
-        columns=["domain", "product_id", "title", "brand", "category", "description"],
-    )
-    category = {(d, p): c for d, p, _, _, c in PRODUCTS}
-    queries, outcomes = [], []
-    for domain, query, clicked, times in log:
-        for n in range(times):
-            request = f"{domain}-{query}-{n}"
-            queries.append((request, request, "u", domain, query, len(queries)))
-            outcomes += [(request, domain, query, p, 1, category[(domain, p)]) for p in clicked]
-    return QueryData(
-        catalog,
-        pd.DataFrame(queries, columns=["request_id", "session_id", "user_id", "domain", "query",
-                                       "timestamp"]),
-        pd.DataFrame(outcomes, columns=["request_id", "domain", "query", "product_id", "stage",
-                                        "category"]),
-        "events",
-    )  # fmt: skip
+def _data(log: Sequence[Search] = LOG) -> QueryData:
+    return query_data(PRODUCTS, log)
 
 
 SMALL = MMANConfig(dim=32, buckets=2**10, hidden=16, epochs=60, batch_size=16, lr=2e-2,

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -26,6 +25,8 @@ from shopsearch.query.translation import (
     cycle_losses,
     pad_batch,
 )
+
+from .logs import query_data
 
 PRODUCTS = [
     ("us", "k1", "Acme Stainless Steel Kettle", "Acme", "Kitchen > Kettles"),
@@ -54,25 +55,7 @@ SMALL = {"dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "steps
 
 
 def _data() -> QueryData:
-    catalog = pd.DataFrame(
-        [(d, p, t, b, c, f"{t}. Made by {b}.") for d, p, t, b, c in PRODUCTS],
-        columns=["domain", "product_id", "title", "brand", "category", "description"],
-    )
-    category = {(d, p): c for d, p, _, _, c in PRODUCTS}
-    queries, outcomes = [], []
-    for domain, query, clicked, times in LOG:
-        for n in range(times):
-            request = f"{query}-{n}"
-            queries.append((request, request, "u", domain, query, len(queries)))
-            outcomes += [(request, domain, query, p, 1, category[(domain, p)]) for p in clicked]
-    return QueryData(
-        catalog,
-        pd.DataFrame(queries, columns=["request_id", "session_id", "user_id", "domain", "query",
-                                       "timestamp"]),
-        pd.DataFrame(outcomes, columns=["request_id", "domain", "query", "product_id", "stage",
-                                        "category"]),
-        "events",
-    )
+    return query_data(PRODUCTS, LOG)
 
 
 @pytest.fixture(scope="module")
