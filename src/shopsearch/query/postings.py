@@ -44,6 +44,19 @@ def fold(word: str) -> str:
     return word
 
 
+def catalog_text(catalog: pd.DataFrame) -> pd.Series:
+    """Each product's searchable text: title, brand, category and description."""
+    return (
+        catalog["title"].astype(str)
+        + " "
+        + catalog["brand"].astype(str)
+        + " "
+        + catalog["category"].astype(str)
+        + " "
+        + catalog["description"].astype(str)
+    )
+
+
 @dataclass
 class WordPostings:
     """Word → the products containing it, and each product's market (see the module docstring).
@@ -66,15 +79,7 @@ class WordPostings:
     def from_catalog(cls, catalog: pd.DataFrame) -> WordPostings:
         """The postings of a catalog frame (columns ``domain, title, brand, category,
         description``)."""
-        text = (
-            catalog["title"].astype(str)
-            + " "
-            + catalog["brand"].astype(str)
-            + " "
-            + catalog["category"].astype(str)
-            + " "
-            + catalog["description"].astype(str)
-        )
+        text = catalog_text(catalog)
         postings: dict[str, list[int]] = {}
         for row, product in enumerate(text):
             for word in {fold(w) for w in words(product)}:
@@ -139,4 +144,4 @@ class WordPostings:
         )
 
 
-__all__ = ["MAX_LOOKUP_WORDS", "WordPostings", "fold", "words"]
+__all__ = ["MAX_LOOKUP_WORDS", "WordPostings", "catalog_text", "fold", "words"]

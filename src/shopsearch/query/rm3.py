@@ -33,7 +33,7 @@ from bm25s.tokenization import Tokenized
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.query.base import QUERY_COMPONENTS, QueryAnalysis, QueryComponent
 from shopsearch.query.data import QueryData
-from shopsearch.query.postings import MAX_LOOKUP_WORDS, words
+from shopsearch.query.postings import MAX_LOOKUP_WORDS, catalog_text, words
 from shopsearch.store.atomic import write_json
 
 _CONFIG = "config.json"
@@ -77,15 +77,7 @@ class RM3Expansion(QueryComponent):
     def fit(self, data: QueryData) -> Self:
         """Index the catalog's text with BM25 and keep each product's word counts."""
         catalog = data.catalog
-        text = (
-            catalog["title"].astype(str)
-            + " "
-            + catalog["brand"].astype(str)
-            + " "
-            + catalog["category"].astype(str)
-            + " "
-            + catalog["description"].astype(str)
-        )
+        text = catalog_text(catalog)
         documents = [[w for w in words(t) if w not in _STOP] for t in text]
         self.vocabulary_ = sorted({w for d in documents for w in d})
         number = {w: i for i, w in enumerate(self.vocabulary_)}
