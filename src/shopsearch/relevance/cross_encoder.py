@@ -411,4 +411,3 @@ def _resume(
 
 
 __all__ = ["CrossEncoderTeacher", "StepProgress", "TeacherConfig", "minilm_folder"]
-

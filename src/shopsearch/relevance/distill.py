@@ -261,9 +261,7 @@ def distill(
     pair_keys = [k for _, k in pairs]
     labels = stack.predict(_features(teacher, pair_queries, pair_keys, texts, side))
     tell(f"student: BERT2DNN on {len(pairs)} teacher-labelled pairs")
-    student = BERT2DNNStudent(cfg.student).fit(
-        pair_queries, [texts[k] for k in pair_keys], labels
-    )
+    student = BERT2DNNStudent(cfg.student).fit(pair_queries, [texts[k] for k in pair_keys], labels)
     student_hold = student.score(holdout.queries, [texts[k] for k in holdout.keys])
     relevant = np.asarray(holdout.grades) >= labelled.relevant_at - 1e-9
     gate = RelevanceGate.fit(student_hold, relevant)
