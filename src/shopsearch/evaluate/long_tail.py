@@ -31,11 +31,7 @@ def rare_term_queries(
     frequency: Counter[str] = Counter()
     for query in train_queries:
         frequency.update(query_terms(query))
-    return [
-        q
-        for q in test_queries
-        if any(frequency[t] <= max_count for t in query_terms(q))
-    ]
+    return [q for q in test_queries if any(frequency[t] <= max_count for t in query_terms(q))]
 
 
 def off_vocabulary_queries(vocabulary: Iterable[str], test_queries: Sequence[str]) -> list[str]:

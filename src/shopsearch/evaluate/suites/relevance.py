@@ -46,7 +46,7 @@ from shopsearch.config import QuerySettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.long_tail import off_vocabulary_queries, rare_term_queries
 from shopsearch.evaluate.options import option
-from shopsearch.evaluate.report import Report, evaluate_run
+from shopsearch.evaluate.report import Report, RunEvaluation, evaluate_run
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
 from shopsearch.pipeline.stages.retrieve import RetrieveStage
@@ -82,15 +82,15 @@ class RelevanceSuiteConfig:
         str, option("Judgment format: homedepot, crowdflower, generic, wands or esci")
     ]
     test: Annotated[list[Path], option("Test judgments (repeat for several files)")]
-    train: Annotated[
-        list[Path], option("Training judgments; systems learn only from these")
-    ] = field(default_factory=list)
-    products: Annotated[
-        list[Path], option("Extra products (generic format) for the catalog")
-    ] = field(default_factory=list)
-    cache_dir: Annotated[
-        Path, option("Embedding cache (content-hashed; reused across runs)")
-    ] = Path(".shopsearch-cache")
+    train: Annotated[list[Path], option("Training judgments; systems learn only from these")] = (
+        field(default_factory=list)
+    )
+    products: Annotated[list[Path], option("Extra products (generic format) for the catalog")] = (
+        field(default_factory=list)
+    )
+    cache_dir: Annotated[Path, option("Embedding cache (content-hashed; reused across runs)")] = (
+        Path(".shopsearch-cache")
+    )
     rel_threshold: Annotated[
         float | None,
         option(
@@ -112,6 +112,20 @@ class RelevanceSuiteConfig:
             default_text="all, when --train is given",
         ),
     ] = ()
+    relevance_models: Annotated[
+        tuple[str, ...],
+        option(
+            "none: leave out the relevance models (teacher, bert2dnn, graph, hybrid+relevance)",
+            default_text="all, when --train is given",
+        ),
+    ] = ()
+    relevance_candidates: Annotated[
+        int, option("Top hybrid candidates per training query the BERT2DNN student learns from")
+    ] = 20
+    relevance_depth: Annotated[
+        int, option("Hybrid candidates per test query the relevance models re-rank")
+    ] = 50
+    relevance: dict[str, Any] | None = None
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
@@ -178,6 +192,8 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         results: Sequence[Candidates],
         seconds: float,
         index: dict[str, float] | None = None,
+        extra: dict[str, Any] | None = None,
+        more: RunEvaluation[str] | None = None,
     ) -> None:
         evaluation = evaluate_run(
             _run_of(queries, results),
@@ -187,19 +203,29 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
             n_resamples=config.n_resamples,
             seed=config.seed,
         )
-        extra: dict[str, Any] = {"latency": {"ms_per_query": 1000 * seconds / len(queries)}}
+        if more is not None:  # further metrics of the same queries
+            evaluation.metrics.update(more.metrics)
+            evaluation.ci.update(more.ci)
+        details = {"latency": {"ms_per_query": 1000 * seconds / len(queries)}, **(extra or {})}
         if index is not None:
-            extra["index"] = index
+            details["index"] = index
         for where, ids in (("long_tail", long_tail), ("misspelled", misspelled)):
             if ids:  # long tail: a term rare in training; misspelled: a word not in the catalog
                 part = evaluate_run(
-                    _run_of(queries, results), test.qrels, metrics=METRICS,
-                    rel_threshold=test.relevant_threshold, query_ids=ids,
-                    n_resamples=config.n_resamples, seed=config.seed,
+                    _run_of(queries, results),
+                    test.qrels,
+                    metrics=METRICS,
+                    rel_threshold=test.relevant_threshold,
+                    query_ids=ids,
+                    n_resamples=config.n_resamples,
+                    seed=config.seed,
                 )
-                extra[where] = {**part.metrics, "queries": len(ids),
-                                "ci95": {k: list(v) for k, v in part.ci.items()}}
-        report.add_evaluation(name, evaluation, extra=extra)
+                details[where] = {
+                    **part.metrics,
+                    "queries": len(ids),
+                    "ci95": {k: list(v) for k, v in part.ci.items()},
+                }
+        report.add_evaluation(name, evaluation, extra=details)
         say(f"{name}: ndcg@10={evaluation.metrics['ndcg@10']:.4f}")
 
     long_tail = rare_term_queries(train.qrels, queries) if train else []
@@ -244,6 +270,14 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     score("shopsearch/hybrid", hybrid.retrieve_many(queries, DEPTH), time.perf_counter() - start)
     if train is not None and config.query_components != ("none",):
         _query_system(config, catalog, train, queries, hybrid, report, score, say)
+    if train is not None and config.relevance_models != ("none",):
+        from shopsearch.evaluate.suites.relevance_models import relevance_systems
+
+        settings = {"seed": config.seed, "n_resamples": config.n_resamples,
+                    "candidates": config.relevance_candidates, "depth": config.relevance_depth,
+                    **(config.relevance or {})}  # fmt: skip
+        relevance_systems(settings, catalog, train, test, queries, hybrid, dense, bm25,
+                          report, score, config.cache_dir, say)  # fmt: skip
     if train is not None and config.learned != ("none",):
         _learned_systems(config, catalog, train, queries, lexical, dense, report, score, say)
     return report

@@ -129,9 +129,7 @@ class RetrievalSimConfig:
     ] = None
     test_fraction: Annotated[float, option("Share of latest requests tested")] = 0.2
     fusion_holdout: float = 0.1
-    max_test_requests: Annotated[
-        int, option("Most test requests scored (seeded sample)")
-    ] = 2000
+    max_test_requests: Annotated[int, option("Most test requests scored (seeded sample)")] = 2000
     rel_threshold: Annotated[
         int, option("True grade (0-3) at which a product counts for recall")
     ] = 2
@@ -143,9 +141,7 @@ class RetrievalSimConfig:
     latency_queries: int = 200
     n_resamples: int = 200
     seed: Annotated[int, option("Seed of sampling, training and bootstrap")] = 0
-    systems: Annotated[
-        tuple[str, ...], option("Comma list of systems", default_text="all")
-    ] = ()
+    systems: Annotated[tuple[str, ...], option("Comma list of systems", default_text="all")] = ()
     faiss_threads: int = 1
 
 
@@ -197,12 +193,18 @@ def _test_set(
 ) -> _Test:
     requests = workspace.table("requests", ["request_id", "domain", "query"])
     query = dict(
-        zip(requests.column("request_id").to_pylist(), requests.column("query").to_pylist(),
-            strict=True)
+        zip(
+            requests.column("request_id").to_pylist(),
+            requests.column("query").to_pylist(),
+            strict=True,
+        )
     )
     domain = dict(
-        zip(requests.column("request_id").to_pylist(), requests.column("domain").to_pylist(),
-            strict=True)
+        zip(
+            requests.column("request_id").to_pylist(),
+            requests.column("domain").to_pylist(),
+            strict=True,
+        )
     )
     sample = list(test_ids)
     if len(sample) > config.max_test_requests:
@@ -240,9 +242,7 @@ def _retrieve_all(
     return run, seconds
 
 
-def _single_latency(
-    retriever: Retriever, test: _Test, n: int, seed: int
-) -> dict[str, float]:
+def _single_latency(retriever: Retriever, test: _Test, n: int, seed: int) -> dict[str, float]:
     """p50 / p99 ms of ``n`` single queries (top 100, market filter), one at a time."""
     pairs = sorted({(test.domain[r], test.query[r]) for r in test.scored})
     random.Random(seed).shuffle(pairs)
@@ -338,8 +338,13 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
 
     def metrics_of(run: Mapping[str, list[ProductKey]], ids: list[str], boot: int) -> Any:
         return evaluate_run(
-            run, test.qrels, metrics=METRICS, rel_threshold=config.rel_threshold,
-            query_ids=ids, n_resamples=boot, seed=config.seed,
+            run,
+            test.qrels,
+            metrics=METRICS,
+            rel_threshold=config.rel_threshold,
+            query_ids=ids,
+            n_resamples=boot,
+            seed=config.seed,
         )
 
     def score(
@@ -364,8 +369,11 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         }
         if test.long_tail:
             tail = metrics_of(run, test.long_tail, config.n_resamples)
-            extra["long_tail"] = {**tail.metrics, "requests": len(test.long_tail),
-                                  "ci95": {k: list(v) for k, v in tail.ci.items()}}
+            extra["long_tail"] = {
+                **tail.metrics,
+                "requests": len(test.long_tail),
+                "ci95": {k: list(v) for k, v in tail.ci.items()},
+            }
         report.add_evaluation(name, evaluation, extra=extra)
         m = evaluation.metrics
         say(
@@ -393,9 +401,9 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         say("encoding the catalog with MiniLM (cached by content hash)")
         cache = config.cache_dir or workspace.dir("cache") / "embeddings"
         with report.timer("index/dense"):
-            dense = DenseRetriever(
-                MiniLMEncoder(), cache_dir=cache, query_cache_size=10**6
-            ).index(products)
+            dense = DenseRetriever(MiniLMEncoder(), cache_dir=cache, query_cache_size=10**6).index(
+                products
+            )
         if "shopsearch/dense" in systems:
             score("shopsearch/dense", dense, index_bytes(dense))
 
@@ -440,8 +448,11 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         models.append("two-tower-pq")
     log = workspace_samples(workspace, texts, train_ids)
     learned_config = LearnedConfig(
-        models=models, two_tower={**config.two_tower, "epochs": config.epochs}, pq_m=config.pq_m,
-        poeem_epochs=config.poeem_epochs, seed=config.seed,
+        models=models,
+        two_tower={**config.two_tower, "epochs": config.epochs},
+        pq_m=config.pq_m,
+        poeem_epochs=config.poeem_epochs,
+        seed=config.seed,
     )
     with report.timer("fit/learned"):
         learned = train_learned(log, products, learned_config, say=say)

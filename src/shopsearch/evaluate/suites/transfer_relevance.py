@@ -110,9 +110,9 @@ class TransferRelevanceConfig:
         str, option("Judged format of --target: crowdflower, generic or homedepot")
     ] = "generic"
     target: Annotated[list[Path], option("Target judgments file")]
-    target_products: Annotated[
-        list[Path], option("Target products file, generic format")
-    ] = field(default_factory=list)
+    target_products: Annotated[list[Path], option("Target products file, generic format")] = field(
+        default_factory=list
+    )
     fractions: Annotated[
         tuple[float, ...],
         option("Comma list of target training fractions", flags=("--target-train-fraction",)),
@@ -123,9 +123,9 @@ class TransferRelevanceConfig:
     epochs: Annotated[int, option("Most training epochs per model")] = 20
     batch_size: Annotated[int, option("Impressions per training step")] = 256
     patience: int = 3
-    cache_dir: Annotated[
-        Path | None, option("Embedding cache, content-hashed and reused")
-    ] = Path(".shopsearch-cache")
+    cache_dir: Annotated[Path | None, option("Embedding cache, content-hashed and reused")] = Path(
+        ".shopsearch-cache"
+    )
     link_cosine: Annotated[
         float,
         option(

@@ -80,9 +80,12 @@ class TransferSimConfig:
     workspace: Annotated[
         Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
     ]
-    fractions: Annotated[
-        tuple[float, ...], option("Comma list of target training fractions")
-    ] = (0.01, 0.05, 0.2, 1.0)
+    fractions: Annotated[tuple[float, ...], option("Comma list of target training fractions")] = (
+        0.01,
+        0.05,
+        0.2,
+        1.0,
+    )
     source: Annotated[str | None, option("Source market", default_text="the largest")] = None
     methods: Annotated[
         tuple[str, ...], option("Comma list of transfer methods", default_text="every method")
@@ -137,18 +140,14 @@ def _add(
     metrics: dict[str, float] = {}
     undefined: dict[str, str] = {}
     for key in ("ndcg@10", "auc", "gauc"):
-        missing = {
-            d: m[UNDEFINED_KEY][key] for d, m in by_domain.items() if m.get(key) is None
-        }
+        missing = {d: m[UNDEFINED_KEY][key] for d, m in by_domain.items() if m.get(key) is None}
         if missing:
             undefined[key] = "the mean over the target markets is undefined: " + "; ".join(
                 f"{d}: {reason}" for d, reason in missing.items()
             )
         else:
             metrics[key] = float(np.mean([m[key] for m in by_domain.values()]))
-    report.add_system(
-        name, metrics, None, {"by_domain": by_domain, **(extra or {})}, undefined
-    )
+    report.add_system(name, metrics, None, {"by_domain": by_domain, **(extra or {})}, undefined)
     return metrics
 
 

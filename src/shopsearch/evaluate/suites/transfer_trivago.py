@@ -85,9 +85,7 @@ class TransferTrivagoConfig:
     source_min_clickouts: Annotated[
         int, option("Training clickouts that make a platform a source")
     ] = 500
-    target_min_test: Annotated[
-        int, option("Test clickouts a default target platform needs")
-    ] = 40
+    target_min_test: Annotated[int, option("Test clickouts a default target platform needs")] = 40
     fractions: Annotated[
         tuple[float, ...],
         option("Comma list of target training fractions", flags=("--target-train-fraction",)),
