@@ -96,3 +96,31 @@ def tiny_encoder(tiny_split: tuple[Samples, Samples]) -> FeatureEncoder:
     from shopsearch.ranking.features import FeatureEncoder
 
     return FeatureEncoder().fit(tiny_split[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT with the shipped MiniLM's tokenizer, for relevance teachers."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from shopsearch.relevance.cross_encoder import minilm_folder
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    source = minilm_folder()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):  # fmt: skip
+        shutil.copy(source / name, folder / name)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder

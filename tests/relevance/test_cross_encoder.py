@@ -3,41 +3,17 @@ weights): it learns graded relevance, resumes from its checkpoints, saves and lo
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.relevance.cross_encoder import CrossEncoderTeacher, TeacherConfig, minilm_folder
+from shopsearch.relevance.cross_encoder import CrossEncoderTeacher, TeacherConfig
 
 #: Queries and texts scored after training: relevant, irrelevant, relevant.
 PROBE = (["lamp", "lamp", "drill"], ["grey lamp made of oak", "grey rug made of oak", "grey drill"])
 WORDS = ["sofa", "lamp", "kettle", "drill", "chair", "table", "rug", "fan"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    source = minilm_folder()
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json"):  # fmt: skip
-        shutil.copy(source / name, folder / name)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def _pairs(n: int = 160) -> tuple[list[str], list[str], list[float]]:

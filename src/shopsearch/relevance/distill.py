@@ -223,8 +223,12 @@ def distill(
     config: DistillConfig | None = None,
     checkpoint_dir: Path | None = None,
     say: Say | None = None,
+    teacher_folder: Path | None = None,
 ) -> Distilled:
     """Train the teacher, stack it, label every pair, train the student and fit the gate.
+
+    ``teacher_folder``: the pretrained encoder the teacher starts from (default: the shipped
+    MiniLM).
 
     Raises:
         InvalidInputError: fewer than two labelled queries, a product without text, or side
@@ -247,7 +251,7 @@ def distill(
     holdout = labelled.subset([i for i, q in enumerate(labelled.queries) if q in held])
     tell(f"teacher: fine-tuning MiniLM as a cross-encoder on {len(fit.grades)} judged pairs "
          f"of {len(fit_queries)} queries")  # fmt: skip
-    teacher = CrossEncoderTeacher(cfg.teacher).fit(
+    teacher = CrossEncoderTeacher(cfg.teacher, teacher_folder).fit(
         fit.queries, [texts[k] for k in fit.keys], fit.grades, checkpoint_dir=checkpoint_dir
     )
     tell(f"stacking the teacher on {len(holdout.grades)} pairs of {len(held)} held-out queries")
