@@ -263,7 +263,8 @@ class CrossEncoderTeacher:
                 if progress is not None:
                     progress(step, steps, loss.item())
                 over = time.monotonic() - start > cfg.budget_s
-                if checkpoint_dir is not None and (step % cfg.checkpoint_every == 0 or over):
+                last = over or step == steps  # the last one, so a rerun reuses the model
+                if checkpoint_dir is not None and (step % cfg.checkpoint_every == 0 or last):
                     _save_checkpoint(checkpoint_dir, fingerprint, state, model, optimiser,
                                      schedule)  # fmt: skip
                 if over:

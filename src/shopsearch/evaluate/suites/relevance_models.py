@@ -25,6 +25,7 @@ student's gate (candidates below the gate's threshold demoted below every other)
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -108,6 +109,13 @@ def _cost(score_200: Callable[[str], object], queries: Sequence[str]) -> dict[st
             "queries": len(times)}  # fmt: skip
 
 
+def _teacher_folder(train: JudgedSet) -> str:
+    """The teacher's checkpoint folder of these training judgments (one per training set)."""
+    digest = hashlib.sha256(repr(sorted((q, sorted(j.items())) for q, j in train.qrels.items()))
+                            .encode()).hexdigest()[:16]  # fmt: skip
+    return f"relevance-teacher-{digest}"
+
+
 def relevance_systems(
     settings: dict[str, Any],
     catalog: Any,
@@ -151,7 +159,7 @@ def relevance_systems(
     side = [_dense_cosine(dense), _bm25_score(bm25)]
     with report.timer("fit/relevance_distill"):
         distilled = distill(labelled, texts, unlabeled, side, ["dense_cosine", "bm25"], config,
-                            checkpoint_dir=cache_dir / "relevance-teacher", say=say)  # fmt: skip
+                            checkpoint_dir=cache_dir / _teacher_folder(train), say=say)  # fmt: skip
     report.config["relevance"] = {**distilled.report, "depth": depth,
                                   "candidates_per_query": candidates_per_query}  # fmt: skip
     hold = distilled.holdout
