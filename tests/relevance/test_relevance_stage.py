@@ -38,7 +38,8 @@ THINGS = ["sofa", "desk", "lamp", "rug"]
 SMALL = StudentConfig(buckets=2**12, dim=16, hidden=32, epochs=60, batch_size=16, lr=1e-2)
 
 
-def _student() -> BERT2DNNStudent:
+@pytest.fixture(scope="module")
+def student() -> BERT2DNNStudent:
     """A student taught by a stand-in teacher: 0.95 when the product is the query's thing."""
     rows = zip(PRODUCTS["title"], PRODUCTS["brand"], PRODUCTS["category"], strict=True)
     texts = [relevance_text(t, b, c.split(" > ")) for t, b, c in rows]
@@ -53,7 +54,7 @@ def _student() -> BERT2DNNStudent:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, student: BERT2DNNStudent) -> Path:
     """The products, lexical-indexed, with a relevance model written into the bundle."""
     root = tmp_path_factory.mktemp("relevance-stage") / "ws"
     csv = root.parent / "products.csv"
@@ -62,7 +63,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "shopsearch.toml").write_text('[retrieval]\nsources = ["lexical"]\n')
     assert run(["index", "-w", str(root)]) == 0
     bundle = current_bundle(Workspace.open(root))
-    RelevanceModel(_student(), RelevanceGate(0.5, 24)).save(bundle / "relevance")
+    RelevanceModel(student, RelevanceGate(0.5, 24)).save(bundle / "relevance")
     return root
 
 
@@ -150,8 +151,7 @@ def test_explain_shows_the_score_and_the_gate(
     assert "relevance=" in out
 
 
-def test_a_product_added_after_loading_is_scored_from_its_text() -> None:
-    student = _student()
+def test_a_product_added_after_loading_is_scored_from_its_text(student: BERT2DNNStudent) -> None:
     scorer = ProductScorer(student, [(("d", "1"), "grey linen sofa")])
     before = scorer.score("sofa", [("d", "1"), ("d", "9")], ["grey linen sofa", "oak desk"])
     assert len(scorer) == 2  # the new product's vector is kept

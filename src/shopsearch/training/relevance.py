@@ -9,7 +9,11 @@ showing of the pair reached); relevant from a click (0.33).
 
 **Unlabeled pairs** (:func:`unlabeled_pairs`): every shown pair of the log, then the top
 :data:`TOP_K` candidates of the current bundle's retrieval for each labelled or logged query,
-until ``[relevance] max_pairs`` pairs in all (labelled ones included).
+until ``[relevance] max_pairs`` pairs in all (labelled ones included, at most half of them).
+
+**The gate** is fitted on held-out judgments only. A model distilled from logs gets threshold
+0 (nothing gated; :data:`UNFITTED` says why) unless ``[relevance] threshold`` sets one: the
+student's score still reaches the ranking model and ``--explain``.
 
 **Side scorers** for the teacher's stacking: the cosine of the query and the product under the
 bundle's ``dense`` source (MiniLM, or what replaced it) when it has one. The lexical score is
@@ -41,7 +45,13 @@ from shopsearch.pipeline.engine import RETRIEVAL_DIR
 from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.progress import Say
 from shopsearch.relevance.cross_encoder import TeacherConfig
-from shopsearch.relevance.distill import DistillConfig, LabelledPairs, SideScorer, distill
+from shopsearch.relevance.distill import (
+    DistillConfig,
+    LabelledPairs,
+    RelevanceGate,
+    SideScorer,
+    distill,
+)
 from shopsearch.relevance.serving import RelevanceModel, row_text
 from shopsearch.relevance.student import StudentConfig
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -59,6 +69,13 @@ LOG_GRADES = {"purchase": 1.0, "add_to_cart": 0.67, "click": 0.33}
 CHECKPOINT_DIR = "relevance-checkpoint"
 
 Pair = tuple[str, ProductKey]
+#: Why a model distilled from logs has no fitted gate.
+UNFITTED = (
+    "trained on logs, where a shown product nobody clicked is not a judgment of irrelevance "
+    "(most shown products are not clicked, so a threshold fitted on clicks gates nearly every "
+    "candidate); threshold 0: nothing is gated unless [relevance] threshold is set; ingest "
+    "judgments to fit one"
+)
 
 
 def labelled_pairs(workspace: Workspace, known: set[ProductKey], most: int) -> tuple[
@@ -135,19 +152,21 @@ def unlabeled_pairs(
     known: set[ProductKey],
     most: int,
     say: Say,
+    labelled: set[Pair] | None = None,
 ) -> list[Pair]:
     """Every shown pair of the log, then the top :data:`TOP_K` candidates of ``retrieval``
-    for each ``(query, domain)``, until ``most`` pairs (only products in ``known``)."""
+    for each ``(query, domain)``, until ``most`` pairs (only products in ``known``, none of
+    the ``labelled`` pairs)."""
     con = workspace.connect()
     shown = con.execute(
         "SELECT DISTINCT r.query, r.domain, i.product_id FROM impressions i "
         "JOIN requests r USING (request_id) ORDER BY 1, 2, 3"
     ).fetchall()
-    pairs = dict.fromkeys(
-        (str(q), (str(d), str(p))) for q, d, p in shown if (str(d), str(p)) in known
-    )
+    skip = labelled or set()
+    candidates = ((str(q), (str(d), str(p))) for q, d, p in shown)
+    pairs = dict.fromkeys(pair for pair in candidates if pair[1] in known and pair not in skip)
     pairs = dict.fromkeys(list(pairs)[:most])
-    say(f"{len(pairs)} shown (query, product) pairs from the log")
+    say(f"{len(pairs)} shown (query, product) pairs from the log besides the labelled ones")
     if retrieval is None:
         return list(pairs)
     for searched, (query, domain) in enumerate(queries, 1):
@@ -156,7 +175,7 @@ def unlabeled_pairs(
             break
         hits = retrieval.search(query, TOP_K, Filters(domain=domain or None))
         for key in hits.candidates.keys:
-            if key in known:
+            if key in known and (query, key) not in skip:
                 pairs[(query, key)] = None
         if searched % 500 == 0:
             say(f"retrieved the top {TOP_K} of {searched}/{len(queries)} queries: {len(pairs)} "
@@ -220,13 +239,14 @@ def train_relevance_bundle(
     texts = {key: row_text(row) for key, row in products.items()}
     known = set(texts)
     most = settings.relevance.max_pairs
-    labelled, source = labelled_pairs(workspace, known, most)
+    labelled, source = labelled_pairs(workspace, known, most // 2)
     tell(f"{len(labelled.grades)} labelled pairs of {len(set(labelled.queries))} queries "
          f"({source})")  # fmt: skip
     queries = _queries(workspace, labelled)
     retrieval = HybridRetriever.load(old / RETRIEVAL_DIR)
     room = max(most - len(labelled.grades), 0)
-    unlabeled = unlabeled_pairs(workspace, retrieval, queries, known, room, tell)
+    done = set(zip(labelled.queries, labelled.keys, strict=True))
+    unlabeled = unlabeled_pairs(workspace, retrieval, queries, known, room, tell, done)
     side, side_names = dense_side(old)
     tell(f"side scorers for stacking: {', '.join(side_names) or 'none'}")
     checkpoint = workspace.root / CHECKPOINT_DIR
@@ -235,14 +255,20 @@ def train_relevance_bundle(
         config or distill_config(settings), checkpoint_dir=checkpoint, say=tell,
     )  # fmt: skip
     report = {**distilled.report, "trained_on": source, "side": side_names}
-    tell(f"gate threshold {distilled.gate.threshold:.3f} (fitted on {distilled.gate.fitted_on} "
-         "held-out pairs)")  # fmt: skip
+    gate = distilled.gate
+    if source == "events":
+        gate = RelevanceGate(0.0, 0)
+        report["gate"] = UNFITTED
+        tell(f"gate not fitted: {UNFITTED}")
+    else:
+        tell(f"gate threshold {gate.threshold:.3f} (fitted on {gate.fitted_on} held-out "
+             "judged pairs)")  # fmt: skip
     bundle = new_bundle_dir(workspace)
     try:
         for child in old.iterdir():
             if child.is_dir() and child.name != RELEVANCE_DIR:
                 shutil.copytree(child, bundle / child.name)
-        RelevanceModel(distilled.student, distilled.gate).save(bundle / RELEVANCE_DIR)
+        RelevanceModel(distilled.student, gate).save(bundle / RELEVANCE_DIR)
         write_json(bundle / RELEVANCE_DIR / "report.json", report)
     except BaseException:
         shutil.rmtree(bundle, ignore_errors=True)
@@ -255,7 +281,7 @@ def train_relevance_bundle(
         "relevance": {
             "trained_on": source,
             "labelled_pairs": report["labelled_pairs"],
-            "gate_threshold": distilled.gate.threshold,
+            "gate_threshold": gate.threshold,
             "side": side_names,
         },
     }
@@ -277,6 +303,7 @@ def _queries(workspace: Workspace, labelled: LabelledPairs) -> list[tuple[str, s
 __all__ = [
     "LOG_GRADES",
     "TOP_K",
+    "UNFITTED",
     "dense_side",
     "distill_config",
     "labelled_pairs",

@@ -113,11 +113,12 @@ class RelevanceStage(Stage):
         state.add_column(RELEVANCE, scores)
         mode, threshold = self.settings.gate, self.threshold
         fitted = loaded.model.gate
-        source = (
-            "set in [relevance] threshold"
-            if self.settings.threshold is not None
-            else f"fitted on {fitted.fitted_on} judged pairs"
-        )
+        if self.settings.threshold is not None:
+            source = "set in [relevance] threshold"
+        elif fitted.fitted_on:
+            source = f"fitted on {fitted.fitted_on} judged pairs"
+        else:
+            source = "not fitted: no judgments; set [relevance] threshold"
         order, below = gate_order(scores, threshold, mode)
         head = f"student scored {n}; gate {mode} at {threshold:.3f} ({source}): "
         if mode == "off":
