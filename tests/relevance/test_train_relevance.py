@@ -146,3 +146,26 @@ def test_trained_relevance_serves_and_feeds_the_ranking_model(
     assert "rank.value" in response.items[0].stages
     with pytest.raises(WorkspaceError, match="trained with the relevance feature"):
         Engine.load(ws, _settings(enabled=False))
+
+
+def test_judgments_fit_the_gate(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cross_encoder, "minilm_folder", lambda: tiny_bert)
+    ws = _shop(tmp_path / "ws")
+    products = ws.table("products").to_pylist()[:40]
+    rows = [(p["domain"], p["title"].split()[-1].lower(), p["product_id"], float(1 + i % 3))
+            for i, p in enumerate(products)]  # fmt: skip
+    ws.append("judgments", pa.table({
+        "domain": [r[0] for r in rows], "query": [r[1] for r in rows],
+        "product_id": [r[2] for r in rows], "grade": [r[3] for r in rows],
+    }))  # fmt: skip
+    bundle = train_relevance_bundle(ws, _settings(), config=FAST)
+    gate = orjson.loads((bundle / "relevance" / "gate.json").read_bytes())
+    assert gate["fitted_on"] > 0
+    report = orjson.loads((bundle / "relevance" / "report.json").read_bytes())
+    assert report["trained_on"] == "judgments"
+    assert "gate" not in report
+    response = Engine.load(ws, _settings()).search(SearchParams(rows[0][1], explain=True))
+    detail = {s.name: s for s in response.pipeline}["relevance"].detail
+    assert f"fitted on {gate['fitted_on']} judged pairs" in detail

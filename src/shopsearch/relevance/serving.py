@@ -16,6 +16,7 @@ The gate itself (which candidates a threshold keeps, demotes or drops) is :mod:`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,7 @@ class ProductScorer:
         self._row: dict[ProductKey, int] = {key: i for i, (key, _) in enumerate(pairs)}
         self._texts: list[str] = [text for _, text in pairs]
         self._vectors: F32 = student.product_vectors(self._texts)
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._texts)
@@ -104,11 +106,12 @@ class ProductScorer:
                  if r < 0 or self._texts[r] != t]  # fmt: skip
         if stale:
             fresh = self.student.product_vectors([texts[i] for i in stale])
-            start = len(self._texts)
-            self._vectors = np.concatenate([self._vectors, fresh])
-            for n, i in enumerate(stale):
-                self._row[keys[i]] = rows[i] = start + n
-                self._texts.append(texts[i])
+            with self._lock:  # concurrent searches: rows only ever get appended
+                start = len(self._texts)
+                self._vectors = np.concatenate([self._vectors, fresh])
+                for n, i in enumerate(stale):
+                    self._row[keys[i]] = rows[i] = start + n
+                    self._texts.append(texts[i])
         return rows
 
     def score(

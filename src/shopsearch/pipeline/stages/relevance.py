@@ -105,6 +105,7 @@ class RelevanceStage(Stage):
         if loaded is None:
             return Outcome("identity", self.why)
         n = len(state.candidates)
+        state.gated_from = None  # this run's gate decides
         if not n:
             return Outcome("ran", "no candidates")
         keys = state.candidates.keys
