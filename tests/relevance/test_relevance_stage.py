@@ -170,3 +170,13 @@ def test_demoted_candidates_stay_out_of_the_ranking_window() -> None:
     assert state.window == 4
     assert state.reorderable() == 4
     assert "relevance gate demoted the rest" in outcome.detail
+
+
+def test_when_every_candidate_is_below_none_is_demoted(workspace: Path) -> None:
+    plain, _, _ = _search(workspace, _settings(gate="off"))
+    order, _, detail = _search(workspace, _settings(threshold=1.0))
+    assert order == plain
+    assert f"all {len(plain)} below: none demoted" in detail
+    dropped, _, detail = _search(workspace, _settings(gate="drop", threshold=1.0))
+    assert dropped == []
+    assert f"{len(plain)} dropped, 0 kept" in detail

@@ -12,10 +12,11 @@ Adds the column ``relevance`` (the student's probability of relevance) per candi
 ``--explain`` shows and the ranking model reads as its feature ``relevance`` when it was trained
 with it. The gate (``[relevance] gate``) with the bundle's threshold (or ``[relevance]
 threshold``): ``demote`` puts the candidates below it after every other candidate (each group
-keeps its order; later stages re-order only the first group), ``drop`` removes them (``total``
-no longer counts them; facets still count the matched set), ``off`` only scores. Without a
-``relevance/`` folder, or with ``[relevance] enabled = false``, the candidates pass unscored
-(``identity``).
+keeps its order; later stages re-order only the first group; their scores are set below the
+lowest kept one, ``retrieve.fused`` keeps retrieval's; when every candidate is below, none is
+demoted), ``drop`` removes them (``total`` no longer counts them; facets still count the
+matched set), ``off`` only scores. Without a ``relevance/`` folder, or with ``[relevance]
+enabled = false``, the candidates pass unscored (``identity``).
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ class RelevanceStage(Stage):
             state.reorder(order, old[order])
             state.total = max(state.total - below, kept)
             return Outcome("ran", head + f"{below} dropped, {kept} kept")
-        floor = float(old[order[:kept]].min()) if kept else float(old.max(initial=0.0))
+        if not kept:
+            return Outcome("ran", head + f"all {n} below: none demoted, order kept")
+        floor = float(old[order[:kept]].min())
         demoted = floor - 1.0 - np.arange(below, dtype=np.float32)
         state.reorder(order, np.concatenate([old[order[:kept]], demoted]))
         state.gated_from = kept
