@@ -46,8 +46,8 @@ def train(
     Examples: shopsearch train --workspace W --stage ranking --model dnn --position-bias ipw;
     shopsearch train --workspace W --stage retrieval --model two-tower,gcn;
     shopsearch train --workspace W --stage relevance --epochs 2 (distils a cross-encoder
-    teacher, trained on the judgments or else the logs within [relevance] teacher_budget_s,
-    into the BERT2DNN student the relevance stage serves, with its gate).
+    teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
+    seconds, into the BERT2DNN student the relevance stage serves, with its gate).
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
