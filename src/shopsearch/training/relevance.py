@@ -73,7 +73,7 @@ Pair = tuple[str, ProductKey]
 UNFITTED = (
     "trained on logs, where a shown product nobody clicked is not a judgment of irrelevance "
     "(most shown products are not clicked, so a threshold fitted on clicks gates nearly every "
-    "candidate); threshold 0: nothing is gated unless [relevance] threshold is set; ingest "
+    "candidate); threshold 0: nothing is gated unless relevance.threshold is set; ingest "
     "judgments to fit one"
 )
 
@@ -171,7 +171,7 @@ def unlabeled_pairs(
         return list(pairs)
     for searched, (query, domain) in enumerate(queries, 1):
         if len(pairs) >= most:
-            say(f"stopped at {most} pairs ([relevance] max_pairs)")
+            say(f"stopped at {most} pairs (relevance.max_pairs)")
             break
         hits = retrieval.search(query, TOP_K, Filters(domain=domain or None))
         for key in hits.candidates.keys:
