@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -149,6 +150,13 @@ def test_explain_shows_the_score_and_the_gate(
     assert "relevance ran" in out
     assert "gate demote at 0.500" in out
     assert "relevance=" in out
+    # --json prints the body GET /search answers
+    assert run(["search", "grey sofa", "-w", str(workspace), "--explain", "--json"]) == 0
+    body = orjson.loads(capsys.readouterr().out)
+    stage = {s["name"]: s for s in body["pipeline"]}["relevance"]
+    assert stage["status"] == "ran"
+    assert "gate demote at 0.500" in stage["detail"]
+    assert all(0.0 <= item["stages"]["relevance"] <= 1.0 for item in body["items"])
 
 
 def test_a_product_added_after_loading_is_scored_from_its_text(student: BERT2DNNStudent) -> None:
