@@ -91,6 +91,30 @@ class RankingSettings(BaseModel):
     w_purchase: float = 4.0
 
 
+class RelevanceSettings(BaseModel):
+    """The relevance stage (the distilled BERT2DNN student and its gate) and ``shopsearch
+    train --stage relevance``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Run the bundle's relevance model (``false``: candidates pass unscored).
+    enabled: bool = True
+    #: What the gate does to candidates the student scores below the threshold: ``demote``
+    #: puts them after every other candidate (each group keeps its order; later stages
+    #: re-order only the ones above), ``drop`` removes them, ``off`` scores without gating.
+    gate: Literal["demote", "drop", "off"] = "demote"
+    #: The student score below which a candidate is gated; default: the bundle's fitted one.
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    #: Most seconds of the cross-encoder teacher's training (a stopped job resumes).
+    teacher_budget_s: float = Field(2400.0, gt=0.0)
+    #: Passes of the teacher over its judged pairs (``train --epochs`` sets it).
+    teacher_epochs: int = Field(2, ge=1, le=100)
+    #: Passes of the student over the teacher-labelled pairs.
+    student_epochs: int = Field(4, ge=1, le=100)
+    #: Most (query, product) pairs the teacher labels for the student (judged and unlabeled).
+    max_pairs: int = Field(300_000, ge=100, le=100_000_000)
+
+
 class PipelineSettings(BaseModel):
     """The search pipeline (:mod:`shopsearch.pipeline`): its stages in order, and how many
     candidates reach the ranking model."""
@@ -100,7 +124,7 @@ class PipelineSettings(BaseModel):
     #: Stage names of :data:`shopsearch.pipeline.stage.STAGES` (or ``"package.module:Class"``
     #: for an outside stage), run in this order; ``retrieve`` is required. A stage whose model
     #: is not in the bundle is skipped (``--explain`` says so).
-    stages: list[str] = ["query", "retrieve", "prerank", "rank", "rerank"]
+    stages: list[str] = ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
     #: Candidates the pre-ranking stage keeps for the ranking model to re-score; the rest
     #: follow them in pre-ranking order.
     prerank_keep: int = Field(200, ge=1, le=10_000)
@@ -167,6 +191,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     query: QuerySettings = QuerySettings()
     ranking: RankingSettings = RankingSettings()
+    relevance: RelevanceSettings = RelevanceSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
 

@@ -2,8 +2,8 @@
 
 Every stage of ``STAGES.names()`` loads from a :class:`StageContext` — in memory over a tiny
 hybrid retriever (no bundle: the ``rank`` stage is :class:`Absent` and says why), and over a
-bundle with a trained ranking model (every stage loads) — and runs on a :class:`SearchState`,
-keeping the candidates and every column aligned.
+bundle with a trained ranking model and a relevance model (every stage loads) — and runs on a
+:class:`SearchState`, keeping the candidates and every column aligned.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ from shopsearch.pipeline.engine import Engine
 from shopsearch.pipeline.request import SearchParams
 from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
 from shopsearch.pipeline.stages.rank import RANKING_DIR
+from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.pipeline.state import QueryInfo, SearchState
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import TrainConfig
+from shopsearch.relevance.distill import RelevanceGate
+from shopsearch.relevance.serving import RelevanceModel, row_text
+from shopsearch.relevance.student import BERT2DNNStudent, StudentConfig
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
@@ -60,7 +64,19 @@ def bundle_context(
     ranker = train_ranker(tiny_split[0], "dnn", "feature", TrainConfig(epochs=1, batch_size=512))
     ranker.save(bundle / RANKING_DIR)
     products = workspace.table("products")
+    _relevance(products).save(bundle / RELEVANCE_DIR)
     return StageContext(Settings(), _hybrid(products), ProductLookup(products), workspace, bundle)
+
+
+def _relevance(products: pa.Table) -> RelevanceModel:
+    """A small student taught by a stand-in teacher (a title sharing a word with the query is
+    relevant), with a gate at 0.5."""
+    texts = [row_text(row) for row in products.to_pylist()[:40]]
+    queries = [text.split()[0].lower() for text in texts]
+    pairs = [(q, t, 0.9 if q in t.lower() else 0.1) for q in queries[:10] for t in texts]
+    student = BERT2DNNStudent(StudentConfig(buckets=2**10, dim=8, hidden=16, epochs=2))
+    student.fit([q for q, _, _ in pairs], [t for _, t, _ in pairs], [s for _, _, s in pairs])
+    return RelevanceModel(student, RelevanceGate(0.5, len(pairs)))
 
 
 def _state(context: StageContext, query: str, retrieved: bool) -> SearchState:
@@ -152,8 +168,8 @@ def test_every_stage_runs_in_the_default_order(bundle_context: StageContext) -> 
         stage = _load(name, bundle_context)
         assert isinstance(stage, Stage)
         statuses[name] = _run(stage, state).status
-    assert statuses["retrieve"] == statuses["rank"] == "ran"
-    assert {"retrieve.fused", "rank.click", "rank.value"} <= set(state.columns)
+    assert statuses["retrieve"] == statuses["relevance"] == statuses["rank"] == "ran"
+    assert {"retrieve.fused", "relevance", "rank.click", "rank.value"} <= set(state.columns)
     value = state.columns["rank.value"][: state.window]
     assert np.all(np.diff(value) <= 0)
 
@@ -174,7 +190,7 @@ def test_engine_reports_every_default_stage_with_timings(engine: Engine) -> None
     response = engine.search(SearchParams(QUERY, explain=True, size=5))
     default = Settings().pipeline.stages
     assert [report.name for report in response.pipeline] == default
-    assert len(default) == 5
+    assert len(default) == 6
     for report in response.pipeline:
         assert report.status in STATUSES
         assert np.isfinite(report.ms)
@@ -189,6 +205,7 @@ def test_engine_reports_every_default_stage_with_timings(engine: Engine) -> None
     assert statuses == {
         "query": "identity",
         "retrieve": "ran",
+        "relevance": "identity",
         "prerank": "identity",
         "rank": "skipped",
         "rerank": "identity",

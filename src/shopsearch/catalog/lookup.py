@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -39,6 +39,10 @@ class ProductLookup:
     def many(self, keys: Sequence[ProductKey]) -> list[dict[str, Any] | None]:
         """:meth:`get` for each key."""
         return [self._rows.get(key) for key in keys]
+
+    def items(self) -> Iterator[tuple[ProductKey, dict[str, Any]]]:
+        """Every product's key and shown fields."""
+        return iter(list(self._rows.items()))
 
     def domains(self) -> frozenset[str]:
         """Domains that have at least one product (computed once per catalog change)."""

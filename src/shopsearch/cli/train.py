@@ -1,4 +1,5 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval``: learn a stage from the logs."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance``: learn a stage
+from the logs (or, for query and relevance, from judgments)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query")
+STAGES = ("ranking", "retrieval", "query", "relevance")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     stage: Annotated[
-        str, typer.Option(help="Stage to train: ranking, retrieval or query.")
+        str, typer.Option(help="Stage to train: ranking, retrieval, query or relevance.")
     ] = "ranking",
     model: Annotated[
         str | None,
@@ -34,19 +35,28 @@ def train(
     position_bias: Annotated[
         str | None, typer.Option(help="Position bias handling: none, feature or ipw.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Most training epochs.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Most training epochs (relevance: the cross-encoder teacher's)."),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
 ) -> None:
     """Train a stage on the workspace's logs and publish a new current bundle with it.
 
     Examples: shopsearch train --workspace W --stage ranking --model dnn --position-bias ipw;
-    shopsearch train --workspace W --stage retrieval --model two-tower,gcn
+    shopsearch train --workspace W --stage retrieval --model two-tower,gcn;
+    shopsearch train --workspace W --stage relevance --epochs 2 (distils a cross-encoder
+    teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
+    seconds, into the BERT2DNN student the relevance stage serves, with its gate).
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
     settings = load_settings(workspace, config)
     if stage == "query":
         _train_query(Workspace.open(workspace), settings, model)
+        return
+    if stage == "relevance":
+        _train_relevance(Workspace.open(workspace), settings, epochs)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -102,3 +112,17 @@ def _train_query(workspace: Workspace, settings: Settings, model: str | None) ->
     with heartbeat("training query understanding"):
         bundle = train_query_bundle(workspace, settings, names, say=say)
     console.print(f"trained query understanding; published bundle {bundle}")
+
+
+def _train_relevance(workspace: Workspace, settings: Settings, epochs: int | None) -> None:
+    """``--stage relevance``: distil the relevance model, publish it in a new bundle."""
+    from shopsearch.training.relevance import train_relevance_bundle
+
+    if epochs is not None:
+        if epochs < 1:
+            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
+        relevance = settings.relevance.model_copy(update={"teacher_epochs": epochs})
+        settings = settings.model_copy(update={"relevance": relevance})
+    with heartbeat("training relevance"):
+        bundle = train_relevance_bundle(workspace, settings, say=say)
+    console.print(f"trained the relevance model; published bundle {bundle}")

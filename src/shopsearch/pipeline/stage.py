@@ -83,6 +83,7 @@ STAGES: Registry[type[Stage]] = Registry(
     modules=(
         "shopsearch.pipeline.stages.query",
         "shopsearch.pipeline.stages.retrieve",
+        "shopsearch.pipeline.stages.relevance",
         "shopsearch.pipeline.stages.prerank",
         "shopsearch.pipeline.stages.rank",
         "shopsearch.pipeline.stages.rerank",

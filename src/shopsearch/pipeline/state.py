@@ -61,6 +61,8 @@ class SearchState:
             :meth:`~shopsearch.retrieval.hybrid.HybridRetriever.search`).
         window: how many of the first candidates the next re-ordering stage may re-score
             (the pre-ranking stage sets it; the rest keep their order after them).
+        gated_from: where the candidates the relevance gate demoted begin (``None``: none
+            demoted); no later stage re-orders them above the others.
         columns: per-candidate scores by name (``retrieve.lexical``, ``rank.value`` ...),
             aligned with ``candidates``; ``nan`` where a stage did not score a candidate.
         timings_ms: sub-stage timings a stage adds (``retrieve.lexical`` ...).
@@ -74,6 +76,7 @@ class SearchState:
     facets: Facets = field(default_factory=dict)
     total: int = 0
     window: int | None = None
+    gated_from: int | None = None
     columns: dict[str, F64] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -83,6 +86,12 @@ class SearchState:
         if column.shape != (len(self.candidates),):
             raise ValueError(f"column {name!r} has {column.shape}, not {len(self.candidates)}")
         self.columns[name] = column
+
+    def reorderable(self) -> int:
+        """How many of the first candidates a re-ordering stage may re-order: the window (all
+        when unset), never past the candidates the relevance gate demoted."""
+        depth = self.window if self.window is not None else len(self.candidates)
+        return depth if self.gated_from is None else min(depth, self.gated_from)
 
     def reorder(self, order: npt.NDArray[np.intp], scores: F32) -> None:
         """Put the candidates in ``order`` (indices into the current list) with new final

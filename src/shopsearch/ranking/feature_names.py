@@ -53,3 +53,8 @@ SPARSE_FEATURES: tuple[str, ...] = ("domain", "brand", "leaf", "query_leaf")
 #: The dense feature of the query–product cosine under the bundle's dense encoder
 #: (:mod:`.dense_feature`); present only in models trained with it.
 DENSE_SIM = "dense_sim"
+
+#: The dense feature of the relevance student's score of the query and the product (the
+#: pipeline's ``relevance`` stage computes it; the training pipeline scores the logged pairs
+#: with the same student); present only in models trained with it.
+RELEVANCE = "relevance"

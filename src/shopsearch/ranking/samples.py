@@ -21,7 +21,7 @@ Nothing here reads the simulator's ground truth. Rows are ordered by request tim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,12 @@ from shopsearch.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from shopsearch.ranking.dense_feature import DenseSimilarity
+
+#: A dense feature of (query, product) pairs: ``(queries, domains, product_ids) -> [n]``.
+PairFeature = Callable[
+    [npt.NDArray[np.object_], npt.NDArray[np.object_], npt.NDArray[np.object_]],
+    npt.NDArray[np.float64],
+]
 
 #: Behaviour kinds in the sequence (0 is padding).
 KINDS: dict[str, int] = {"click": 1, "add_to_cart": 2, "purchase": 3}
@@ -122,6 +128,7 @@ def build_samples(
     con: duckdb.DuckDBPyConnection,
     config: SampleConfig | None = None,
     similarity: DenseSimilarity | None = None,
+    pair_features: Mapping[str, PairFeature] | None = None,
 ) -> Samples:
     """Samples from a connection with views ``requests``, ``impressions``, ``interactions``,
     ``products`` (e.g. :meth:`~shopsearch.store.workspace.Workspace.connect`).
@@ -131,6 +138,9 @@ def build_samples(
         config: how samples are built.
         similarity: when given, rows also get ``dense_sim`` (the cosine of the logged query and
             the product under the dense encoder) and the samples' ``dense_names`` include it.
+        pair_features: further dense features of (logged query, product) pairs by name (e.g.
+            ``relevance``: the relevance student's score), each computed by its function from
+            the rows' queries, domains and product ids; ``dense_names`` include them.
 
     Raises:
         InvalidInputError: when there are no impressions.
@@ -141,18 +151,23 @@ def build_samples(
     if raw.empty:
         raise InvalidInputError("the workspace logs no impressions; simulate or ingest events")
     samples = attach_sequences(derive_features(raw, cfg.alpha), events_frame(con), cfg)
-    if similarity is None:
+    if similarity is None and not pair_features:
         return samples
     from shopsearch.ranking.feature_names import DENSE_FEATURES, DENSE_SIM
 
     queries = dict(con.execute("SELECT request_id, query FROM requests").fetchall())
     rows = samples.rows
-    rows[DENSE_SIM] = similarity.scores_many(
-        rows["request_id"].map(queries).fillna("").to_numpy(object),
-        rows["domain"].to_numpy(object),
-        rows["product_id"].to_numpy(object),
-    )
-    return replace(samples, dense_names=(*DENSE_FEATURES, DENSE_SIM))
+    logged = rows["request_id"].map(queries).fillna("").to_numpy(object)
+    domains = rows["domain"].to_numpy(object)
+    product_ids = rows["product_id"].to_numpy(object)
+    names: list[str] = []
+    if similarity is not None:
+        rows[DENSE_SIM] = similarity.scores_many(logged, domains, product_ids)
+        names.append(DENSE_SIM)
+    for name, feature in (pair_features or {}).items():
+        rows[name] = np.asarray(feature(logged, domains, product_ids), np.float64)
+        names.append(name)
+    return replace(samples, dense_names=(*DENSE_FEATURES, *names))
 
 
 def attach_sequences(rows: pd.DataFrame, events: pd.DataFrame, cfg: SampleConfig) -> Samples:
@@ -496,6 +511,7 @@ def _sequences(events: pd.DataFrame, requests: pd.DataFrame, seq_len: int) -> di
 __all__ = [
     "KINDS",
     "RAW_COLUMNS",
+    "PairFeature",
     "SampleConfig",
     "Samples",
     "attach_sequences",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -275,11 +276,14 @@ class ServingFeatures:
         now_us: int,
         similarity: DenseSimilarity | None = None,
         predicted_leaf: str = "",
+        given: Mapping[str, F64] | None = None,
     ) -> RequestFeatures:
         """Every feature of ``product_ids`` (of ``domain``) for a new request at ``now_us``.
 
         ``predicted_leaf``: the query's category as query understanding predicted it; it stands
         in for the query's most clicked leaf when the log has none (an unseen query).
+        ``given``: dense features an earlier pipeline stage computed per product (e.g.
+        ``relevance``), one value per product id.
         """
         table = self._table(domain)
         rows = table.rows(product_ids)
@@ -353,6 +357,8 @@ class ServingFeatures:
             from shopsearch.ranking.feature_names import DENSE_SIM
 
             dense[DENSE_SIM] = similarity.scores(query, domain, product_ids)
+        for name, values in (given or {}).items():
+            dense[name] = np.asarray(values, np.float64)
         return RequestFeatures(rows, dense, qleaf, *seq)
 
     def _sequence(
@@ -415,16 +421,18 @@ class ServingFeatures:
         now_us: int,
         similarity: DenseSimilarity | None = None,
         predicted_leaf: str = "",
+        given: Mapping[str, F64] | None = None,
     ) -> tuple[RankingBatch, F64]:
-        """The model's tensors for the candidates, and their prices (``predicted_leaf``: see
-        :meth:`request`).
+        """The model's tensors for the candidates, and their prices (``predicted_leaf``,
+        ``given``: see :meth:`request`).
 
         Raises:
-            InvalidInputError: when the encoder reads ``dense_sim`` and no similarity is given.
+            InvalidInputError: when the encoder reads ``dense_sim`` and no similarity is given,
+                or a feature of the pipeline (``relevance``) that is not given.
         """
         names = encoder.dense_names_
         feats = self.request(
-            query, domain, product_ids, user_id, now_us, similarity, predicted_leaf
+            query, domain, product_ids, user_id, now_us, similarity, predicted_leaf, given
         )
         missing = [name for name in names if name not in feats.dense]
         if missing:

@@ -4,7 +4,8 @@ Features come from :class:`~shopsearch.ranking.serving.ServingFeatures` (a snaps
 workspace logs taken when the stage loads, with every product's encoder ids precomputed; the
 user's behaviour sequence when a user id is given), ``dense_sim`` from the retrieval source whose
 vectors are in the space the model was trained with (the query vector retrieval just computed in
-that space is reused), the model from the bundle's ``ranking/`` folder, and the value from the
+that space is reused), the model from the bundle's ``ranking/`` folder, ``relevance`` (when the
+model was trained with it) from the pipeline's relevance stage, and the value from the
 ``[ranking]`` settings. Candidates below the re-scored depth keep their order after the
 re-scored ones. The pipeline's ``rank`` stage (:mod:`shopsearch.pipeline.stages.rank`) runs it.
 """
@@ -12,7 +13,7 @@ re-scored ones. The pipeline's ``rank`` stage (:mod:`shopsearch.pipeline.stages.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +24,15 @@ from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.dense_feature import DenseSimilarity, VectorSource
+from shopsearch.ranking.feature_names import RELEVANCE
 from shopsearch.ranking.ranker import Ranker
 from shopsearch.ranking.serving import ServingFeatures
 from shopsearch.ranking.value import RankingValue
 from shopsearch.store.workspace import Workspace
 
 F64 = npt.NDArray[np.float64]
+#: Ranking features an earlier pipeline stage computes per candidate (not the log snapshot).
+PIPELINE_FEATURES: tuple[str, ...] = (RELEVANCE,)
 
 
 @dataclass
@@ -124,6 +128,12 @@ class RankingStage:
         return cls(ranker, ServingFeatures.from_workspace(workspace), value, source)
 
     @property
+    def pipeline_features(self) -> tuple[str, ...]:
+        """The features the model reads that an earlier pipeline stage computes (``relevance``
+        from the relevance stage), to be passed to :meth:`rank` as ``given``."""
+        return tuple(n for n in self.ranker.encoder.dense_names_ if n in PIPELINE_FEATURES)
+
+    @property
     def vector_space(self) -> str | None:
         """The vector space whose query vector :meth:`rank` wants (``None``: none)."""
         return None if self.similarity is None else self.similarity.space
@@ -136,12 +146,15 @@ class RankingStage:
         depth: int,
         query_vector: npt.NDArray[np.float32] | None = None,
         predicted_leaf: str = "",
+        given: Mapping[str, F64] | None = None,
     ) -> Ranked:
         """Re-score the first ``depth`` candidates and sort them by value (best first).
 
         ``query_vector``: the query in :attr:`vector_space`, when retrieval computed it;
         ``predicted_leaf``: the query's most likely category by query understanding, the
-        ``query_leaf`` feature of a query the log never saw acted on.
+        ``query_leaf`` feature of a query the log never saw acted on; ``given``: features an
+        earlier stage computed, one value per candidate of ``fused`` (see
+        :attr:`pipeline_features`).
         """
         n = min(depth, len(fused))
         now = int(time.time() * 1e6)
@@ -154,9 +167,11 @@ class RankingStage:
         for domain in dict.fromkeys(domains):
             idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
             ids = [fused.keys[i][1] for i in idx]
+            part = {name: np.asarray(v, np.float64)[idx] for name, v in (given or {}).items()}
             batch, prices = self.features.batch(
-                self.ranker.encoder, query, domain, ids, user_id, now, similarity, predicted_leaf
-            )
+                self.ranker.encoder, query, domain, ids, user_id, now, similarity,
+                predicted_leaf, part,
+            )  # fmt: skip
             scores = self.ranker.score_batch(batch)
             for task in tasks:
                 tasks[task][idx] = scores[task]
@@ -173,4 +188,4 @@ class RankingStage:
         return Ranked(order.astype(np.intp), new_scores, columns)
 
 
-__all__ = ["Ranked", "RankingStage"]
+__all__ = ["PIPELINE_FEATURES", "Ranked", "RankingStage"]

@@ -6,7 +6,11 @@ running ``shopsearch serve`` hot-reloads it. When the current bundle has a sourc
 ``dense`` (MiniLM, or the learned model that replaced it), the samples get the ``dense_sim``
 feature from its vectors (:mod:`shopsearch.ranking.dense_feature`), the model records that
 source's vector space, and the ``rank`` stage serving the new bundle computes the feature from
-the source of the same space.
+the source of the same space. When the current bundle has a relevance model (``relevance/``,
+``train --stage relevance``), the samples get the ``relevance`` feature: the student's score of
+each logged (query, product) pair, computed as the relevance stage computes it at serving (the
+same product texts and vectors), and the new bundle's engine feeds the model the relevance
+stage's scores.
 """
 
 from __future__ import annotations
@@ -14,16 +18,21 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
+from shopsearch.catalog.lookup import ProductLookup
 from shopsearch.config import RankingSettings, Settings, load_settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.engine import RETRIEVAL_DIR
 from shopsearch.pipeline.stages.rank import RANKING_DIR
+from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.ranking.dense_feature import DenseSimilarity
+from shopsearch.ranking.feature_names import RELEVANCE
 from shopsearch.ranking.ranker import train_ranker
 from shopsearch.ranking.registry import check_model_name
-from shopsearch.ranking.samples import build_samples
+from shopsearch.ranking.samples import PairFeature, build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
@@ -46,6 +55,31 @@ def bundle_similarity(bundle: Path) -> DenseSimilarity | None:
     if "vectors" not in source.capabilities:
         return None
     return DenseSimilarity(source)  # type: ignore[arg-type]  # has vectors: a VectorSource
+
+
+def bundle_relevance(bundle: Path, workspace: Workspace) -> PairFeature | None:
+    """The relevance student's score of (query, product) pairs of a bundle with a relevance
+    model, over ``workspace``'s products (``None`` when the bundle has none)."""
+    folder = bundle / RELEVANCE_DIR
+    if not folder.is_dir():
+        return None
+    from shopsearch.relevance.serving import ProductScorer, RelevanceModel, row_text
+
+    model = RelevanceModel.load(folder)
+    products = ProductLookup(workspace.table("products"))
+    scorer = ProductScorer(model.student, ((k, row_text(r)) for k, r in products.items()))
+
+    def score(
+        queries: npt.NDArray[np.object_],
+        domains: npt.NDArray[np.object_],
+        product_ids: npt.NDArray[np.object_],
+    ) -> npt.NDArray[np.float64]:
+        keys = [(str(d), str(p)) for d, p in zip(domains, product_ids, strict=True)]
+        texts = [row_text(row) for row in products.many(keys)]
+        scores = scorer.score_pairs([str(q) for q in queries], keys, texts)
+        return scores.astype(np.float64)
+
+    return score
 
 
 def train_ranking_bundle(
@@ -72,7 +106,11 @@ def train_ranking_bundle(
     meta = bundle_meta(old)
     compact_event_log(workspace)
     similarity = bundle_similarity(old)
-    samples = build_samples(workspace.connect(), similarity=similarity)
+    relevance = bundle_relevance(old, workspace)
+    pair_features = {RELEVANCE: relevance} if relevance is not None else None
+    samples = build_samples(
+        workspace.connect(), similarity=similarity, pair_features=pair_features
+    )
     config = TrainConfig(epochs=ranking.epochs)
     ranker = train_ranker(samples, ranking.model, ranking.position_bias, config, progress=progress)
     if similarity is not None:
@@ -92,10 +130,11 @@ def train_ranking_bundle(
             "position_bias": ranking.position_bias,
             "impressions": len(samples),
             "dense_space": None if similarity is None else similarity.space,
+            "relevance_feature": relevance is not None,
         },
     }
     publish_checked(workspace, settings, bundle, new_meta)
     return bundle
 
 
-__all__ = ["bundle_similarity", "train_ranking_bundle"]
+__all__ = ["bundle_relevance", "bundle_similarity", "train_ranking_bundle"]

@@ -1,7 +1,8 @@
 """The ``prerank`` stage: choose the candidates the ranking model re-scores.
 
 No pre-ranking model exists yet, so the stage keeps the first ``[pipeline] prerank_keep``
-candidates in retrieval's order (``identity``) and marks them as the ranking window.
+candidates in retrieval's order (``identity``) and marks them as the ranking window; the window
+ends where the candidates the relevance gate demoted begin.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class PrerankStage(Stage):
     def run(self, state: SearchState) -> Outcome:
         """Set the ranking window."""
         state.window = min(self.keep, len(state.candidates))
+        state.window = state.reorderable()
+        gated = "" if state.gated_from is None else " (the relevance gate demoted the rest)"
         return Outcome(
             "identity",
-            f"no pre-ranking model in this bundle: the first {state.window} go to ranking",
+            f"no pre-ranking model in this bundle: the first {state.window} go to ranking{gated}",
         )

@@ -6,8 +6,10 @@ whose vectors are in the space it was trained with (:attr:`~shopsearch.ranking.r
 dense_space`), and the query vector retrieval computed in that space; a bundle without such a
 source does not load (a model trained on one encoder's cosines is never fed another's).
 The query's most likely predicted category (query understanding's intent) is the ranking
-feature ``query_leaf`` of a query the log never saw acted on. Torch is imported only when a
-bundle has a model. Adds ``rank.click``, ``rank.cart``,
+feature ``query_leaf`` of a query the log never saw acted on. A model trained with the
+``relevance`` feature reads the relevance stage's column (it does not load when that stage will
+not run). Candidates the relevance gate demoted are never lifted above the others. Torch is
+imported only when a bundle has a model. Adds ``rank.click``, ``rank.cart``,
 ``rank.purchase`` and ``rank.value`` per candidate.
 """
 
@@ -16,15 +18,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
+import numpy.typing as npt
+
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
+from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.pipeline.state import SearchState
 from shopsearch.ranking.dense_feature import VectorSource
+from shopsearch.ranking.feature_names import RELEVANCE
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.registry import RETRIEVERS
 
 if TYPE_CHECKING:
     from shopsearch.ranking.stage import RankingStage
+
+F64 = npt.NDArray[np.float64]
 
 #: The bundle folder of the ranking model.
 RANKING_DIR = "ranking"
@@ -47,6 +56,29 @@ def vector_finder(retrieval: HybridRetriever) -> VectorFinder:
         return cast(VectorSource, source) if source is not None else None
 
     return find
+
+
+def _check_relevance(context: StageContext) -> None:
+    """Refuse a ranking model that reads ``relevance`` when no relevance stage will compute it.
+
+    Raises:
+        WorkspaceError: the relevance stage is switched off, not listed before ``rank``, or
+            the bundle has no relevance model.
+    """
+    stages = context.settings.pipeline.stages
+    problem = ""
+    if not context.settings.relevance.enabled:
+        problem = "[relevance] enabled = false"
+    elif "relevance" not in stages or stages.index("relevance") > stages.index("rank"):
+        problem = "[pipeline] stages does not run 'relevance' before 'rank'"
+    elif context.bundle is None or not (context.bundle / RELEVANCE_DIR).is_dir():
+        problem = "the bundle has no relevance/ model"
+    if problem:
+        raise WorkspaceError(
+            f"bundle {context.bundle}: the ranking model was trained with the relevance feature "
+            f"but {problem}; serve it with the relevance stage, or retrain the ranking stage "
+            "('shopsearch train --stage ranking')"
+        )
 
 
 @STAGES.register()
@@ -88,14 +120,24 @@ class RankStage(Stage):
             )
         except InvalidInputError as exc:
             raise WorkspaceError(f"bundle {context.bundle}: {exc}") from exc
+        if RELEVANCE in ranking.pipeline_features:
+            _check_relevance(context)
         return cls(ranking)
 
     def run(self, state: SearchState) -> Outcome:
         """Re-order the first ``state.window`` candidates by the model's value."""
         if not len(state.candidates):
             return Outcome("ran", "no candidates")
-        depth = state.window if state.window is not None else len(state.candidates)
+        depth = state.reorderable()
         space = self.ranking.vector_space
+        given: dict[str, F64] = {}
+        for name in self.ranking.pipeline_features:
+            if name not in state.columns:
+                raise WorkspaceError(
+                    f"the ranking model reads {name!r}, which no earlier stage of this search "
+                    "computed; run the relevance stage before rank"
+                )
+            given[name] = state.columns[name]
         ranked = self.ranking.rank(
             state.candidates,
             state.query.text,
@@ -103,6 +145,7 @@ class RankStage(Stage):
             depth,
             state.query.vectors.get(space) if space else None,
             state.query.intents[0][0] if state.query.intents else "",
+            given,
         )
         for task, values in ranked.columns.items():
             state.add_column(f"rank.{task}", values)
