@@ -72,8 +72,15 @@ def test_the_documented_retriever_and_stage_plug_in(plugins: Path) -> None:
 
     response = engine.search(SearchParams("acme sofa", explain=True))
     names = [s.name for s in response.pipeline]
-    assert names == ["query", "retrieve", "relevance", "prerank", "rank", "in-stock-first",
-                     "rerank"]
+    assert names == [
+        "query",
+        "retrieve",
+        "relevance",
+        "prerank",
+        "rank",
+        "in-stock-first",
+        "rerank",
+    ]
     ids = [item.product_id for item in response.items]
     assert ids.index("3") < ids.index("1")  # in stock first: product 1 is out of stock
     assert not response.items[-1].in_stock

@@ -25,8 +25,9 @@ def in_test(values: pd.Series, test_fraction: float, seed: int) -> pd.Series:
     unique = pd.Series(values.astype(str).unique())
     salt = str(seed).encode()
     draws = unique.map(
-        lambda v: int.from_bytes(hashlib.sha1(salt + b"\x00" + v.encode()).digest()[:8], "big")
-        / 2**64
+        lambda v: (
+            int.from_bytes(hashlib.sha1(salt + b"\x00" + v.encode()).digest()[:8], "big") / 2**64
+        )
     )
     test_groups = set(unique[draws < test_fraction])
     return values.astype(str).isin(test_groups)

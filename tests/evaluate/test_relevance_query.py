@@ -85,7 +85,8 @@ def test_hybrid_plus_query_and_the_misspelled_slice(tmp_path: Path, registered: 
     report = tmp_path / "r.json"
     code = run(["eval", "relevance", "--dataset", "homedepot", "--train", str(train), "--test",
                 str(test), "--report", str(report), "--cache-dir", str(tmp_path / "cache"),
-                "--query-components", NearestWord.name, "--learned", "none"])  # fmt: skip
+                "--query-components", NearestWord.name, "--learned", "none",
+                "--relevance-models", "none"])  # fmt: skip
     assert code == 0
     body = orjson.loads(report.read_bytes())
     assert body["dataset"]["misspelled_test_queries"] == 1  # "toilett"

@@ -133,9 +133,10 @@ def test_replace_dense_leaves_the_stale_ranking_model_out(
         assert any("ranking model read dense_sim" in line for line in said)
         engine = Engine.load(ws, _settings())
         assert engine.ranking is None
-        assert engine.retrieval.sources["dense"].vector_space != Ranker.load(
-            ranked / RANKING_DIR
-        ).dense_space
+        assert (
+            engine.retrieval.sources["dense"].vector_space
+            != Ranker.load(ranked / RANKING_DIR).dense_space
+        )
         skipped = {s.name: s for s in engine.search(SearchParams("sofa")).pipeline}["rank"]
         assert skipped.status == "skipped"
 
@@ -145,9 +146,7 @@ def test_replace_dense_leaves_the_stale_ranking_model_out(
             Engine.load(ws, _settings())
 
 
-def test_adding_a_learned_source_keeps_the_ranking_model(
-    ranked_root: Path, tmp_path: Path
-) -> None:
+def test_adding_a_learned_source_keeps_the_ranking_model(ranked_root: Path, tmp_path: Path) -> None:
     with ENCODERS.registered(WordHashEncoder.name, WordHashEncoder):
         ws = _copy(ranked_root, tmp_path)
         new = train_retrieval_bundle(ws, _settings(learned_use="add"))

@@ -132,9 +132,7 @@ def test_nothing_matches_nonsense(engine: Engine) -> None:
 
 
 def test_filters_that_leave_nothing_suggest_the_search_without_them(engine: Engine) -> None:
-    response = engine.search(
-        SearchParams("shoes", filters=Filters(brand="Lumma", price_max=100.0))
-    )
+    response = engine.search(SearchParams("shoes", filters=Filters(brand="Lumma", price_max=100.0)))
     assert response.total == 0
     assert response.notice is not None
     assert "with these filters" in response.notice

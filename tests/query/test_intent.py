@@ -107,8 +107,9 @@ def _data(log: Sequence[Search] = LOG) -> QueryData:
     return query_data(PRODUCTS, log)
 
 
-SMALL = MMANConfig(dim=32, buckets=2**10, hidden=16, epochs=60, batch_size=16, lr=2e-2,
-                   word_dropout=0.3)
+SMALL = MMANConfig(
+    dim=32, buckets=2**10, hidden=16, epochs=60, batch_size=16, lr=2e-2, word_dropout=0.3
+)
 
 
 @pytest.fixture(scope="module")

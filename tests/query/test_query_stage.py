@@ -110,9 +110,24 @@ def test_eval_query_runs_every_registered_system(tmp_path: Path, registered: Non
     report = tmp_path / "r.json"
     SYSTEMS["shopsearch/test-first-word"] = (FirstWordIntent.name,)
     try:
-        code = run(["eval", "query", "--dataset", "sim", "-w", str(ws.root), "--report",
-                    str(report), "--systems", "baseline/none,shopsearch/test-first-word",
-                    "--max-test-requests", "60", "--cache-dir", str(tmp_path / "cache")])
+        code = run(
+            [
+                "eval",
+                "query",
+                "--dataset",
+                "sim",
+                "-w",
+                str(ws.root),
+                "--report",
+                str(report),
+                "--systems",
+                "baseline/none,shopsearch/test-first-word",
+                "--max-test-requests",
+                "60",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
     finally:
         del SYSTEMS["shopsearch/test-first-word"]
     assert code == 0

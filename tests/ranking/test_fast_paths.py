@@ -72,9 +72,13 @@ def make_batch(size: int, spec: FeatureSpec, seed: int = 0) -> RankingBatch:
     mask = torch.arange(L).unsqueeze(0) < lengths.unsqueeze(1)
     seq_items = torch.randint(1, 40, (size, L), generator=g) * mask
     n_sparse = len(spec.sparse_names)
-    sparse = torch.stack(
-        [torch.randint(0, c, (size,), generator=g) for c in spec.sparse_cardinalities], dim=1
-    ) if n_sparse else torch.zeros(size, 0, dtype=torch.long)
+    sparse = (
+        torch.stack(
+            [torch.randint(0, c, (size,), generator=g) for c in spec.sparse_cardinalities], dim=1
+        )
+        if n_sparse
+        else torch.zeros(size, 0, dtype=torch.long)
+    )
     zeros = torch.zeros(size)
     return RankingBatch(
         dense=torch.randn(size, len(spec.dense_names), generator=g),

@@ -27,11 +27,23 @@ from shopsearch.store.workspace import Workspace
 PRODUCTS = pd.DataFrame(
     {
         "product_id": ["1", "2", "3", "4", "5", "6"],
-        "title": ["Grey linen sofa", "Grey oak desk", "Grey table lamp", "Leather sofa bed",
-                  "Grey wool rug", "Grey corner sofa"],
+        "title": [
+            "Grey linen sofa",
+            "Grey oak desk",
+            "Grey table lamp",
+            "Leather sofa bed",
+            "Grey wool rug",
+            "Grey corner sofa",
+        ],
         "brand": ["Acme", "Bolt", "Acme", "Acme", "Bolt", "Bolt"],
-        "category": ["Furniture > Sofas", "Furniture > Desks", "Lighting > Lamps",
-                     "Furniture > Sofas", "Rugs > Wool", "Furniture > Sofas"],
+        "category": [
+            "Furniture > Sofas",
+            "Furniture > Desks",
+            "Lighting > Lamps",
+            "Furniture > Sofas",
+            "Rugs > Wool",
+            "Furniture > Sofas",
+        ],
         "price": [499.0, 199.0, 59.0, 899.0, 120.0, 650.0],
     }
 )

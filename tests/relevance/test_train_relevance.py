@@ -3,13 +3,11 @@ labelled pairs, the published bundle the engine serves, the ranking feature ``re
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 import pytest
-import torch
 
 from shopsearch.cli import run
 from shopsearch.config import RankingSettings, RelevanceSettings, RetrievalSettings, Settings
@@ -17,7 +15,7 @@ from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.ranking.feature_names import RELEVANCE
 from shopsearch.relevance import cross_encoder
-from shopsearch.relevance.cross_encoder import TeacherConfig, minilm_folder
+from shopsearch.relevance.cross_encoder import TeacherConfig
 from shopsearch.relevance.distill import DistillConfig
 from shopsearch.relevance.student import StudentConfig
 from shopsearch.simulate.api import simulate
@@ -38,24 +36,6 @@ FAST = DistillConfig(
     teacher=TeacherConfig(max_length=24, batch_size=32, epochs=1, checkpoint_every=20, threads=1),
     student=StudentConfig(buckets=2**12, dim=16, hidden=32, epochs=2, batch_size=64),
 )
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-layer BERT with random weights and MiniLM's tokenizer."""
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    source = minilm_folder()
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json"):  # fmt: skip
-        shutil.copy(source / name, folder / name)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)  # fmt: skip
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def _settings(**relevance: object) -> Settings:

@@ -58,9 +58,16 @@ def products() -> pa.Table:
     titles = ["red shoe", "blue sofa", "green lamp", "oak desk", "steel phone case"]
     rows: list[dict[str, Any]] = [
         {
-            "domain": "us", "product_id": str(i), "title": t, "description": "", "brand": "b",
-            "category": ["Home"], "price": 10.0 + i, "attributes": "{}",
-            "created_at": datetime(2024, 1, 1, tzinfo=UTC), "in_stock": True,
+            "domain": "us",
+            "product_id": str(i),
+            "title": t,
+            "description": "",
+            "brand": "b",
+            "category": ["Home"],
+            "price": 10.0 + i,
+            "attributes": "{}",
+            "created_at": datetime(2024, 1, 1, tzinfo=UTC),
+            "in_stock": True,
         }
         for i, t in enumerate(titles)
     ]

@@ -36,9 +36,7 @@ def test_weighted_fusion_fit_learns_the_informative_source():
     lists, qrels = [], []
     for q in range(5):
         rel, other = f"r{q}", f"x{q}"
-        lists.append(
-            {"good": _c([rel, other], [2.0, 1.0]), "bad": _c([other, rel], [2.0, 1.0])}
-        )
+        lists.append({"good": _c([rel, other], [2.0, 1.0]), "bad": _c([other, rel], [2.0, 1.0])})
         qrels.append({("d", rel): 3.0})
     fusion = WeightedScoreFusion(["good", "bad"], grid_steps=10).fit(lists, qrels)
     assert fusion.weights_["good"] > fusion.weights_["bad"]

@@ -65,10 +65,14 @@ def trained_root(sim_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _logged_query(ws: Workspace) -> tuple[str, str]:
-    row = ws.connect().execute(
-        "SELECT r.query, r.domain FROM requests r JOIN interactions i USING (request_id) "
-        "ORDER BY r.timestamp LIMIT 1"
-    ).fetchone()
+    row = (
+        ws.connect()
+        .execute(
+            "SELECT r.query, r.domain FROM requests r JOIN interactions i USING (request_id) "
+            "ORDER BY r.timestamp LIMIT 1"
+        )
+        .fetchone()
+    )
     assert row is not None
     return str(row[0]), str(row[1])
 
@@ -213,8 +217,9 @@ def test_trains_from_judgments_when_there_are_no_events(sim_root: Path, tmp_path
     log = workspace_samples(ws, item_texts(catalog_of(ws)))
     assert log.source == "judgments"
     assert log.positive_stage == 2.0
-    learned = train_learned(log, products, LearnedConfig(models=["two-tower"],
-                                                         two_tower={"buckets": 1024}))
+    learned = train_learned(
+        log, products, LearnedConfig(models=["two-tower"], two_tower={"buckets": 1024})
+    )
     found = learned.retrievers["two-tower"].retrieve(judged[1]["query"], 10)
     assert len(found) == 10
 
@@ -231,14 +236,46 @@ def test_cli_train_and_eval_retrieval(
     )
     assert run(["train", "-w", str(root), "--stage", "retrieval", "--model", "bert"]) == 2
     assert "unknown learned retrieval model" in capsys.readouterr().err
-    assert run(["train", "-w", str(root), "--stage", "retrieval", "--model", "two-tower",
-                "--epochs", "1"]) == 0
+    assert (
+        run(
+            [
+                "train",
+                "-w",
+                str(root),
+                "--stage",
+                "retrieval",
+                "--model",
+                "two-tower",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "published bundle" in capsys.readouterr().err
     report = tmp_path / "r.json"
-    systems = ("baseline/bm25s,shopsearch/lexical,shopsearch/two-tower,shopsearch/two-tower-pq,"
-               "baseline/faiss-pq,shopsearch/gcn")
-    code = run(["eval", "retrieval", "--dataset", "sim", "-w", str(root), "--report", str(report),
-                "--epochs", "1", "--systems", systems, "--max-test-requests", "80"])
+    systems = (
+        "baseline/bm25s,shopsearch/lexical,shopsearch/two-tower,shopsearch/two-tower-pq,"
+        "baseline/faiss-pq,shopsearch/gcn"
+    )
+    code = run(
+        [
+            "eval",
+            "retrieval",
+            "--dataset",
+            "sim",
+            "-w",
+            str(root),
+            "--report",
+            str(report),
+            "--epochs",
+            "1",
+            "--systems",
+            systems,
+            "--max-test-requests",
+            "80",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     data = orjson.loads(report.read_bytes())
     domains = set(Workspace.open(root).table("domains").column("domain_id").to_pylist())
@@ -254,8 +291,10 @@ def test_cli_train_and_eval_retrieval(
     assert data["systems"]["shopsearch/two-tower-pq"]["index"]["code_bytes_per_product"] == 48
     assert data["systems"]["baseline/faiss-pq"]["index"]["code_bytes_per_product"] == 48
     assert data["dataset"]["long_tail_test_requests"] >= 0
-    assert run(["eval", "retrieval", "--dataset", "nope", "-w", str(root), "--report",
-                str(report)]) == 2
+    assert (
+        run(["eval", "retrieval", "--dataset", "nope", "-w", str(root), "--report", str(report)])
+        == 2
+    )
 
 
 @pytest.mark.slow

@@ -24,8 +24,15 @@ THINGS = ["sofa", "table", "lamp", "chair"]
 
 def _workspace(root: Path) -> Workspace:
     rows = [
-        (domain, f"{domain}{i}", f"{WORDS[i % 6]} {THINGS[i % 4]} {i}", f"brand{i % 3}",
-         f"Home > {THINGS[i % 4].title()}s", 20.0 + 15 * i, True)
+        (
+            domain,
+            f"{domain}{i}",
+            f"{WORDS[i % 6]} {THINGS[i % 4]} {i}",
+            f"brand{i % 3}",
+            f"Home > {THINGS[i % 4].title()}s",
+            20.0 + 15 * i,
+            True,
+        )
         for domain in ("us", "gb")
         for i in range(12)
     ]
@@ -44,11 +51,28 @@ def _workspace(root: Path) -> Workspace:
 def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     ws = _workspace(tmp_path / "ws")
     report = tmp_path / "report.json"
-    main([
-        "bench", "serve", "--workspace", str(ws.root), "--report", str(report),
-        "--requests", "30", "--seconds", "20", "--concurrency", "1,4", "--rate", "50",
-        "--connections", "4", "--query-cache-size", "0",
-    ])
+    main(
+        [
+            "bench",
+            "serve",
+            "--workspace",
+            str(ws.root),
+            "--report",
+            str(report),
+            "--requests",
+            "30",
+            "--seconds",
+            "20",
+            "--concurrency",
+            "1,4",
+            "--rate",
+            "50",
+            "--connections",
+            "4",
+            "--query-cache-size",
+            "0",
+        ]
+    )
     result = orjson.loads(report.read_bytes())
     assert result["suite"] == "bench/serve"
     assert result["dataset"]["products"] == 24
@@ -74,8 +98,7 @@ def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     assert result["engine"]["p50_ms"] > 0
     ratios = result["ratios"]
     assert ratios["http_overhead_ratio"] == pytest.approx(
-        (result["levels"]["1"]["p50_ms"] - result["engine"]["p50_ms"])
-        / result["engine"]["p50_ms"]
+        (result["levels"]["1"]["p50_ms"] - result["engine"]["p50_ms"]) / result["engine"]["p50_ms"]
     )
     assert result["config"]["concurrency"] == [1, 4]
     assert result["config"]["workers"] == [1]
@@ -100,8 +123,17 @@ def test_bad_rates_and_no_levels_fail_clearly(
         (["--arrivals", "bursty", "--rate", "5"], "poisson, uniform"),
     ):
         with pytest.raises(SystemExit) as exit_info:
-            main(["bench", "serve", "--workspace", str(ws.root), "--report",
-                  str(tmp_path / "r.json"), *options])
+            main(
+                [
+                    "bench",
+                    "serve",
+                    "--workspace",
+                    str(ws.root),
+                    "--report",
+                    str(tmp_path / "r.json"),
+                    *options,
+                ]
+            )
         assert exit_info.value.code == 2, (options, message)
         assert message in capsys.readouterr().err
 

@@ -97,4 +97,3 @@ def test_the_json_error_format_and_a_full_batch_still_fits(client):
     }
     batch = orjson.dumps({"events": [{**event, "product_id": "p" * 256}] * MAX_EVENTS})
     assert len(batch) <= limit
-

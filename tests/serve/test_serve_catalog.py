@@ -30,8 +30,16 @@ def test_get_product(client):
     assert product["category"] == ["Furniture", "Sofas"]
     assert product["attributes"] == {}
     assert set(product) == {
-        "domain", "product_id", "title", "description", "brand", "category", "price",
-        "attributes", "created_at", "in_stock",
+        "domain",
+        "product_id",
+        "title",
+        "description",
+        "brand",
+        "category",
+        "price",
+        "attributes",
+        "created_at",
+        "in_stock",
     }
     missing = client.get("/products/us/999")
     assert missing.status_code == 404
@@ -44,11 +52,15 @@ def test_put_creates_and_replaces_in_table_and_live_index(client, workspace, adm
     assert created.json()["category"] == ["Furniture", "Sofas"]
     assert created.json()["attributes"] == {"colour": "green"}
     assert _ids(client, "chesterfield") == ["9"]
-    assert client.get("/search", params={"q": "sofa", "domain": "us"}).json()["facets"]["brand"][
-        "Regal"
-    ] == 1
+    assert (
+        client.get("/search", params={"q": "sofa", "domain": "us"}).json()["facets"]["brand"][
+            "Regal"
+        ]
+        == 1
+    )
     changed = client.put(
-        "/products/us/9", json={**SOFA, "title": "Velvet camelback sofa", "category": ["A", "B"]},
+        "/products/us/9",
+        json={**SOFA, "title": "Velvet camelback sofa", "category": ["A", "B"]},
         headers=admin,
     ).json()
     assert changed["created_at"] == created.json()["created_at"]

@@ -10,4 +10,3 @@ def test_serve_without_a_bundle_names_the_index_command(tmp_path, capsys):
     ws = Workspace.create(tmp_path / "ws")
     assert run(["serve", "--workspace", str(ws.root)]) == 2
     assert "shopsearch index --workspace" in capsys.readouterr().err.replace("\n", "")
-

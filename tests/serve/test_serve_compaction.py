@@ -75,7 +75,8 @@ def test_an_all_markets_search_is_stored_as_one_request_per_market(workspace):
     assert [(r["request_id"], r["domain"]) for r in requests] == [("r0@us", "us"), ("r0@gb", "gb")]
     impressions = workspace.table("impressions").to_pylist()
     assert [(i["request_id"], i["product_id"], i["position"]) for i in impressions] == [
-        ("r0@us", "1", 1), ("r0@gb", "5", 2)
+        ("r0@us", "1", 1),
+        ("r0@gb", "5", 2),
     ]
 
 

@@ -34,8 +34,18 @@ def _free_port() -> int:
 @contextmanager
 def _server(ws: Workspace, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = _free_port()
-    command = [sys.executable, "-c", _CLI, "serve", "-w", str(ws.root), "--host", HOST,
-               "--port", str(port)]
+    command = [
+        sys.executable,
+        "-c",
+        _CLI,
+        "serve",
+        "-w",
+        str(ws.root),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     env = {**os.environ, "SHOPSEARCH_SERVE__ADMIN_TOKEN": "t"}
     with log.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -46,7 +46,9 @@ def test_served_searches_and_events_become_table_rows(client, workspace):
     assert len(request) == 1
     assert request[0]["request_id"] == rid
     assert (request[0]["user_id"], request[0]["domain"], request[0]["query"]) == (
-        "alice", "us", "grey"
+        "alice",
+        "us",
+        "grey",
     )
     assert orjson.loads(request[0]["filters"]) == {"price_max": "600.0"}
 
@@ -67,13 +69,14 @@ def test_served_searches_and_events_become_table_rows(client, workspace):
     assert all(r["request_id"] == rid for r in rows)
     counts = workspace_stats(workspace)["domains"]["us"]
     assert (counts["requests"], counts["clicks"], counts["carts"], counts["purchases"]) == (
-        1, 1, 1, 1
+        1,
+        1,
+        1,
+        1,
     )
 
 
-def test_a_click_from_an_all_markets_search_is_stored_under_the_products_market(
-    client, workspace
-):
+def test_a_click_from_an_all_markets_search_is_stored_under_the_products_market(client, workspace):
     found = _search(client)
     assert {i["domain"] for i in found["items"]} == {"us", "gb"}
     rid = found["request_id"]
@@ -107,7 +110,8 @@ def test_any_worker_accepts_the_ids_of_another(workspace, serve):
     with serve(workspace) as second:
         event = {"request_id": rid, "product_id": "5", "kind": "click"}
         assert second.post("/events", json={"events": [event]}).json() == {
-            "accepted": 1, "duplicates": 0
+            "accepted": 1,
+            "duplicates": 0,
         }
     compact_event_log(workspace)
     assert workspace.table("interactions")["user_id"].to_pylist() == ["carol"]
@@ -192,7 +196,9 @@ def test_repeated_events_are_stored_once(client, workspace):
     compact_event_log(workspace)
     rows = workspace.table("interactions").to_pylist()
     assert sorted((r["kind"], r["value"]) for r in rows) == [
-        ("click", 0.0), ("purchase", 39.0), ("purchase", 499.0)
+        ("click", 0.0),
+        ("purchase", 39.0),
+        ("purchase", 499.0),
     ]
 
 
@@ -202,7 +208,8 @@ def test_an_event_id_is_an_idempotency_key(client, workspace):
     first = _post(client, [{**bought, "event_id": "order-1"}, {**bought, "event_id": "order-2"}])
     assert first.json() == {"accepted": 2, "duplicates": 0}  # same fields, two ids: two events
     assert _post(client, [{**bought, "event_id": "order-2"}]).json() == {
-        "accepted": 1, "duplicates": 1
+        "accepted": 1,
+        "duplicates": 1,
     }
     reused = _post(client, [{**bought, "event_id": "order-1", "value": 5.0}])
     assert reused.status_code == 409, reused.text
@@ -266,8 +273,10 @@ def test_a_product_shown_in_two_markets_is_stored_under_the_market_named(
     tmp_path, make_workspace, serve
 ):
     products = pd.DataFrame(
-        [("us", "1", "Grey sofa", "Acme", "Sofas", 499.0, True),
-         ("gb", "1", "Grey sofa", "Acme", "Sofas", 399.0, True)],
+        [
+            ("us", "1", "Grey sofa", "Acme", "Sofas", 499.0, True),
+            ("gb", "1", "Grey sofa", "Acme", "Sofas", 399.0, True),
+        ],
         columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"],
     )
     workspace = make_workspace(tmp_path / "ws", products)

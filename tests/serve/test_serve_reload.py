@@ -95,9 +95,10 @@ def test_searches_never_fail_during_reloads(client, workspace, admin, config):
 def test_other_workers_follow_a_reload(workspace, serve, admin, config):
     old = (workspace.root / "models" / "CURRENT").read_text().strip()
     new = _add_product_and_index(workspace, config)
-    with serve(workspace, run_id="run1", follow_every_s=0.05) as a, serve(
-        workspace, run_id="run1", follow_every_s=0.05
-    ) as b:
+    with (
+        serve(workspace, run_id="run1", follow_every_s=0.05) as a,
+        serve(workspace, run_id="run1", follow_every_s=0.05) as b,
+    ):
         assert _bundle(a) == _bundle(b) == new
         assert a.post("/admin/reload", json={"bundle": old}, headers=admin).status_code == 200
         deadline = time.monotonic() + 10

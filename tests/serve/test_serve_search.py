@@ -10,8 +10,21 @@ import pytest
 def test_search_response_contract(client):
     body = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
     assert set(body) == {
-        "request_id", "query", "domain", "total", "page", "size", "pages", "items", "facets",
-        "timings_ms", "pipeline", "notice", "suggestion", "correction", "intents",
+        "request_id",
+        "query",
+        "domain",
+        "total",
+        "page",
+        "size",
+        "pages",
+        "items",
+        "facets",
+        "timings_ms",
+        "pipeline",
+        "notice",
+        "suggestion",
+        "correction",
+        "intents",
     }
     stages = [s["name"] for s in body["pipeline"]]
     assert stages == ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
@@ -22,8 +35,16 @@ def test_search_response_contract(client):
     first = body["items"][0]
     assert first["product_id"] == "1"
     assert set(first) == {
-        "domain", "product_id", "title", "brand", "category", "price", "in_stock", "score",
-        "position", "stages",
+        "domain",
+        "product_id",
+        "title",
+        "brand",
+        "category",
+        "price",
+        "in_stock",
+        "score",
+        "position",
+        "stages",
     }
     assert first["category"] == ["Furniture", "Sofas"]
     assert first["stages"] == {}
@@ -190,9 +211,7 @@ def test_head_health_answers_like_get_without_a_body(client):
 def test_the_api_docs_need_no_network(client):
     for page in ("/docs", "/redoc"):
         html = client.get(page).text
-        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(
-            r"url: '([^']+)'", html
-        )
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
         assert assets, page
         for url in assets:
             assert url.startswith("/"), f"{page} loads {url} from elsewhere"

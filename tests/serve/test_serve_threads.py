@@ -21,6 +21,7 @@ def test_fair_semaphore_admits_waiters_in_arrival_order() -> None:
     slots.__enter__()  # the test holds the only slot
     threads = []
     for i in range(5):
+
         def take(i: int = i) -> None:
             with slots:
                 order.append(i)
@@ -129,7 +130,11 @@ def test_limit_this_thread_reaches_threads_started_after_the_process_limit() -> 
     )
     env = {k: v for k, v in os.environ.items() if k not in thread_env(1)}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=110,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=110,
         env=env,
     )
     cores, unlimited, limited = (int(x) for x in out.stdout.split())

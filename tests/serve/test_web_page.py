@@ -252,9 +252,9 @@ def test_search_filter_explain_and_click_is_logged(
     compact_event_log(workspace)
     clicks = workspace.table("interactions").to_pylist()
     # a search of one market: the click is stored with that search, in that market
-    assert {
-        (c["request_id"], c["product_id"], c["kind"], c["user_id"]) for c in clicks
-    } >= {(request_id, product_id, "click", user)}
+    assert {(c["request_id"], c["product_id"], c["kind"], c["user_id"]) for c in clicks} >= {
+        (request_id, product_id, "click", user)
+    }
 
 
 def test_market_switch_pages_and_errors(page: Page, base_url: str) -> None:

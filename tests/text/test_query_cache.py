@@ -154,9 +154,7 @@ def test_batcher_hands_an_error_to_every_caller_of_the_batch_and_goes_on() -> No
     batcher = QueryBatcher(encoder, max_batch=8)
     _first, first_threads = _in_threads([lambda: batcher.encode(["a"])])
     assert encoder.entered.wait(WAIT_S)
-    rest, threads = _in_threads(
-        [lambda: batcher.encode(["boom"]), lambda: batcher.encode(["xy"])]
-    )
+    rest, threads = _in_threads([lambda: batcher.encode(["boom"]), lambda: batcher.encode(["xy"])])
     _wait_queued(batcher, 2)
     encoder.gate.set()
     for thread in first_threads + threads:

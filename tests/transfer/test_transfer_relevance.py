@@ -210,8 +210,11 @@ def test_products_link_by_id_then_title_then_nearest_title() -> None:
     assert found.links == {"s1": "s1", "t2": "s2", "t3": "s3"}
     assert (found.by_id, found.by_title, found.by_embedding) == (1, 2, 0)
     near = link_products(
-        source, target.assign(title=[*target["title"][:2], "cordless drill kits set", "Oak shelf"]),
-        encoder, None, min_cosine=0.8,
+        source,
+        target.assign(title=[*target["title"][:2], "cordless drill kits set", "Oak shelf"]),
+        encoder,
+        None,
+        min_cosine=0.8,
     )
     assert near.links["t3"] == "s3"
     assert near.by_embedding == 1

@@ -63,8 +63,13 @@ async def _client(level: _Level, port: int, connection: Connection | None) -> No
                     if connection is None:
                         connection = await asyncio.open_connection(HOST, port)
                     status, keep_alive = await exchange(*connection, request)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError,
-                    asyncio.LimitOverrunError, ValueError):
+            except (
+                OSError,
+                TimeoutError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,
+            ):
                 level.errors += 1
                 keep_alive = False
             else:
@@ -114,5 +119,3 @@ def load_level(
         "max_ms": float(ok.max()) if ok.size else None,
         "client_cpu_share": cpu / wall,
     }
-
-

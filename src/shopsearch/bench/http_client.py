@@ -73,7 +73,6 @@ async def connect(port: int) -> Connection | None:
         return None  # the client connects again with its first request
 
 
-
 async def connect_all(port: int, count: int) -> list[Connection | None]:
     """``count`` connections to the server at ``port``, opened at once (see :func:`connect`)."""
     return list(await asyncio.gather(*(connect(port) for _ in range(count))))

@@ -203,6 +203,7 @@ def open_level(
         "max_ms": float(lat.max()) if ok else None,
         **percentiles_ms(run.service, "service_"),
         "client_lag_p99_ms": float(np.percentile(np.asarray(run.lags) * 1000, 99))
-        if run.lags else None,
+        if run.lags
+        else None,
         "client_cpu_share": cpu / wall,
     }

@@ -103,7 +103,10 @@ def _query_stage(workspace: Workspace) -> dict[str, Stage] | None:
 
 
 def run_retrieval_bench(
-    workspace: Workspace, settings: Settings, n_queries: int = 1000, seed: int = 0,
+    workspace: Workspace,
+    settings: Settings,
+    n_queries: int = 1000,
+    seed: int = 0,
     say: Say = print,
 ) -> dict[str, Any]:
     """Index every system, time ``n_queries`` one-at-a-time searches each, return the report."""
@@ -123,8 +126,9 @@ def run_retrieval_bench(
         bm25, t_bm25 = timed(lambda: BM25sBaseline().index(products))
         encoder = MiniLMEncoder()
         dense, t_dense = timed(
-            lambda: DenseRetriever(encoder, cache, hnsw_threshold=settings.retrieval.hnsw_threshold)
-            .index(products)
+            lambda: DenseRetriever(
+                encoder, cache, hnsw_threshold=settings.retrieval.hnsw_threshold
+            ).index(products)
         )
         sample = products["title"].to_pylist()[: min(512, n)]
         _, t_encode = timed(lambda: encoder.encode_items([f"{t} ·bench" for t in sample]))

@@ -100,8 +100,15 @@ def _open_count(rate: float, bounds: LoadBounds) -> int:
 
 
 def _serve_levels(
-    workspace: Workspace, workers: int, stream: Sequence[str], concurrency: Sequence[int],
-    open_load: OpenLoad, bounds: LoadBounds, env: Mapping[str, str], seed: int, say: Say,
+    workspace: Workspace,
+    workers: int,
+    stream: Sequence[str],
+    concurrency: Sequence[int],
+    open_load: OpenLoad,
+    bounds: LoadBounds,
+    env: Mapping[str, str],
+    seed: int,
+    say: Say,
 ) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory(dir=workspace.dir("cache"), prefix="bench-serve-") as tmp:
         served = snapshot_workspace(workspace, Path(tmp) / "workspace")
@@ -235,9 +242,7 @@ def run_serve_bench(
     )
     stream = bench_queries(workspace, products, total, seed)
     by_workers = {
-        w: _serve_levels(
-            workspace, w, stream, concurrency, open_load, bounds, env, seed, say
-        )
+        w: _serve_levels(workspace, w, stream, concurrency, open_load, bounds, env, seed, say)
         for w in workers
     }
     levels = by_workers[workers[0]]
@@ -250,9 +255,7 @@ def run_serve_bench(
         first = stream[WARMUP_REQUESTS : WARMUP_REQUESTS + max(answered, 1)]
         for query in stream[:WARMUP_REQUESTS]:
             engine.search(SearchParams(query, size=PAGE_SIZE))
-        timed = measure(
-            lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), first, warmup=0
-        )
+        timed = measure(lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), first, warmup=0)
     return {
         "suite": "bench/serve",
         "dataset": {

@@ -102,12 +102,25 @@ def server_process(
     """:func:`running_server`, yielding its port and the server's process id."""
     port = _free_port()
     command = [
-        sys.executable, "-c", _SERVE, "serve", "--workspace", str(workspace),
-        "--host", HOST, "--port", str(port), "--workers", str(workers),
+        sys.executable,
+        "-c",
+        _SERVE,
+        "serve",
+        "--workspace",
+        str(workspace),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, **(env or {})},
         )
         try:
@@ -156,4 +169,3 @@ def check_search(port: int, path: str, log: Path) -> None:
             f"GET {path} answered {status} {body[:300]!r}; expected 200 with a JSON body "
             f"holding 'items'; the server's last output:\n{_tail(log)}"
         )
-

@@ -112,7 +112,6 @@ def _cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str,
         "result_hit_rate": result_hits / result_lookups if result_lookups else None,
         "encode_batches": batches,
         "mean_encode_batch": (after["batch_sum"] - before["batch_sum"]) / batches
-        if batches else None,
+        if batches
+        else None,
     }
-
-

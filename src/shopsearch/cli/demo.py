@@ -36,9 +36,7 @@ def demo(
     the DNN ranking model trained on the logs, and query understanding (spelling correction,
     MMAN intent, suggestions; query rewriting is left out: minutes to train for a small gain).
     """
-    exists = (workspace / "workspace.json").exists() and Workspace.open(workspace).count(
-        "requests"
-    )
+    exists = (workspace / "workspace.json").exists() and Workspace.open(workspace).count("requests")
     if exists:
         console.print(f"using the demo workspace already built at {workspace}")
     else:

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     Members = dict[str | None, type[Suite[Any]]]
 
 
-
 class SuiteGroup(TyperGroup):
     """The ``eval`` group: a command per suite family, built from the registry on lookup.
 

@@ -239,4 +239,3 @@ def _clear_staging(log_dir: Path) -> None:
     staging = log_dir / STAGING
     if staging.exists():
         shutil.rmtree(staging, ignore_errors=True)
-

@@ -196,9 +196,7 @@ def _check_bool(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _Checke
     values[text.isin(_TRUE)] = True
     values[text.isin(_FALSE)] = False
     bad = ~blank & ~text.isin(_TRUE | _FALSE)
-    reasons = _reason_where(
-        bad, series.map(lambda v: f"not true/false: {show(v)!r}"), series.index
-    )
+    reasons = _reason_where(bad, series.map(lambda v: f"not true/false: {show(v)!r}"), series.index)
     return _Checked(values, reasons)
 
 
@@ -213,9 +211,7 @@ def _check_timestamp(series: pd.Series, spec: FieldSpec, blank: pd.Series) -> _C
     if rest.any():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            parsed[rest] = pd.to_datetime(
-                present[rest], utc=True, errors="coerce", format="mixed"
-            )
+            parsed[rest] = pd.to_datetime(present[rest], utc=True, errors="coerce", format="mixed")
     bad = ~blank & parsed.isna()
     reasons = _reason_where(
         bad, series.map(lambda v: f"unparsable timestamp: {show(v)!r}"), series.index
@@ -334,9 +330,7 @@ def validate_frame(table: str, frame: pd.DataFrame, known_domains: set[str]) -> 
         DataFormatError: a column that has no default is absent from the frame.
     """
     specs = SPECS[table]
-    missing = [
-        name for name, spec in specs.items() if name not in frame.columns and spec.required
-    ]
+    missing = [name for name, spec in specs.items() if name not in frame.columns and spec.required]
     if missing:
         raise DataFormatError(
             f"{table} rows have no column(s) {', '.join(missing)}; columns present: "

@@ -141,9 +141,13 @@ class QueryData:
         """``domain, query, requests, clicks, purchases``: how often each query was typed and
         how often it led somewhere, most typed first."""
         typed = self.queries.groupby(["domain", "query"]).size().rename("requests")
-        acted = self.outcomes.assign(
-            clicks=self.outcomes["stage"] >= 1, purchases=self.outcomes["stage"] >= 3
-        ).groupby(["domain", "query"])[["clicks", "purchases"]].sum()
+        acted = (
+            self.outcomes.assign(
+                clicks=self.outcomes["stage"] >= 1, purchases=self.outcomes["stage"] >= 3
+            )
+            .groupby(["domain", "query"])[["clicks", "purchases"]]
+            .sum()
+        )
         counts = pd.concat([typed, acted], axis=1).fillna(0).reset_index()
         counts[["requests", "clicks", "purchases"]] = counts[
             ["requests", "clicks", "purchases"]

@@ -64,11 +64,7 @@ def char_ngrams(word: str, low: int = 2, high: int = 4) -> list[str]:
     """The character n-grams (``low`` to ``high`` long) of ``word`` padded with ``<`` and
     ``>``: ``"sofa"`` → ``"<s", "so", ..., "ofa>"``; they match misspellings and plurals."""
     padded = f"<{word}>"
-    return [
-        padded[i : i + n]
-        for n in range(low, high + 1)
-        for i in range(len(padded) - n + 1)
-    ]
+    return [padded[i : i + n] for n in range(low, high + 1) for i in range(len(padded) - n + 1)]
 
 
 def query_key(text: str) -> str:

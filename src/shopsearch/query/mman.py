@@ -424,8 +424,12 @@ class MMANIntent(IntentComponent):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, cfg.batch_size):
                 rows = order[start : start + cfg.batch_size]
-                out = network(*self._inputs([keys[i] for i in rows.tolist()],
-                                            [examples.domains[i] for i in rows.tolist()]))
+                out = network(
+                    *self._inputs(
+                        [keys[i] for i in rows.tolist()],
+                        [examples.domains[i] for i in rows.tolist()],
+                    )
+                )
                 loss = nn.functional.binary_cross_entropy_with_logits(
                     out["logits"], targets[rows], reduction="none"
                 ).sum(1)

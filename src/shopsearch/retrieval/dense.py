@@ -455,8 +455,12 @@ class DenseRetriever(Retriever):
         if not todo:
             return out
         texts = [queries[positions[0]] for positions in todo.values()]
-        encoded = self._batcher.encode(texts) if len(texts) == 1 else (
-            self.encoder.encode_queries(texts)  # an offline batch: big enough on its own
+        encoded = (
+            self._batcher.encode(texts)
+            if len(texts) == 1
+            else (
+                self.encoder.encode_queries(texts)  # an offline batch: big enough on its own
+            )
         )
         for positions, vector in zip(todo.values(), encoded, strict=True):
             out[positions] = vector

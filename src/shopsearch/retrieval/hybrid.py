@@ -142,8 +142,7 @@ class HybridRetriever(Retriever):
         vectors = {
             space: h.query_vector
             for name, h in hits.items()
-            if h.query_vector is not None
-            and (space := self.sources[name].vector_space) is not None
+            if h.query_vector is not None and (space := self.sources[name].vector_space) is not None
         }
         return FusedHits(fused, facets, None, hits, timings, vectors)
 
@@ -197,9 +196,7 @@ class HybridRetriever(Retriever):
 
     def vector_source(self, space: str) -> Retriever | None:
         """The source whose vectors are in ``space`` (``None`` when no source's are)."""
-        return next(
-            (s for s in self.sources.values() if s.vector_space == space and space), None
-        )
+        return next((s for s in self.sources.values() if s.vector_space == space and space), None)
 
     # -- serving and updates -------------------------------------------------------------------
     def configure(self, options: ServingOptions | Callable[[str], ServingOptions]) -> None:
@@ -267,8 +264,7 @@ class HybridRetriever(Retriever):
         """Load a hybrid retriever saved by :meth:`save`."""
         config = orjson.loads((path / "config.json").read_bytes())
         sources = {
-            name: RETRIEVERS.get(kind).load(path / name)
-            for name, kind in config["sources"].items()
+            name: RETRIEVERS.get(kind).load(path / name) for name, kind in config["sources"].items()
         }
         hybrid = cls(sources, config["fusion"], config["per_source_k"], config["rrf_constant"])
         hybrid.weighting_.weights_ = {k: float(v) for k, v in config["weights"].items()}

@@ -326,7 +326,9 @@ def keyed_qrels(
     """Query → product key → stage; ``keys[i]`` is the product of ``samples.items[i]``."""
     out: dict[str, dict[ProductKey, float]] = {}
     for q, i, s in zip(
-        samples.query_index.tolist(), samples.item_index.tolist(), samples.stage.tolist(),
+        samples.query_index.tolist(),
+        samples.item_index.tolist(),
+        samples.stage.tolist(),
         strict=True,
     ):
         judged = out.setdefault(samples.queries[q], {})

@@ -39,7 +39,6 @@ from shopsearch.retrieval.lexical_schema import (
 MAX_QUERY_WORDS = 32
 
 
-
 def text_query(
     schema: tantivy.Schema,
     words: Sequence[tuple[str, str]],

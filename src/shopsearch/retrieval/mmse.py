@@ -423,9 +423,7 @@ class TwoTowerEncoder(Encoder):
             Featurized(
                 self._featurizer, samples.queries, self._dense_vectors(samples.queries, "query")
             ),
-            Featurized(
-                self._featurizer, samples.items, self._dense_vectors(samples.items, "item")
-            ),
+            Featurized(self._featurizer, samples.items, self._dense_vectors(samples.items, "item")),
         )
 
     # -- persistence ---------------------------------------------------------------------------

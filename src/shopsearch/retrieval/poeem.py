@@ -243,5 +243,7 @@ def code_bytes(index: faiss.Index) -> dict[str, float]:
     )
     rows = max(index.ntotal, 1)
     serialised: npt.NDArray[np.uint8] = faiss.serialize_index(index)
-    return {"code_bytes_per_product": float(inner.sa_code_size()),
-            "bytes_per_product": len(serialised) / rows}
+    return {
+        "code_bytes_per_product": float(inner.sa_code_size()),
+        "bytes_per_product": len(serialised) / rows,
+    }

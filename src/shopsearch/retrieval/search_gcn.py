@@ -147,9 +147,7 @@ class SearchGCNEncoder(Encoder):
     def version(self) -> str:
         """The two-tower version plus this graph's size and settings."""
         self._check()
-        return (
-            f"{self.base_.version}-gcn{self.layers}-{len(self.queries_)}q-{len(self.items_)}i"
-        )
+        return f"{self.base_.version}-gcn{self.layers}-{len(self.queries_)}q-{len(self.items_)}i"
 
     def fit(self, base: TwoTowerEncoder, samples: StagedSamples) -> Self:
         """Build the graph from the samples' positive pairs and propagate the tower vectors."""
@@ -242,5 +240,3 @@ class SearchGCNEncoder(Encoder):
         self.query_tower_ = np.load(path / "query_tower.npy", allow_pickle=False)
         self.query_vectors_ = np.load(path / "query_vectors.npy", allow_pickle=False)
         self.items_ = {t: items[i] for i, t in enumerate(texts["items"])}
-
-

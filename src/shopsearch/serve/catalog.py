@@ -114,9 +114,7 @@ def delete_product(state: ServerState, domain: str, product_id: str) -> None:
     _check_writable(state)
     with state.live.changes:
         if not _delete_row(state.workspace, domain, product_id):
-            raise ApiError(
-                404, "product_id", f"no product {product_id!r} in domain {domain!r}"
-            )
+            raise ApiError(404, "product_id", f"no product {product_id!r} in domain {domain!r}")
         with state.live.writing() as engine:
             engine.delete_products([(domain, product_id)])
 

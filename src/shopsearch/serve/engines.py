@@ -195,16 +195,20 @@ class LiveEngine:
                 raise ApiError(409, "bundle", str(exc)) from exc
         if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
             raise ApiError(
-                400, "bundle", f"bundle={name!r} is not a bundle directory name; give a name "
-                "listed in W/models, such as 'bundle-20240501T120000-abc123'"
+                400,
+                "bundle",
+                f"bundle={name!r} is not a bundle directory name; give a name "
+                "listed in W/models, such as 'bundle-20240501T120000-abc123'",
             )
         path = self.workspace.root / "models" / name
         if not path.is_dir():
             models = self.workspace.root / "models"
             names = sorted(p.name for p in models.iterdir() if p.is_dir())
             raise ApiError(
-                404, "bundle", f"no bundle {name!r} in {models}; bundles are: "
-                f"{', '.join(names) or 'none (build one with shopsearch index)'}"
+                404,
+                "bundle",
+                f"no bundle {name!r} in {models}; bundles are: "
+                f"{', '.join(names) or 'none (build one with shopsearch index)'}",
             )
         return path
 

@@ -132,9 +132,7 @@ def validation_message(error: Mapping[str, Any]) -> str:
         value = _Raw(value)
     if kind == "string_too_long":
         size = len(value) if isinstance(value, str) else "too many"
-        return (
-            f"{name} is {size} characters long; the limit is {ctx.get('max_length')}; shorten it"
-        )
+        return f"{name} is {size} characters long; the limit is {ctx.get('max_length')}; shorten it"
     if kind == "string_too_short":
         return f"{name} is empty; give at least {ctx.get('min_length')} character(s)"
     if kind == "too_long":
@@ -198,9 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def crash(request: Request, exc: Exception) -> Response:
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(
-            500, "", f"internal error ({type(exc).__name__}); see the server log"
-        )
+        return error_response(500, "", f"internal error ({type(exc).__name__}); see the server log")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -58,8 +58,9 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLargeError(
-                        _too_large(f"over {self.max_bytes} bytes ({received} received)",
-                                   self.max_bytes)
+                        _too_large(
+                            f"over {self.max_bytes} bytes ({received} received)", self.max_bytes
+                        )
                     )
             return message
 

@@ -186,9 +186,9 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: Annotated[
-        str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)
-    ] = Field(description="The request_id of the /search answer that showed the product.")
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS)] = (
+        Field(description="The request_id of the /search answer that showed the product.")
+    )
     product_id: Id = Field(description="A product_id of that answer's items.")
     kind: InteractionKind
     domain: Id | None = Field(
@@ -244,9 +244,7 @@ class ProductIn(BaseModel):
 
     title: Annotated[
         str,
-        StringConstraints(
-            strip_whitespace=True, min_length=1, max_length=LIMITS.max_title_chars
-        ),
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=LIMITS.max_title_chars),
     ]
     description: Annotated[str, StringConstraints(max_length=LIMITS.max_text_chars)] = ""
     brand: Annotated[str, StringConstraints(max_length=LIMITS.max_name_chars)] = ""

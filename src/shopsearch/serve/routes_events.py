@@ -106,8 +106,9 @@ async def _write(
         await state.log.write(b"".join(e.line for e in new), len(new))
     except OSError as exc:
         raise ApiError(
-            503, "events", f"the event log could not be written ({exc}); nothing was "
-            "stored; retry later"
+            503,
+            "events",
+            f"the event log could not be written ({exc}); nothing was stored; retry later",
         ) from exc
     else:
         with state.searches.lock:

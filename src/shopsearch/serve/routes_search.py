@@ -96,13 +96,16 @@ def search_router(state: ServerState) -> APIRouter:
             )
         if user is not None and len(user.encode()) > MAX_USER_BYTES:
             raise ApiError(
-                422, "user", f"user is {len(user.encode())} bytes in UTF-8; the limit is "
-                f"{MAX_USER_BYTES}; use a shorter user id"
+                422,
+                "user",
+                f"user is {len(user.encode())} bytes in UTF-8; the limit is "
+                f"{MAX_USER_BYTES}; use a shorter user id",
             )
         if price_min is not None and price_max is not None and price_min > price_max:
             raise ApiError(
-                400, "price_min", f"price_min={price_min} is above price_max={price_max}; "
-                "use price_min <= price_max"
+                400,
+                "price_min",
+                f"price_min={price_min} is above price_max={price_max}; use price_min <= price_max",
             )
         filters = Filters(
             category=path,
@@ -114,8 +117,10 @@ def search_router(state: ServerState) -> APIRouter:
         with state.live.reading() as served:
             if domain not in (ALL_DOMAINS, None) and domain not in served.domains:
                 raise ApiError(
-                    400, "domain", f"unknown domain {domain!r}; domains are "
-                    f"{', '.join(sorted(served.domains))} (see /domains), or * for all"
+                    400,
+                    "domain",
+                    f"unknown domain {domain!r}; domains are "
+                    f"{', '.join(sorted(served.domains))} (see /domains), or * for all",
                 )
             domain = served.engine.resolve_domain(domain)
             params = SearchParams(

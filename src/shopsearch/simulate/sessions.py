@@ -164,9 +164,7 @@ class SessionChunk:
                 query, made = add_typo(query, u[0], u[1], u[2])
             out.append(query)
             typos.append(made)
-        return QueryForms(
-            out, clean, np.array(typos, dtype=bool), np.array(shortened, dtype=bool)
-        )
+        return QueryForms(out, clean, np.array(typos, dtype=bool), np.array(shortened, dtype=bool))
 
 
 @dataclass(frozen=True)

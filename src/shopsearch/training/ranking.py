@@ -108,9 +108,7 @@ def train_ranking_bundle(
     similarity = bundle_similarity(old)
     relevance = bundle_relevance(old, workspace)
     pair_features = {RELEVANCE: relevance} if relevance is not None else None
-    samples = build_samples(
-        workspace.connect(), similarity=similarity, pair_features=pair_features
-    )
+    samples = build_samples(workspace.connect(), similarity=similarity, pair_features=pair_features)
     config = TrainConfig(epochs=ranking.epochs)
     ranker = train_ranker(samples, ranking.model, ranking.position_bias, config, progress=progress)
     if similarity is not None:

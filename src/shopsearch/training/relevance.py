@@ -293,9 +293,11 @@ def train_relevance_bundle(
 def _queries(workspace: Workspace, labelled: LabelledPairs) -> list[tuple[str, str]]:
     """Distinct ``(query, domain)`` of the labelled pairs, then of the log."""
     found = dict.fromkeys((q, k[0]) for q, k in zip(labelled.queries, labelled.keys, strict=True))
-    logged = workspace.connect().execute(
-        "SELECT DISTINCT query, domain FROM requests ORDER BY 1, 2"
-    ).fetchall()
+    logged = (
+        workspace.connect()
+        .execute("SELECT DISTINCT query, domain FROM requests ORDER BY 1, 2")
+        .fetchall()
+    )
     found.update(dict.fromkeys((str(q), str(d)) for q, d in logged))
     return list(found)
 

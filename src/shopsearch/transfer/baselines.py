@@ -277,8 +277,10 @@ class MMoEDomain(RankingModel):
             embedder,
             [t for layer in first for t in (layer.weight, layer.bias)]
             + [self.gates.weight, self.gates.bias],
-            lambda: [(layer.weight, layer.bias) for layer in first]
-            + [(self.gates.weight.transpose(1, 2).flatten(0, 1), self.gates.bias.flatten())],
+            lambda: (
+                [(layer.weight, layer.bias) for layer in first]
+                + [(self.gates.weight.transpose(1, 2).flatten(0, 1), self.gates.bias.flatten())]
+            ),
             batch,
             extra=embedder.sequence_mean(batch),
         )

@@ -43,6 +43,7 @@ from shopsearch.evaluate.suites.judged import JudgedSet
 from shopsearch.progress import Say
 from shopsearch.relevance.cross_encoder import TeacherConfig
 from shopsearch.relevance.distill import DistillConfig, LabelledPairs, distill
+from shopsearch.relevance.gate import gate_order
 from shopsearch.relevance.second_order import GraphRelevance, GraphRelevanceConfig, prune_edges
 from shopsearch.relevance.student import StudentConfig
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
@@ -244,10 +245,9 @@ def relevance_systems(
     for query, c in zip(queries, hybrid.retrieve_many(queries, 100), strict=True):
         vectors = student.product_vectors([texts[k] for k in c.keys])
         s = student.score_vectors(query, vectors) if len(c.keys) else np.zeros(0, np.float32)
-        keep = [i for i in range(len(c.keys)) if s[i] >= threshold]
-        low = [i for i in range(len(c.keys)) if s[i] < threshold]
-        demoted += len(low)
-        gated.append(Candidates([c.keys[i] for i in keep + low], c.scores[keep + low]))
+        order, below = gate_order(s, threshold, "demote")
+        demoted += below
+        gated.append(Candidates([c.keys[i] for i in order], c.scores[order]))
     score("shopsearch/hybrid+relevance", gated, time.perf_counter() - start,
           extra={"gate": {"threshold": threshold,
                           "demoted_share": demoted / max(1, sum(map(len, gated)))}})  # fmt: skip

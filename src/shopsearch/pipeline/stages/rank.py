@@ -152,4 +152,3 @@ class RankStage(Stage):
         state.reorder(ranked.order, ranked.scores)
         scored = min(depth, len(ranked.order))
         return Outcome("ran", f"{self.ranking.ranker.name} re-scored {scored}")
-
