@@ -180,6 +180,8 @@ class Distilled:
     gate: RelevanceGate
     holdout: LabelledPairs
     report: dict[str, Any]
+    #: The stacked teacher's label of every pair the student learned from.
+    labels: dict[tuple[str, ProductKey], float] = field(default_factory=dict)
 
     def teacher_scores(
         self, queries: Sequence[str], keys: Sequence[ProductKey],
@@ -292,7 +294,8 @@ def distill(
         "gate_threshold": gate.threshold,
         "gate_irrelevant_below_share": float(np.mean(student_hold < gate.threshold)),
     }
-    return Distilled(teacher, stack, student, gate, holdout, report)
+    labelled_by_teacher = dict(zip(pairs, labels.tolist(), strict=True))
+    return Distilled(teacher, stack, student, gate, holdout, report, labelled_by_teacher)
 
 
 __all__ = [

@@ -66,14 +66,14 @@ class GraphRelevanceConfig:
 
     order: int = 2
     similar_queries: int = 5
-    max_neighbours: int = 20
+    max_neighbours: int = 10
     buckets: int = 2**18
     dim: int = 64
     hidden: int = 128
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 256
     lr: float = 2e-3
-    budget_s: float = 1800.0
+    budget_s: float = 1200.0
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -5,9 +5,10 @@ MiniLM cross-encoder on most training queries, stacked with the dense (MiniLM bi
 and the BM25 score on the held-out training queries (``shopsearch/teacher``); the BERT2DNN
 student on the teacher's labels of the judged training pairs and of the hybrid's top
 ``relevance_candidates`` for every training query (``shopsearch/bert2dnn``); the graph models
-on the judged training pairs, the graph being the training queries' relevant judged products
-minus the edges the teacher scores irrelevant (``shopsearch/second-order``,
-``shopsearch/first-order``).
+(``shopsearch/second-order``, ``shopsearch/first-order``) on the judged training pairs (their
+grades) and those retrieved pairs (the teacher's labels: the negatives a full-catalog
+re-ranking meets), the graph being the judged-relevant and the retrieved pairs, as a click log
+would link queries and products, minus the edges the teacher scores irrelevant.
 
 Each model is measured three ways, with bootstrap CIs over test queries where they apply:
 
@@ -165,21 +166,35 @@ def relevance_systems(
                                   "candidates_per_query": candidates_per_query}  # fmt: skip
     hold = distilled.holdout
 
-    say("graph relevance: the teacher prunes the judged-relevant edges of the training queries")
-    relevant_rows = [i for i, g in enumerate(labelled.grades) if g >= labelled.relevant_at - 1e-9]
-    edges = [(labelled.queries[i], labelled.keys[i]) for i in relevant_rows]
-    edge_scores = distilled.teacher_scores([q for q, _ in edges], [k for _, k in edges], texts,
-                                           side)  # fmt: skip
-    kept = prune_edges(edges, edge_scores, labelled.relevant_at)
-    report.config["relevance"]["graph"] = {"edges": len(edges), "kept_by_teacher": len(kept)}
+    say("graph relevance: judged-relevant and retrieved pairs as the graph, pruned by the teacher")
+    labels = distilled.labels
+    judged_pairs = list(zip(labelled.queries, labelled.keys, strict=True))
+    relevant = [p for p, g in zip(judged_pairs, labelled.grades, strict=True)
+                if g >= labelled.relevant_at - 1e-9]  # fmt: skip
+    judged_set = set(judged_pairs)
+    retrieved = [p for p in dict.fromkeys(unlabeled) if p not in judged_set]
+    edges = list(dict.fromkeys(relevant + retrieved))
+    kept = prune_edges(edges, [labels[e] for e in edges], labelled.relevant_at)
+    report.config["relevance"]["graph"] = {
+        "judged_relevant_edges": len(relevant), "retrieved_edges": len(retrieved),
+        "kept_by_teacher": len(kept),
+    }  # fmt: skip
+    # judged pairs with their grades, retrieved ones with the teacher's labels (the negatives a
+    # full-catalog re-ranking meets)
+    graph_pairs = LabelledPairs(
+        labelled.queries + [q for q, _ in retrieved],
+        labelled.keys + [k for _, k in retrieved],
+        labelled.grades + [labels[p] for p in retrieved],
+        labelled.relevant_at,
+    )
     graph_settings = settings.get("graph", {})
     models: dict[str, PairScorer] = {}
     with report.timer("fit/second_order"):
         second = GraphRelevance(GraphRelevanceConfig(order=2, seed=seed, **graph_settings))
-        second.fit(labelled, texts, kept)
+        second.fit(graph_pairs, texts, kept)
     with report.timer("fit/first_order"):
         first = GraphRelevance(GraphRelevanceConfig(order=1, seed=seed, **graph_settings))
-        first.fit(labelled, texts, kept)
+        first.fit(graph_pairs, texts, kept)
     report.config["relevance"]["graph"].update(second.graph_size())
 
     student = distilled.student
