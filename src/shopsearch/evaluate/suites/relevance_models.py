@@ -162,7 +162,11 @@ def relevance_systems(
     with report.timer("fit/relevance_distill"):
         distilled = distill(labelled, texts, unlabeled, side, ["dense_cosine", "bm25"], config,
                             checkpoint_dir=cache_dir / _teacher_folder(train), say=say)  # fmt: skip
+    train_mean = float(np.mean([g for j in train.qrels.values() for g in j.values()]))
+    test_gains = np.asarray([g for j in test.qrels.values() for g in j.values()])
+    rmse_of_mean = float(np.sqrt(np.mean((test_gains - train_mean) ** 2)))
     report.config["relevance"] = {**distilled.report, "depth": depth,
+                                  "test_rmse_of_training_mean": rmse_of_mean,
                                   "candidates_per_query": candidates_per_query}  # fmt: skip
     hold = distilled.holdout
 
