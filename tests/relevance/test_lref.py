@@ -1,9 +1,9 @@
-"""LREF on a tiny random Llama with a character tokenizer built here (no network, no files)."""
+"""LREF on a tiny random Llama with a character tokenizer (``tiny_causal_lm`` in conftest)."""
 
 from __future__ import annotations
 
 import importlib.util
-import string
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,29 +19,6 @@ from shopsearch.relevance.lref import (
     PreferencePairs,
     rationale,
 )
-
-
-def _char_tokenizer() -> Any:
-    from tokenizers import Tokenizer, models, normalizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = ["[PAD]", "[UNK]", *sorted(set(string.ascii_lowercase + string.digits + " :\n().,-"))]
-    core = Tokenizer(models.BPE({c: i for i, c in enumerate(chars)}, [], unk_token="[UNK]"))
-    core.normalizer = normalizers.Lowercase()
-    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
-
-
-def _tiny_backbone() -> tuple[Any, Any]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _char_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )  # fmt: skip
-    return LlamaForCausalLM(config), tokenizer
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -79,11 +56,14 @@ def _config(**changes: Any) -> LREFConfig:
     return LREFConfig(**{**settings, **changes})
 
 
+Backbone = Callable[[], tuple[Any, Any]]
+
+
 @pytest.fixture(scope="module")
-def fitted() -> LREFTeacher:
+def fitted(tiny_causal_lm: Backbone) -> LREFTeacher:
     labelled, texts = _data()
     messages: list[str] = []
-    teacher = LREFTeacher(_config(), backbone=_tiny_backbone).fit(labelled, texts, messages.append)
+    teacher = LREFTeacher(_config(), backbone=tiny_causal_lm).fit(labelled, texts, messages.append)
     assert any("lref cot" in m for m in messages)
     return teacher
 
@@ -93,22 +73,25 @@ def test_every_stage_runs_and_reports(fitted: LREFTeacher) -> None:
     assert report["sft"]["steps"] > 0
     assert report["sft"]["trained_on"] >= report["sft"]["seed"] > 0
     assert report["sft"]["graded"] > 0
-    assert report["cot"]["steps"] > 0 and report["cot"]["examples"] > 0
-    assert report["dpo"]["steps"] >= 0 and report["dpo"]["pairs"] >= 0
+    assert report["cot"]["steps"] > 0
+    assert report["cot"]["examples"] > 0
+    assert report["dpo"]["steps"] >= 0
+    assert report["dpo"]["pairs"] >= 0
 
 
 def test_sft_learns_an_easy_pattern(fitted: LREFTeacher) -> None:
     queries = [f"cheap {item}" for item in ITEMS] * 2
     texts = [f"good {item}" for item in ITEMS] + [f"bad {item}" for item in ITEMS]
     scores = fitted.score(queries, texts)
-    assert scores.dtype == np.float32 and scores.shape == (12,)
+    assert scores.dtype == np.float32
+    assert scores.shape == (12,)
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[:6].mean() > scores[6:].mean() + 0.3
 
 
-def test_dpo_lowers_the_over_predicted_grade_on_its_pairs() -> None:
+def test_dpo_lowers_the_over_predicted_grade_on_its_pairs(tiny_causal_lm: Backbone) -> None:
     labelled, texts = _data()
-    teacher = LREFTeacher(_config(max_epochs=2, dpo_seconds=0), backbone=_tiny_backbone)
+    teacher = LREFTeacher(_config(max_epochs=2, dpo_seconds=0), backbone=tiny_causal_lm)
     teacher.fit(labelled, texts)
     queries = [f"{item}" for item in ITEMS]
     products = [f"bad {item}" for item in ITEMS]
@@ -130,17 +113,21 @@ def test_over_recall_pairs_reject_the_models_higher_grade(fitted: LREFTeacher) -
 
 def test_rationales_come_from_the_data() -> None:
     expert = rationale("expert", "red desk lamp", "Blue desk lamp, LED", 1, 3)
-    assert "desk, lamp" in expert and "red" in expert
+    assert "desk, lamp" in expert
+    assert "red" in expert
     rules = rationale("rules", "lamp 60 w", "lamp 40 w", 1, 3, category="Lighting")
-    assert "lamp matches" in rules and "0 of 1" in rules and "Lighting" in rules
+    assert "lamp matches" in rules
+    assert "0 of 1" in rules
+    assert "Lighting" in rules
     reflection = rationale("reflection", "desk lamp", "desk lamp shade", 0, 3)
-    assert "suggests grade 2" in reflection and "not enough" in reflection
+    assert "suggests grade 2" in reflection
+    assert "not enough" in reflection
     assert set(PERSPECTIVES) == {"expert", "rules", "reflection"}
     with pytest.raises(InvalidInputError, match="perspective"):
         rationale("vibes", "a", "b", 0, 3)
 
 
-def test_bad_input_errors(fitted: LREFTeacher) -> None:
+def test_bad_input_errors(fitted: LREFTeacher, tiny_causal_lm: Backbone) -> None:
     with pytest.raises(InvalidInputError, match="levels=11"):
         LREFConfig(levels=11)
     with pytest.raises(InvalidInputError, match="sft_seconds"):
@@ -152,9 +139,9 @@ def test_bad_input_errors(fitted: LREFTeacher) -> None:
     with pytest.raises(InvalidInputError, match="one text per query"):
         fitted.score(["a", "b"], ["c"])
     assert fitted.score([], []).shape == (0,)
-    labelled, texts = _data()
+    labelled, _texts = _data()
     with pytest.raises(InvalidInputError, match="without text"):
-        LREFTeacher(_config(), backbone=_tiny_backbone).fit(labelled, {})
+        LREFTeacher(_config(), backbone=tiny_causal_lm).fit(labelled, {})
     with pytest.raises(InvalidInputError, match="preference levels"):
         fitted.fit_preferences(PreferencePairs(["a"], ["b"], [0], [7]), seconds=1)
 
@@ -170,4 +157,5 @@ def test_packaged_smollm2_loads_offline_and_grades() -> None:
     teacher = LREFTeacher(LREFConfig(), backbone=lambda: (model, tokenizer))
     teacher._load_backbone()
     scores = teacher.score(["cordless drill"], ["DEWALT 20V MAX cordless drill kit"])
-    assert scores.shape == (1,) and 0 <= scores[0] <= 1
+    assert scores.shape == (1,)
+    assert 0 <= scores[0] <= 1
