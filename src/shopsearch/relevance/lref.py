@@ -1,30 +1,32 @@
 """LREF: a generative LM fine-tuned into a relevance grader in three stages (JD, WWW 2025).
 
 Tang et al., "LREF: A Novel LLM-based Relevance Framework for E-commerce Search" (WWW 2025,
-arXiv 2503.09223) turn a pretrained generative LM into a query-product relevance classifier:
+arXiv 2503.09223) turn a pretrained generative LM into a query-product relevance classifier
+in three stages. What we follow (the stage names, the three CoT perspectives and the aim of
+each stage are the paper's; where the public summaries we could read give no detail, the
+procedure below is ours and says so):
 
-1. **SFT with data selection.** The paper's point is that an LLM needs clean data more than
-   much data: it selects "noise-free, challenging" samples and fine-tunes on fewer, better
-   pairs. Here: an initial model is fine-tuned on a random seed share of the pairs, it grades
-   the others, and the pairs it gets wrong by at least ``hard_margin`` grade levels are kept
-   as challenging; of those, the ``noise_share`` with the largest disagreement are dropped as
-   probable label noise (the paper has human annotators re-check disagreements; we have
-   none, so the most extreme disagreements stand in for noise). SFT then continues on the
-   seed share plus the selected pairs.
-2. **Multi-CoT tuning.** The paper has a large LLM write rationales from three perspectives
-   (Expert Explaining, Rule Adherence, Decision Reflection) and tunes the model to reason
-   before its answer. We have no large LLM, so the rationales are *derived from the data* and
-   are honest about being templates: *expert* names the query words the product text covers
-   and misses; *rules* checks the rule-like facts an annotator would (the query's head word,
-   its numbers / sizes, the product's category when the caller gives one); *reflection*
-   compares the grade that word overlap alone would give with the judged grade and says
-   which way overlap misleads. Each rationale ends with the judged grade.
+1. **SFT with data selection.** The paper's point: an LLM needs clean, challenging data more
+   than much data; it selects "noise-free, challenging" samples and fine-tunes on fewer pairs.
+   Ours: an initial model is fine-tuned on a random ``seed_share`` of the pairs, it grades the
+   others, and the pairs it misses by at least ``hard_margin`` grade levels are kept as
+   challenging; of those, the ``noise_share`` with the largest disagreement are dropped as
+   probable label noise (we have no annotators to re-check disagreements, so the extreme ones
+   stand in for noise). SFT then continues on the seed pairs plus the selected ones.
+2. **Multi-CoT tuning.** The paper has a large LLM write rationales from three perspectives,
+   *Expert Explaining*, *Rule Adherence* and *Decision Reflection*, and tunes the model on
+   them. We have no large LLM, so the rationales are **templates filled from the data**:
+   ``expert`` names the query words the product text covers and misses; ``rules`` checks what
+   an annotator's rules would (the query's head word, its numbers and sizes, the product's
+   category when the caller gives one); ``reflection`` compares the grade word overlap alone
+   would give with the judged grade and says which way overlap misleads. Each rationale ends
+   with the judged grade.
 3. **DPO de-biasing.** LLM graders are optimistic: they call marginal pairs relevant
-   (over-recall). The model after stage 2 grades the labelled pairs; wherever it predicts a
-   *higher* grade than the judgment, a preference pair is built with the judged grade as
-   *chosen* and the model's optimistic grade as *rejected*, and DPO (Rafailov et al. 2023,
-   implemented here: policy vs frozen reference log-probabilities, ``beta``) pushes the
-   grade down on them.
+   (over-recall). The model after stage 2 grades the labelled pairs; wherever its grade (the
+   expected level, rounded) is *higher* than the judgment, a preference pair is built with the
+   judged grade *chosen* and the model's grade *rejected*; DPO (Rafailov et al. 2023,
+   implemented here: policy vs frozen reference log-probabilities, ``beta``) pushes the grade
+   down on them.
 
 Simplifications (each for the stated reason):
 
@@ -33,17 +35,17 @@ Simplifications (each for the stated reason):
   pretrained generative LM available offline here, and it fits a 2-core CPU.
 * Only the top ``train_layers`` transformer blocks and the final norm are trained (embeddings
   and lower blocks frozen): a full backward pass costs ~3x more per step on CPU.
-* Titles are truncated to ``max_title_chars`` and sequences to ``max_tokens``; every stage
-  runs for a budget in seconds (and at most ``max_epochs``), not to convergence.
-* The answer is read directly (the probability of each grade token right after the prompt;
-  the score is the expected grade on ``[0, 1]``): generating a rationale for every candidate
-  is far too slow on CPU. The rationales are trained as an auxiliary target next to the
-  direct answer in stage 2 (as in distilling step-by-step), so the model still learns them.
-* DPO's pairs differ only in the one answer token, so one forward pass gives both the
-  chosen and the rejected log-probability; the reference log-probabilities are computed once
-  before DPO (the reference is the frozen stage-2 model), so no second model is kept.
-* The selection, the rationales and the DPO pairs use the caller's judgments only (the
-  paper also uses online signals and human re-annotation, which we do not have).
+* Titles are cut to ``max_title_chars`` and prompts to ``max_tokens``; every stage runs for a
+  budget in seconds (and at most ``max_epochs``), not to convergence; at most ``max_pairs``.
+* The answer is read directly: the probability of each grade token right after the prompt,
+  the score being the expected grade on ``[0, 1]``. Generating a rationale for every
+  candidate is far too slow on CPU, so stage 2 trains the rationales as an auxiliary target
+  next to direct answers (as in "distilling step-by-step"); scoring never generates.
+* DPO's two answers differ in one token, so one forward pass gives both log-probabilities;
+  the reference's are computed once before DPO (the frozen stage-2 model), so no second
+  model is kept in memory. No SFT term is added to the DPO loss.
+* Selection, rationales and DPO pairs use the caller's judgments only (the paper also has
+  human re-annotation and online feedback).
 """
 
 from __future__ import annotations
@@ -434,7 +436,7 @@ class LREFTeacher:
         seconds: float = math.inf,
     ) -> PreferencePairs:  # fmt: skip
         """DPO's pairs: where the model grades higher than the judgment, chosen = the judged
-        level, rejected = the model's (optimistic) most likely level."""
+        level, rejected = the model's (optimistic) grade: its expected level, rounded."""
         self._check_fitted()
         expected = self._expected_levels(queries, texts, seconds)
         pairs = PreferencePairs([], [], [], [])
