@@ -51,12 +51,13 @@ Simplifications (each for the stated reason):
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -109,9 +110,10 @@ def smollm2_backbone() -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(
         folders[0], gguf_file=SMOLLM2_FILE, local_files_only=True
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        folders[0], gguf_file=SMOLLM2_FILE, local_files_only=True, dtype=torch.float32
-    )
+    with redirect_stderr(io.StringIO()):  # the GGUF reader's tqdm bar ignores the switch above
+        model = AutoModelForCausalLM.from_pretrained(
+            folders[0], gguf_file=SMOLLM2_FILE, local_files_only=True, dtype=torch.float32
+        )
     return model, tokenizer
 
 
