@@ -70,10 +70,10 @@ class GraphRelevanceConfig:
     buckets: int = 2**18
     dim: int = 64
     hidden: int = 128
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 256
     lr: float = 2e-3
-    budget_s: float = 1200.0
+    budget_s: float = 600.0
     seed: int = 0
 
     def __post_init__(self) -> None:
