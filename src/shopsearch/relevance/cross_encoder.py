@@ -36,6 +36,7 @@ import orjson
 
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.relevance.saved import read_model, save_model
+from shopsearch.relevance.threads import torch_threads
 
 if TYPE_CHECKING:
     import torch
@@ -225,10 +226,7 @@ class CrossEncoderTeacher:
         batches = self._batches([len(r) for r in rows], cfg.batch_size)
         steps = cfg.epochs * len(batches)
         fingerprint = _fingerprint(rows, target.numpy(), cfg)
-        threads = torch.get_num_threads()
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
-        try:
+        with torch_threads(cfg.threads):
             torch.manual_seed(cfg.seed)
             model = _scorer(self.folder or minilm_folder(), cfg.dropout)
             optimiser = torch.optim.AdamW(
@@ -272,8 +270,6 @@ class CrossEncoderTeacher:
             self.steps_, self.planned_steps_ = step, steps
             model.eval()
             self.model_ = model
-        finally:
-            torch.set_num_threads(threads)
         return self
 
     # -- scoring -------------------------------------------------------------------------------
@@ -294,16 +290,10 @@ class CrossEncoderTeacher:
         rows = self._encode(queries, texts)
         sep = int(self._tokenizer().sep_token_id)
         out = np.zeros(len(rows), np.float32)
-        threads = torch.get_num_threads()
-        if self.config.threads is not None:
-            torch.set_num_threads(self.config.threads)
-        try:
-            with torch.inference_mode():
-                for chosen in self._batches([len(r) for r in rows], batch_size):
-                    scores = self.model_(*self._batch([rows[i] for i in chosen], sep))
-                    out[chosen] = scores.float().numpy()
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(self.config.threads), torch.inference_mode():
+            for chosen in self._batches([len(r) for r in rows], batch_size):
+                scores = self.model_(*self._batch([rows[i] for i in chosen], sep))
+                out[chosen] = scores.float().numpy()
         return out
 
     # -- storage -------------------------------------------------------------------------------

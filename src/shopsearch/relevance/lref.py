@@ -56,8 +56,8 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr
+from collections.abc import Callable, Sequence
+from contextlib import redirect_stderr
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -72,6 +72,7 @@ from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Say
 from shopsearch.relevance.distill import LabelledPairs
 from shopsearch.relevance.saved import WEIGHTS, read_model
+from shopsearch.relevance.threads import torch_threads
 from shopsearch.store.atomic import write_json
 
 F32 = npt.NDArray[np.float32]
@@ -210,16 +211,6 @@ class PreferencePairs:
 
     def __len__(self) -> int:
         return len(self.queries)
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _words(text: str) -> list[str]:
@@ -560,7 +551,7 @@ class LREFTeacher:
         Raises:
             InvalidInputError: a product without text, or bad settings.
         """
-        with _torch_threads(self.config.threads):
+        with torch_threads(self.config.threads):
             return self._fit(labelled, texts, say or (lambda _message: None), categories or {})
 
     def _fit(
@@ -653,7 +644,7 @@ class LREFTeacher:
         """
         body, weights = read_model(path, _CONFIG, "LREF model")
         teacher = cls(LREFConfig(**body["config"]), backbone)
-        with _torch_threads(teacher.config.threads):
+        with torch_threads(teacher.config.threads):
             teacher._load_backbone()
         names = {n for n, p in teacher.model_.named_parameters() if p.requires_grad}
         if set(weights) != names:
@@ -679,7 +670,7 @@ class LREFTeacher:
             )
         if not queries:
             return np.zeros(0, np.float32)
-        with _torch_threads(self.config.threads):
+        with torch_threads(self.config.threads):
             levels = self._expected_levels(queries, texts)
         return (levels / (self.config.levels - 1)).astype(np.float32)
 

@@ -29,14 +29,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from sklearn.isotonic import IsotonicRegression
 
 from shopsearch.catalog.candidates import Candidates, ProductKey
@@ -56,6 +54,7 @@ from shopsearch.relevance.gate import gate_order
 from shopsearch.relevance.lref import LREFConfig, LREFTeacher
 from shopsearch.relevance.second_order import GraphRelevance, GraphRelevanceConfig, prune_edges
 from shopsearch.relevance.student import StudentConfig
+from shopsearch.relevance.threads import torch_threads
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -63,16 +62,6 @@ from shopsearch.text.product_text import product_texts
 
 F32 = npt.NDArray[np.float32]
 PairScorer = Callable[[Sequence[str], Sequence[ProductKey]], F32]
-
-
-@contextmanager
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _dense_cosine(dense: DenseRetriever) -> PairScorer:
@@ -111,7 +100,7 @@ def _bm25_score(bm25: BM25sBaseline) -> PairScorer:
 def _cost(score_200: Callable[[str], object], queries: Sequence[str]) -> dict[str, float]:
     """p50/p99 milliseconds of ``score_200(query)`` on one thread."""
     times = []
-    with _one_thread():
+    with torch_threads(1):
         for query in queries:
             start = time.perf_counter()
             score_200(query)
