@@ -83,3 +83,18 @@ def test_cli_logging_vs_random(shop: Path, tmp_path: Path) -> None:
     assert report.primary_metric == "gmv"
     logging, random = report.systems["baseline/logging"], report.systems["baseline/random"]
     assert logging["clicks"] > random["clicks"]
+
+
+def test_a_settings_file_is_a_policy(shop: Path, tmp_path: Path) -> None:
+    """``engine:FILE.toml`` serves the current bundle with those settings; the same settings
+    as ``engine`` give the same replay, a missing file is a clear error."""
+    same = tmp_path / "same.toml"
+    same.write_text("[ranking]\nenabled = false\n")
+    report = run_online_suite(
+        OnlineConfig(shop, ("engine", f"engine:{same}"), sessions=30, n_resamples=50)
+    )
+    diff = report.systems["shopsearch/diff"]
+    assert diff["clicks"] == 0.0
+    assert diff["purchases"] == 0.0
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        run_online_suite(OnlineConfig(shop, ("engine", f"engine:{tmp_path / 'no.toml'}")))

@@ -18,6 +18,7 @@ missing one it needs, is an error naming the option, the dataset and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -289,6 +290,8 @@ def _callback(name: str, members: Members, flags: list[_Flag]) -> Callable[..., 
                     f"{_or(takers)}: drop it or choose one of those"
                 )
             config[option.field] = option.parse(values[flag.param])
+        if "report_path" in {f.name for f in dataclasses.fields(suite.config_type)}:
+            config["report_path"] = report  # the suite writes its plots next to the report
         options = suite_options(suite.config_type)
         missing = [o.usage for o in options if o.required and o.field not in config]
         if missing:

@@ -92,6 +92,7 @@ SUITES: Registry[type[Suite[Any]]] = Registry(
         "shopsearch.evaluate.suites.query_sim",
         "shopsearch.evaluate.suites.suggest_sim",
         "shopsearch.evaluate.suites.suggest_bestbuy",
+        "shopsearch.evaluate.suites.stages",
     ),
     check=subclass_of(Suite),
 )

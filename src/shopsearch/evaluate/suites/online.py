@@ -9,7 +9,9 @@ Policies:
 * ``engine``: the workspace's current bundle, retrieval only (ranking stage switched off);
 * ``engine+ranking``: the current bundle with its ranking stage (``shopsearch train --stage
   ranking``); fails clearly when the bundle has none;
-* ``random``: random products of the request's domain.
+* ``random``: random products of the request's domain;
+* ``engine:FILE.toml``: the current bundle served with the settings of ``FILE.toml`` (any
+  pipeline configuration: a pre-ranking, re-ranking or allocation stage switched on or off).
 
 Metrics per policy: ``clicks``, ``carts``, ``purchases`` and ``gmv`` (USD) per 1,000 requests,
 with 95% bootstrap CIs over sessions (ratio of sums, sessions resampled). The entry
@@ -44,6 +46,12 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 POLICIES: tuple[str, ...] = ("logging", "engine", "engine+ranking", "random")
 METRICS: tuple[str, ...] = ("clicks", "carts", "purchases", "gmv")
+#: Prefix of a policy serving the current bundle with a settings file: ``engine:FILE.toml``.
+CONFIGURED = "engine:"
+
+
+def _known() -> str:
+    return f"{', '.join(POLICIES)} or {CONFIGURED}FILE.toml"
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,11 @@ class OnlineConfig:
         Path, option("Simulated workspace", flags=("--workspace", "-w"), metavar="W")
     ]
     policies: Annotated[
-        tuple[str, str], option("Two policies A,B: logging, engine, engine+ranking or random")
+        tuple[str, str],
+        option(
+            "Two policies A,B: logging, engine, engine+ranking, random or engine:FILE.toml "
+            "(the current bundle with those settings)"
+        ),
     ] = ("logging", "engine")
     sessions: Annotated[int, option("Sessions replayed per policy")] = 2000
     seed: Annotated[int, option("Seed of the replayed sessions and bootstrap")] = 0
@@ -112,11 +124,16 @@ def make_policy(name: str, ws: Workspace) -> RankingPolicy:
         return LexicalNoisePolicy(world.catalog.table, world.config.policy, seed=world.config.seed)
     if name == "random":
         return RandomPolicy(world.catalog.table, seed=world.config.seed)
-    if name not in ("engine", "engine+ranking"):
-        raise InvalidInputError(f"policy {name!r} is not known; use one of {', '.join(POLICIES)}")
     from shopsearch.config import load_settings
     from shopsearch.pipeline.engine import Engine
 
+    if name.startswith(CONFIGURED):
+        path = Path(name.removeprefix(CONFIGURED))
+        if not path.is_file():
+            raise InvalidInputError(f"policy {name!r}: settings file {path} does not exist")
+        return EnginePolicy(Engine.load(ws, load_settings(ws.root, path)))
+    if name not in ("engine", "engine+ranking"):
+        raise InvalidInputError(f"policy {name!r} is not known; use one of {_known()}")
     settings = load_settings(ws.root)
     ranking = settings.ranking.model_copy(update={"enabled": name == "engine+ranking"})
     engine = Engine.load(ws, settings.model_copy(update={"ranking": ranking}))
@@ -191,10 +208,8 @@ def run_online_suite(cfg: OnlineConfig, say: Say | None = None) -> Report:
     tell = say or (lambda _message: None)
     first, second = cfg.policies
     for name in cfg.policies:
-        if name not in POLICIES:
-            raise InvalidInputError(
-                f"policy {name!r} is not known; use one of {', '.join(POLICIES)}"
-            )
+        if name not in POLICIES and not name.startswith(CONFIGURED):
+            raise InvalidInputError(f"policy {name!r} is not known; use one of {_known()}")
     if first == second:
         raise InvalidInputError(f"both policies are {first!r}; compare two different policies")
     if cfg.sessions < 2:

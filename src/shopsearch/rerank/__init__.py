@@ -1,0 +1,2 @@
+"""Re-ranking after the ranking model: diversity (PODM-MI and its baselines) and traffic
+allocation (MODRL-TA and its baselines)."""
