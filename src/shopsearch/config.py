@@ -128,6 +128,12 @@ class PipelineSettings(BaseModel):
     #: Candidates the pre-ranking stage keeps for the ranking model to re-score; the rest
     #: follow them in pre-ranking order.
     prerank_keep: int = Field(200, ge=1, le=10_000)
+    #: Share of searches whose stream (the candidates each stage passed on, with the stage's
+    #: scores) is logged into the ``stream`` table: what pre-ranking learns from. About 2,600
+    #: rows per logged search (retrieve 2,000 + 200 per later stage); see the README.
+    stream_sample: float = Field(0.01, ge=0.0, le=1.0)
+    #: Most candidates of one stage a logged stream keeps.
+    stream_depth: int = Field(2000, ge=1, le=10_000)
 
     @field_validator("stages")
     @classmethod

@@ -166,3 +166,24 @@ def test_stats_compacts_first(workspace):
     _segment(workspace, "a.wal", _search(0) + _click(0))
     counts = workspace_stats(workspace)["domains"]["us"]
     assert (counts["requests"], counts["impressions"], counts["clicks"]) == (1, 2, 1)
+
+
+def test_a_logged_stream_becomes_rows_of_the_stream_table(workspace):
+    from shopsearch.pipeline.request import StreamEntry
+
+    stream = [
+        StreamEntry("retrieve", [("us", "1"), ("us", "2"), ("us", "3")], [3.0, 2.0, 1.0]),
+        StreamEntry("prerank", [("us", "2"), ("us", "1")], [0.9, 0.4]),
+    ]
+    line = search_line("r0", "u", "us", "q", {}, 1_700_000_000_000_000, [], stream)
+    _segment(workspace, "a.wal", line)
+    result = compact_event_log(workspace)
+    assert result.stream == 5
+    rows = workspace.table("stream").to_pylist()
+    assert [(r["stage"], r["product_id"], r["position"], r["score"]) for r in rows] == [
+        ("retrieve", "1", 1, 3.0),
+        ("retrieve", "2", 2, 2.0),
+        ("retrieve", "3", 3, 1.0),
+        ("prerank", "2", 1, 0.9),
+        ("prerank", "1", 2, 0.4),
+    ]

@@ -70,6 +70,7 @@ class CompactionResult:
     requests: int = 0
     impressions: int = 0
     interactions: int = 0
+    stream: int = 0
     segments_read: int = 0
     segments_removed: int = 0
     bad_lines: int = 0
@@ -78,8 +79,8 @@ class CompactionResult:
 
     @property
     def rows(self) -> int:
-        """Rows added to all three tables."""
-        return self.requests + self.impressions + self.interactions
+        """Rows added to the tables."""
+        return self.requests + self.impressions + self.interactions + self.stream
 
 
 @dataclass

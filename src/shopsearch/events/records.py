@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -36,7 +36,19 @@ import pyarrow as pa
 from shopsearch.store.schema import TABLES
 
 #: The tables the event log fills, in the order they are committed.
-LOG_TABLES = ("requests", "impressions", "interactions")
+LOG_TABLES = ("requests", "impressions", "interactions", "stream")
+
+
+class StageStream(Protocol):
+    """What one stage of a recorded stream passed on (a
+    :class:`~shopsearch.pipeline.request.StreamEntry`)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def keys(self) -> Sequence[tuple[str, str]]: ...
+    @property
+    def scores(self) -> Sequence[float]: ...
 
 
 @dataclass(frozen=True)
@@ -115,32 +127,43 @@ def search_line(
     filters: Mapping[str, str],
     timestamp: int,
     shown: Sequence[Shown],
+    stream: Sequence[StageStream] = (),
 ) -> bytes:
-    """The log line of one served search and the products it showed."""
-    return encode_line(
-        {
-            "type": "search",
-            "request": {
-                "request_id": request_id,
-                "session_id": None,
-                "user_id": user_id,
-                "domain": domain,
-                "query": query,
-                "filters": orjson.dumps(dict(filters)).decode(),
-                "timestamp": timestamp,
-            },
-            "impressions": [
-                {
-                    "product_id": item.product_id,
-                    "position": item.position,
-                    "price": item.price,
-                    "scores": orjson.dumps(dict(item.scores)).decode(),
-                    "domain": item.domain or domain,
-                }
-                for item in shown
-            ],
-        }
-    )
+    """The log line of one served search, the products it showed and (for a search whose
+    stream was recorded) what each stage passed on."""
+    record: dict[str, Any] = {
+        "type": "search",
+        "request": {
+            "request_id": request_id,
+            "session_id": None,
+            "user_id": user_id,
+            "domain": domain,
+            "query": query,
+            "filters": orjson.dumps(dict(filters)).decode(),
+            "timestamp": timestamp,
+        },
+        "impressions": [
+            {
+                "product_id": item.product_id,
+                "position": item.position,
+                "price": item.price,
+                "scores": orjson.dumps(dict(item.scores)).decode(),
+                "domain": item.domain or domain,
+            }
+            for item in shown
+        ],
+    }
+    if stream:
+        record["stream"] = [
+            {
+                "stage": entry.stage,
+                "domains": [key[0] for key in entry.keys],
+                "product_ids": [key[1] for key in entry.keys],
+                "scores": list(entry.scores),
+            }
+            for entry in stream
+        ]
+    return encode_line(record)
 
 
 def interaction_line(
@@ -213,6 +236,7 @@ class LogRows:
     requests: list[dict[str, Any]] = field(default_factory=list)
     impressions: list[dict[str, Any]] = field(default_factory=list)
     interactions: list[dict[str, Any]] = field(default_factory=list)
+    stream: list[dict[str, Any]] = field(default_factory=list)
     repeats: int = 0
     recorded: RecordedEvents = field(default_factory=RecordedEvents)
 
@@ -221,6 +245,7 @@ class LogRows:
         kind = record.get("type")
         if kind == "search":
             self._add_search(record["request"], record["impressions"])
+            self._add_stream(record["request"], record.get("stream", ()))
             return True
         if kind == "interaction":
             row = {name: record[name] for name in _INTERACTION_COLUMNS}
@@ -245,6 +270,26 @@ class LogRows:
             stored = market_request_id(rid, searched, market)
             self.requests.append({**request, "request_id": stored, "domain": market})
             self.impressions.extend({"request_id": stored, **row} for row in shown)
+
+    def _add_stream(
+        self, request: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]
+    ) -> None:
+        rid, searched = request["request_id"], request["domain"]
+        for entry in stages:
+            self.stream.extend(
+                {
+                    "request_id": market_request_id(rid, searched, market),
+                    "domain": market,
+                    "stage": entry["stage"],
+                    "product_id": product_id,
+                    "position": position,
+                    "score": score,
+                }
+                for position, (market, product_id, score) in enumerate(
+                    zip(entry["domains"], entry["product_ids"], entry["scores"], strict=True),
+                    start=1,
+                )
+            )
 
     def table(self, name: str) -> pa.Table:
         """The rows of one of :data:`LOG_TABLES` as an Arrow table of the workspace schema."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ from shopsearch.pipeline.request import (
 from shopsearch.pipeline.stage import STAGES, Absent, Stage, StageContext
 from shopsearch.pipeline.stages.rank import RankStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
+from shopsearch.pipeline.stream import StreamRecorder
 from shopsearch.retrieval.base import ServingOptions
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.store.bundles import bundle_meta, current_bundle
@@ -184,6 +186,8 @@ class Engine:
         state = SearchState(params, filters, depth, QueryInfo(params.query, params.query))
         timings: dict[str, float] = {}
         reports: list[StageReport] = []
+        request_id = uuid.uuid4().hex
+        stream = self._stream_recorder(params, request_id)
         for name, stage in self.stages:
             if isinstance(stage, Absent):
                 n = len(state.candidates)
@@ -198,6 +202,8 @@ class Engine:
             reports.append(
                 StageReport(name, outcome.status, ms, len(state.candidates), outcome.detail)
             )
+            if stream is not None:
+                stream.record(name, state)
         start = time.perf_counter()
         items = self._page(state)
         timings["render"] = 1000 * (time.perf_counter() - start)
@@ -206,7 +212,7 @@ class Engine:
         if state.total == 0:
             notice, suggestion = self._nothing(params, filters, state.query.text)
         return SearchResponse(
-            uuid.uuid4().hex,
+            request_id,
             items,
             state.total,
             state.facets,
@@ -217,7 +223,17 @@ class Engine:
             suggestion,
             state.query.correction,
             list(state.query.intents),
+            None if stream is None else stream.entries,
         )
+
+    def _stream_recorder(self, params: SearchParams, request_id: str) -> StreamRecorder | None:
+        """A recorder when this search's stream is logged: as asked, else one search in
+        ``1 / stream_sample`` (drawn from the request id, so reproducible)."""
+        record = params.record_stream
+        if record is None:
+            rate = self.settings.pipeline.stream_sample
+            record = rate > 0 and zlib.crc32(request_id.encode()) < rate * 2**32
+        return StreamRecorder(self.settings.pipeline.stream_depth) if record else None
 
     def _nothing(
         self, params: SearchParams, filters: Filters, query: str

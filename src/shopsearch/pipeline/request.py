@@ -25,6 +25,8 @@ class SearchParams:
     #: Let spelling correction change the query (``False``: search it as typed; the web
     #: page's "search instead for ..." link).
     correct: bool = True
+    #: Record the stream of this search (``None``: as ``[pipeline] stream_sample`` draws).
+    record_stream: bool | None = None
 
 
 @dataclass
@@ -81,6 +83,22 @@ class Suggestion:
     total: int
 
 
+@dataclass(frozen=True)
+class StreamEntry:
+    """The candidates one stage passed on, best first, with the stage's score of each.
+
+    Attributes:
+        stage: the stage (``retrieve``, ``prerank``, ``rank`` ...).
+        keys: ``(domain, product_id)`` of each candidate, in the stage's order.
+        scores: the stage's score of each (the ranking value for ``rank``; for a stage that
+            did not score, the score the candidate carried).
+    """
+
+    stage: str
+    keys: list[tuple[str, str]]
+    scores: list[float]
+
+
 @dataclass
 class SearchResponse:
     """What one search returns.
@@ -98,6 +116,8 @@ class SearchResponse:
         suggestion: a search that has results when this one has none.
         correction: the corrected query searched instead of the typed one (``None``: none).
         intents: the categories the query was predicted to be after, with probabilities.
+        stream: for a search whose stream was recorded, what each stage passed on
+            (``None``: not recorded).
     """
 
     request_id: str
@@ -111,6 +131,7 @@ class SearchResponse:
     suggestion: Suggestion | None = None
     correction: str | None = None
     intents: list[tuple[str, float]] = field(default_factory=list)
+    stream: list[StreamEntry] | None = None
 
 
 __all__ = [
@@ -120,5 +141,6 @@ __all__ = [
     "SearchResponse",
     "StageReport",
     "StageStatus",
+    "StreamEntry",
     "Suggestion",
 ]

@@ -32,6 +32,7 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.events.searches import SearchLog
+from shopsearch.events.records import LOG_TABLES
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
@@ -167,7 +168,7 @@ async def _every(seconds: float, job: Callable[[ServerState], None], state: Serv
 
 def _compact(state: ServerState) -> None:
     result = compact_event_log(state.workspace)
-    for table in ("requests", "impressions", "interactions"):
+    for table in LOG_TABLES:
         rows = getattr(result, table)
         if rows:
             state.metrics.compacted.labels(table).inc(rows)

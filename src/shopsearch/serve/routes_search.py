@@ -212,5 +212,6 @@ def _log(
         {k: v for k, v in logged.items() if v is not None},
         now_us(),
         shown,
+        response.stream or (),
     )
     state.log.submit(line)

@@ -67,6 +67,18 @@ TABLES: dict[str, pa.Schema] = {
             pa.field("value", pa.float64(), nullable=False),
         ]
     ),
+    # The candidates each pipeline stage passed on, for a sample of searches (the stream:
+    # what pre-ranking learns from, beside what was shown); ``position`` is 1-based.
+    "stream": pa.schema(
+        [
+            pa.field("request_id", pa.string(), nullable=False),
+            pa.field("domain", pa.string(), nullable=False),
+            pa.field("stage", pa.string(), nullable=False),
+            pa.field("product_id", pa.string(), nullable=False),
+            pa.field("position", pa.int32(), nullable=False),
+            pa.field("score", pa.float64(), nullable=False),
+        ]
+    ),
     "judgments": pa.schema(
         [
             pa.field("domain", pa.string(), nullable=False),
