@@ -98,3 +98,22 @@ def test_a_settings_file_is_a_policy(shop: Path, tmp_path: Path) -> None:
     assert diff["purchases"] == 0.0
     with pytest.raises(InvalidInputError, match="does not exist"):
         run_online_suite(OnlineConfig(shop, ("engine", f"engine:{tmp_path / 'no.toml'}")))
+
+
+def test_the_engine_as_a_policy_logs_its_stream(shop: Path) -> None:
+    from shopsearch.config import load_settings
+    from shopsearch.evaluate.suites.online import EnginePolicy
+    from shopsearch.pipeline.engine import Engine
+    from shopsearch.simulate.replay import replay
+
+    ws = Workspace.open(shop)
+    settings = load_settings(shop)
+    settings.pipeline.prerank_keep = 5
+    policy = EnginePolicy(Engine.load(ws, settings), stream_sample=1.0)
+    result = replay(ws, policy, 10, seed=3, keep_logs=True)
+    assert result.logs is not None
+    stream = result.logs.stream.to_pandas()
+    requests = result.logs.requests.to_pandas()
+    assert set(stream["request_id"]) <= set(requests["request_id"])
+    assert {"retrieve", "prerank"} <= set(stream["stage"])
+    assert stream[stream["stage"] == "prerank"].groupby("request_id").size().max() <= 5

@@ -153,3 +153,26 @@ def test_summary_describes_rates(tiny: tuple[Workspace, SimulationSummary]) -> N
     assert set(data["domains"]) == {"us", "gb"}
     assert abs(sum(data["clicked_position_share"]) - 1.0) < 1e-9
     assert isinstance(pa.scalar(summary.elapsed_seconds).as_py(), float)
+
+
+def test_the_logging_policy_logs_the_stream_of_a_sample(
+    tiny: tuple[Workspace, SimulationSummary],
+) -> None:
+    """About ``stream_sample`` of the requests have their BM25 candidates in ``stream``, best
+    first, and every shown BM25 match of such a request is among them."""
+    workspace, _ = tiny
+    stream = workspace.table("stream").to_pandas()
+    requests = workspace.table("requests").num_rows
+    logged = stream["request_id"].nunique()
+    assert 0.02 * requests < logged < 0.1 * requests  # stream_sample = 0.05
+    assert set(stream["stage"]) == {"retrieve"}
+    for _, rows in stream.groupby("request_id"):
+        assert rows["position"].tolist() == list(range(1, len(rows) + 1))
+        assert rows["score"].is_monotonic_decreasing
+    shown = workspace.table("impressions").to_pandas()
+    shown = shown[shown["request_id"].isin(set(stream["request_id"]))]
+    matched = shown[[orjson.loads(s)["bm25"] > 0 for s in shown["scores"]]]
+    pairs = set(zip(stream["request_id"], stream["product_id"], strict=True))
+    assert all(
+        (r, p) in pairs for r, p in zip(matched["request_id"], matched["product_id"], strict=True)
+    )

@@ -271,9 +271,7 @@ class LogRows:
             self.requests.append({**request, "request_id": stored, "domain": market})
             self.impressions.extend({"request_id": stored, **row} for row in shown)
 
-    def _add_stream(
-        self, request: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]
-    ) -> None:
+    def _add_stream(self, request: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]) -> None:
         rid, searched = request["request_id"], request["domain"]
         for entry in stages:
             self.stream.extend(

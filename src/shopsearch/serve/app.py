@@ -31,8 +31,8 @@ import shopsearch
 from shopsearch.config import Settings, load_settings
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
-from shopsearch.events.searches import SearchLog
 from shopsearch.events.records import LOG_TABLES
+from shopsearch.events.searches import SearchLog
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware

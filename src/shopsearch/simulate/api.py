@@ -57,6 +57,7 @@ def simulate(
     workspace.append("domains", domains_table(world))
     workspace.append("products", world.catalog.table)
     policy = LexicalNoisePolicy(world.catalog.table, config.policy, seed=config.seed)
+    policy.stream_sample = config.policy.stream_sample
     planner = SessionPlanner(world, config.sessions, config.seed, (SESSIONS,), SESSION_PREFIX)
 
     def sink(chunk: int, logs: ChunkLogs) -> None:
@@ -73,6 +74,7 @@ def write_logs(workspace: Workspace, logs: ChunkLogs, truth_name: str) -> None:
     workspace.append("requests", logs.requests)
     workspace.append("impressions", logs.impressions)
     workspace.append("interactions", logs.interactions)
+    workspace.append("stream", logs.stream)
     folder: Path = workspace.dir("ground_truth") / REQUESTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     write_parquet(folder / f"{truth_name}.parquet", logs.truth)

@@ -279,6 +279,9 @@ class PolicyParams:
         k1: BM25 term-frequency saturation.
         b: BM25 length normalisation.
         cache_size: most distinct (domain, query) entries cached before the cache is cleared.
+        stream_sample: share of requests whose stream (the BM25 candidates with their scores,
+            stage ``retrieve``) is logged into the ``stream`` table, as the engine does for
+            ``[pipeline] stream_sample``; drawn from the request id, so it changes no other draw.
     """
 
     temperature: float = 0.25
@@ -286,6 +289,7 @@ class PolicyParams:
     k1: float = 1.2
     b: float = 0.75
     cache_size: int = 100_000
+    stream_sample: float = 0.05
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for an out-of-range value."""
@@ -294,6 +298,7 @@ class PolicyParams:
         _check("k1", self.k1, 0.0, 10.0)
         _check_prob("b", self.b)
         _check("cache_size", self.cache_size, 1, 100_000_000)
+        _check_prob("stream_sample", self.stream_sample)
 
 
 #: Number of preset markets (see :data:`shopsearch.simulate.vocab.MARKETS`).

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from shopsearch.simulate.common import F32, I64
+from shopsearch.simulate.common import F32, I64, Bool
 from shopsearch.simulate.config import PolicyParams
 from shopsearch.simulate.policy import CatalogPolicy, RankMatrix, RequestBatch, random_distinct
 
@@ -89,6 +89,7 @@ class LexicalNoisePolicy(CatalogPolicy):
         cand = self._cand[cache_rows]
         score = self._score[cache_rows]
         valid = cand >= 0
+        self._record(batch, cand, score, valid)
         best = np.where(valid, score, 0.0).max(axis=1, keepdims=True)
         temperature = max(self.params.temperature, 1e-6)
         keys = np.where(
@@ -107,6 +108,21 @@ class LexicalNoisePolicy(CatalogPolicy):
         rows = self._complete(rows, codes, k, rng)
         items = np.where(rows >= 0, self.global_rows(products)[np.maximum(rows, 0)], -1)
         return RankMatrix(items.astype(np.int32), {"bm25": bm25.astype(np.float32)})
+
+    def _record(self, batch: RequestBatch, cand: I64, score: F32, valid: Bool) -> None:
+        """Record the BM25 candidates (stage ``retrieve``) of the sampled requests."""
+        ids = self.product_ids_
+        for i, request_id in enumerate(batch.request_ids):
+            if self.sampled(request_id):
+                order = np.argsort(-np.where(valid[i], score[i], -np.inf), kind="stable")
+                order = order[valid[i][order]]
+                self.record_stream(
+                    request_id,
+                    batch.domains[i],
+                    "retrieve",
+                    [ids[r] for r in cand[i][order].tolist()],
+                    score[i][order].astype(np.float64).tolist(),
+                )
 
     def _complete(self, rows: I64, codes: I64, k: int, rng: np.random.Generator) -> I64:
         """Fill empty positions with random products of the domain not already listed."""

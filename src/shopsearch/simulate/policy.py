@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.simulate.common import F32, I32, I64, POLICY, stream
+from shopsearch.store.schema import TABLES
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,47 @@ class RankingPolicy(ABC):
 
     #: Name of the policy (also the key of its score in the logged impression scores).
     name: ClassVar[str] = "policy"
+    #: Share of requests whose stream a policy that has one records (:meth:`record_stream`).
+    stream_sample: float = 0.0
+    _stream: list[pa.Table]
+
+    def sampled(self, request_id: str) -> bool:
+        """Whether this request's stream is recorded (drawn from its id: no other draw moves)."""
+        return self.stream_sample > 0 and zlib.crc32(request_id.encode()) < (
+            self.stream_sample * 2**32
+        )
+
+    def record_stream(
+        self,
+        request_id: str,
+        domain: str,
+        stage: str,
+        product_ids: list[str],
+        scores: list[float],
+    ) -> None:
+        """Keep what ``stage`` passed on for one request (best first), for :meth:`take_stream`."""
+        if not hasattr(self, "_stream"):
+            self._stream = []
+        n = len(product_ids)
+        self._stream.append(
+            pa.table(
+                {
+                    "request_id": [request_id] * n,
+                    "domain": [domain] * n,
+                    "stage": [stage] * n,
+                    "product_id": product_ids,
+                    "position": pa.array(range(1, n + 1), pa.int32()),
+                    "score": pa.array(scores, pa.float64()),
+                },
+                schema=TABLES["stream"],
+            )
+        )
+
+    def take_stream(self) -> pa.Table:
+        """The stream rows recorded since the last call (the ``stream`` table's schema)."""
+        kept = getattr(self, "_stream", [])
+        self._stream = []
+        return pa.concat_tables([TABLES["stream"].empty_table(), *kept])
 
     @abstractmethod
     def rank(self, batch: RequestBatch, k: int) -> Ranking:

@@ -42,6 +42,7 @@ class SimulatedLogs:
     requests: pa.Table
     impressions: pa.Table
     interactions: pa.Table
+    stream: pa.Table
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def replay(
         logs = SimulatedLogs(
             *(
                 pa.concat_tables([empty_table(name)] + [getattr(chunk, name) for chunk in kept])
-                for name in ("requests", "impressions", "interactions")
+                for name in ("requests", "impressions", "interactions", "stream")
             )
         )
     return ReplayResult(summary, truth, logs)

@@ -11,7 +11,7 @@ examined products are clicked, carted and bought through the funnel of
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -27,7 +27,7 @@ from shopsearch.simulate.sessions import Draws, SessionChunk, SessionPlanner
 from shopsearch.simulate.summary import Counters
 from shopsearch.simulate.truth import truth_table
 from shopsearch.simulate.world import World
-from shopsearch.store.schema import TABLES, TIMESTAMP
+from shopsearch.store.schema import TABLES, TIMESTAMP, empty_table
 
 KINDS = ("click", "add_to_cart", "purchase")
 
@@ -40,6 +40,7 @@ class ChunkLogs:
     impressions: pa.Table
     interactions: pa.Table
     truth: pa.Table
+    stream: pa.Table = field(default_factory=lambda: empty_table("stream"))
 
 
 @dataclass
@@ -70,7 +71,9 @@ def run_sessions(
         plan = planner.chunk(c)
         counters.add_sessions(plan.market.astype(np.int64), plan.user.astype(np.int64))
         slots = _simulate_chunk(world, planner, plan, c, policy, counters)
-        sink(c, _chunk_logs(world, plan, slots))
+        logs = _chunk_logs(world, plan, slots)
+        logs.stream = policy.take_stream()
+        sink(c, logs)
         done += len(plan)
         if progress is not None:
             progress(done, planner.sessions)

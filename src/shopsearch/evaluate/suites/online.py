@@ -86,12 +86,15 @@ class EnginePolicy(RankingPolicy):
 
     Args:
         engine: a loaded :class:`~shopsearch.pipeline.engine.Engine`.
+        stream_sample: share of requests whose stream (what each stage passed on) is kept
+            (:meth:`~shopsearch.simulate.policy.RankingPolicy.take_stream`).
     """
 
     name: ClassVar[str] = "engine"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, stream_sample: float = 0.0) -> None:
         self.engine = engine
+        self.stream_sample = stream_sample
 
     def rank(self, batch: RequestBatch, k: int) -> Ranking:
         """The engine's top ``k`` (at most its page size limit) per request."""
@@ -100,12 +103,27 @@ class EnginePolicy(RankingPolicy):
         limits = self.engine.settings.search
         size = min(k, limits.max_size)
         lists: list[list[str]] = []
-        for query, domain, user in zip(batch.queries, batch.domains, batch.user_ids, strict=True):
+        for rid, query, domain, user in zip(
+            batch.request_ids, batch.queries, batch.domains, batch.user_ids, strict=True
+        ):
             params = SearchParams(
-                query=query[: limits.max_query_chars], domain=domain, user_id=user, size=size
+                query=query[: limits.max_query_chars],
+                domain=domain,
+                user_id=user,
+                size=size,
+                record_stream=self.sampled(rid),
             )
-            items = self.engine.search(params).items
-            lists.append([item.product_id for item in items if item.domain == domain])
+            response = self.engine.search(params)
+            lists.append([item.product_id for item in response.items if item.domain == domain])
+            for entry in response.stream or ():
+                kept = [i for i, key in enumerate(entry.keys) if key[0] == domain]
+                self.record_stream(
+                    rid,
+                    domain,
+                    entry.stage,
+                    [entry.keys[i][1] for i in kept],
+                    [entry.scores[i] for i in kept],
+                )
         return Ranking(lists)
 
 
