@@ -115,6 +115,26 @@ class RelevanceSettings(BaseModel):
     max_pairs: int = Field(300_000, ge=100, le=100_000_000)
 
 
+class PrerankSettings(BaseModel):
+    """The pre-ranking stage (the light model of :mod:`shopsearch.prerank`) and ``shopsearch
+    train --stage prerank``. How many candidates it scores is ``[retrieval] candidates``; how
+    many it keeps for ranking is ``[pipeline] prerank_keep``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Run the bundle's pre-ranking model (``false``: the first ``prerank_keep`` in retrieval's
+    #: order go to ranking).
+    enabled: bool = True
+    #: How the model learns from the logged stream: ``hccp`` (hybrid samples, Margin InfoNCE
+    #: and consistency with ranking), ``distill`` (imitate the ranker), ``exposed`` (clicks on
+    #: shown products only).
+    objective: Literal["hccp", "distill", "exposed"] = "hccp"
+    #: Passes over the logged requests.
+    epochs: int = Field(4, ge=1, le=100)
+    #: Most seconds of training.
+    budget_s: float = Field(900.0, gt=0.0)
+
+
 class PipelineSettings(BaseModel):
     """The search pipeline (:mod:`shopsearch.pipeline`): its stages in order, and how many
     candidates reach the ranking model."""
@@ -198,6 +218,7 @@ class Settings(BaseSettings):
     query: QuerySettings = QuerySettings()
     ranking: RankingSettings = RankingSettings()
     relevance: RelevanceSettings = RelevanceSettings()
+    prerank: PrerankSettings = PrerankSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
 

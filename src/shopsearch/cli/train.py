@@ -1,5 +1,6 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance``: learn a stage
-from the logs (or, for query and relevance, from judgments)."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|prerank``: learn a
+stage from the logs (for query and relevance also from judgments; for prerank from the logged
+stream)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query", "relevance")
+STAGES = ("ranking", "retrieval", "query", "relevance", "prerank")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     stage: Annotated[
-        str, typer.Option(help="Stage to train: ranking, retrieval, query or relevance.")
+        str,
+        typer.Option(help="Stage to train: ranking, retrieval, query, relevance or prerank."),
     ] = "ranking",
     model: Annotated[
         str | None,
@@ -47,7 +49,9 @@ def train(
     shopsearch train --workspace W --stage retrieval --model two-tower,gcn;
     shopsearch train --workspace W --stage relevance --epochs 2 (distils a cross-encoder
     teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
-    seconds, into the BERT2DNN student the relevance stage serves, with its gate).
+    seconds, into the BERT2DNN student the relevance stage serves, with its gate);
+    shopsearch train --workspace W --stage prerank (the light pre-ranker, HCCP by default:
+    [prerank] objective, from the stream logged for [pipeline] stream_sample of searches).
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
@@ -57,6 +61,9 @@ def train(
         return
     if stage == "relevance":
         _train_relevance(Workspace.open(workspace), settings, epochs)
+        return
+    if stage == "prerank":
+        _train_prerank(Workspace.open(workspace), settings, epochs)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -126,3 +133,21 @@ def _train_relevance(workspace: Workspace, settings: Settings, epochs: int | Non
     with heartbeat("training relevance"):
         bundle = train_relevance_bundle(workspace, settings, say=say)
     console.print(f"trained the relevance model; published bundle {bundle}")
+
+
+def _train_prerank(workspace: Workspace, settings: Settings, epochs: int | None) -> None:
+    """``--stage prerank``: train the pre-ranker on the logged stream, publish it."""
+    from shopsearch.training.prerank import train_prerank_bundle
+
+    if epochs is not None:
+        if epochs < 1:
+            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
+        prerank = settings.prerank.model_copy(update={"epochs": epochs})
+        settings = settings.model_copy(update={"prerank": prerank})
+    with heartbeat("train"), progress_bar("training the pre-ranker", "steps") as advance:
+
+        def step(done: int, total: int, _loss: float) -> None:
+            advance(done, total)
+
+        bundle = train_prerank_bundle(workspace, settings, say, step)
+    console.print(f"trained the pre-ranker ({settings.prerank.objective}); published {bundle}")

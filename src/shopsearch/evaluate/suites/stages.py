@@ -4,7 +4,8 @@ the simulator, each beside its baselines, in one report.
 The suite is made of **parts**, one module per stage family (:data:`PARTS`); ``--parts`` picks
 which run (default: all). Each part trains its models from the workspace's logged stream,
 evaluates them against the simulator's ground truth and adds its systems to the one report,
-every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` ``{"part": ...}``:
+every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` object
+``{"about": {"part": ..., ...}}`` (which part, and its settings):
 
 * ``prerank`` (:mod:`.stages_prerank`): ``consistency``, ``ndcg@10``, ``cost_ms``;
 * ``rerank`` (:mod:`.stages_rerank`): ``ndcg@10``, ``alpha_ndcg@10``, ``ild``, ``coverage``;
@@ -33,7 +34,7 @@ from shopsearch.progress import Say
 from shopsearch.store.workspace import Workspace
 
 #: Part name → module (under ``shopsearch.evaluate.suites``) with ``measure``.
-PARTS: dict[str, str] = {}
+PARTS: dict[str, str] = {"prerank": "stages_prerank"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class StagesConfig:
         parts: which parts run (see :data:`PARTS`); empty: all.
         seed: seed of training, replays and bootstraps.
         n_resamples: bootstrap resamples of every interval.
+        prerank_pool, prerank_keep, prerank_sessions, prerank_test_sessions,
+            prerank_online_sessions, prerank_epochs: the ``prerank`` part
+            (:mod:`.stages_prerank`).
     """
 
     workspace: Annotated[
@@ -56,6 +60,18 @@ class StagesConfig:
     parts: Annotated[tuple[str, ...], option("Parts to run (default: all)")] = ()
     seed: Annotated[int, option("Seed of training, replays and bootstraps")] = 0
     n_resamples: int = 1000
+    prerank_pool: Annotated[int, option("Candidates retrieval passes to pre-ranking")] = 2000
+    prerank_keep: Annotated[int, option("Candidates pre-ranking keeps for ranking")] = 200
+    prerank_sessions: Annotated[
+        int, option("Sessions whose stream is logged to train the pre-rankers")
+    ] = 3000
+    prerank_test_sessions: Annotated[
+        int, option("Sessions whose requests the pre-rankers are measured on")
+    ] = 600
+    prerank_online_sessions: Annotated[
+        int, option("Sessions replayed against each pre-ranking configuration")
+    ] = 2000
+    prerank_epochs: Annotated[int, option("Passes of each pre-ranker over the stream")] = 4
 
 
 class Part(Protocol):
