@@ -201,3 +201,33 @@ def _ranking_rows(result: dict[str, Any]) -> Iterable[str]:
             f"{'ok' if row['within_target'] else 'over'} (target {result['stage_target_ms']} ms, "
             f"features + model{' + dense_sim' if result.get('dense_sim') else ''})"
         )
+
+
+@bench_app.command("prerank")
+def prerank(
+    workspace: WorkspaceOption,
+    report: ReportOption,
+    requests: Annotated[int, typer.Option(help="Requests timed.")] = 500,
+    candidates: Annotated[int, typer.Option(help="Candidates pre-ranked per request.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed for picking logged queries.")] = 0,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+) -> None:
+    """The pre-ranking stage per request on one thread, p50/p99 (wall and CPU), for the
+    current bundle's model scoring CANDIDATES products (target: p99 <= 2 ms for 2,000)."""
+    from shopsearch.bench.prerank import run_prerank_bench
+
+    settings = load_settings(workspace, config)
+    with heartbeat("bench prerank"):
+        result = run_prerank_bench(
+            Workspace.open(workspace), settings, requests, candidates, seed, say=say
+        )
+    _write_report(report, result, _prerank_rows, ratios=False)
+
+
+def _prerank_rows(result: dict[str, Any]) -> Iterable[str]:
+    yield (
+        f"prerank {result['objective']} over {result['candidates']} candidates: "
+        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
+        f"(cpu p99 {result['cpu_p99_ms']:.2f} ms)  "
+        f"{'ok' if result['within_target'] else 'over'} (target {result['target_ms']} ms)"
+    )

@@ -9,6 +9,7 @@ aligned with the candidates, so no stage has to know the others' columns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +99,11 @@ class SearchState:
         ``scores`` (aligned with ``order``); every column follows. ``order`` may be shorter
         than the list: the rest are dropped."""
         old = self.candidates
+        picked = order.tolist()
         self.candidates = Candidates(
-            keys=[old.keys[i] for i in order.tolist()],
+            keys=[old.keys[i] for i in picked]
+            if len(picked) < 2
+            else list(itemgetter(*picked)(old.keys)),
             scores=np.asarray(scores, dtype=np.float32),
             total=old.total,
             sources={name: values[order] for name, values in old.sources.items()},

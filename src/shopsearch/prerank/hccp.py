@@ -45,8 +45,10 @@ and temperature are fixed settings rather than tuned per level.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from operator import itemgetter
 from pathlib import Path
 from typing import Self
 
@@ -77,6 +79,7 @@ class LightPreranker:
     def __init__(self, config: PrerankConfig | None = None) -> None:
         self.config = config or PrerankConfig()
         self.featurizer = HashedFeaturizer(self.config.buckets)
+        self._domains: dict[str, dict[str, int]] | None = None
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -152,10 +155,21 @@ class LightPreranker:
         out = np.tanh(self.query_weight_ @ self.table_[bag].mean(axis=0) + self.query_bias_)
         return np.asarray(out, np.float32)
 
-    def rows_of(self, keys: Sequence[tuple[str, str]], texts: Callable[[int], str]) -> F32:
+    def rows_of(
+        self,
+        keys: Sequence[tuple[str, str]],
+        texts: Callable[[int], str],
+        domain: str | None = None,
+    ) -> F32:
         """The product rows of ``keys``; a product the model has no row for (added since)
-        gets one from ``texts(i)`` (its text; no logged statistics) and keeps it."""
-        rows = np.fromiter((self.index_.get(k, -1) for k in keys), np.int64, len(keys))
+        gets one from ``texts(i)`` (its text; no logged statistics) and keeps it. ``domain``:
+        every key is of that market (a faster look-up by product id)."""
+        by_id = self._by_domain().get(domain) if domain is not None else None
+        if by_id is not None:
+            found = map(by_id.get, map(itemgetter(1), keys), itertools.repeat(-1))
+        else:
+            found = map(self.index_.get, keys, itertools.repeat(-1))
+        rows = np.fromiter(found, np.int64, len(keys))
         missing = np.flatnonzero(rows < 0)
         if missing.size:
             bags = []
@@ -169,8 +183,18 @@ class LightPreranker:
                 self.index_[keys[i]] = start + j
                 self.keys_.append(keys[i])
                 rows[i] = start + j
+            self._domains = None
         out: F32 = self.rows_[rows]
         return out
+
+    def _by_domain(self) -> dict[str, dict[str, int]]:
+        """Row of each product id, per market (built on first use)."""
+        if self._domains is None:
+            domains: dict[str, dict[str, int]] = {}
+            for (market, product_id), row in self.index_.items():
+                domains.setdefault(market, {})[product_id] = row
+            self._domains = domains
+        return self._domains
 
     def score(self, query: str, rows: F32, upstream: F32) -> F32:
         """Scores of candidates given by their :meth:`rows_of` and upstream features."""

@@ -69,9 +69,9 @@ class PrerankStage(Stage):
         depth = state.reorderable()
         keys = found.keys[:depth]
         upstream = upstream_features(found.scores[:depth], np.arange(1, depth + 1), depth)
-        rows = self.model.rows_of(keys, lambda i: self._text(keys[i]))
+        rows = self.model.rows_of(keys, lambda i: self._text(keys[i]), state.filters.domain)
         scores = self.model.score(state.query.text, rows, upstream)
-        ranked = np.argsort(-scores, kind="stable")
+        ranked = np.argsort(-scores)
         order = np.concatenate([ranked, np.arange(depth, len(found))]).astype(np.intp)
         column = np.full(len(found), np.nan)
         column[:depth] = scores
