@@ -17,7 +17,8 @@ full ranker, trained from a logged stream and measured end to end.
    retrieval's first ``prerank_keep``; ``baseline/full-rank`` lets the ranking model score the
    whole pool. ``consistency``: the share of the full ranker's top 10 inside the system's
    ``prerank_keep``. ``cost_ms``: the pre-ranking stage's milliseconds per request (one
-   thread); ``rank_ms``: the ranking stage's, after it. CIs: bootstrap over requests.
+   thread); ``rank_ms``: the ranking stage's, after it; ``stack_ms``: both (the cost to
+   compare with ``full-rank``'s). CIs: bootstrap over requests.
 4. **Online.** The same ``prerank_online_sessions`` sessions (seed ``seed + 3000``) are
    replayed against the engine with each pre-ranker and with the full ranker; clicks and
    purchases per 1,000 requests with CIs and the paired difference against ``full-rank``
@@ -156,6 +157,7 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
             "cost_ms": float(np.mean(got.cost_ms)),
             "cost_p99_ms": float(np.percentile(got.cost_ms, 99)),
             "rank_ms": float(np.mean(got.rank_ms)),
+            "stack_ms": float(np.mean(got.cost_ms) + np.mean(got.rank_ms)),
             **online.metrics[name],
         }
         ci = {
