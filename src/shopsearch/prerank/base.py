@@ -39,6 +39,8 @@ class PrerankConfig:
         ranker_temperature: temperature of the ranker's standardised values in the ListNet
             target.
         level0_sample: retrieved-only candidates drawn per request and epoch.
+        level1_sample: pre-ranked-only candidates drawn per request and epoch (the ones
+            the ranker scored and that were shown are always kept).
         random_negatives: uniformly drawn products of the market per request (``hccp``).
         epochs: passes over the requests.
         batch_requests: requests per step.
@@ -54,8 +56,9 @@ class PrerankConfig:
     temperature: float = 0.5
     consistency: float = 1.0
     ranker_temperature: float = 1.0
-    level0_sample: int = 200
-    random_negatives: int = 32
+    level0_sample: int = 64
+    level1_sample: int = 64
+    random_negatives: int = 16
     epochs: int = 4
     batch_requests: int = 16
     lr: float = 3e-3
@@ -68,10 +71,10 @@ class PrerankConfig:
                 f"prerank objective {self.objective!r} is not known; use one of {OBJECTIVES}"
             )
         sizes = (self.buckets - 1, self.dim, self.epochs, self.batch_requests)
-        if min(sizes) < 1 or min(self.level0_sample, self.random_negatives) < 0:
+        if min(sizes) < 1 or min(self.level0_sample, self.level1_sample, self.random_negatives) < 0:
             raise InvalidInputError(
                 "prerank buckets >= 2, dim, epochs, batch_requests >= 1 and level0_sample, "
-                "random_negatives >= 0 are needed"
+                "level1_sample, random_negatives >= 0 are needed"
             )
         if min(self.temperature, self.ranker_temperature, self.lr, self.budget_s) <= 0:
             raise InvalidInputError(
@@ -100,10 +103,27 @@ class Catalog:
     stats: F32
     domain_rows: dict[str, I64]
 
+    def __post_init__(self) -> None:
+        lengths = np.array([len(bag) for bag in self.flat], np.int64)
+        #: every row's ids one after another, and where each row's start (CSR layout)
+        self.ids = np.fromiter((i for bag in self.flat for i in bag), np.int64, lengths.sum())
+        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.lengths = lengths
+
+    def bags(self, rows: I64) -> tuple[I64, I64]:
+        """The ids and offsets (``EmbeddingBag`` layout) of ``rows``' bags, vectorised."""
+        lengths = self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        within = np.arange(lengths.sum()) - np.repeat(offsets, lengths)
+        ids = self.ids[np.repeat(self.starts[rows], lengths) + within]
+        return ids, offsets
+
 
 def catalog_rows(
     featurizer: HashedFeaturizer, products: pd.DataFrame, stats: pd.DataFrame | None
 ) -> Catalog:
+    """The products of ``products`` as a :class:`Catalog` (``stats``: :func:`~.samples.
+    product_stats`, ``None``: zeros)."""
     keys = list(zip(products["domain"], products["product_id"], strict=True))
     bags = [
         [i for i in (*w, *c, *b) if i]

@@ -29,7 +29,9 @@ precomputed rows and one matrix-vector product in numpy (no torch), on one threa
       -log( e^{(s_i - m)/t} / (e^{(s_i - m)/t} + sum_{j: l_j < l_i} e^{s_j/t}) )
 
   averaged per level and summed over levels (global consistency with the whole stream, and the
-  few clicks and purchases weigh as much as the many pre-ranked), plus ``consistency`` times a
+  few clicks and purchases weigh as much as the many pre-ranked; each step samples
+  ``level0_sample`` retrieved-only and ``level1_sample`` pre-ranked-only candidates of a
+  request and keeps every shown one), plus ``consistency`` times a
   ListNet term towards the logged ranking model's values of the ranked candidates (local
   consistency with ranking);
 * ``distill`` (``baseline/prerank-distill``): the ListNet term alone - imitates the ranker;

@@ -27,7 +27,7 @@ class PrerankNetwork(nn.Module):
     def __init__(self, cfg: PrerankConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.table = nn.EmbeddingBag(cfg.buckets, cfg.dim, mode="mean", padding_idx=0)
+        self.table = nn.EmbeddingBag(cfg.buckets, cfg.dim, mode="mean", padding_idx=0, sparse=True)
         nn.init.normal_(self.table.weight, std=0.1)
         self.query = nn.Linear(cfg.dim, cfg.dim)
         self.product = nn.Linear(cfg.dim + len(STATS), cfg.dim)
@@ -38,7 +38,11 @@ class PrerankNetwork(nn.Module):
         """``[len(bags), dim]`` mean embeddings of hashed feature bags."""
         flat = np.fromiter((i for bag in bags for i in bag), np.int64)
         offsets = np.cumsum([0] + [len(b) for b in bags[:-1]]).astype(np.int64)
-        out: torch.Tensor = self.table(torch.from_numpy(flat), torch.from_numpy(offsets))
+        return self.embed(flat, offsets)
+
+    def embed(self, ids: I64, offsets: I64) -> torch.Tensor:
+        """Mean embeddings of bags in ``EmbeddingBag`` layout."""
+        out: torch.Tensor = self.table(torch.from_numpy(ids), torch.from_numpy(offsets))
         return out
 
     def arrays(self) -> dict[str, F32]:
@@ -59,21 +63,31 @@ class PrerankNetwork(nn.Module):
 Picked = tuple[I64, I8, F32, F32]
 
 
-def pick(cfg: PrerankConfig, s: StreamList, catalog: Catalog, rng: np.random.Generator) -> Picked:
+def list_rows(s: StreamList, catalog: Catalog) -> I64:
+    """The catalog row of each candidate of a list (``-1``: not in the catalog)."""
+    return np.fromiter(
+        (catalog.index.get((s.domain, p), -1) for p in s.product_ids), np.int64, len(s.levels)
+    )
+
+
+def pick(
+    cfg: PrerankConfig, s: StreamList, rows: I64, catalog: Catalog, rng: np.random.Generator
+) -> Picked:
     """The candidates of one request a step learns from: catalog rows, levels (``-1``: a
-    random negative), upstream features and the ranker's values."""
-    rows = np.fromiter((catalog.index.get((s.domain, p), -1) for p in s.product_ids), np.int64)
+    random negative), upstream features and the ranker's values (``rows``: its
+    :func:`list_rows`)."""
     known = rows >= 0
     if cfg.objective == "exposed":
         keep = known & (s.levels >= SHOWN)
     elif cfg.objective == "distill":
         keep = known & np.isfinite(s.ranker)
     else:
-        keep = known & (s.levels >= 1)
-        level0 = np.flatnonzero(known & (s.levels == 0))
-        if level0.size > cfg.level0_sample:
-            level0 = rng.choice(level0, cfg.level0_sample, replace=False)
-        keep[level0] = True
+        keep = known & (s.levels >= 2)
+        for level, most in ((0, cfg.level0_sample), (1, cfg.level1_sample)):
+            at = np.flatnonzero(known & (s.levels == level))
+            if at.size > most:
+                at = rng.choice(at, most, replace=False)
+            keep[at] = True
     chosen = np.flatnonzero(keep)
     out_rows, levels = rows[chosen], s.levels[chosen]
     upstream, ranker = s.upstream[chosen], s.ranker[chosen]
@@ -142,27 +156,24 @@ def _query_bag(featurizer: HashedFeaturizer, query: str) -> list[int]:
 
 def batch_loss(
     network: PrerankNetwork,
-    batch: Sequence[StreamList],
+    batch: Sequence[tuple[StreamList, I64]],
     catalog: Catalog,
     featurizer: HashedFeaturizer,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """The mean loss over a batch of requests (each product's side computed once)."""
+    """The mean loss over a batch of requests with their :func:`list_rows` (each product's
+    side computed once)."""
     cfg = network.cfg
-    picks = [pick(cfg, s, catalog, rng) for s in batch]
+    picks = [pick(cfg, s, rows, catalog, rng) for s, rows in batch]
     rows = np.concatenate([p[0] for p in picks])
     unique, inverse = np.unique(rows, return_inverse=True)
     inputs = torch.cat(
-        [
-            network.bags([catalog.flat[r] for r in unique.tolist()]),
-            torch.from_numpy(catalog.stats[unique]),
-        ],
-        dim=1,
+        [network.embed(*catalog.bags(unique)), torch.from_numpy(catalog.stats[unique])], dim=1
     )
     p_all = torch.tanh(network.product(inputs))
     b_all = network.prior(inputs).squeeze(-1)
     q_all = torch.tanh(
-        network.query(network.bags([_query_bag(featurizer, s.query) for s in batch]))
+        network.query(network.bags([_query_bag(featurizer, s.query) for s, _ in batch]))
     )
     losses = []
     at = 0
@@ -186,17 +197,25 @@ def train_network(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     network = PrerankNetwork(cfg)
-    optimiser = torch.optim.Adam(network.parameters(), lr=cfg.lr)
+    # the hashed table's gradient touches a few rows per step: a sparse update
+    dense = [p for name, p in network.named_parameters() if not name.startswith("table.")]
+    optimisers = [
+        torch.optim.SparseAdam(list(network.table.parameters()), lr=cfg.lr),
+        torch.optim.Adam(dense, lr=cfg.lr),
+    ]
+    located = [(s, list_rows(s, catalog)) for s in lists]
     steps = cfg.epochs * -(-len(lists) // cfg.batch_requests)
     step, start = 0, time.monotonic()
     for _epoch in range(cfg.epochs):
         order = rng.permutation(len(lists))
         for at in range(0, len(lists), cfg.batch_requests):
-            batch = [lists[i] for i in order[at : at + cfg.batch_requests]]
+            batch = [located[i] for i in order[at : at + cfg.batch_requests]]
             loss = batch_loss(network, batch, catalog, featurizer, rng)
-            optimiser.zero_grad()
+            for optimiser in optimisers:
+                optimiser.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
+            for optimiser in optimisers:
+                optimiser.step()
             step += 1
             if progress is not None:
                 progress(step, steps, float(loss.item()))
@@ -208,6 +227,7 @@ def train_network(
 __all__ = [
     "PrerankNetwork",
     "batch_loss",
+    "list_rows",
     "listnet",
     "margin_infonce",
     "pick",
