@@ -149,8 +149,9 @@ def stream_lists(
         )
     if not out:
         raise InvalidInputError(
-            "the logged stream names no request of the requests table; compact the event log "
-            "('shopsearch compact') so that both are complete"
+            "the logged stream names no request of the requests table: its searches are not "
+            "in the workspace (stream rows are logged with their search, so the two tables "
+            "were filled from different logs)"
         )
     return out
 
