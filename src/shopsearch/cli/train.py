@@ -1,5 +1,5 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance``: learn a stage
-from the logs (or, for query and relevance, from judgments)."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|rerank``: learn a
+stage from the logs (or, for query and relevance, from judgments)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query", "relevance")
+STAGES = ("ranking", "retrieval", "query", "relevance", "rerank")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     stage: Annotated[
-        str, typer.Option(help="Stage to train: ranking, retrieval, query or relevance.")
+        str,
+        typer.Option(help="Stage to train: ranking, retrieval, query, relevance or rerank."),
     ] = "ranking",
     model: Annotated[
         str | None,
@@ -47,7 +48,9 @@ def train(
     shopsearch train --workspace W --stage retrieval --model two-tower,gcn;
     shopsearch train --workspace W --stage relevance --epochs 2 (distils a cross-encoder
     teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
-    seconds, into the BERT2DNN student the relevance stage serves, with its gate).
+    seconds, into the BERT2DNN student the relevance stage serves, with its gate);
+    shopsearch train --workspace W --stage rerank --epochs 10 (PODM-MI diversity re-ranking
+    from the logged lists; served with [rerank] method = "podm-mi").
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
@@ -57,6 +60,9 @@ def train(
         return
     if stage == "relevance":
         _train_relevance(Workspace.open(workspace), settings, epochs)
+        return
+    if stage == "rerank":
+        _train_rerank(Workspace.open(workspace), settings, epochs)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -126,3 +132,18 @@ def _train_relevance(workspace: Workspace, settings: Settings, epochs: int | Non
     with heartbeat("training relevance"):
         bundle = train_relevance_bundle(workspace, settings, say=say)
     console.print(f"trained the relevance model; published bundle {bundle}")
+
+
+def _train_rerank(workspace: Workspace, settings: Settings, epochs: int | None) -> None:
+    """``--stage rerank``: fit PODM-MI on the logs, publish it in a new bundle."""
+    from shopsearch.training.rerank import train_rerank_bundle
+
+    if epochs is not None:
+        if epochs < 1:
+            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
+        settings = settings.model_copy(
+            update={"rerank": settings.rerank.model_copy(update={"epochs": epochs})}
+        )
+    with heartbeat("training the re-ranker"):
+        bundle = train_rerank_bundle(workspace, settings, say=say)
+    console.print(f"trained the PODM-MI re-ranker; published bundle {bundle}")
