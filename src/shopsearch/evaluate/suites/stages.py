@@ -33,7 +33,7 @@ from shopsearch.progress import Say
 from shopsearch.store.workspace import Workspace
 
 #: Part name → module (under ``shopsearch.evaluate.suites``) with ``measure``.
-PARTS: dict[str, str] = {}
+PARTS: dict[str, str] = {"rerank": "stages_rerank"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class StagesConfig:
         parts: which parts run (see :data:`PARTS`); empty: all.
         seed: seed of training, replays and bootstraps.
         n_resamples: bootstrap resamples of every interval.
+        rerank_sessions: replay sessions whose requests the ``rerank`` part re-ranks.
     """
 
     workspace: Annotated[
@@ -56,6 +57,9 @@ class StagesConfig:
     parts: Annotated[tuple[str, ...], option("Parts to run (default: all)")] = ()
     seed: Annotated[int, option("Seed of training, replays and bootstraps")] = 0
     n_resamples: int = 1000
+    rerank_sessions: Annotated[
+        int, option("Replay sessions whose requests the rerank part re-ranks")
+    ] = 1000
 
 
 class Part(Protocol):

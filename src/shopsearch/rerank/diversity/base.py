@@ -290,9 +290,9 @@ def load_reranker(folder: str | Path) -> DiversityReranker:
 __all__ = [
     "CONFIG_FILE",
     "FACETS",
+    "FACET_COLUMNS",
     "RERANKERS",
     "DiversityReranker",
-    "FACET_COLUMNS",
     "FacetCodes",
     "ProductFacets",
     "Reranked",

@@ -19,8 +19,8 @@ import numpy as np
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.rerank.diversity.base import (
-    RERANKERS,
     F64,
+    RERANKERS,
     DiversityReranker,
     Reranked,
     blend,

@@ -56,9 +56,9 @@ import orjson
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.rerank.diversity.base import (
     CONFIG_FILE,
+    F64,
     FACETS,
     RERANKERS,
-    F64,
     DiversityReranker,
     Reranked,
     check_depth,
