@@ -42,7 +42,7 @@ FACETS: tuple[str, ...] = ("category", "brand", "attributes")
 CONFIG_FILE = "config.json"
 
 
-def _attributes(value: object) -> dict[str, str]:
+def attributes_of(value: object) -> dict[str, str]:
     """A product's attributes as a dict (the table stores a JSON object string)."""
     if isinstance(value, Mapping):
         return {str(k): str(v) for k, v in value.items()}
@@ -87,7 +87,7 @@ class FacetCodes:
             [None if r is None else tuple(r.get("category") or ()) or None for r in rows]
         )
         brand = _codes([None if r is None else (r.get("brand") or None) for r in rows])
-        attrs = [{} if r is None else _attributes(r.get("attributes")) for r in rows]
+        attrs = [{} if r is None else attributes_of(r.get("attributes")) for r in rows]
         keys = sorted({k for a in attrs for k in a})
         columns = [_codes([a.get(key) for a in attrs]) for key in keys]
         attributes = np.stack(columns, axis=1) if columns else np.full((len(rows), 0), -1, np.int64)

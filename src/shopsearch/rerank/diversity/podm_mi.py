@@ -103,10 +103,21 @@ class PODMMIReranker(DiversityReranker):
         kl_weight: weight of the KL term (1: the ELBO).
         samples: posterior draws averaged at serving.
         seed: seed of initialisation, batches and draws.
+        confounded: facets whose sameness goes with relevance in the logs; each gets a
+            population-wide, signed nuisance coefficient (see the module docstring).
     """
 
     name = "podm-mi"
-    config_keys = ("dims", "epochs", "lr", "batch_lists", "kl_weight", "samples", "seed")
+    config_keys = (
+        "dims",
+        "epochs",
+        "lr",
+        "batch_lists",
+        "kl_weight",
+        "samples",
+        "seed",
+        "confounded",
+    )
 
     def __init__(
         self,
@@ -117,6 +128,7 @@ class PODMMIReranker(DiversityReranker):
         kl_weight: float = 1.0,
         samples: int = 32,
         seed: int = 0,
+        confounded: tuple[str, ...] | list[str] = ("category",),
     ) -> None:
         for label, value, low in (
             ("dims", dims, 1),
@@ -135,6 +147,12 @@ class PODMMIReranker(DiversityReranker):
         self.kl_weight = kl_weight
         self.samples = samples
         self.seed = seed
+        unknown = [name for name in confounded if name not in FACETS]
+        if unknown:
+            raise InvalidInputError(
+                f"confounded={list(confounded)} names no facet {unknown}; use some of {FACETS}"
+            )
+        self.confounded = list(confounded)
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, lists: LoggedLists, progress: Any = None) -> Self:
@@ -170,6 +188,7 @@ class PODMMIReranker(DiversityReranker):
         position = t(np.clip(lists.position, 0, n_pos - 1))
         rank = t(-np.log(lists.base_rank), dtype=torch.float32)
         red = t(lists.redundancy)
+        confounded = [FACETS.index(name) for name in self.confounded]
         listed = lists.mask[..., None]
         mean_red = (lists.redundancy * listed).sum(1) / np.maximum(listed.sum(1), 1)
         nuisance = t(
@@ -188,7 +207,7 @@ class PODMMIReranker(DiversityReranker):
             "facet_b": torch.zeros(f),
             "position": torch.zeros(n_pos),
             "beta": torch.ones(1),
-            "nuisance": torch.zeros(nuisance.shape[-1] + f),
+            "nuisance": torch.zeros(nuisance.shape[-1] + len(self.confounded)),
             "intercept": torch.full((1,), -3.0),
         }
         for v in p.values():
@@ -214,7 +233,8 @@ class PODMMIReranker(DiversityReranker):
                     + p["position"][position[rows]]
                     + p["beta"] * rank[rows]
                     + p["bias"][u][:, None]
-                    + torch.cat([nuisance[rows], red[rows]], dim=-1) @ p["nuisance"]
+                    + torch.cat([nuisance[rows], red[rows][..., confounded]], dim=-1)
+                    @ p["nuisance"]
                     - penalty
                 )
                 nll = (

@@ -22,7 +22,13 @@ import numpy.typing as npt
 import orjson
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.rerank.diversity.base import FACETS, FacetCodes, ProductFacets, similarity_of_codes
+from shopsearch.rerank.diversity.base import (
+    FACETS,
+    FacetCodes,
+    ProductFacets,
+    attributes_of,
+    similarity_of_codes,
+)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -40,9 +46,10 @@ class LoggedLists:
         position: ``(L, k)`` 0-based shown position.
         base_rank: ``(L, k)`` 1-based rank by the logging ranker's score.
         redundancy: ``(L, k, len(FACETS))`` largest facet similarity to a product above.
-        control: ``(L, k, 2)`` relevance controls: log-odds of the smoothed click rate of the
-            product, and of its category, for the same query in the same domain in every
-            *other* logged request (leave-one-out).
+        control: ``(L, k, N_CONTROLS)`` relevance controls: log-odds of the smoothed click
+            rate of the product, and of its category, for the same query in the same domain
+            in every *other* logged request (leave-one-out); whether the query names the
+            product's brand; the share of its attribute values the query names.
         click: ``(L, k)`` 1 where clicked.
         mask: ``(L, k)`` which slots hold a product.
     """
@@ -101,6 +108,26 @@ def _click_rates(rows: dict[str, Any]) -> F32:
     return out
 
 
+#: Relevance controls per shown product (see :class:`LoggedLists`).
+N_CONTROLS = 4
+
+
+def _query_match(queries: npt.NDArray[np.object_], rows: list[Any]) -> F32:
+    """``(n, 2)``: whether the query names the product's brand, and the share of its
+    attribute values the query names."""
+    out = np.zeros((len(rows), 2), np.float32)
+    for i, (q, row) in enumerate(zip(queries.tolist(), rows, strict=True)):
+        if row is None or not q:
+            continue
+        words = f" {q} "
+        brand = str(row.get("brand") or "").lower()
+        out[i, 0] = float(bool(brand) and f" {brand} " in words)
+        values = [v.lower() for v in attributes_of(row.get("attributes")).values() if v]
+        if values:
+            out[i, 1] = sum(v in q for v in values) / len(values)
+    return out
+
+
 def logged_lists(
     con: duckdb.DuckDBPyConnection,
     products: ProductFacets,
@@ -132,7 +159,7 @@ def logged_lists(
         ), by_category AS (
             SELECT domain, q, category, sum(c) AS c, count(*) AS n FROM shown GROUP BY ALL
         )
-        SELECT s.request_id, ch.user_id, s.domain, s.product_id, i.position, i.scores,
+        SELECT s.request_id, ch.user_id, s.domain, s.product_id, i.position, i.scores, s.q,
                s.c AS clicked, bp.c - s.c AS product_clicks, bp.n - 1 AS product_shown,
                bc.c - s.c AS category_clicks, bc.n - 1 AS category_shown
         FROM shown s JOIN chosen ch USING (request_id)
@@ -175,8 +202,11 @@ def logged_lists(
     attributes[list_of, slot] = codes.attributes
     mask = np.zeros((n_lists, k), dtype=bool)
     mask[list_of, slot] = True
-    control = np.zeros((n_lists, k, 2), np.float32)
-    control[list_of, slot] = _click_rates(rows)
+    control = np.zeros((n_lists, k, N_CONTROLS), np.float32)
+    control[list_of, slot, :2] = _click_rates(rows)
+    control[list_of, slot, 2:4] = _query_match(
+        np.asarray(rows["q"], dtype=object), products.rows(keys)
+    )
     click = np.zeros((n_lists, k), np.float32)
     click[list_of, slot] = np.asarray(rows["clicked"], dtype=np.float32)
     position = np.zeros((n_lists, k), np.int64)
