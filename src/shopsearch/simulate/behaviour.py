@@ -165,7 +165,7 @@ def redundancy(world: World, items: I32, examined: Bool) -> F64:
     k = items.shape[1]
     above = np.tril(np.ones((k, k), dtype=bool), -1)[None, :, :]
     seen = examined[:, None, :] & (items[:, None, :] >= 0) & above
-    out: F64 = np.where(seen, sim, 0.0).max(axis=2, initial=0.0)
+    out: F64 = np.where(seen, sim, 0.0).max(axis=2, initial=0.0) * (items >= 0)
     return out
 
 
