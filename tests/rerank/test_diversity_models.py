@@ -40,9 +40,12 @@ def test_facet_similarity_is_per_facet_and_positive_semidefinite() -> None:
     sim = facet_similarity([*ROWS, None])
     assert sim.shape == (len(FACETS), 6, 6)
     category, brand, attributes = sim
-    assert category[0, 3] == 1 and category[0, 4] == 0
-    assert brand[0, 1] == 1 and brand[0, 3] == 0
-    assert attributes[0, 1] == 1 and attributes[0, 3] == 0.5  # same size, other colour
+    assert category[0, 3] == 1
+    assert category[0, 4] == 0
+    assert brand[0, 1] == 1
+    assert brand[0, 3] == 0
+    assert attributes[0, 1] == 1
+    assert attributes[0, 3] == 0.5
     assert not sim[:, 5].any()  # an unknown product is like nothing
     assert np.linalg.eigvalsh(blend(sim)).min() > -1e-9
 
@@ -73,7 +76,7 @@ def test_dpp_greedy_gains_are_the_log_determinants_of_the_chosen_prefixes() -> N
         prefix = order[:size]
         best = max(
             (i for i in range(5) if i not in prefix),
-            key=lambda i: np.linalg.slogdet(kernel[np.ix_(prefix + [i], prefix + [i])])[1],
+            key=lambda i: np.linalg.slogdet(kernel[np.ix_([*prefix, i], [*prefix, i])])[1],
         )
         assert order[size] == best
     assert set(order[:3]) >= {3, 4}  # the duplicates do not fill the top
@@ -119,7 +122,8 @@ def test_podm_mi_learns_who_tires_of_sameness_and_round_trips(tmp_path: Path) ->
     losses: list[float] = []
     model = PODMMIReranker(dims=2, epochs=25, batch_lists=64, confounded=())
     assert model.fit(lists, progress=lambda _e, _n, loss: losses.append(loss)) is model
-    assert len(losses) == 25 and losses[-1] < losses[0]
+    assert len(losses) == 25
+    assert losses[-1] < losses[0]
     strength = {u: model.preference(u)[0] for u in lists.users}
     assert min(strength[f"b{i}"] for i in range(4)) > max(strength[f"f{i}"] for i in range(4))
     brand_weight = model.preference("b0")[1][FACETS.index("brand")]

@@ -48,9 +48,7 @@ def _a_logged_search(root: Path) -> tuple[str, str]:
 
 def _engine(root: Path, **rerank: object) -> Engine:
     settings = load_settings(root)
-    settings = settings.model_copy(
-        update={"rerank": settings.rerank.model_copy(update=rerank)}
-    )
+    settings = settings.model_copy(update={"rerank": settings.rerank.model_copy(update=rerank)})
     return Engine.load(Workspace.open(root), settings)
 
 
@@ -69,16 +67,19 @@ def test_train_stage_rerank_publishes_a_model_the_stage_serves(shop: Path) -> No
     assert not list((bundle / "rerank").glob("*.pkl"))
     engine = _engine(shop)
     status, detail = _report(engine, query, user)
-    assert status == "ran" and "podm-mi re-ordered" in detail
+    assert status == "ran"
+    assert "podm-mi re-ordered" in detail
     response = engine.search(SearchParams(query, user_id=user, size=10, explain=True))
-    assert response.items and "rerank.utility" in response.items[0].stages
+    assert response.items
+    assert "rerank.utility" in response.items[0].stages
 
 
 def test_the_baselines_need_no_model_and_none_skips_the_stage(shop: Path) -> None:
     query, user = _a_logged_search(shop)
     for method in ("mmr", "dpp"):
         status, detail = _report(_engine(shop, method=method), query, user)
-        assert status == "ran" and detail.startswith(method)
+        assert status == "ran"
+        assert detail.startswith(method)
     assert _report(_engine(shop, method="none"), query, user)[0] == "skipped"
     assert _report(_engine(shop, enabled=False), query, user)[0] == "skipped"
 

@@ -38,7 +38,8 @@ def test_users_have_an_appetite_for_variety_saved_with_the_world(
     v = world3.users.variety
     assert v.shape == (len(world3.users.ids),)
     assert ((v >= 0) & (v <= 1)).all()
-    assert (v < 0.2).mean() > 0.2 and (v > 0.8).mean() > 0.2  # focused and browsing users
+    assert (v < 0.2).mean() > 0.2
+    assert (v > 0.8).mean() > 0.2
     save_world(world3, tmp_path)
     assert np.array_equal(load_world(tmp_path).users.variety, v)
     users = pq.read_table(tmp_path / "users.parquet").drop_columns(["variety"])
@@ -62,14 +63,18 @@ def test_similarity_and_satiation(world3: World) -> None:
     items = np.array([[a, b, c, -1]], dtype=np.int32)
     examined = np.array([[True, True, True, False]])
     r = redundancy(world3, items, examined)
-    assert r[0, 0] == 0.0 and r[0, 1] >= 0.5 and r[0, 2] == 0.0 and r[0, 3] == 0.0
+    assert r[0, 0] == 0.0
+    assert r[0, 1] >= 0.5
+    assert r[0, 2] == 0.0
+    assert r[0, 3] == 0.0
     unseen = redundancy(world3, items, np.array([[False, True, True, True]]))
     assert unseen[0, 1] == 0.0  # only what was examined above tires the user
     click = np.full((2, 4), 0.3)
     appetite = np.array([[0.0], [1.0]])
     sated = satiated_click(world3, click, appetite, np.vstack([r, r]))
     assert np.allclose(sated[0], 0.3)  # a focused user is not affected
-    assert sated[1, 1] < 0.3 and sated[1, 0] == pytest.approx(0.3)
+    assert sated[1, 1] < 0.3
+    assert sated[1, 0] == pytest.approx(0.3)
 
 
 def test_truth_answers_each_request_users_appetite(tiny: tuple[object, object]) -> None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from shopsearch.config import load_settings
 from shopsearch.evaluate.metrics import bootstrap_ci
@@ -173,7 +174,7 @@ def coverage(order: I64, covered: list[list[int]], k: int = K) -> float:
 
 def ild(world: World, items: I64, order: I64, k: int = K) -> float:
     """Mean ``1 - similarity`` over pairs of the first ``k`` (the simulator's similarity)."""
-    top = items[order[:k]]
+    top = items[order[:k]].astype(np.int32)
     if top.size < 2:
         return 0.0
     sim = similarity(world, top[:, None], top[None, :])
@@ -209,7 +210,7 @@ def ranked_lists(ws: Workspace, truth: GroundTruth, depth: int, say: Say) -> lis
         if len(keys) < 2:
             continue
         grade = truth.relevance([rid] * len(keys), keys).astype(np.int64)
-        index = world.products.index.get_indexer([p for _, p in keys]).astype(np.int64)
+        index = world.products.index.get_indexer(pd.Index([p for _, p in keys])).astype(np.int64)
         out.append(
             RankedList(
                 request_id=rid,
@@ -278,7 +279,7 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
     users = sorted({item.user for item in lists})
     known = [u for u in users if u in set(podm.users_)]
     strength = strength_of(podm, known)
-    true_appetite = world.users.variety[world.users.index.get_indexer(known)]
+    true_appetite = world.users.variety[world.users.index.get_indexer(pd.Index(known))]
     rho = (
         float(
             np.corrcoef(np.argsort(np.argsort(strength)), np.argsort(np.argsort(true_appetite)))[

@@ -248,7 +248,7 @@ class PODMMIReranker(DiversityReranker):
                 prior = 0.5 * (p["bias"] ** 2).sum() + 0.5 * (p["position"] ** 2).sum() * 1e-3
                 loss = nll + (self.kl_weight * kl + prior) / n
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += float(nll.detach()) * rows.numel()
             loss_value = total / n / max(k, 1)
