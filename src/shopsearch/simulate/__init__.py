@@ -60,8 +60,9 @@ purchases per 1,000 requests 8.2 and 6.0. Before the appetite for variety (``sat
 which reproduces those logs exactly) the same run gave CTR 4.20%, carts 6.9% and purchases
 0.85% of clicks, clicked positions 1-5 31.6%, 11.1%, 8.0%, 6.1%, 5.1%, beyond 10 20.0%, CTR by
 grade 0.66%, 1.9%, 4.3%, 7.4%: satiation moves the clicks towards position 1 (nothing above it
-tires anyone), by 3 points, and lowers the CTR by 0.4 points; the tests' tolerances hold. Every simulation reports its own
-realised rates in :class:`SimulationSummary` (also ``ground_truth/summary.json``).
+tires anyone), by 3 points, and lowers the CTR by 0.4 points; the tests' tolerances hold.
+Every simulation reports its own realised rates in :class:`SimulationSummary` (also
+``ground_truth/summary.json``).
 
 Entry points: :func:`simulate` (world + logs + truth into a workspace), :func:`replay` (any
 policy against the same simulated users; offline A/B tests), :class:`GroundTruth` (evaluation),
