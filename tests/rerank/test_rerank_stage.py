@@ -21,6 +21,7 @@ from shopsearch.pipeline.stages.rerank import RerankStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
 from shopsearch.rerank.diversity.mmr import MMRReranker
 from shopsearch.simulate import SimulationConfig, simulate
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 
 
@@ -62,7 +63,7 @@ def test_train_stage_rerank_publishes_a_model_the_stage_serves(shop: Path) -> No
     query, user = _a_logged_search(shop)
     assert _report(_engine(shop), query, user)[0] == "identity"  # no model yet
     assert run(["train", "-w", str(shop), "--stage", "rerank", "--epochs", "2"]) == 0
-    bundle = sorted((shop / "models").glob("bundle-*"))[-1]
+    bundle = current_bundle(Workspace.open(shop))
     assert (bundle / "rerank" / "config.json").exists()
     assert not list((bundle / "rerank").glob("*.pkl"))
     engine = _engine(shop)
