@@ -135,6 +135,31 @@ class PrerankSettings(BaseModel):
     budget_s: float = Field(900.0, gt=0.0)
 
 
+class RerankSettings(BaseModel):
+    """The re-ranking stage's diversity re-ranker (issue 16) and ``shopsearch train --stage
+    rerank``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Run the re-ranker (``false``: the ranked order is shown).
+    enabled: bool = True
+    #: ``podm-mi``: the bundle's trained PODM-MI model (``train --stage rerank``); ``mmr`` and
+    #: ``dpp``: the baselines (nothing trained; need no model in the bundle); ``none``: off.
+    method: Literal["podm-mi", "mmr", "dpp", "none"] = "podm-mi"
+    #: Candidates (from the top, never past those the relevance gate demoted) re-ordered.
+    depth: int = Field(50, ge=2, le=1000)
+    #: MMR's weight of relevance against redundancy (1: the ranked order).
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    #: DPP's relevance/diversity trade-off theta (Chen et al. 2018; larger: more relevance).
+    dpp_theta: float = Field(0.7, ge=0.0, lt=1.0)
+    #: Dimensions of a user's diversity preference (PODM-MI).
+    dims: int = Field(4, ge=1, le=64)
+    #: Passes of PODM-MI training over the logged lists.
+    epochs: int = Field(10, ge=1, le=1000)
+    #: Most recent logged requests PODM-MI learns from.
+    max_lists: int = Field(200_000, ge=100, le=100_000_000)
+
+
 class PipelineSettings(BaseModel):
     """The search pipeline (:mod:`shopsearch.pipeline`): its stages in order, and how many
     candidates reach the ranking model."""
@@ -219,6 +244,7 @@ class Settings(BaseSettings):
     ranking: RankingSettings = RankingSettings()
     relevance: RelevanceSettings = RelevanceSettings()
     prerank: PrerankSettings = PrerankSettings()
+    rerank: RerankSettings = RerankSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
 

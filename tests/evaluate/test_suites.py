@@ -40,6 +40,7 @@ BUILT_INS = {
     "query/sim": "ndcg@10",
     "query/suggest-sim": "mrr_prefix4",
     "query/suggest-bestbuy": "mrr_prefix4",
+    "stages/sim": "ndcg@10",
 }
 
 

@@ -93,5 +93,5 @@ def test_eval_stages_measures_every_prerank_system(shop: Path, tmp_path: Path) -
         assert 0.0 <= entry["consistency"] <= 1.0, name
         assert entry["cost_ms"] >= 0.0
         assert entry["purchases_per_1k"] >= 0.0
-        assert entry["about"]["part"] == "prerank"
+        assert entry["part"]["name"] == "prerank"
     assert report.dataset["prerank/logged_requests"] > 0

@@ -1,6 +1,6 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|prerank``: learn a
-stage from the logs (for query and relevance also from judgments; for prerank from the logged
-stream)."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|prerank|rerank``:
+learn a stage from the logs (for query and relevance also from judgments; for prerank from the
+logged stream)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query", "relevance", "prerank")
+STAGES = ("ranking", "retrieval", "query", "relevance", "prerank", "rerank")
 
 
 @app.command()
@@ -24,7 +24,9 @@ def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     stage: Annotated[
         str,
-        typer.Option(help="Stage to train: ranking, retrieval, query, relevance or prerank."),
+        typer.Option(
+            help="Stage to train: ranking, retrieval, query, relevance, prerank or rerank."
+        ),
     ] = "ranking",
     model: Annotated[
         str | None,
@@ -51,7 +53,9 @@ def train(
     teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
     seconds, into the BERT2DNN student the relevance stage serves, with its gate);
     shopsearch train --workspace W --stage prerank (the light pre-ranker, HCCP by default:
-    [prerank] objective, from the stream logged for [pipeline] stream_sample of searches).
+    [prerank] objective, from the stream logged for [pipeline] stream_sample of searches);
+    shopsearch train --workspace W --stage rerank --epochs 10 (PODM-MI diversity re-ranking
+    from the logged lists; served with [rerank] method = "podm-mi").
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
@@ -64,6 +68,9 @@ def train(
         return
     if stage == "prerank":
         _train_prerank(Workspace.open(workspace), settings, epochs)
+        return
+    if stage == "rerank":
+        _train_rerank(Workspace.open(workspace), settings, epochs)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -151,3 +158,18 @@ def _train_prerank(workspace: Workspace, settings: Settings, epochs: int | None)
 
         bundle = train_prerank_bundle(workspace, settings, say, step)
     console.print(f"trained the pre-ranker ({settings.prerank.objective}); published {bundle}")
+
+
+def _train_rerank(workspace: Workspace, settings: Settings, epochs: int | None) -> None:
+    """``--stage rerank``: fit PODM-MI on the logs, publish it in a new bundle."""
+    from shopsearch.training.rerank import train_rerank_bundle
+
+    if epochs is not None:
+        if epochs < 1:
+            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
+        settings = settings.model_copy(
+            update={"rerank": settings.rerank.model_copy(update={"epochs": epochs})}
+        )
+    with heartbeat("training the re-ranker"):
+        bundle = train_rerank_bundle(workspace, settings, say=say)
+    console.print(f"trained the PODM-MI re-ranker; published bundle {bundle}")

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.store.workspace import Workspace
 
 F32 = npt.NDArray[np.float32]
 I8 = npt.NDArray[np.int8]
@@ -156,6 +157,14 @@ def stream_lists(
     return out
 
 
+def catalog_frame(workspace: Workspace) -> pd.DataFrame:
+    """The products the pre-ranker's product side reads (``domain``, ``product_id``,
+    ``title``, ``brand``, ``category``)."""
+    columns = ["domain", "product_id", "title", "brand", "category"]
+    frame: pd.DataFrame = workspace.table("products", columns).to_pandas()
+    return frame
+
+
 def level_counts(lists: list[StreamList]) -> dict[str, int]:
     """How many candidates reached each level, over ``lists``."""
     counts = np.bincount(np.concatenate([s.levels for s in lists]), minlength=len(LEVELS))
@@ -178,6 +187,7 @@ __all__ = [
     "RETRIEVE_STAGE",
     "SHOWN",
     "StreamList",
+    "catalog_frame",
     "level_counts",
     "product_stats",
     "stream_lists",

@@ -15,6 +15,14 @@ purchase-given-cart probabilities from the grade, the user's brand affinity
 sensitivity, and the product's latent quality (weights in
 :class:`~shopsearch.simulate.config.BehaviourParams`). Out-of-stock products can be clicked but
 never carted or bought.
+
+**Satiation** (:func:`satiated_click`; users' appetite for variety, see
+:class:`~shopsearch.simulate.config.DiversityParams`): the click probability of an examined
+product is lowered, in logit, by ``satiation * appetite * redundancy``, where redundancy is
+the product's largest :func:`similarity` to a product examined above it in the same list.
+Focused users (appetite near 0) are unaffected; browsing users tire of near-duplicates.
+Satiation depends on the whole list, so it is applied where lists are simulated
+(:mod:`shopsearch.simulate.run`); :class:`Funnel` is the per-product part.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shopsearch.simulate.common import F64, I8, I16, I32
+from shopsearch.simulate.common import F64, I8, I16, I32, Bool
 from shopsearch.simulate.world import World
 
 
@@ -131,3 +139,39 @@ def funnel(
         cart=np.where(stock, _sigmoid(cart), 0.0),
         purchase=np.where(stock, _sigmoid(purchase), 0.0),
     )
+
+
+def similarity(world: World, a: I32, b: I32) -> F64:
+    """Similarity in [0, 1] of products ``a`` and ``b`` (broadcast): 0 across leaves; within a
+    leaf ``brand_weight * [same brand] + (1 - brand_weight) * (share of the leaf's attribute
+    slots with the same value)``."""
+    products = world.products
+    weight = world.config.diversity.brand_weight
+    leaf = products.leaf[a]
+    same_brand = products.brand[a] == products.brand[b]
+    attrs_a = products.attrs[a]
+    same_attrs = ((attrs_a == products.attrs[b]) & (attrs_a >= 0)).sum(axis=-1)
+    slots = np.maximum(world.lexicon.slot_counts[leaf], 1)
+    within = weight * same_brand + (1.0 - weight) * same_attrs / slots
+    out: F64 = np.where(leaf == products.leaf[b], within, 0.0)
+    return out
+
+
+def redundancy(world: World, items: I32, examined: Bool) -> F64:
+    """``(n, k)``: each position's largest similarity to a product examined above it in its
+    list (``items`` ``(n, k)``, ``-1`` for an empty slot; 0 where nothing above was examined)."""
+    safe = np.maximum(items, 0)
+    sim = similarity(world, safe[:, :, None], safe[:, None, :])
+    k = items.shape[1]
+    above = np.tril(np.ones((k, k), dtype=bool), -1)[None, :, :]
+    seen = examined[:, None, :] & (items[:, None, :] >= 0) & above
+    out: F64 = np.where(seen, sim, 0.0).max(axis=2, initial=0.0) * (items >= 0)
+    return out
+
+
+def satiated_click(world: World, click: F64, appetite: F64, redundant: F64) -> F64:
+    """Click probabilities ``click`` with the satiation penalty: logit lowered by
+    ``satiation * appetite * redundancy`` (``appetite`` broadcasts against ``click``)."""
+    strength = world.config.diversity.satiation * appetite * redundant
+    p = np.clip(click, 1e-9, 1.0 - 1e-9)
+    return _sigmoid(np.log(p / (1.0 - p)) - strength)

@@ -7,7 +7,8 @@ Layout of ``W/ground_truth/`` (never read by models)::
     brands.parquet     brand, name, root, quality, taste
     products.parquet   product_id, category, leaf, brand, attribute_codes, quality, base_price_usd
     catalog.parquet    the products table as every market lists it (prices, stock, titles)
-    users.parquet      user_id, domain, activity, price_sensitivity, click_bias, taste, interest
+    users.parquet      user_id, domain, activity, price_sensitivity, click_bias, taste, interest,
+                       variety (appetite for variety; absent in older worlds: read as 0)
     requests/*.parquet one row per logged request: the need behind it (see truth.py)
     summary.json       the simulation summary
 """
@@ -122,6 +123,7 @@ def save_world(world: World, folder: Path) -> None:
                 "click_bias": u.click_bias,
                 "taste": _matrix(u.taste),
                 "interest": _matrix(u.interest),
+                "variety": u.variety,
             }
         ),
     )
@@ -188,6 +190,7 @@ def load_world(folder: Path) -> World:
         u.column("click_bias").to_numpy(),
         _unmatrix(u.column("taste")).astype(np.float64),
         _unmatrix(u.column("interest")).astype(np.float64),
+        u.column("variety").to_numpy() if "variety" in u.column_names else np.zeros(u.num_rows),
     )
     return World(config, lexicon, markets, brands, products, catalog, users)
 

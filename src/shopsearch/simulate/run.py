@@ -2,7 +2,8 @@
 
 For each chunk and each request slot (1..``max_requests``) the still-active sessions issue their
 planned query, the policy ranks, and every shown position is examined with the position bias;
-examined products are clicked, carted and bought through the funnel of
+examined products are clicked (less often by users with an appetite for variety when they are
+like a product examined above: satiation), carted and bought through the funnel of
 :mod:`shopsearch.simulate.behaviour`. A session ends after a purchase, or else continues with
 ``refine_satisfied`` / ``refine_unsatisfied`` (after / without a click on a product of grade
 >= 2). Each chunk's logs go to a sink as Arrow tables in the workspace schema.
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.simulate.behaviour import Funnel, funnel
+from shopsearch.simulate.behaviour import Funnel, funnel, redundancy, satiated_click
 from shopsearch.simulate.common import F32, F64, I32, I64, US_PER_S, Bool
 from shopsearch.simulate.config import BehaviourParams
 from shopsearch.simulate.policy import RankingPolicy, RankMatrix, RequestBatch
@@ -123,7 +124,10 @@ def _simulate_chunk(
             np.maximum(items, 0),
         )
         request_time = time[rows]
-        events, event_time = _behave(b, bias, draws, rows, request_time, valid, outcome)
+        appetite = world.users.variety[plan.user[rows]][:, None]
+        events, event_time = _behave(
+            b, bias, draws, rows, request_time, valid, outcome, _satiation(world, items, appetite)
+        )
         click, _, purchase = events
         last = np.max(np.where(np.stack(events), np.stack(event_time), 0), axis=(0, 2))
         gap = (5.0 + b.query_gap_s * draws.gap[rows]) * US_PER_S
@@ -145,6 +149,17 @@ def _simulate_chunk(
     return slots
 
 
+def _satiation(world: World, items: I32, appetite: F64) -> Callable[[F64, Bool], F64]:
+    """Click probabilities given what was examined: the users' satiation (no-op when off)."""
+
+    def sated(click: F64, examined: Bool) -> F64:
+        if world.config.diversity.satiation == 0.0 or not appetite.any():
+            return click
+        return satiated_click(world, click, appetite, redundancy(world, items, examined))
+
+    return sated
+
+
 def _behave(
     b: BehaviourParams,
     bias: F64,
@@ -153,11 +168,14 @@ def _behave(
     request_time: I64,
     valid: Bool,
     outcome: Funnel,
+    sated: Callable[[F64, Bool], F64] | None = None,
 ) -> tuple[tuple[Bool, Bool, Bool], tuple[I64, I64, I64]]:
-    """Examination and funnel draws, and the time of each event."""
+    """Examination and funnel draws, and the time of each event; ``sated`` turns the click
+    probabilities into those given what each user examined (satiation)."""
     k = valid.shape[1]
     examined = valid & (draws.exam[rows] < bias[None, :k])
-    click = examined & (draws.click[rows] < outcome.click)
+    p_click = outcome.click if sated is None else sated(outcome.click, examined)
+    click = examined & (draws.click[rows] < p_click)
     cart = click & (draws.cart[rows] < outcome.cart)
     purchase = cart & (draws.purchase[rows] < outcome.purchase)
     delay = draws.delay[rows]

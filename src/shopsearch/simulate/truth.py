@@ -16,6 +16,8 @@ Together with the saved world (products' attributes and quality, users' tastes a
 sensitivities, market prices and stock) this answers, for every pair, not only shown ones:
 
 * ``relevance``: grade 0-3 (:func:`shopsearch.simulate.behaviour.grades`);
+* ``appetite``: the requesting user's appetite for variety in [0, 1] (0: focused, 1:
+  browsing; the satiation of :mod:`shopsearch.simulate.behaviour`);
 * ``purchase_propensity``: P(purchase | examined) = P(click) P(cart | click) P(purchase | cart)
   for that user at that product's price in its domain; 0 for a product of another domain than
   the request's (the user cannot buy it there) and for out-of-stock products.
@@ -169,6 +171,11 @@ class GroundTruth:
     def relevance(self, request_ids: Sequence[str], product_keys: ProductKeys) -> I8:
         """True grade 0-3 of each (request, product) pair (pairs are zipped)."""
         return self.funnel(request_ids, product_keys).grade
+
+    def appetite(self, request_ids: Sequence[str]) -> F64:
+        """The requesting user's appetite for variety (0: focused, 1: browsing) per request."""
+        out: F64 = self.world.users.variety[self._user[self._requests(request_ids)]]
+        return out
 
     def purchase_propensity(self, request_ids: Sequence[str], product_keys: ProductKeys) -> F64:
         """P(purchase | examined) of each (request, product) pair (pairs are zipped)."""

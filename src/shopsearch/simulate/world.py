@@ -12,7 +12,7 @@ and terms ``0..T-1`` of the :class:`Lexicon`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -174,6 +174,9 @@ class Users:
         click_bias: the user's own click-logit offset.
         taste: ``(U, K)`` brand-taste vector.
         interest: ``(U, L)`` category interests (rows sum to 1).
+        variety: appetite for variety in [0, 1] (0: focused, 1: browsing; see
+            :class:`~shopsearch.simulate.config.DiversityParams`); empty in worlds saved before
+            it existed, read as 0 (no satiation).
     """
 
     ids: list[str]
@@ -183,6 +186,11 @@ class Users:
     click_bias: F64
     taste: F64
     interest: F64
+    variety: F64 = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        if self.variety.size != len(self.ids):
+            self.variety = np.zeros(len(self.ids))
 
     @cached_property
     def index(self) -> pd.Index:

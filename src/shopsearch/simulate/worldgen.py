@@ -22,6 +22,9 @@ The story, in order (each step draws from its own random stream):
    sensitivity = the market's level times log-normal(0, ``price_sensitivity_sigma``), a click
    bias ~ N(0, ``click_bias_sigma``), a taste vector ~ N(0, I) and category interests
    ~ Dirichlet(``category_concentration`` * market popularity) over the leaves the market sells.
+7. **Appetite for variety** (its own stream, so adding it left every other draw unchanged):
+   ~ Beta(``appetite_a``, ``appetite_b``) per user (:class:`~shopsearch.simulate.config.
+   DiversityParams`).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ def generate_world(config: SimulationConfig) -> World:
     )
     catalog = Catalog(carried, price, in_stock, leaf_median, table)
     users = make_users(config, markets, carried, products.leaf, stream(seed, WORLD, 8))
+    users.variety = make_variety(config, stream(seed, WORLD, 9))
     return World(config, lexicon, markets, brands, products, catalog, users)
 
 
@@ -264,6 +268,13 @@ def make_users(
     interest = np.where(totals > 0, interest / safe, popularity[market])  # all-zero draws
     ids = format_ids("u", np.arange(u), id_width(u, 6))
     return Users(ids, market, activity, sensitivity, click_bias, taste, interest)
+
+
+def make_variety(config: SimulationConfig, rng: np.random.Generator) -> F64:
+    """Each user's appetite for variety in [0, 1] (0: focused, 1: browsing)."""
+    d = config.diversity
+    out: F64 = rng.beta(d.appetite_a, d.appetite_b, config.users)
+    return out
 
 
 def _apportion(total: int, shares: F64) -> I32:

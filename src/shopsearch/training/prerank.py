@@ -15,15 +15,18 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-
 from shopsearch.config import Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.stages.prerank import PRERANK_DIR
 from shopsearch.prerank.base import PrerankConfig
 from shopsearch.prerank.hccp import LightPreranker
-from shopsearch.prerank.samples import level_counts, product_stats, stream_lists
+from shopsearch.prerank.samples import (
+    catalog_frame,
+    level_counts,
+    product_stats,
+    stream_lists,
+)
 from shopsearch.progress import Say
 from shopsearch.store.atomic import write_json
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
@@ -37,14 +40,6 @@ def prerank_config(settings: Settings, seed: int = 0) -> PrerankConfig:
     return PrerankConfig(
         objective=own.objective, epochs=own.epochs, budget_s=own.budget_s, seed=seed
     )
-
-
-def catalog_frame(workspace: Workspace) -> pd.DataFrame:
-    """The products the product side reads (``domain``, ``product_id``, ``title``, ``brand``,
-    ``category``)."""
-    columns = ["domain", "product_id", "title", "brand", "category"]
-    frame: pd.DataFrame = workspace.table("products", columns).to_pandas()
-    return frame
 
 
 def train_prerank_bundle(
@@ -104,4 +99,4 @@ def train_prerank_bundle(
     return bundle
 
 
-__all__ = ["catalog_frame", "prerank_config", "train_prerank_bundle"]
+__all__ = ["prerank_config", "train_prerank_bundle"]

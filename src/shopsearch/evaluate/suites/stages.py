@@ -5,7 +5,7 @@ The suite is made of **parts**, one module per stage family (:data:`PARTS`); ``-
 which run (default: all). Each part trains its models from the workspace's logged stream,
 evaluates them against the simulator's ground truth and adds its systems to the one report,
 every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` object
-``{"about": {"part": ..., ...}}`` (which part, and its settings):
+``{"part": {"name": ..., ...}}`` (which part, and its settings):
 
 * ``prerank`` (:mod:`.stages_prerank`): ``consistency``, ``ndcg@10``, ``cost_ms``;
 * ``rerank`` (:mod:`.stages_rerank`): ``ndcg@10``, ``alpha_ndcg@10``, ``ild``, ``coverage``;
@@ -34,7 +34,7 @@ from shopsearch.progress import Say
 from shopsearch.store.workspace import Workspace
 
 #: Part name → module (under ``shopsearch.evaluate.suites``) with ``measure``.
-PARTS: dict[str, str] = {"prerank": "stages_prerank"}
+PARTS: dict[str, str] = {"prerank": "stages_prerank", "rerank": "stages_rerank"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class StagesConfig:
         prerank_pool, prerank_keep, prerank_sessions, prerank_test_sessions,
             prerank_online_sessions, prerank_epochs: the ``prerank`` part
             (:mod:`.stages_prerank`).
+        rerank_sessions: replay sessions whose requests the ``rerank`` part re-ranks.
     """
 
     workspace: Annotated[
@@ -72,6 +73,9 @@ class StagesConfig:
         int, option("Sessions replayed against each pre-ranking configuration")
     ] = 2000
     prerank_epochs: Annotated[int, option("Passes of each pre-ranker over the stream")] = 4
+    rerank_sessions: Annotated[
+        int, option("Replay sessions whose requests the rerank part re-ranks")
+    ] = 1000
 
 
 class Part(Protocol):

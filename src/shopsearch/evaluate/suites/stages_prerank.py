@@ -48,12 +48,11 @@ from shopsearch.pipeline.stages.prerank import PrerankStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
 from shopsearch.prerank.base import PrerankConfig
 from shopsearch.prerank.hccp import LightPreranker
-from shopsearch.prerank.samples import level_counts, product_stats, stream_lists
+from shopsearch.prerank.samples import catalog_frame, level_counts, product_stats, stream_lists
 from shopsearch.progress import Say
 from shopsearch.simulate.persist import load_world
 from shopsearch.simulate.replay import replay
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.prerank import catalog_frame
 
 #: The trained systems: name → objective.
 TRAINED: dict[str, str] = {
@@ -165,7 +164,7 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
             "consistency": bootstrap_ci(got.consistency, config.n_resamples, seed=config.seed),
             **online.ci[name],
         }
-        extra: dict[str, object] = {"about": {"part": "prerank"}}
+        extra: dict[str, object] = {"part": {"name": "prerank"}}
         if name != FULL_RANK:
             diff = paired_bootstrap_diff(
                 got.consistency, reference, config.n_resamples, seed=config.seed
