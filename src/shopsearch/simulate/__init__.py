@@ -61,6 +61,7 @@ from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import (
     BehaviourParams,
     CatalogParams,
+    LaunchParams,
     MarketParams,
     PolicyParams,
     QueryParams,
@@ -76,7 +77,13 @@ from shopsearch.simulate.policy import (
     RankMatrix,
     RequestBatch,
 )
-from shopsearch.simulate.replay import ReplayResult, SimulatedLogs, planned_truth, replay
+from shopsearch.simulate.replay import (
+    ReplayResult,
+    SimulatedLogs,
+    planned_truth,
+    replay,
+    replay_days,
+)
 from shopsearch.simulate.summary import DomainStats, SimulationSummary
 from shopsearch.simulate.truth import GroundTruth
 from shopsearch.simulate.world import World
@@ -87,6 +94,7 @@ __all__ = [
     "CatalogParams",
     "DomainStats",
     "GroundTruth",
+    "LaunchParams",
     "LexicalNoisePolicy",
     "MarketParams",
     "PolicyParams",
@@ -106,6 +114,7 @@ __all__ = [
     "load_world",
     "planned_truth",
     "replay",
+    "replay_days",
     "save_world",
     "simulate",
 ]

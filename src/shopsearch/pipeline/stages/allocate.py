@@ -1,0 +1,81 @@
+"""The ``allocate`` stage: traffic allocation after re-ranking (MODRL-TA).
+
+Present when the bundle has an ``allocation/`` folder (``shopsearch train --stage allocation``)
+and ``[allocation] enabled`` is true; otherwise skipped, and ``--explain`` says why. It moves
+items of the first ``window`` re-orderable positions by at most ``max_shift`` places (never
+above the candidates the relevance gate demoted: they are outside the re-orderable part), to
+trade clicks, purchases and new items' exposure as the model's fused Q-values say
+(:class:`~shopsearch.rerank.allocation.MODRLTA`). Adds ``allocate.shift`` per candidate: places
+moved up (negative: down; 0 outside the window).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shopsearch.errors import InvalidInputError, WorkspaceError
+from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
+from shopsearch.pipeline.state import SearchState
+from shopsearch.rerank.allocation import MODRLTA, OBJECTIVES
+
+#: The bundle folder of the allocation model.
+ALLOCATION_DIR = "allocation"
+
+
+@STAGES.register()
+class AllocateStage(Stage):
+    """Re-allocate positions of the ranked window with MODRL-TA.
+
+    Args:
+        model: the fitted allocator.
+    """
+
+    name = "allocate"
+
+    def __init__(self, model: MODRLTA) -> None:
+        self.model = model
+
+    @classmethod
+    def load(cls, context: StageContext) -> Stage | Absent:
+        """The bundle's allocation model, or why there is none.
+
+        Raises:
+            WorkspaceError: an ``allocation/`` folder that does not hold a model.
+        """
+        if not context.settings.allocation.enabled:
+            return Absent("[allocation] enabled = false")
+        folder = None if context.bundle is None else context.bundle / ALLOCATION_DIR
+        if folder is None or not folder.is_dir():
+            return Absent(
+                "no allocation model in this bundle (train one: shopsearch train --stage "
+                "allocation)"
+            )
+        try:
+            return cls(MODRLTA.load(folder))
+        except (InvalidInputError, OSError, KeyError, ValueError) as exc:
+            raise WorkspaceError(f"bundle {context.bundle}: allocation model: {exc}") from exc
+
+    def run(self, state: SearchState) -> Outcome:
+        """Move items of the window; the rest keep their places."""
+        n = min(state.reorderable(), self.model.window, len(state.candidates))
+        if n < 2:
+            state.add_column("allocate.shift", np.zeros(len(state.candidates)))
+            return Outcome("ran", "nothing to allocate")
+        keys = [(str(d), str(p)) for d, p in state.candidates.keys[:n]]
+        x = self.model.state(keys)
+        allocation = self.model.allocate(x)
+        shift = np.zeros(len(state.candidates))
+        shift[:n] = allocation.shift
+        state.add_column("allocate.shift", shift)
+        order = np.concatenate([allocation.order, np.arange(n, len(state.candidates))])
+        state.reorder(order.astype(np.intp), state.candidates.scores[order])
+        moved = int((allocation.shift != 0).sum())
+        new = x[:, 1] > 0
+        lifted = int(((allocation.shift > 0) & new).sum())
+        weights = self.model.weights_ if self.model.weights_ is not None else np.zeros(3)
+        fused = ", ".join(f"{k} {w:.2f}" for k, w in zip(OBJECTIVES, weights, strict=True))
+        return Outcome(
+            "ran",
+            f"modrl-ta moved {moved} of {n} ({int(new.sum())} new, {lifted} of them lifted; "
+            f"weights {fused})",
+        )

@@ -1,0 +1,150 @@
+"""Train the traffic allocation stage (MODRL-TA) on a workspace's logs; publish it in a bundle.
+
+``shopsearch train -w W --stage allocation``: the logged impressions (with whether each was
+clicked and bought, and whether the product is new: created less than ``[allocation]
+new_days`` days before the first logged request) train
+:class:`~shopsearch.rerank.allocation.MODRLTA`. The first time, every transition is
+*simulated* from the logs (progressive data augmentation's start); when the current bundle
+already has an allocation model, the logs after the time it was trained up to were served
+with it, so they are *live* interactions and replace the simulated ones progressively
+(``[allocation] ramp_days``). The new bundle copies the current bundle's other stages and adds
+``allocation/``; its meta records ``trained_until`` (the last logged request) and the date new
+products are counted from.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from shopsearch.config import AllocationSettings, Settings, load_settings
+from shopsearch.errors import InvalidInputError
+from shopsearch.events.compaction import compact_event_log
+from shopsearch.pipeline.stages.allocate import ALLOCATION_DIR
+from shopsearch.rerank.allocation import MODRLTA
+from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.workspace import Workspace
+from shopsearch.training.publish import publish_checked
+
+_LOGS = """
+with acts as (
+    select request_id, product_id,
+           bool_or(kind = 'click') as clicked, bool_or(kind = 'purchase') as purchased
+    from interactions group by request_id, product_id
+), products_new as (
+    select domain, product_id, bool_or(created_at >= $since) as new
+    from products group by domain, product_id
+)
+select i.request_id, r.timestamp, r.domain, i.product_id, i.position,
+       coalesce(a.clicked, false) as clicked, coalesce(a.purchased, false) as purchased,
+       coalesce(p.new, false) as new
+from impressions i
+join requests r using (request_id)
+left join acts a on a.request_id = i.request_id and a.product_id = i.product_id
+left join products_new p on p.domain = r.domain and p.product_id = i.product_id
+"""
+
+
+def new_since(con: duckdb.DuckDBPyConnection, new_days: int) -> pd.Timestamp:
+    """The creation time from which a product counts as new: ``new_days`` before the first
+    logged request.
+
+    Raises:
+        InvalidInputError: for a workspace without logged requests.
+    """
+    first = con.execute("select min(timestamp) from requests").fetchone()
+    if first is None or first[0] is None:
+        raise InvalidInputError("the workspace has no logged requests; ingest or simulate logs")
+    return pd.Timestamp(first[0]) - pd.Timedelta(days=new_days)
+
+
+def allocation_frames(
+    con: duckdb.DuckDBPyConnection, since: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The logged impressions (:data:`~shopsearch.rerank.allocation.modrl_ta.LOG_COLUMNS`) and
+    the catalog's ``domain, product_id, new``, products created from ``since`` being new."""
+    logs = con.execute(_LOGS, {"since": since.to_pydatetime()}).fetch_df()
+    catalog = con.execute(
+        "select domain, product_id, bool_or(created_at >= $since) as new from products "
+        "group by domain, product_id",
+        {"since": since.to_pydatetime()},
+    ).fetch_df()
+    for frame in (logs, catalog):
+        frame["new"] = frame["new"].astype(bool)
+    return logs, catalog
+
+
+def make_model(settings: AllocationSettings, seed: int = 0) -> MODRLTA:
+    """An unfitted allocator with the settings' parameters."""
+    return MODRLTA(
+        gamma=settings.gamma,
+        members=settings.members,
+        max_shift=settings.max_shift,
+        window=settings.window,
+        priorities=settings.priorities,
+        purchase_tolerance=settings.purchase_tolerance,
+        ramp_days=settings.ramp_days,
+        seed=seed,
+    )
+
+
+def train_allocation_bundle(
+    workspace: Workspace,
+    settings: Settings | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Path:
+    """Fit the allocator on the workspace's logs and publish a bundle with it (see the module
+    docstring); returns the bundle."""
+    tell = say or (lambda _message: None)
+    settings = settings or load_settings(workspace.root)
+    old = current_bundle(workspace)
+    meta = bundle_meta(old)
+    compact_event_log(workspace)
+    con = workspace.connect()
+    since = new_since(con, settings.allocation.new_days)
+    logs, catalog = allocation_frames(con, since)
+    if logs.empty:
+        raise InvalidInputError("the workspace has no logged impressions to train on")
+    previous = meta.get("allocation")
+    live_since = None
+    init = None
+    if isinstance(previous, dict) and previous.get("trained_until"):
+        live_since = pd.Timestamp(str(previous["trained_until"]))
+        if (old / ALLOCATION_DIR).is_dir():
+            init = MODRLTA.load(old / ALLOCATION_DIR).weights_
+    tell(
+        f"allocation: {len(logs):,} impressions, {int(catalog['new'].sum()):,} new products "
+        f"(created since {since.date()}); live since {live_since or 'never (all simulated)'}"
+    )
+    model = make_model(settings.allocation).fit(logs, catalog, live_since, init)
+    tell(f"allocation: fusion weights {model.info_['weights']}")
+    bundle = new_bundle_dir(workspace)
+    for child in old.iterdir():
+        if child.is_dir() and child.name != ALLOCATION_DIR:
+            shutil.copytree(child, bundle / child.name)
+    model.save(bundle / ALLOCATION_DIR)
+    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
+    stages[ALLOCATION_DIR] = ALLOCATION_DIR
+    new_meta: dict[str, object] = {
+        **{k: v for k, v in meta.items() if k not in ("created", "id")},
+        "stages": stages,
+        "allocation": {
+            "model": "modrl-ta",
+            "trained_until": str(pd.Timestamp(logs["timestamp"].max())),
+            "new_since": str(since),
+            "live_since": None if live_since is None else str(live_since),
+            **{k: v for k, v in model.info_.items() if k != "weights"},
+            "weights": model.info_["weights"],
+            "new_products": int(np.sum(catalog["new"])),
+        },
+    }
+    publish_checked(workspace, settings, bundle, new_meta)
+    return bundle
+
+
+__all__ = ["allocation_frames", "make_model", "new_since", "train_allocation_bundle"]
