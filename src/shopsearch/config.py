@@ -124,7 +124,7 @@ class PipelineSettings(BaseModel):
     #: Stage names of :data:`shopsearch.pipeline.stage.STAGES` (or ``"package.module:Class"``
     #: for an outside stage), run in this order; ``retrieve`` is required. A stage whose model
     #: is not in the bundle is skipped (``--explain`` says so).
-    stages: list[str] = ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
+    stages: list[str] = ["query", "retrieve", "relevance", "prerank", "rank", "rerank", "allocate"]
     #: Candidates the pre-ranking stage keeps for the ranking model to re-score; the rest
     #: follow them in pre-ranking order.
     prerank_keep: int = Field(200, ge=1, le=10_000)

@@ -1,5 +1,5 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance``: learn a stage
-from the logs (or, for query and relevance, from judgments)."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|allocation``: learn
+a stage from the logs (or, for query and relevance, from judgments)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query", "relevance")
+STAGES = ("ranking", "retrieval", "query", "relevance", "allocation")
 
 
 @app.command()
 def train(
     workspace: Annotated[Path, typer.Option("--workspace", "-w", help="Workspace directory.")],
     stage: Annotated[
-        str, typer.Option(help="Stage to train: ranking, retrieval, query or relevance.")
+        str, typer.Option(help="Stage: ranking, retrieval, query, relevance or allocation.")
     ] = "ranking",
     model: Annotated[
         str | None,
@@ -47,7 +47,9 @@ def train(
     shopsearch train --workspace W --stage retrieval --model two-tower,gcn;
     shopsearch train --workspace W --stage relevance --epochs 2 (distils a cross-encoder
     teacher, trained on the judgments or else the logs within relevance.teacher_budget_s
-    seconds, into the BERT2DNN student the relevance stage serves, with its gate).
+    seconds, into the BERT2DNN student the relevance stage serves, with its gate);
+    shopsearch train --workspace W --stage allocation (MODRL-TA traffic allocation: simulated
+    interactions from the logs first, then the live logs served since its last training).
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
@@ -57,6 +59,9 @@ def train(
         return
     if stage == "relevance":
         _train_relevance(Workspace.open(workspace), settings, epochs)
+        return
+    if stage == "allocation":
+        _train_allocation(Workspace.open(workspace), settings)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -102,6 +107,15 @@ def _train_retrieval(
     with heartbeat("train"), step_progress() as progress:
         bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
     console.print(f"trained learned retrieval; published bundle {bundle}")
+
+
+def _train_allocation(workspace: Workspace, settings: Settings) -> None:
+    """``--stage allocation``: fit MODRL-TA on the logs, publish it in a new bundle."""
+    from shopsearch.training.allocation import train_allocation_bundle
+
+    with heartbeat("training traffic allocation"):
+        bundle = train_allocation_bundle(workspace, settings, say=say)
+    console.print(f"trained traffic allocation (MODRL-TA); published bundle {bundle}")
 
 
 def _train_query(workspace: Workspace, settings: Settings, model: str | None) -> None:

@@ -33,7 +33,7 @@ from shopsearch.progress import Say
 from shopsearch.store.workspace import Workspace
 
 #: Part name → module (under ``shopsearch.evaluate.suites``) with ``measure``.
-PARTS: dict[str, str] = {}
+PARTS: dict[str, str] = {"allocation": "stages_allocation"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class StagesConfig:
         parts: which parts run (see :data:`PARTS`); empty: all.
         seed: seed of training, replays and bootstraps.
         n_resamples: bootstrap resamples of every interval.
+        allocation_days: days of the allocation part's multi-day replay.
+        allocation_sessions: sessions per day of that replay.
+        allocation_blends: weights of the fixed-weight blends (baselines) of that part.
     """
 
     workspace: Annotated[
@@ -56,6 +59,11 @@ class StagesConfig:
     parts: Annotated[tuple[str, ...], option("Parts to run (default: all)")] = ()
     seed: Annotated[int, option("Seed of training, replays and bootstraps")] = 0
     n_resamples: int = 1000
+    allocation_days: Annotated[int, option("Days of the allocation replay", low=1)] = 7
+    allocation_sessions: Annotated[
+        int, option("Sessions per day of the allocation replay", low=2)
+    ] = 1000
+    allocation_blends: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 
 
 class Part(Protocol):
