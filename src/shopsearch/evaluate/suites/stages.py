@@ -4,7 +4,7 @@ the simulator, each beside its baselines, in one report.
 The suite is made of **parts**, one module per stage family (:data:`PARTS`); ``--parts`` picks
 which run (default: all). Each part trains its models from the workspace's logged stream,
 evaluates them against the simulator's ground truth and adds its systems to the one report,
-every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` ``{"part": ...}``:
+every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` ``{"part": {...}}``:
 
 * ``prerank`` (:mod:`.stages_prerank`): ``consistency``, ``ndcg@10``, ``cost_ms``;
 * ``rerank`` (:mod:`.stages_rerank`): ``ndcg@10``, ``alpha_ndcg@10``, ``ild``, ``coverage``;
@@ -63,7 +63,7 @@ class StagesConfig:
     allocation_sessions: Annotated[
         int, option("Sessions per day of the allocation replay", low=2)
     ] = 1000
-    allocation_blends: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+    allocation_blends: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 class Part(Protocol):

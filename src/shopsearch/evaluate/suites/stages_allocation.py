@@ -302,7 +302,7 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
 
     for w in config.allocation_blends:
         run(f"baseline/blend-{w:g}", WindowPolicy(base, blend(w)), None)
-        extras[f"baseline/blend-{w:g}"] = {"weight": w}
+        extras[f"baseline/blend-{w:g}"] = {"blend": {"weight": w}}
     model, history = _modrl(config, settings, world, logs, catalog, new, say)
     members = model.members
 
@@ -326,7 +326,7 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
             history.append({"day": day + 1, **refit.info_})
 
     run("shopsearch/modrl-ta", WindowPolicy(base, allocate), after_day)
-    extras["shopsearch/modrl-ta"] = {"fits": history, "params": model.config()}
+    extras["shopsearch/modrl-ta"] = {"fits": {"by_day": history}, "params": model.config()}
     _report(config, report, settings, world, tables, extras, say)
 
 
@@ -362,8 +362,8 @@ def _report(
     counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), config.n_resamples)
     point = {n: {m: float(v[0]) for m, v in rates(t, None).items()} for n, t in aligned.items()}
     boot = {n: rates(t, counts) for n, t in aligned.items()}
-    settings_extra = {
-        "part": "allocation",
+    part = {
+        "name": "allocation",
         "days": config.allocation_days,
         "sessions_per_day": config.allocation_sessions,
         "allocation": settings.allocation.model_dump(mode="json"),
@@ -407,7 +407,7 @@ def _report(
         say(f"allocation: MODRL-TA vs the blends' front: {pareto}")
     for name in tables:
         ci = {m: _interval(v) for m, v in boot[name].items()}
-        extra = {**settings_extra, **extras.get(name, {})}
+        extra: dict[str, Any] = {"part": part, **extras.get(name, {})}
         if name == "shopsearch/modrl-ta":
             extra["pareto"] = pareto
         report.add_system(name, point[name], ci, extra)
