@@ -128,6 +128,12 @@ def test_modrl_ta_fits_allocates_and_round_trips(tmp_path: Path) -> None:
     # all exposure: new items go as high as allowed
     lifted = model.allocate(x, weights=np.array([0.0, 0.0, 1.0]))
     assert lifted.placed[[2, 6]].tolist() == [0, 3]
+    windows = [keys, [("us", f"p{i:02d}") for i in (20, 21, 22, 3, 23)]]
+    on_windows = MODRLTA(members=2, max_shift=3, window=10, seed=0).fit(
+        logs, catalog, windows=windows
+    )
+    assert on_windows.weights_ is not None
+    assert on_windows.weights_.sum() == pytest.approx(1.0)
     model.save(tmp_path / "allocation")
     again = MODRLTA.load(tmp_path / "allocation")
     assert np.array_equal(again.allocate(again.state(keys)).order, allocation.order)

@@ -7,9 +7,10 @@ new_days`` days before the first logged request) train
 *simulated* from the logs (progressive data augmentation's start); when the current bundle
 already has an allocation model, the logs after the time it was trained up to were served
 with it, so they are *live* interactions and replace the simulated ones progressively
-(``[allocation] ramp_days``). The new bundle copies the current bundle's other stages and adds
-``allocation/``; its meta records ``trained_until`` (the last logged request) and the date new
-products are counted from.
+(``[allocation] ramp_days``). The fusion weights are chosen on the windows the current bundle
+ranks for the last 300 logged requests. The new bundle copies the current bundle's other
+stages and adds ``allocation/``; its meta records ``trained_until`` (the last logged request)
+and the date new products are counted from.
 """
 
 from __future__ import annotations
@@ -24,12 +25,40 @@ import pandas as pd
 from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
+from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.pipeline.stages.allocate import ALLOCATION_DIR
 from shopsearch.rerank.allocation import MODRLTA
-from shopsearch.rerank.allocation.logs import allocation_frames, make_model, new_since
+from shopsearch.rerank.allocation.logs import (
+    allocation_frames,
+    make_model,
+    new_since,
+    recent_requests,
+)
 from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
 from shopsearch.store.workspace import Workspace
 from shopsearch.training.publish import publish_checked
+
+#: Recent logged requests whose ranked windows the fusion weights are chosen on.
+CEM_REQUESTS = 300
+
+
+def ranked_windows(
+    workspace: Workspace, settings: Settings, bundle: Path, requests: list[tuple[str, str, str]]
+) -> list[list[tuple[str, str]]]:
+    """The windows the allocator would face for ``requests`` ``(query, domain, user)``: the
+    bundle's ranked first ``[allocation] window`` results, allocation switched off."""
+    off = settings.allocation.model_copy(update={"enabled": False})
+    engine = Engine.load(workspace, settings.model_copy(update={"allocation": off}), bundle)
+    limits = settings.search
+    size = min(settings.allocation.window, limits.max_size)
+    out = []
+    for query, domain, user in requests:
+        text = query[: limits.max_query_chars]
+        if domain not in engine.products.domains() or not text.strip():
+            continue
+        items = engine.search(SearchParams(text, domain=domain, user_id=user, size=size)).items
+        out.append([(i.domain, i.product_id) for i in items if i.domain == domain])
+    return out
 
 
 def train_allocation_bundle(
@@ -60,7 +89,8 @@ def train_allocation_bundle(
         f"allocation: {len(logs):,} impressions, {int(catalog['new'].sum()):,} new products "
         f"(created since {since.date()}); live since {live_since or 'never (all simulated)'}"
     )
-    model = make_model(settings.allocation).fit(logs, catalog, live_since, init)
+    windows = ranked_windows(workspace, settings, old, recent_requests(con, CEM_REQUESTS))
+    model = make_model(settings.allocation).fit(logs, catalog, live_since, init, windows)
     tell(f"allocation: fusion weights {model.info_['weights']}")
     bundle = new_bundle_dir(workspace)
     for child in old.iterdir():
@@ -86,4 +116,4 @@ def train_allocation_bundle(
     return bundle
 
 
-__all__ = ["train_allocation_bundle"]
+__all__ = ["ranked_windows", "train_allocation_bundle"]

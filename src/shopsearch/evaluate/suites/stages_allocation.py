@@ -12,7 +12,8 @@ re-orders that window:
 * ``shopsearch/modrl-ta``: :class:`~shopsearch.rerank.allocation.MODRLTA` trained on the
   workspace's logs (interactions simulated from them), then re-trained after every replayed
   day on the logs plus the live days so far (progressive data augmentation), serving one
-  ensemble member per request (exploration) while it learns.
+  ensemble member per request (exploration) while it learns; its fusion weights are chosen on
+  the ranked windows of the last 300 logged requests, then on the windows it served that day.
 
 Each policy meets the same simulated users for ``allocation_days`` days of
 ``allocation_sessions`` sessions (:func:`~shopsearch.simulate.replay.replay_days`: day ``d`` has
@@ -45,7 +46,12 @@ from shopsearch.evaluate.suites.stages import StagesConfig
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.progress import Say
 from shopsearch.rerank.allocation import MODRLTA, blend_order
-from shopsearch.rerank.allocation.logs import allocation_frames, make_model, new_since
+from shopsearch.rerank.allocation.logs import (
+    allocation_frames,
+    make_model,
+    new_since,
+    recent_requests,
+)
 from shopsearch.simulate.persist import load_world
 from shopsearch.simulate.policy import Ranking, RankingPolicy, RequestBatch
 from shopsearch.simulate.replay import ReplayResult, replay_days
@@ -61,6 +67,8 @@ METRICS = (
     "new_item_purchases_per_1k",
 )
 DAY = pd.Timedelta(days=1)
+#: Recent logged requests whose ranked windows the first fusion weights are chosen on.
+CEM_REQUESTS = 300
 
 
 class BaseLists:
@@ -303,11 +311,15 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
     for w in config.allocation_blends:
         run(f"baseline/blend-{w:g}", WindowPolicy(base, blend(w)), None)
         extras[f"baseline/blend-{w:g}"] = {"blend": {"weight": w}}
-    model, history = _modrl(config, settings, world, logs, catalog, new, say)
+    recent = recent_requests(con, CEM_REQUESTS)
+    windows = [base.get(f"logged-{i}", *r) for i, r in enumerate(recent)]
+    model, history = _modrl(config, settings, logs, catalog, windows, say)
     members = model.members
+    served: list[list[Key]] = []
 
     def allocate(rid: str, keys: list[Key]) -> npt.NDArray[np.int64]:
         member = zlib.crc32(rid.encode()) % members
+        served.append(keys)
         return model_box[0].allocate(model_box[0].state(keys), member=member).order
 
     model_box = [model]
@@ -320,8 +332,9 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
         live.append(day_logs(result, new, start, world.config.days, first_live + day * DAY))
         if day + 1 < days:
             refit = make_model(settings.allocation, config.seed).fit(
-                pd.concat(live, ignore_index=True), catalog, end, model_box[0].weights_
+                pd.concat(live, ignore_index=True), catalog, end, model_box[0].weights_, served
             )
+            served.clear()
             model_box[0] = refit
             history.append({"day": day + 1, **refit.info_})
 
@@ -333,15 +346,15 @@ def measure(config: StagesConfig, report: Report, say: Say) -> None:
 def _modrl(
     config: StagesConfig,
     settings: Settings,
-    world: World,
     logs: pd.DataFrame,
     catalog: pd.DataFrame,
-    new: set[Key],
+    windows: list[list[Key]],
     say: Say,
 ) -> tuple[MODRLTA, list[dict[str, Any]]]:
-    """MODRL-TA fitted on the workspace's logs (simulated interactions only)."""
+    """MODRL-TA fitted on the workspace's logs (simulated interactions only), its fusion
+    weights chosen on ``windows``."""
     say("allocation: fitting MODRL-TA on the logs")
-    model = make_model(settings.allocation, config.seed).fit(logs, catalog)
+    model = make_model(settings.allocation, config.seed).fit(logs, catalog, None, None, windows)
     return model, [{"day": 0, **model.info_}]
 
 

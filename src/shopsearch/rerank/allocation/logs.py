@@ -74,4 +74,12 @@ def make_model(settings: AllocationSettings, seed: int = 0) -> MODRLTA:
     )
 
 
-__all__ = ["allocation_frames", "make_model", "new_since"]
+def recent_requests(con: duckdb.DuckDBPyConnection, n: int) -> list[tuple[str, str, str]]:
+    """``(query, domain, user_id)`` of the last ``n`` logged requests, oldest first."""
+    rows = con.execute(
+        "select query, domain, user_id from requests order by timestamp desc limit $n", {"n": n}
+    ).fetchall()
+    return [(str(q), str(d), str(u)) for q, d, u in reversed(rows)]
+
+
+__all__ = ["allocation_frames", "make_model", "new_since", "recent_requests"]

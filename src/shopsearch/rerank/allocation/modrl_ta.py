@@ -46,6 +46,7 @@ Logs it learns from (:data:`LOG_COLUMNS`, one row per logged impression): ``requ
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,7 @@ class MODRLTA:
         catalog: pd.DataFrame,
         live_since: pd.Timestamp | None = None,
         init_weights: F64 | None = None,
+        windows: Sequence[list[tuple[str, str]]] | None = None,
     ) -> MODRLTA:
         """Learn from logged impressions (see the module docstring).
 
@@ -215,6 +217,10 @@ class MODRLTA:
             live_since: logs after this time were served with the allocator (live); the rest
                 only give simulated transitions. ``None``: all offline.
             init_weights: fusion weights to start the search from (the previous fit's).
+            windows: ranked windows (item keys, best first) the allocator faces, recent last:
+                the fusion weights are chosen on the last ``cem_requests`` of them. Without
+                them, on the logged lists of the last requests (which hold only shown items,
+                so no new item below the page can be lifted onto it).
 
         Raises:
             InvalidInputError: for missing columns or logs without clicks.
@@ -263,8 +269,12 @@ class MODRLTA:
             raise InvalidInputError("no transitions to learn from; log some impressions first")
         self._fit_q(data)
         self.stats_ = self._stats(frame, catalog)
-        recent = frame.index.to_numpy()[live] if live.any() else frame.index.to_numpy()
-        self.weights_ = self._fuse(frame.loc[recent], x[recent], init_weights, rng)
+        if windows:
+            states = [self.state(keys) for keys in list(windows)[-self.cem_requests :]]
+        else:
+            recent = frame.index.to_numpy()[live] if live.any() else frame.index.to_numpy()
+            states = self._logged_lists(frame.loc[recent], x[recent])
+        self.weights_ = self._fuse(states, init_weights, rng)
         self.info_ = {
             "impressions": len(frame),
             "live_impressions": int(live.sum()),
@@ -349,8 +359,8 @@ class MODRLTA:
         table = table.merge(totals.reset_index(), on=["domain", "product_id"], how="left")
         return ItemStats.from_frame(table.fillna({"impressions": 0, "clicks": 0, "sales": 0}))
 
-    def _fuse(self, frame: pd.DataFrame, x: F64, init: F64 | None, rng: np.random.Generator) -> F64:
-        """CEM over the fusion weights on the last ``cem_requests`` requests of ``frame``."""
+    def _logged_lists(self, frame: pd.DataFrame, x: F64) -> list[F64]:
+        """States of the logged lists of the last ``cem_requests`` requests of ``frame``."""
         ids = pd.unique(frame["request_id"])[-self.cem_requests :]
         chosen = frame["request_id"].isin(set(ids)).to_numpy()
         rows = frame.loc[chosen]
@@ -358,7 +368,11 @@ class MODRLTA:
         order = np.lexsort((rows["position"].to_numpy(), rows["request_id"].to_numpy()))
         codes = rows["request_id"].to_numpy()[order]
         cuts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-        requests = [s for s in np.split(states[order], cuts) if len(s) > 1]
+        return list(np.split(states[order], cuts))
+
+    def _fuse(self, states: list[F64], init: F64 | None, rng: np.random.Generator) -> F64:
+        """CEM over the fusion weights on the windows' ``states`` (see :meth:`fit`)."""
+        requests = [s for s in states if len(s) > 1]
         if not requests:
             return np.full(len(OBJECTIVES), 1.0 / len(OBJECTIVES))
         ranked = [self.values(s, np.arange(len(s))) for s in requests]
