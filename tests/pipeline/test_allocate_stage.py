@@ -114,6 +114,7 @@ def test_eval_stages_part_reports_systems_and_pareto_png(shop: Path, tmp_path: P
         assert key in ours["ci95"]
     assert ours["part"]["name"] == "allocation"
     assert "outside_front" in ours["pareto"]
+    assert len(ours["pareto"]["paired_diff_vs"]["baseline/no-allocation"]["purchases_per_1k"]) == 3
     assert len(ours["fits"]["by_day"]) == 2
     assert path.with_name("stages-pareto.png").stat().st_size > 0
 

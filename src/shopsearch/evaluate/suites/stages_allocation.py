@@ -25,7 +25,8 @@ against the best 10 of the ranked window), each with a 95% bootstrap CI over ses
 resamples for every policy, so differences are paired). The Pareto front of no-allocation and
 the blends in (purchases, exposure) is drawn with MODRL-TA in ``<report stem>-pareto.png``; the
 report gives MODRL-TA's exposure gap to the front at equal purchases and its purchase gap at
-equal exposure (linear interpolation between front points), with paired CIs.
+equal exposure (linear interpolation between front points), with paired CIs, and its paired
+difference to every baseline in each metric (``paired_diff_vs``: difference, CI low, CI high).
 """
 
 from __future__ import annotations
@@ -406,7 +407,18 @@ def _report(
         front_names = [
             n for n, p in zip(blends, pts, strict=True) if any((p == f).all() for f in front(pts))
         ]
+        paired = {
+            n: {
+                m: [
+                    point["shopsearch/modrl-ta"][m] - point[n][m],
+                    *_interval(boot["shopsearch/modrl-ta"][m] - boot[n][m]),
+                ]
+                for m in ("ndcg@10", *METRICS)
+            }
+            for n in blends
+        }
         pareto = {
+            "paired_diff_vs": paired,
             "front": front_names,
             "dominated_by": dominated_by,
             "exposure_gap_at_equal_purchases": gap_exposure,
