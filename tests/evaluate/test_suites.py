@@ -40,6 +40,7 @@ BUILT_INS = {
     "query/sim": "ndcg@10",
     "query/suggest-sim": "mrr_prefix4",
     "query/suggest-bestbuy": "mrr_prefix4",
+    "stages/sim": "ndcg@10",
 }
 
 
@@ -185,6 +186,8 @@ def test_the_cli_runs_each_suite_with_its_config_defaults(
         if opt.required:
             argv += [opt.flag, samples[opt.value_type]]
             required[opt.field] = opt.parse(samples[opt.value_type])
+    if "report_path" in {f.name for f in dataclasses.fields(suite.config_type)}:
+        required["report_path"] = tmp_path / "r.json"  # set by the CLI: plots go next to it
     assert run(argv) == 0, capsys.readouterr().err
     assert ran == [suite.config_type(**required)]
     assert _read(tmp_path / "r.json")["systems"]["baseline/fake"][suite.primary_metric] == 1.0
