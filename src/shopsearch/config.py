@@ -204,6 +204,10 @@ class AllocationSettings(BaseModel):
     purchase_tolerance: float = Field(0.02, ge=0.0, le=1.0)
     #: Days of live logs after which no simulated interaction is trained on.
     ramp_days: float = Field(5.0, gt=0.0, le=3650.0)
+    #: Serve the fixed-weight blend ``(1 - w) / log2(2 + rank) + w * new`` with this weight
+    #: instead of MODRL-TA (a baseline, e.g. for ``eval online``; new products as the bundle's
+    #: allocation model knows them). ``None``: MODRL-TA.
+    blend_weight: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class Settings(BaseSettings):

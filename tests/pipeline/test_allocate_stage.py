@@ -88,6 +88,12 @@ def test_the_stage_moves_only_the_window_and_never_above_the_gate(shop: Path) ->
     assert set(state.candidates.keys[:8]) == set(keys[:8])
     assert state.candidates.keys.index(new_keys[0]) < 6
     assert state.columns["allocate.shift"][8:].tolist() == [0.0] * 4
+    blended = SearchState(SearchParams("x"), Filters(), 20, QueryInfo("x", "x"))
+    blended.candidates = Candidates(keys=keys, scores=np.arange(12, 0, -1, dtype=np.float32))
+    outcome = AllocateStage(model, blend_weight=1.0).run(blended)
+    assert "blend w=1" in outcome.detail
+    assert blended.candidates.keys[:2] == new_keys
+    assert blended.columns["allocate.shift"][:2].tolist() == [6.0, 6.0]
 
 
 def test_eval_stages_part_reports_systems_and_pareto_png(shop: Path, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ and ``[allocation] enabled`` is true; otherwise skipped, and ``--explain`` says 
 items of the first ``window`` re-orderable positions by at most ``max_shift`` places (never
 above the candidates the relevance gate demoted: they are outside the re-orderable part), to
 trade clicks, purchases and new items' exposure as the model's fused Q-values say
-(:class:`~shopsearch.rerank.allocation.MODRLTA`). Adds ``allocate.shift`` per candidate: places
+(:class:`~shopsearch.rerank.allocation.MODRLTA`); with ``[allocation] blend_weight`` it serves
+that fixed-weight blend instead (a baseline). Adds ``allocate.shift`` per candidate: places
 moved up (negative: down; 0 outside the window).
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
 from shopsearch.pipeline.state import SearchState
-from shopsearch.rerank.allocation import MODRLTA, OBJECTIVES
+from shopsearch.rerank.allocation import MODRLTA, OBJECTIVES, blend_order
 
 #: The bundle folder of the allocation model.
 ALLOCATION_DIR = "allocation"
@@ -28,12 +29,15 @@ class AllocateStage(Stage):
 
     Args:
         model: the fitted allocator.
+        blend_weight: serve the fixed-weight blend with this weight instead (``None``: the
+            model's allocation).
     """
 
     name = "allocate"
 
-    def __init__(self, model: MODRLTA) -> None:
+    def __init__(self, model: MODRLTA, blend_weight: float | None = None) -> None:
         self.model = model
+        self.blend_weight = blend_weight
 
     @classmethod
     def load(cls, context: StageContext) -> Stage | Absent:
@@ -51,7 +55,7 @@ class AllocateStage(Stage):
                 "allocation)"
             )
         try:
-            return cls(MODRLTA.load(folder))
+            return cls(MODRLTA.load(folder), context.settings.allocation.blend_weight)
         except (InvalidInputError, OSError, KeyError, ValueError) as exc:
             raise WorkspaceError(f"bundle {context.bundle}: allocation model: {exc}") from exc
 
@@ -63,19 +67,30 @@ class AllocateStage(Stage):
             return Outcome("ran", "nothing to allocate")
         keys = [(str(d), str(p)) for d, p in state.candidates.keys[:n]]
         x = self.model.state(keys)
-        allocation = self.model.allocate(x)
-        shift = np.zeros(len(state.candidates))
-        shift[:n] = allocation.shift
-        state.add_column("allocate.shift", shift)
-        order = np.concatenate([allocation.order, np.arange(n, len(state.candidates))])
-        state.reorder(order.astype(np.intp), state.candidates.scores[order])
-        moved = int((allocation.shift != 0).sum())
         new = x[:, 1] > 0
-        lifted = int(((allocation.shift > 0) & new).sum())
-        weights = self.model.weights_ if self.model.weights_ is not None else np.zeros(3)
-        fused = ", ".join(f"{k} {w:.2f}" for k, w in zip(OBJECTIVES, weights, strict=True))
+        if self.blend_weight is None:
+            window = self.model.allocate(x).order
+        else:
+            window = blend_order(new, self.blend_weight)
+        placed = np.empty(n, dtype=np.int64)
+        placed[window] = np.arange(n)
+        moved_up = np.arange(n) - placed
+        shift = np.zeros(len(state.candidates))
+        shift[:n] = moved_up
+        state.add_column("allocate.shift", shift)
+        order = np.concatenate([window, np.arange(n, len(state.candidates))])
+        state.reorder(order.astype(np.intp), state.candidates.scores[order])
+        moved = int((moved_up != 0).sum())
+        lifted = int(((moved_up > 0) & new).sum())
+        if self.blend_weight is not None:
+            how = f"blend w={self.blend_weight:g}"
+        else:
+            weights = self.model.weights_ if self.model.weights_ is not None else np.zeros(3)
+            how = "weights " + ", ".join(
+                f"{k} {w:.2f}" for k, w in zip(OBJECTIVES, weights, strict=True)
+            )
+        name = "modrl-ta" if self.blend_weight is None else "blend"
         return Outcome(
             "ran",
-            f"modrl-ta moved {moved} of {n} ({int(new.sum())} new, {lifted} of them lifted; "
-            f"weights {fused})",
+            f"{name} moved {moved} of {n} ({int(new.sum())} new, {lifted} of them lifted; {how})",
         )
