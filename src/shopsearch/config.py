@@ -169,7 +169,7 @@ class PipelineSettings(BaseModel):
     #: Stage names of :data:`shopsearch.pipeline.stage.STAGES` (or ``"package.module:Class"``
     #: for an outside stage), run in this order; ``retrieve`` is required. A stage whose model
     #: is not in the bundle is skipped (``--explain`` says so).
-    stages: list[str] = ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
+    stages: list[str] = ["query", "retrieve", "relevance", "prerank", "rank", "rerank", "allocate"]
     #: Candidates the pre-ranking stage keeps for the ranking model to re-score; the rest
     #: follow them in pre-ranking order.
     prerank_keep: int = Field(200, ge=1, le=10_000)
@@ -231,6 +231,36 @@ class ServeSettings(BaseModel):
     admin_token: SecretStr | None = None
 
 
+class AllocationSettings(BaseModel):
+    """Traffic allocation after re-ranking: the ``allocate`` stage and ``shopsearch train
+    --stage allocation`` (MODRL-TA, :mod:`shopsearch.rerank.allocation`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Serve the bundle's allocation model (when it has one).
+    enabled: bool = True
+    #: A product created less than this many days before the first logged request is new.
+    new_days: int = Field(30, ge=0, le=36_500)
+    #: Ranked positions the allocator may re-order.
+    window: int = Field(50, ge=2, le=1000)
+    #: Most places an item moves up or down.
+    max_shift: int = Field(10, ge=1, le=1000)
+    #: Discount of an item's next appearance in the Q-functions.
+    gamma: float = Field(0.8, ge=0.0, lt=1.0)
+    #: Q-ensemble members per objective.
+    members: int = Field(5, ge=1, le=100)
+    #: Weight of each objective's relative gain when fusing: clicks, purchases, exposure.
+    priorities: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: Estimated purchase loss (share of the ranked order's) the fusion may accept.
+    purchase_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    #: Days of live logs after which no simulated interaction is trained on.
+    ramp_days: float = Field(5.0, gt=0.0, le=3650.0)
+    #: Serve the fixed-weight blend ``(1 - w) / log2(2 + rank) + w * new`` with this weight
+    #: instead of MODRL-TA (a baseline, e.g. for ``eval online``; new products as the bundle's
+    #: allocation model knows them). ``None``: MODRL-TA.
+    blend_weight: float | None = Field(None, ge=0.0, le=1.0)
+
+
 class Settings(BaseSettings):
     """All settings. Build with :func:`load_settings`."""
 
@@ -247,6 +277,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = RerankSettings()
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
+    allocation: AllocationSettings = AllocationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -2,7 +2,8 @@
 
 Every stage of ``STAGES.names()`` loads from a :class:`StageContext` — in memory over a tiny
 hybrid retriever (no bundle: the ``rank`` stage is :class:`Absent` and says why), and over a
-bundle with a trained ranking model and a relevance model (every stage loads) — and runs on a
+bundle with a trained ranking model, a relevance model and an allocation model (every stage
+loads) — and runs on a
 :class:`SearchState`, keeping the candidates and every column aligned.
 """
 
@@ -16,10 +17,11 @@ import pytest
 
 from shopsearch.catalog.candidates import Filters
 from shopsearch.catalog.lookup import ProductLookup
-from shopsearch.config import Settings
+from shopsearch.config import AllocationSettings, Settings
 from shopsearch.pipeline.engine import Engine
 from shopsearch.pipeline.request import SearchParams
 from shopsearch.pipeline.stage import STAGES, Absent, Outcome, Stage, StageContext
+from shopsearch.pipeline.stages.allocate import ALLOCATION_DIR
 from shopsearch.pipeline.stages.rank import RANKING_DIR
 from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.pipeline.state import QueryInfo, SearchState
@@ -29,6 +31,7 @@ from shopsearch.ranking.train import TrainConfig
 from shopsearch.relevance.distill import RelevanceGate
 from shopsearch.relevance.serving import RelevanceModel, row_text
 from shopsearch.relevance.student import BERT2DNNStudent, StudentConfig
+from shopsearch.rerank.allocation.logs import allocation_frames, make_model, new_since
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.lexical import LexicalRetriever
@@ -58,13 +61,18 @@ def bundle_context(
     tiny_split: tuple[Samples, Samples],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> StageContext:
-    """A bundle with a ranking model trained on the tiny log, over that workspace."""
+    """A bundle with a ranking, a relevance and an allocation model trained on the tiny log,
+    over that workspace."""
     workspace = Workspace.open(tiny_workspace)
     bundle = tmp_path_factory.mktemp("bundle")
     ranker = train_ranker(tiny_split[0], "dnn", "feature", TrainConfig(epochs=1, batch_size=512))
     ranker.save(bundle / RANKING_DIR)
     products = workspace.table("products")
     _relevance(products).save(bundle / RELEVANCE_DIR)
+    con = workspace.connect()
+    logs, catalog = allocation_frames(con, new_since(con, 30))
+    allocator = make_model(AllocationSettings(members=2)).fit(logs, catalog)
+    allocator.save(bundle / ALLOCATION_DIR)
     return StageContext(Settings(), _hybrid(products), ProductLookup(products), workspace, bundle)
 
 
@@ -190,7 +198,7 @@ def test_engine_reports_every_default_stage_with_timings(engine: Engine) -> None
     response = engine.search(SearchParams(QUERY, explain=True, size=5))
     default = Settings().pipeline.stages
     assert [report.name for report in response.pipeline] == default
-    assert len(default) == 6
+    assert len(default) == 7
     for report in response.pipeline:
         assert report.status in STATUSES
         assert np.isfinite(report.ms)
@@ -209,6 +217,7 @@ def test_engine_reports_every_default_stage_with_timings(engine: Engine) -> None
         "prerank": "identity",
         "rank": "skipped",
         "rerank": "identity",
+        "allocate": "skipped",
     }
     assert {"retrieve.lexical", "retrieve.dense", "retrieve.fusion", "total"} <= set(
         response.timings_ms

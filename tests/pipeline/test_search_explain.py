@@ -36,7 +36,7 @@ def workspace(tmp_path: Path) -> Path:
     return root
 
 
-def test_explain_prints_all_six_stages_with_timings(
+def test_explain_prints_every_stage_with_timings(
     workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
@@ -45,16 +45,18 @@ def test_explain_prints_all_six_stages_with_timings(
     out = " ".join((captured.out + captured.err).split())  # rich wraps long lines
     for stage, status in [("query", "identity"), ("retrieve", "ran"), ("relevance", "identity"),
                           ("prerank", "identity"), ("rank", "skipped"),
-                          ("rerank", "identity")]:  # fmt: skip
+                          ("rerank", "identity"), ("allocate", "skipped")]:  # fmt: skip
         assert f"{stage} {status}" in out
     assert "no ranking model in this bundle" in out
     assert "no relevance model in this bundle" in out
+    assert "no allocation model in this bundle" in out
     assert "retrieve.lexical" in out
 
     assert run(["search", "sofa", "-w", str(workspace), "--json"]) == 0
     body = orjson.loads(capsys.readouterr().out)
     assert [s["name"] for s in body["pipeline"]] == ["query", "retrieve", "relevance",
-                                                     "prerank", "rank", "rerank"]  # fmt: skip
+                                                     "prerank", "rank", "rerank",
+                                                     "allocate"]  # fmt: skip
     assert all(s["ms"] >= 0 for s in body["pipeline"])
 
 
@@ -73,7 +75,9 @@ def test_a_configured_pipeline_runs_its_own_stages(workspace: Path) -> None:
     settings.pipeline = PipelineSettings(stages=["retrieve", "nope"])
     with pytest.raises(InvalidInputError, match="unknown stage 'nope'"):
         Engine.load(Workspace.open(workspace), settings)
-    assert STAGES.names() == ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
+    assert STAGES.names() == [
+        "query", "retrieve", "relevance", "prerank", "rank", "rerank", "allocate"
+    ]  # fmt: skip
 
 
 def test_index_builds_the_registered_sources_and_refuses_trained_ones(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def test_search_response_contract(client):
         "intents",
     }
     stages = [s["name"] for s in body["pipeline"]]
-    assert stages == ["query", "retrieve", "relevance", "prerank", "rank", "rerank"]
+    assert stages == ["query", "retrieve", "relevance", "prerank", "rank", "rerank", "allocate"]
     assert {s["status"] for s in body["pipeline"]} <= {"ran", "identity", "skipped"}
     assert body["query"] == "grey sofa"
     assert body["domain"] == "us"

@@ -1,6 +1,6 @@
-"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|prerank|rerank``:
-learn a stage from the logs (for query and relevance also from judgments; for prerank from the
-logged stream)."""
+"""``shopsearch train --workspace W --stage ranking|retrieval|query|relevance|prerank|rerank|
+allocation``: learn a stage from the logs (for query and relevance also from judgments; for
+prerank from the logged stream)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
 
-STAGES = ("ranking", "retrieval", "query", "relevance", "prerank", "rerank")
+STAGES = ("ranking", "retrieval", "query", "relevance", "prerank", "rerank", "allocation")
 
 
 @app.command()
@@ -25,7 +25,8 @@ def train(
     stage: Annotated[
         str,
         typer.Option(
-            help="Stage to train: ranking, retrieval, query, relevance, prerank or rerank."
+            help="Stage to train: ranking, retrieval, query, relevance, prerank, rerank or "
+            "allocation."
         ),
     ] = "ranking",
     model: Annotated[
@@ -55,7 +56,9 @@ def train(
     shopsearch train --workspace W --stage prerank (the light pre-ranker, HCCP by default:
     [prerank] objective, from the stream logged for [pipeline] stream_sample of searches);
     shopsearch train --workspace W --stage rerank --epochs 10 (PODM-MI diversity re-ranking
-    from the logged lists; served with [rerank] method = "podm-mi").
+    from the logged lists; served with [rerank] method = "podm-mi");
+    shopsearch train --workspace W --stage allocation (MODRL-TA traffic allocation: simulated
+    interactions from the logs first, then the live logs served since its last training).
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
@@ -71,6 +74,9 @@ def train(
         return
     if stage == "rerank":
         _train_rerank(Workspace.open(workspace), settings, epochs)
+        return
+    if stage == "allocation":
+        _train_allocation(Workspace.open(workspace), settings)
         return
     if stage == "retrieval":
         _train_retrieval(Workspace.open(workspace), settings, model, epochs)
@@ -116,6 +122,15 @@ def _train_retrieval(
     with heartbeat("train"), step_progress() as progress:
         bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
     console.print(f"trained learned retrieval; published bundle {bundle}")
+
+
+def _train_allocation(workspace: Workspace, settings: Settings) -> None:
+    """``--stage allocation``: fit MODRL-TA on the logs, publish it in a new bundle."""
+    from shopsearch.training.allocation import train_allocation_bundle
+
+    with heartbeat("training traffic allocation"):
+        bundle = train_allocation_bundle(workspace, settings, say=say)
+    console.print(f"trained traffic allocation (MODRL-TA); published bundle {bundle}")
 
 
 def _train_query(workspace: Workspace, settings: Settings, model: str | None) -> None:

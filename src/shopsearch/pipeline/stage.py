@@ -87,6 +87,7 @@ STAGES: Registry[type[Stage]] = Registry(
         "shopsearch.pipeline.stages.prerank",
         "shopsearch.pipeline.stages.rank",
         "shopsearch.pipeline.stages.rerank",
+        "shopsearch.pipeline.stages.allocate",
     ),
     check=subclass_of(Stage),
 )

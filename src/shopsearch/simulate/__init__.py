@@ -45,6 +45,10 @@ Generative story (parameters and defaults: :mod:`shopsearch.simulate.config`)
    interactions) hold only what a shop would log; ``W/ground_truth/`` holds the config, the world
    and the need behind every request, and :class:`GroundTruth` answers true relevance and purchase
    propensity for any (request, product) pair.
+8. **New products** (:mod:`~shopsearch.simulate.launch`): products created less than
+   ``launch.new_days`` days before the logs begin start below their latent quality (no sales
+   history) and become more attractive with every sale; a multi-day replay
+   (:func:`replay_days`) carries their sales from day to day, so exposure has long-term value.
 
 Calibration
 -----------
@@ -63,6 +67,14 @@ grade 0.66%, 1.9%, 4.3%, 7.4%: satiation moves the clicks towards position 1 (no
 tires anyone), by 3 points, and lowers the CTR by 0.4 points; the tests' tolerances hold.
 Every simulation reports its own realised rates in :class:`SimulationSummary` (also
 ``ground_truth/summary.json``).
+defaults (3 domains, 2,000 products, 5,000 users, 20,000 sessions, seed 7, 20 shown): CTR 4.18%,
+carts 7.0% of clicks, purchases 0.89% of clicks (13% of carts); clicked positions 1-5: 31.6%,
+10.9%, 8.0%, 6.2%, 5.0%, beyond 10: 20.2% of clicks; CTR by true grade 0/1/2/3: 0.66%, 1.9%,
+4.3%, 7.4%; typos in 6.9% of queries. Before new products' cold start (step 8) the same run gave
+CTR 4.20%, carts 6.9% and purchases 0.85% of clicks (24.9% of clicks beyond position 10 with 25
+shown). New products (3.8% of products) get 3.9% of impressions and 3.9%, 3.1% and 3.0% of
+clicks, carts and purchases (4.2%, 3.8% and 4.1% before their cold start). Every simulation
+reports its own realised rates in :class:`SimulationSummary` (also ``ground_truth/summary.json``).
 
 Entry points: :func:`simulate` (world + logs + truth into a workspace), :func:`replay` (any
 policy against the same simulated users; offline A/B tests), :class:`GroundTruth` (evaluation),
@@ -76,6 +88,7 @@ from shopsearch.simulate.config import (
     BehaviourParams,
     CatalogParams,
     DiversityParams,
+    LaunchParams,
     MarketParams,
     PolicyParams,
     QueryParams,
@@ -91,7 +104,13 @@ from shopsearch.simulate.policy import (
     RankMatrix,
     RequestBatch,
 )
-from shopsearch.simulate.replay import ReplayResult, SimulatedLogs, planned_truth, replay
+from shopsearch.simulate.replay import (
+    ReplayResult,
+    SimulatedLogs,
+    planned_truth,
+    replay,
+    replay_days,
+)
 from shopsearch.simulate.summary import DomainStats, SimulationSummary
 from shopsearch.simulate.truth import GroundTruth
 from shopsearch.simulate.world import World
@@ -103,6 +122,7 @@ __all__ = [
     "DiversityParams",
     "DomainStats",
     "GroundTruth",
+    "LaunchParams",
     "LexicalNoisePolicy",
     "MarketParams",
     "PolicyParams",
@@ -122,6 +142,7 @@ __all__ = [
     "load_world",
     "planned_truth",
     "replay",
+    "replay_days",
     "save_world",
     "simulate",
 ]

@@ -12,7 +12,8 @@ insists on, some of them never typed): 0 if the product is of another leaf; othe
 purchase-given-cart probabilities from the grade, the user's brand affinity
 (``taste_scale * taste_user . taste_brand + market offset of the brand``), the relative log-price
 (log of the local price over the market's median price in the leaf) times the user's price
-sensitivity, and the product's latent quality (weights in
+sensitivity, and the product's latent quality (new products' changed by launch and sales:
+:mod:`~shopsearch.simulate.launch`; weights in
 :class:`~shopsearch.simulate.config.BehaviourParams`). Out-of-stock products can be clicked but
 never carted or bought.
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopsearch.simulate.common import F64, I8, I16, I32, Bool
+from shopsearch.simulate.launch import appeal
 from shopsearch.simulate.world import World
 
 
@@ -109,7 +111,7 @@ def funnel(
     grade = grades(world, leaf, brand, attrs, items)
     aff = affinity(world, user, market, world.products.brand[items])
     price = world.users.price_sensitivity[user] * relative_price(world, market, items)
-    quality = world.products.quality[items]
+    quality = appeal(world, items)
     stock = world.catalog.in_stock[market, items]
     click = (
         p.click_intercept

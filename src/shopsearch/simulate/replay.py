@@ -24,6 +24,7 @@ import pyarrow as pa
 from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.simulate.api import prepare_output, write_logs
 from shopsearch.simulate.common import REPLAY
+from shopsearch.simulate.launch import count_sales, with_sales
 from shopsearch.simulate.persist import load_world
 from shopsearch.simulate.policy import RankingPolicy
 from shopsearch.simulate.run import ChunkLogs, run_sessions
@@ -133,6 +134,61 @@ def replay(
             )
         )
     return ReplayResult(summary, truth, logs)
+
+
+#: Day ``d`` of :func:`replay_days` with seed ``s`` replays the sessions of seed
+#: ``s * DAY_SEEDS + d``.
+DAY_SEEDS = 1000
+
+
+def replay_days(
+    source: Workspace | World,
+    policy: RankingPolicy,
+    days: int,
+    sessions_per_day: int,
+    seed: int,
+    *,
+    after_day: Callable[[int, ReplayResult], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ReplayResult]:
+    """A multi-day replay: the products' sales carry over from day to day.
+
+    Day ``d`` replays ``sessions_per_day`` sessions of seed ``seed * DAY_SEEDS + d`` (the same
+    users, needs and random numbers for every policy) in the world as the earlier days left it:
+    new products' sales so far change their attractiveness (:mod:`shopsearch.simulate.launch`),
+    so what a policy exposes today changes what sells tomorrow. Every day's logs are kept.
+
+    Args:
+        source: a simulated workspace or a :class:`World` (its sales, if any, are the start).
+        policy: ranks for the simulated users (it may learn between days, see ``after_day``).
+        days: days replayed.
+        sessions_per_day: sessions per day.
+        seed: seed of the replay; use the same seed for every policy of an A/B test.
+        after_day: called as ``after_day(day, result)`` after each day, before the next.
+        progress: called as ``progress(days_done, days)`` after each day.
+
+    Returns:
+        One :class:`ReplayResult` per day, with its logs.
+    """
+    if days < 1 or seed < 0 or seed * DAY_SEEDS + days - 1 >= 2**63:
+        raise InvalidInputError(
+            f"days={days}, seed={seed} are not allowed; use days >= 1 and a small seed >= 0"
+        )
+    world = _world(source)
+    world = with_sales(world, world.sales)
+    results: list[ReplayResult] = []
+    for day in range(days):
+        result = replay(world, policy, sessions_per_day, seed * DAY_SEEDS + day, keep_logs=True)
+        assert result.logs is not None  # kept above
+        sold = count_sales(world, result.logs.interactions)
+        assert world.sales is not None  # set by with_sales
+        world = with_sales(world, world.sales + sold)
+        results.append(result)
+        if after_day is not None:
+            after_day(day, result)
+        if progress is not None:
+            progress(day + 1, days)
+    return results
 
 
 def planned_truth(source: Workspace | World, n_sessions: int, seed: int) -> GroundTruth:

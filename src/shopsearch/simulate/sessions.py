@@ -40,6 +40,7 @@ from shopsearch.simulate.common import (
     id_width,
     stream,
 )
+from shopsearch.simulate.launch import appeal as launch_appeal
 from shopsearch.simulate.queries import abbreviate, add_typo, compose
 from shopsearch.simulate.render import start_us
 from shopsearch.simulate.vocab import MAX_SLOTS
@@ -288,7 +289,7 @@ class SessionPlanner:
             cands = world.market_leaf_products[m][lf]
             users = user[rows]
             market = np.full(cands.size, m, dtype=np.int32)
-            appeal = b.target_quality * world.products.quality[cands]
+            appeal = b.target_quality * launch_appeal(world, cands)
             price = b.target_price * relative_price(world, market, cands)
             utility = (
                 b.target_brand * affinity_table(world, users, m, world.products.brand[cands])

@@ -13,13 +13,14 @@ and terms ``0..T-1`` of the :class:`Lexicon`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopsearch.simulate.common import F64, I16, I32, Bool
+from shopsearch.simulate.common import F64, I16, I32, US_PER_DAY, US_PER_S, Bool
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.simulate.vocab import MAX_SLOTS, MarketSpec
 
@@ -200,7 +201,11 @@ class Users:
 
 @dataclass
 class World:
-    """Everything latent about the simulated shop, plus its rendered catalog."""
+    """Everything latent about the simulated shop, plus its rendered catalog.
+
+    ``sales`` is the only state that changes: the sales of each product since the start of a
+    multi-day replay (:mod:`shopsearch.simulate.launch`; ``None``: none yet).
+    """
 
     config: SimulationConfig
     lexicon: Lexicon
@@ -209,6 +214,20 @@ class World:
     products: Products
     catalog: Catalog
     users: Users
+    sales: F64 | None = None
+
+    @cached_property
+    def new_items(self) -> Bool:
+        """Per product: created less than ``config.launch.new_days`` days before ``start``
+        (what the ``created_at`` column of the products table shows)."""
+        table = self.catalog.table
+        created = table.column("created_at").cast(pa.int64()).to_numpy()
+        day = datetime.combine(date.fromisoformat(self.config.start), time(), UTC)
+        start = round(day.timestamp()) * US_PER_S
+        rows = self.products.index.get_indexer(table.column("product_id").to_pylist())
+        out = np.zeros(len(self.products.ids), dtype=bool)
+        out[rows] = created >= start - self.config.launch.new_days * US_PER_DAY
+        return out
 
     @cached_property
     def domain_ids(self) -> list[str]:

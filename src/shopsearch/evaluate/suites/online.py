@@ -13,8 +13,9 @@ Policies:
 * ``engine:FILE.toml``: the current bundle served with the settings of ``FILE.toml`` (any
   pipeline configuration: a pre-ranking, re-ranking or allocation stage switched on or off).
 
-Metrics per policy: ``clicks``, ``carts``, ``purchases`` and ``gmv`` (USD) per 1,000 requests,
-with 95% bootstrap CIs over sessions (ratio of sums, sessions resampled). The entry
+Metrics per policy: ``clicks``, ``carts``, ``purchases``, ``gmv`` (USD) and
+``new_item_exposure`` (impressions of new products) per 1,000 requests, with 95% bootstrap CIs
+over sessions (ratio of sums, sessions resampled). The entry
 ``shopsearch/diff`` (B - A) holds the paired difference and its CI (the same resampled
 sessions in both arms). Policy systems are named ``baseline/<name>`` for ``logging`` and
 ``random`` and ``shopsearch/<name>`` for the engine policies.
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 POLICIES: tuple[str, ...] = ("logging", "engine", "engine+ranking", "random")
 METRICS: tuple[str, ...] = ("clicks", "carts", "purchases", "gmv")
+#: Also reported when the session totals have it: impressions of new products (created less
+#: than the simulator's ``launch.new_days`` days before the logs began) per 1,000 requests.
+NEW_ITEMS = "new_item_exposure"
 #: Prefix of a policy serving the current bundle with a settings file: ``engine:FILE.toml``.
 CONFIGURED = "engine:"
 
@@ -163,8 +167,11 @@ def make_policy(name: str, ws: Workspace) -> RankingPolicy:
     return EnginePolicy(engine)
 
 
-def session_totals(result: ReplayResult, fx: dict[str, float]) -> pd.DataFrame:
-    """Per session: requests, clicks, carts, purchases and GMV (USD), indexed by session id."""
+def session_totals(
+    result: ReplayResult, fx: dict[str, float], new_products: frozenset[str] | None = None
+) -> pd.DataFrame:
+    """Per session: requests, clicks, carts, purchases and GMV (USD), indexed by session id;
+    with ``new_products``, also the impressions of those products (``new_item_exposure``)."""
     if result.logs is None:
         raise InvalidInputError("the replay kept no logs; replay with keep_logs=True")
     requests = result.logs.requests.select(["request_id", "session_id", "domain"]).to_pandas()
@@ -175,6 +182,10 @@ def session_totals(result: ReplayResult, fx: dict[str, float]) -> pd.DataFrame:
     for metric, kind in (("clicks", "click"), ("carts", "add_to_cart"), ("purchases", "purchase")):
         out[metric] = acts[acts["kind"] == kind].groupby("session_id").size()
     out["gmv"] = acts[acts["kind"] == "purchase"].groupby("session_id")["usd"].sum()
+    if new_products is not None:
+        shown = result.logs.impressions.select(["request_id", "product_id"]).to_pandas()
+        shown = shown[shown["product_id"].isin(new_products)].merge(requests, on="request_id")
+        out[NEW_ITEMS] = shown.groupby("session_id").size()
     return out.fillna(0.0).astype(np.float64)
 
 
@@ -183,8 +194,13 @@ def _per_1k(frame: pd.DataFrame, counts: npt.NDArray[np.int64] | None) -> dict[s
     weights = np.ones((1, len(frame))) if counts is None else counts.astype(np.float64)
     requests = weights @ frame["requests"].to_numpy()
     return {
-        m: 1000.0 * (weights @ frame[m].to_numpy()) / np.maximum(requests, 1.0) for m in METRICS
+        m: 1000.0 * (weights @ frame[m].to_numpy()) / np.maximum(requests, 1.0)
+        for m in _metrics(frame)
     }
+
+
+def _metrics(frame: pd.DataFrame) -> tuple[str, ...]:
+    return METRICS + ((NEW_ITEMS,) if NEW_ITEMS in frame.columns else ())
 
 
 def compare(
@@ -203,8 +219,8 @@ def compare(
     counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids)), size=n_resamples)
     point = {"a": _per_1k(a, None), "b": _per_1k(b, None)}
     boot = {"a": _per_1k(a, counts), "b": _per_1k(b, counts)}
-    point["diff"] = {m: point["b"][m] - point["a"][m] for m in METRICS}
-    boot["diff"] = {m: boot["b"][m] - boot["a"][m] for m in METRICS}
+    point["diff"] = {m: point["b"][m] - point["a"][m] for m in _metrics(a)}
+    boot["diff"] = {m: boot["b"][m] - boot["a"][m] for m in _metrics(a)}
     metrics = {arm: {m: float(v[0]) for m, v in values.items()} for arm, values in point.items()}
     ci = {
         arm: {
@@ -243,6 +259,7 @@ def run_online_suite(cfg: OnlineConfig, say: Say | None = None) -> Report:
 
     world = load_world(ws.dir("ground_truth"))
     fx = {s.domain_id: float(s.fx) for s in world.markets.specs}
+    new_products = frozenset(np.asarray(world.products.ids, dtype=object)[world.new_items])
     report = Report(
         suite="online",
         primary_metric=OnlineSuite.primary_metric,
@@ -261,7 +278,7 @@ def run_online_suite(cfg: OnlineConfig, say: Say | None = None) -> Report:
         with report.timer(f"replay/{name}"):
             policy = make_policy(name, ws)
             result = replay(world, policy, cfg.sessions, cfg.seed, keep_logs=True)
-        totals.append(session_totals(result, fx))
+        totals.append(session_totals(result, fx, new_products))
     metrics, ci = compare(totals[0], totals[1], cfg.n_resamples, cfg.seed)
     for arm, name in (("a", first), ("b", second)):
         report.add_system(system_name(name), metrics[arm], ci[arm])

@@ -34,7 +34,11 @@ from shopsearch.progress import Say
 from shopsearch.store.workspace import Workspace
 
 #: Part name → module (under ``shopsearch.evaluate.suites``) with ``measure``.
-PARTS: dict[str, str] = {"prerank": "stages_prerank", "rerank": "stages_rerank"}
+PARTS: dict[str, str] = {
+    "prerank": "stages_prerank",
+    "rerank": "stages_rerank",
+    "allocation": "stages_allocation",
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class StagesConfig:
             prerank_online_sessions, prerank_epochs: the ``prerank`` part
             (:mod:`.stages_prerank`).
         rerank_sessions: replay sessions whose requests the ``rerank`` part re-ranks.
+        allocation_days: days of the allocation part's multi-day replay.
+        allocation_sessions: sessions per day of that replay.
+        allocation_blends: weights of the fixed-weight blends (baselines) of that part.
     """
 
     workspace: Annotated[
@@ -76,6 +83,11 @@ class StagesConfig:
     rerank_sessions: Annotated[
         int, option("Replay sessions whose requests the rerank part re-ranks")
     ] = 1000
+    allocation_days: Annotated[int, option("Days of the allocation replay", low=1)] = 7
+    allocation_sessions: Annotated[
+        int, option("Sessions per day of the allocation replay", low=2)
+    ] = 1000
+    allocation_blends: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 class Part(Protocol):
