@@ -107,6 +107,20 @@ def train(
     console.print(f"trained ranking model {ranking.model!r}; published bundle {bundle}")
 
 
+def _with_epochs(settings: Settings, section: str, field: str, epochs: int | None) -> Settings:
+    """``settings`` with ``[section] field = epochs`` (``--epochs``; ``None``: unchanged).
+
+    Raises:
+        InvalidInputError: epochs below 1.
+    """
+    if epochs is None:
+        return settings
+    if epochs < 1:
+        raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
+    part = getattr(settings, section).model_copy(update={field: epochs})
+    return settings.model_copy(update={section: part})
+
+
 def _train_retrieval(
     workspace: Workspace, settings: Settings, model: str | None, epochs: int | None
 ) -> None:
@@ -115,10 +129,7 @@ def _train_retrieval(
     from shopsearch.training.retrieval import train_retrieval_bundle
 
     models = check_models([m.strip() for m in model.split(",") if m.strip()]) if model else []
-    if epochs is not None:
-        settings = settings.model_copy(
-            update={"retrieval": settings.retrieval.model_copy(update={"learned_epochs": epochs})}
-        )
+    settings = _with_epochs(settings, "retrieval", "learned_epochs", epochs)
     with heartbeat("train"), step_progress() as progress:
         bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
     console.print(f"trained learned retrieval; published bundle {bundle}")
@@ -147,11 +158,7 @@ def _train_relevance(workspace: Workspace, settings: Settings, epochs: int | Non
     """``--stage relevance``: distil the relevance model, publish it in a new bundle."""
     from shopsearch.training.relevance import train_relevance_bundle
 
-    if epochs is not None:
-        if epochs < 1:
-            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
-        relevance = settings.relevance.model_copy(update={"teacher_epochs": epochs})
-        settings = settings.model_copy(update={"relevance": relevance})
+    settings = _with_epochs(settings, "relevance", "teacher_epochs", epochs)
     with heartbeat("training relevance"):
         bundle = train_relevance_bundle(workspace, settings, say=say)
     console.print(f"trained the relevance model; published bundle {bundle}")
@@ -161,11 +168,7 @@ def _train_prerank(workspace: Workspace, settings: Settings, epochs: int | None)
     """``--stage prerank``: train the pre-ranker on the logged stream, publish it."""
     from shopsearch.training.prerank import train_prerank_bundle
 
-    if epochs is not None:
-        if epochs < 1:
-            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
-        prerank = settings.prerank.model_copy(update={"epochs": epochs})
-        settings = settings.model_copy(update={"prerank": prerank})
+    settings = _with_epochs(settings, "prerank", "epochs", epochs)
     with heartbeat("train"), progress_bar("training the pre-ranker", "steps") as advance:
 
         def step(done: int, total: int, _loss: float) -> None:
@@ -179,12 +182,7 @@ def _train_rerank(workspace: Workspace, settings: Settings, epochs: int | None) 
     """``--stage rerank``: fit PODM-MI on the logs, publish it in a new bundle."""
     from shopsearch.training.rerank import train_rerank_bundle
 
-    if epochs is not None:
-        if epochs < 1:
-            raise InvalidInputError(f"--epochs {epochs} is not allowed; use 1 or more")
-        settings = settings.model_copy(
-            update={"rerank": settings.rerank.model_copy(update={"epochs": epochs})}
-        )
+    settings = _with_epochs(settings, "rerank", "epochs", epochs)
     with heartbeat("training the re-ranker"):
         bundle = train_rerank_bundle(workspace, settings, say=say)
     console.print(f"trained the PODM-MI re-ranker; published bundle {bundle}")

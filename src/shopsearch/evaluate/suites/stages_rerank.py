@@ -90,9 +90,7 @@ class RankedList:
 class _Identity(DiversityReranker):
     name = "no-rerank"
 
-    def rerank(
-        self, scores: F64, similarity: F64, user: str | None = None, depth: int | None = None
-    ) -> Reranked:
+    def _rerank(self, scores: F64, similarity: F64, user: str | None, k: int) -> Reranked:
         return identity(len(scores))
 
 

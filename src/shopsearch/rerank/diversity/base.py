@@ -215,7 +215,6 @@ class DiversityReranker(ABC):
     #: Constructor parameters saved in ``config.json``.
     config_keys: ClassVar[tuple[str, ...]] = ()
 
-    @abstractmethod
     def rerank(
         self, scores: F64, similarity: F64, user: str | None = None, depth: int | None = None
     ) -> Reranked:
@@ -226,7 +225,19 @@ class DiversityReranker(ABC):
             similarity: ``(len(FACETS), n, n)`` facet similarity (:func:`facet_similarity`).
             user: the searching user's id (``None``: anonymous).
             depth: how many to place greedily (default: all); the rest keep their order.
+
+        Raises:
+            InvalidInputError: a depth below 1.
         """
+        n = len(scores)
+        k = check_depth(depth, n)
+        if n == 0:
+            return Reranked(np.zeros(0, dtype=np.int64), np.zeros(0))
+        return self._rerank(scores, similarity, user, k)
+
+    @abstractmethod
+    def _rerank(self, scores: F64, similarity: F64, user: str | None, k: int) -> Reranked:
+        """:meth:`rerank` of a non-empty list, placing the first ``k`` (``1 <= k <= n``)."""
 
     def save(self, folder: str | Path) -> Path:
         """Write ``config.json`` (and a model's arrays) to ``folder``."""

@@ -24,7 +24,6 @@ from shopsearch.rerank.diversity.base import (
     DiversityReranker,
     Reranked,
     blend,
-    check_depth,
     complete,
     minmax,
 )
@@ -66,14 +65,9 @@ class DPPReranker(DiversityReranker):
         out: F64 = quality[:, None] * sim * quality[None, :]
         return out
 
-    def rerank(
-        self, scores: F64, similarity: F64, user: str | None = None, depth: int | None = None
-    ) -> Reranked:
+    def _rerank(self, scores: F64, similarity: F64, user: str | None, k: int) -> Reranked:
         """The greedy MAP order of the first ``depth`` candidates (module docstring)."""
         n = len(scores)
-        k = check_depth(depth, n)
-        if n == 0:
-            return Reranked(np.zeros(0, dtype=np.int64), np.zeros(0))
         kernel = self.kernel(scores, similarity)
         factors = np.zeros((k, n))
         gains = np.diag(kernel).copy()

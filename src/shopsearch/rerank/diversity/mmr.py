@@ -17,7 +17,6 @@ from shopsearch.rerank.diversity.base import (
     DiversityReranker,
     Reranked,
     blend,
-    check_depth,
     complete,
     minmax,
 )
@@ -43,14 +42,9 @@ class MMRReranker(DiversityReranker):
         """Nothing to learn; returns ``self``."""
         return self
 
-    def rerank(
-        self, scores: F64, similarity: F64, user: str | None = None, depth: int | None = None
-    ) -> Reranked:
+    def _rerank(self, scores: F64, similarity: F64, user: str | None, k: int) -> Reranked:
         """The MMR order of the first ``depth`` candidates (see the module docstring)."""
         n = len(scores)
-        k = check_depth(depth, n)
-        if n == 0:
-            return Reranked(np.zeros(0, dtype=np.int64), np.zeros(0))
         relevance = minmax(scores)
         sim = blend(similarity)
         redundancy = np.zeros(n)

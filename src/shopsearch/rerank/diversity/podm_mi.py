@@ -61,7 +61,6 @@ from shopsearch.rerank.diversity.base import (
     RERANKERS,
     DiversityReranker,
     Reranked,
-    check_depth,
     complete,
     read_config,
 )
@@ -304,14 +303,9 @@ class PODMMIReranker(DiversityReranker):
         out: F64 = -(strength * weights)[:, None, None] * similarity
         return out
 
-    def rerank(
-        self, scores: F64, similarity: F64, user: str | None = None, depth: int | None = None
-    ) -> Reranked:
+    def _rerank(self, scores: F64, similarity: F64, user: str | None, k: int) -> Reranked:
         """The PODM-MI order of the first ``depth`` candidates (module docstring)."""
         n = len(scores)
-        k = check_depth(depth, n)
-        if n == 0:
-            return Reranked(np.zeros(0, dtype=np.int64), np.zeros(0))
         utility = self.utility_matrix(similarity, user)
         relevance = -self.beta_ * np.log(np.arange(1, n + 1, dtype=np.float64))
         cost = np.zeros((utility.shape[0], n))  # per facet: worst cost of a placed candidate
