@@ -3,9 +3,9 @@ the simulator, each beside its baselines, in one report.
 
 The suite is made of **parts**, one module per stage family (:data:`PARTS`); ``--parts`` picks
 which run (default: all). Each part trains its models from the workspace's logs (pre-ranking
-from a logged stream), evaluates them against the simulator's ground truth and adds its systems to the one report,
-every system with ``ndcg@10`` (the report's primary metric) and an ``extra`` object
-``{"part": {"name": ..., ...}}`` (which part, and its settings):
+from a logged stream), evaluates them against the simulator's ground truth and adds its systems
+to the one report, every system with ``ndcg@10`` (the report's primary metric) and an
+``extra`` object ``{"part": {"name": ..., ...}}`` (which part, and its settings):
 
 * ``prerank`` (:mod:`.stages_prerank`): ``consistency``, ``ndcg@10``, ``cost_ms``;
 * ``rerank`` (:mod:`.stages_rerank`): ``ndcg@10``, ``alpha_ndcg@10``, ``ild``, ``coverage``;
