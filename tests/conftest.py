@@ -75,6 +75,32 @@ def tiny_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: ``lexical_shop(name, config, settings_toml=LEXICAL)``: a new simulated workspace.
+LexicalShop = Callable[..., Path]
+#: The settings of a lexical-only shop.
+LEXICAL = '[retrieval]\nsources = ["lexical"]\n'
+
+
+@pytest.fixture(scope="session")
+def lexical_shop(tmp_path_factory: pytest.TempPathFactory) -> LexicalShop:
+    """``lexical_shop(name, config, settings_toml=LEXICAL)``: a new workspace simulated with
+    ``config``, its ``shopsearch.toml`` written (lexical retrieval by default) and indexed."""
+    from shopsearch.config import load_settings
+    from shopsearch.simulate.api import simulate
+    from shopsearch.store.workspace import Workspace
+    from shopsearch.training.index import build_index
+
+    def build(name: str, config: SimulationConfig, settings_toml: str = LEXICAL) -> Path:
+        root = tmp_path_factory.mktemp(name) / "ws"
+        ws = Workspace.create(root)
+        simulate(ws, config)
+        (root / "shopsearch.toml").write_text(settings_toml)
+        build_index(ws, load_settings(root))
+        return root
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def tiny_samples(tiny_workspace: Path) -> Samples:
     from shopsearch.ranking.samples import build_samples

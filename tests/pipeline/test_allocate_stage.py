@@ -4,6 +4,7 @@ state (window, gate)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +19,17 @@ from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.pipeline.stages.allocate import ALLOCATION_DIR, AllocateStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
 from shopsearch.rerank.allocation import MODRLTA
-from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 from shopsearch.training.allocation import train_allocation_bundle
-from shopsearch.training.index import build_index
 
 TINY = SimulationConfig(domains=1, products=150, users=60, sessions=250, seed=4)
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("allocation") / "ws"
-    ws = Workspace.create(root)
-    simulate(ws, TINY)
-    settings = Settings()
-    settings.retrieval.sources = ["lexical"]
-    build_index(ws, settings)
-    (root / "shopsearch.toml").write_text('[retrieval]\nsources = ["lexical"]\n')
-    return root
+def shop(lexical_shop: Callable[..., Path]) -> Path:
+    return lexical_shop("allocation", TINY)
 
 
 def _settings(enabled: bool = True) -> Settings:

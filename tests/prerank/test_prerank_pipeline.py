@@ -3,6 +3,7 @@ served by the pipeline, measured by ``eval stages``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,16 +25,11 @@ TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("prerank") / "ws"
-    ws = Workspace.create(root)
-    simulate(ws, TINY)
-    (root / "shopsearch.toml").write_text(
+def shop(lexical_shop: Callable[..., Path]) -> Path:
+    settings = (
         '[retrieval]\nsources = ["lexical"]\ncandidates = 60\n[pipeline]\nprerank_keep = 10\n'
     )
-    settings = load_settings(root)
-    build_index(ws, settings)
-    return root
+    return lexical_shop("prerank", TINY, settings)
 
 
 def test_the_cli_trains_on_the_logged_stream_and_the_engine_serves_it(shop: Path) -> None:

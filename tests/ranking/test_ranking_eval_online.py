@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,28 +10,20 @@ import pandas as pd
 import pytest
 
 from shopsearch.cli import run
-from shopsearch.config import RankingSettings, Settings
+from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.report import Report
 from shopsearch.evaluate.suites.online import OnlineConfig, compare, run_online_suite
-from shopsearch.simulate.api import simulate
 from shopsearch.simulate.config import SimulationConfig
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.index import build_index
 from shopsearch.training.ranking import train_ranking_bundle
 
 TINY = SimulationConfig(domains=2, products=150, users=80, sessions=300, seed=5)
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("online") / "ws"
-    ws = Workspace.create(root)
-    simulate(ws, TINY)
-    settings = Settings()
-    settings.retrieval.sources = ["lexical"]
-    build_index(ws, settings)
-    return root
+def shop(lexical_shop: Callable[..., Path]) -> Path:
+    return lexical_shop("online", TINY)
 
 
 def test_compare_pairs_the_sessions() -> None:
