@@ -15,7 +15,6 @@ and the date new products are counted from.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from shopsearch.rerank.allocation.logs import (
     new_since,
     recent_requests,
 )
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.bundles import bundle_meta, current_bundle
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.publish import publish_checked
+from shopsearch.training.publish import publish_stage
 
 #: Recent logged requests whose ranked windows the fusion weights are chosen on.
 CEM_REQUESTS = 300
@@ -71,14 +70,13 @@ def train_allocation_bundle(
     tell = say or (lambda _message: None)
     settings = settings or load_settings(workspace.root)
     old = current_bundle(workspace)
-    meta = bundle_meta(old)
     compact_event_log(workspace)
     con = workspace.connect()
     since = new_since(con, settings.allocation.new_days)
     logs, catalog = allocation_frames(con, since)
     if logs.empty:
         raise InvalidInputError("the workspace has no logged impressions to train on")
-    previous = meta.get("allocation")
+    previous = bundle_meta(old).get("allocation")
     live_since = None
     init = None
     if isinstance(previous, dict) and previous.get("trained_until"):
@@ -92,16 +90,7 @@ def train_allocation_bundle(
     windows = ranked_windows(workspace, settings, old, recent_requests(con, CEM_REQUESTS))
     model = make_model(settings.allocation).fit(logs, catalog, live_since, init, windows)
     tell(f"allocation: fusion weights {model.info_['weights']}")
-    bundle = new_bundle_dir(workspace)
-    for child in old.iterdir():
-        if child.is_dir() and child.name != ALLOCATION_DIR:
-            shutil.copytree(child, bundle / child.name)
-    model.save(bundle / ALLOCATION_DIR)
-    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-    stages[ALLOCATION_DIR] = ALLOCATION_DIR
-    new_meta: dict[str, object] = {
-        **{k: v for k, v in meta.items() if k not in ("created", "id")},
-        "stages": stages,
+    meta: dict[str, object] = {
         "allocation": {
             "model": "modrl-ta",
             "trained_until": str(pd.Timestamp(logs["timestamp"].max())),
@@ -112,8 +101,7 @@ def train_allocation_bundle(
             "new_products": int(np.sum(catalog["new"])),
         },
     }
-    publish_checked(workspace, settings, bundle, new_meta)
-    return bundle
+    return publish_stage(workspace, settings, old, ALLOCATION_DIR, model.save, meta)
 
 
 __all__ = ["ranked_windows", "train_allocation_bundle"]

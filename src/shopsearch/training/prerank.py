@@ -10,7 +10,6 @@ precomputed product rows and ``report.json``) and is published only if it loads 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -29,9 +28,9 @@ from shopsearch.prerank.samples import (
 )
 from shopsearch.progress import Say
 from shopsearch.store.atomic import write_json
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.publish import publish_checked
+from shopsearch.training.publish import publish_stage
 
 
 def prerank_config(settings: Settings, seed: int = 0) -> PrerankConfig:
@@ -56,7 +55,6 @@ def train_prerank_bundle(
     """
     tell = say or (lambda _message: None)
     old = current_bundle(workspace)
-    meta = bundle_meta(old)
     compact_event_log(workspace)
     products = catalog_frame(workspace)
     if products.empty:
@@ -78,25 +76,13 @@ def train_prerank_bundle(
         "steps": model.steps_,
         "planned_steps": model.planned_steps_,
     }
-    bundle = new_bundle_dir(workspace)
-    try:
-        for child in old.iterdir():
-            if child.is_dir() and child.name != PRERANK_DIR:
-                shutil.copytree(child, bundle / child.name)
-        model.save(bundle / PRERANK_DIR)
-        write_json(bundle / PRERANK_DIR / "report.json", report)
-    except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-    stages[PRERANK_DIR] = PRERANK_DIR
-    new_meta: dict[str, object] = {
-        **{k: v for k, v in meta.items() if k not in ("created", "id")},
-        "stages": stages,
-        "prerank": {"objective": config.objective, "requests": model.requests_},
-    }
-    publish_checked(workspace, settings, bundle, new_meta, lists[0].query)
-    return bundle
+
+    def save(folder: Path) -> None:
+        model.save(folder)
+        write_json(folder / "report.json", report)
+
+    meta = {"prerank": {"objective": config.objective, "requests": model.requests_}}
+    return publish_stage(workspace, settings, old, PRERANK_DIR, save, meta, lists[0].query)
 
 
 __all__ = ["prerank_config", "train_prerank_bundle"]

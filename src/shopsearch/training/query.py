@@ -7,7 +7,6 @@ QueryModels`); the query stage of an engine serving it runs the components on ev
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from shopsearch.progress import Say
 from shopsearch.query.base import QUERY_COMPONENTS, default_components
 from shopsearch.query.data import QueryData
 from shopsearch.query.models import QueryModels
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.publish import publish_checked
+from shopsearch.training.publish import publish_stage
 
 
 def query_component_names(names: Sequence[str]) -> list[str]:
@@ -55,7 +54,6 @@ def train_query_bundle(
     tell = say or (lambda _message: None)
     chosen = query_component_names(names)
     old = current_bundle(workspace)
-    meta = bundle_meta(old)
     compact_event_log(workspace)
     data = QueryData.from_workspace(workspace)
     tell(
@@ -67,20 +65,7 @@ def train_query_bundle(
         tell(f"fitting {name}")
         components.append(QUERY_COMPONENTS.get(name)().fit(data))
     models = QueryModels(components)
-    bundle = new_bundle_dir(workspace)
-    try:
-        for child in old.iterdir():
-            if child.is_dir() and child.name != QUERY_DIR:
-                shutil.copytree(child, bundle / child.name)
-        models.save(bundle / QUERY_DIR)
-    except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-    stages[QUERY_DIR] = QUERY_DIR
-    new_meta: dict[str, object] = {
-        **{k: v for k, v in meta.items() if k not in ("created", "id")},
-        "stages": stages,
+    meta: dict[str, object] = {
         "query": {
             "components": models.names,
             "trained_on": data.source,
@@ -88,8 +73,7 @@ def train_query_bundle(
         },
     }
     first = data.queries["query"].iloc[0] if len(data.queries) else ""
-    publish_checked(workspace, settings, bundle, new_meta, str(first))
-    return bundle
+    return publish_stage(workspace, settings, old, QUERY_DIR, models.save, meta, str(first))
 
 
 __all__ = ["query_component_names", "train_query_bundle"]

@@ -56,9 +56,9 @@ from shopsearch.relevance.serving import RelevanceModel, row_text
 from shopsearch.relevance.student import StudentConfig
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.store.atomic import write_json
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.publish import publish_checked
+from shopsearch.training.publish import publish_stage
 from shopsearch.training.ranking import bundle_similarity
 
 #: Retrieval candidates per query added as unlabeled pairs.
@@ -231,7 +231,6 @@ def train_relevance_bundle(
     """
     tell = say or (lambda _message: None)
     old = current_bundle(workspace)
-    meta = bundle_meta(old)
     compact_event_log(workspace)
     products = ProductLookup(workspace.table("products"))
     if not len(products):
@@ -263,21 +262,12 @@ def train_relevance_bundle(
     else:
         tell(f"gate threshold {gate.threshold:.3f} (fitted on {gate.fitted_on} held-out "
              "judged pairs)")  # fmt: skip
-    bundle = new_bundle_dir(workspace)
-    try:
-        for child in old.iterdir():
-            if child.is_dir() and child.name != RELEVANCE_DIR:
-                shutil.copytree(child, bundle / child.name)
-        RelevanceModel(distilled.student, gate).save(bundle / RELEVANCE_DIR)
-        write_json(bundle / RELEVANCE_DIR / "report.json", report)
-    except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-    stages[RELEVANCE_DIR] = RELEVANCE_DIR
-    new_meta: dict[str, object] = {
-        **{k: v for k, v in meta.items() if k not in ("created", "id")},
-        "stages": stages,
+
+    def save(folder: Path) -> None:
+        RelevanceModel(distilled.student, gate).save(folder)
+        write_json(folder / "report.json", report)
+
+    meta = {
         "relevance": {
             "trained_on": source,
             "labelled_pairs": report["labelled_pairs"],
@@ -285,7 +275,7 @@ def train_relevance_bundle(
             "side": side_names,
         },
     }
-    publish_checked(workspace, settings, bundle, new_meta, labelled.queries[0])
+    bundle = publish_stage(workspace, settings, old, RELEVANCE_DIR, save, meta, labelled.queries[0])
     shutil.rmtree(checkpoint, ignore_errors=True)
     return bundle
 

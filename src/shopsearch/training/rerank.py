@@ -10,7 +10,6 @@ an engine serving it with ``[rerank] method = "podm-mi"`` re-orders every search
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from shopsearch.config import Settings
@@ -18,9 +17,9 @@ from shopsearch.events.compaction import compact_event_log
 from shopsearch.pipeline.stages.rerank import RERANK_DIR
 from shopsearch.progress import Say
 from shopsearch.rerank.diversity.train import fit_podm_mi
-from shopsearch.store.bundles import bundle_meta, current_bundle, new_bundle_dir
+from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.publish import publish_checked
+from shopsearch.training.publish import publish_stage
 
 
 def train_rerank_bundle(
@@ -33,30 +32,13 @@ def train_rerank_bundle(
         WorkspaceError: no current bundle to add to, or the new bundle does not load.
     """
     old = current_bundle(workspace)
-    meta = bundle_meta(old)
     compact_event_log(workspace)
     model = fit_podm_mi(workspace, settings.rerank, seed, say)
-    bundle = new_bundle_dir(workspace)
-    try:
-        for child in old.iterdir():
-            if child.is_dir() and child.name != RERANK_DIR:
-                shutil.copytree(child, bundle / child.name)
-        model.save(bundle / RERANK_DIR)
-    except BaseException:
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    stages = dict(meta.get("stages", {}) or {})  # type: ignore[call-overload]
-    stages[RERANK_DIR] = RERANK_DIR
-    new_meta: dict[str, object] = {
-        **{k: v for k, v in meta.items() if k not in ("created", "id")},
-        "stages": stages,
-        "rerank": {"method": "podm-mi", **model.info_},
-    }
     serving = settings.model_copy(
         update={"rerank": settings.rerank.model_copy(update={"method": "podm-mi"})}
     )
-    publish_checked(workspace, serving, bundle, new_meta)
-    return bundle
+    meta = {"rerank": {"method": "podm-mi", **model.info_}}
+    return publish_stage(workspace, serving, old, RERANK_DIR, model.save, meta)
 
 
 __all__ = ["train_rerank_bundle"]

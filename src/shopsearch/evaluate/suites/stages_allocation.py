@@ -53,6 +53,7 @@ from shopsearch.rerank.allocation.logs import (
     new_since,
     recent_requests,
 )
+from shopsearch.rerank.allocation.modrl_ta import LOG_COLUMNS
 from shopsearch.simulate.persist import load_world
 from shopsearch.simulate.policy import Ranking, RankingPolicy, RequestBatch
 from shopsearch.simulate.replay import ReplayResult, replay_days
@@ -143,18 +144,7 @@ def day_logs(
     frame["new"] = [k in new for k in keys]
     ts = pd.to_datetime(frame["timestamp"], utc=True)
     frame["timestamp"] = day_start + (ts - start) / sim_days
-    out: pd.DataFrame = frame[
-        [
-            "request_id",
-            "timestamp",
-            "domain",
-            "product_id",
-            "position",
-            "clicked",
-            "purchased",
-            "new",
-        ]
-    ]
+    out: pd.DataFrame = frame[list(LOG_COLUMNS)]
     return out
 
 
