@@ -89,3 +89,8 @@ def test_variable_length_ids_must_be_prefix_free() -> None:
     assert trie.is_leaf(leaf)
     with pytest.raises(InvalidInputError, match="prefix-free"):
         PrefixTrie(np.array([[0, 1], [0, 2]]), lengths=[1, 2])
+    shared = PrefixTrie(np.array([[0, 1], [0, 2]]), lengths=[1, 1])  # one ID, two products
+    node = shared.find([0])
+    assert node is not None
+    assert shared.is_leaf(node)
+    assert sorted(shared.rows(node).tolist()) == [0, 1]

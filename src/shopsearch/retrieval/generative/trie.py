@@ -54,11 +54,11 @@ class PrefixTrie:
             first.append(len(lo))
             ends = self.lengths_[start:stop]
             if stop - start and (ends == d).any():
-                if stop - start > 1:
+                if not (ends == d).all():
                     raise InvalidInputError(
                         "an ID is the prefix of another; semantic IDs must be prefix-free"
                     )
-                count.append(0)
+                count.append(0)  # a leaf; several rows here share one ID
             elif d < depth and stop > start:
                 column = self.sorted_[start:stop, d]
                 cuts = np.flatnonzero(np.diff(column)) + 1
