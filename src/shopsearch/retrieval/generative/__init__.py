@@ -2,7 +2,9 @@
 
 Built so far: semantic IDs by residual quantization of product vectors (:mod:`.quantize`,
 :mod:`.ids`) with the fixed-length, collision-suffixed codes of ``baseline/rq-fixed``
-(TIGER-style), the prefix trie of valid IDs (:mod:`.trie`), and the beam search constrained to
-it (:mod:`.decode`; model-agnostic: it takes the next-token log-probabilities). The generator,
-SA²CRQ's adaptive lengths, RAD-DPO, GenRec and SCI come next; nothing here is served yet.
+(TIGER-style), the prefix trie of valid IDs (:mod:`.trie`), the beam search constrained to it
+(:mod:`.decode`; model-agnostic: it takes the next-token log-probabilities), and the generator
+(:mod:`.model`: a small transformer decoder from a query vector to an ID, trained by SFT).
+SA²CRQ's adaptive lengths, RAD-DPO, GenRec, SCI and the retrieval source that serves it come
+next; nothing here is served yet.
 """

@@ -1,0 +1,160 @@
+"""The generator: a small transformer decoder that maps a query vector to a semantic ID, token
+by token, trained by supervised next-token prediction (SFT) on (query, product) pairs.
+
+The query (any encoder's vector: MiniLM, a two-tower's query side) becomes ``memory`` tokens
+through one linear layer; a causal transformer decoder reads ``[BOS, t_1, ..., t_{d-1}]`` (token
+and depth embeddings) with cross-attention to them and predicts ``t_d`` at every depth. Loss:
+cross-entropy of every ID token (teacher forcing), a pair's loss weighted by its ``weight``
+(e.g. purchase > cart > click). :meth:`IdGenerator.step_scores` turns one query into the
+next-token scorer :func:`~.decode.beam_search` calls, so decoding is constrained to the trie of
+valid IDs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from shopsearch.errors import InvalidInputError
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The generator's sizes and training.
+
+    Attributes:
+        dim: width of the decoder.
+        heads: attention heads.
+        layers: decoder layers.
+        memory: query tokens the query vector becomes.
+        epochs: passes over the pairs.
+        batch_size: pairs per step.
+        lr: AdamW's learning rate.
+        budget_s: most seconds of training.
+        seed: seed of initialisation and shuffling.
+    """
+
+    dim: int = 64
+    heads: int = 4
+    layers: int = 2
+    memory: int = 4
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    budget_s: float = 2700.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.dim, self.heads, self.layers, self.memory, self.epochs, self.batch_size) < 1:
+            raise InvalidInputError("generator sizes, epochs and batch_size must be >= 1")
+        if self.dim % self.heads:
+            raise InvalidInputError(f"dim={self.dim} must be a multiple of heads={self.heads}")
+
+
+class IdGenerator(nn.Module):
+    """The decoder (see the module docstring).
+
+    Args:
+        query_dim: width of the query vectors.
+        vocab: ID tokens (``0..vocab-1``; ``vocab`` is BOS).
+        depth: ID length.
+        config: sizes and training.
+    """
+
+    def __init__(self, query_dim: int, vocab: int, depth: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config, self.vocab, self.depth = config, vocab, depth
+        dim = config.dim
+        self.query = nn.Linear(query_dim, dim * config.memory)
+        self.token = nn.Embedding(vocab + 1, dim)
+        self.position = nn.Embedding(depth, dim)
+        layer = nn.TransformerDecoderLayer(dim, config.heads, 4 * dim, 0.0, batch_first=True)
+        self.decoder = nn.TransformerDecoder(layer, config.layers)
+        self.out = nn.Linear(dim, vocab)
+
+    def forward(self, queries: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
+        """``[B, T, vocab]`` next-token logits after each position of ``[B, T]`` inputs that
+        start with BOS (``T <= depth``)."""
+        batch, length = prefixes.shape
+        memory = self.query(queries).view(batch, self.config.memory, self.config.dim)
+        x = self.token(prefixes) + self.position(torch.arange(length))[None]
+        causal = nn.Transformer.generate_square_subsequent_mask(length)
+        out: torch.Tensor = self.out(self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True))
+        return out
+
+    def fit(
+        self,
+        queries: npt.ArrayLike,
+        ids: npt.ArrayLike,
+        weights: npt.ArrayLike | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> IdGenerator:
+        """Learn to emit ``ids[i]`` (``[n, depth]`` tokens) for ``queries[i]``.
+
+        Raises:
+            InvalidInputError: shapes that do not match, or a token out of the vocabulary.
+        """
+        q = torch.as_tensor(np.asarray(queries, np.float32))
+        y = torch.as_tensor(np.asarray(ids, np.int64))
+        if q.ndim != 2 or y.shape != (len(q), self.depth):
+            raise InvalidInputError(
+                f"queries {tuple(q.shape)} and ids {tuple(y.shape)}: give one ID of "
+                f"{self.depth} tokens per query"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.vocab):
+            raise InvalidInputError(f"ID tokens must be in 0..{self.vocab - 1}")
+        w = torch.ones(len(q)) if weights is None else torch.as_tensor(np.asarray(weights))
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        order_rng = np.random.default_rng(cfg.seed)
+        inputs = torch.cat([torch.full((len(y), 1), self.vocab), y[:, :-1]], dim=1)
+        optimiser = torch.optim.AdamW(self.parameters(), lr=cfg.lr)
+        steps = cfg.epochs * -(-len(q) // cfg.batch_size)
+        step, start = 0, time.monotonic()
+        self.train()
+        for _epoch in range(cfg.epochs):
+            order = torch.from_numpy(order_rng.permutation(len(q)))
+            for at in range(0, len(q), cfg.batch_size):
+                rows = order[at : at + cfg.batch_size]
+                logits = self(q[rows], inputs[rows])
+                per_token = nn.functional.cross_entropy(
+                    logits.reshape(-1, self.vocab), y[rows].reshape(-1), reduction="none"
+                ).view(len(rows), self.depth)
+                loss = (per_token.sum(1) * w[rows].float()).sum() / w[rows].float().sum()
+                optimiser.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                step += 1
+                if progress is not None:
+                    progress(step, steps, float(loss.item()))
+                if time.monotonic() - start > cfg.budget_s:
+                    self.eval()
+                    return self
+        self.eval()
+        return self
+
+    def step_scores(self, query: npt.ArrayLike) -> Callable[[Sequence[Sequence[int]]], F32]:
+        """The next-token log-probabilities of prefixes, for one query (for the beam)."""
+        q = torch.as_tensor(np.asarray(query, np.float32))[None]
+
+        def scores(prefixes: Sequence[Sequence[int]]) -> F32:
+            length = len(prefixes[0]) if prefixes else 0
+            rows = torch.tensor([[self.vocab, *p] for p in prefixes], dtype=torch.int64)
+            with torch.inference_mode():
+                logits = self(q.expand(len(rows), -1), rows.view(len(prefixes), length + 1))
+                out = torch.log_softmax(logits[:, -1], dim=-1)
+            return np.asarray(out.numpy(), np.float32)
+
+        return scores
+
+
+__all__ = ["GeneratorConfig", "IdGenerator"]

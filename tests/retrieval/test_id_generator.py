@@ -1,0 +1,49 @@
+"""The SFT generator learns to emit the semantic ID of the product a query is about; decoding
+constrained to the trie recovers it for unseen noisy queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shopsearch.errors import InvalidInputError
+from shopsearch.retrieval.generative.decode import beam_search
+from shopsearch.retrieval.generative.ids import FixedSemanticIds
+from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
+from shopsearch.retrieval.generative.quantize import ResidualKMeans
+from shopsearch.retrieval.generative.trie import PrefixTrie
+
+
+def test_sft_then_constrained_decoding_finds_the_product() -> None:
+    rng = np.random.default_rng(0)
+    products = rng.normal(size=(24, 8)).astype(np.float32)
+    rq = ResidualKMeans(levels=2, codewords=4, seed=0).fit(products)
+    ids = FixedSemanticIds([("us", str(i)) for i in range(24)], rq.encode(products), levels=2)
+    tokens = ids.tokens
+    vocab = int(tokens.max()) + 1
+
+    def queries(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        noise = np.random.default_rng(seed)
+        rows = np.repeat(np.arange(24), n)
+        return (products[rows] + 0.1 * noise.normal(size=(len(rows), 8))).astype(np.float32), rows
+
+    train_q, train_rows = queries(12, 1)
+    config = GeneratorConfig(dim=32, heads=2, layers=1, memory=2, epochs=40, batch_size=64)
+    model = IdGenerator(8, vocab, tokens.shape[1], config).fit(train_q, tokens[train_rows])
+    trie = PrefixTrie(tokens)
+    test_q, test_rows = queries(2, 2)
+    hits = 0
+    for query, row in zip(test_q, test_rows.tolist(), strict=True):
+        found, _ = beam_search(trie, model.step_scores(query), k=1, beam=4).rows(trie)
+        hits += int(found[0] == row)
+    assert hits / len(test_rows) > 0.8
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    with pytest.raises(InvalidInputError, match="multiple of heads"):
+        GeneratorConfig(dim=10, heads=4)
+    model = IdGenerator(4, 3, 2, GeneratorConfig(dim=8, heads=2, layers=1, epochs=1))
+    with pytest.raises(InvalidInputError, match="one ID of 2 tokens"):
+        model.fit(np.zeros((3, 4)), np.zeros((3, 3), np.int64))
+    with pytest.raises(InvalidInputError, match=r"0\.\.2"):
+        model.fit(np.zeros((2, 4)), np.full((2, 2), 5))
