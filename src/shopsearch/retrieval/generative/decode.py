@@ -75,45 +75,43 @@ def beam_search(
     """
     if k < 1 or beam < 1:
         raise InvalidInputError(f"k={k}, beam={beam}: both must be >= 1")
-    open_nodes: list[int] = [0]
-    open_scores: list[float] = [0.0]
-    prefixes: list[list[int]] = [[]]
-    done: list[tuple[float, int]] = []
+    open_nodes = np.zeros(1, np.int64)
+    open_scores = np.zeros(1)
+    prefixes = np.zeros((1, 0), np.int64)
+    done_nodes, done_scores = np.zeros(0, np.int64), np.zeros(0)
     steps = 0
-    while open_nodes:
-        logits = np.asarray(step(prefixes), np.float64)
+    while open_nodes.size:
+        logits = np.asarray(step(prefixes.tolist()), np.float64)
         steps += 1
-        candidates: list[tuple[float, int, list[int]]] = []
-        for i, node in enumerate(open_nodes):
-            tokens, kids = trie.children(node)
-            if allowed is not None:
-                keep = allowed[kids]
-                tokens, kids = tokens[keep], kids[keep]
-            if not len(kids):
-                continue
-            row = logits[i, tokens]
-            top = float(row.max())
-            normalised = row - (top + np.log(np.exp(row - top).sum()))
-            for token, kid, value in zip(tokens.tolist(), kids.tolist(), normalised, strict=True):
-                candidates.append((open_scores[i] + float(value), kid, [*prefixes[i], token]))
-        candidates.sort(key=lambda c: -c[0])
-        open_nodes, open_scores, prefixes = [], [], []
-        for score, node, prefix in candidates:
-            if trie.is_leaf(node):
-                done.append((score, node))
-            elif len(open_nodes) < beam:
-                open_nodes.append(node)
-                open_scores.append(score)
-                prefixes.append(prefix)
-        done.sort(key=lambda d: -d[0])
-        del done[k:]
-        if len(done) == k and open_scores and done[-1][0] >= open_scores[0]:
+        counts = trie.child_count_[open_nodes]
+        parent = np.repeat(np.arange(len(open_nodes)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        kids = np.repeat(trie.first_child_[open_nodes], counts) + within
+        if allowed is not None:
+            keep = allowed[kids]
+            parent, kids = parent[keep], kids[keep]
+        if not kids.size:
+            break
+        tokens = trie.token_[kids]
+        row = logits[parent, tokens]
+        # log-softmax over each parent's allowed children (parents come in runs)
+        starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+        run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(row)]))
+        top = np.maximum.reduceat(row, starts)
+        norm = top + np.log(np.add.reduceat(np.exp(row - top[run]), starts))
+        scores = open_scores[parent] + row - norm[run]
+        leaf = trie.child_count_[kids] == 0
+        done_nodes = np.concatenate([done_nodes, kids[leaf]])
+        done_scores = np.concatenate([done_scores, scores[leaf]])
+        best = np.argsort(-done_scores, kind="stable")[:k]
+        done_nodes, done_scores = done_nodes[best], done_scores[best]
+        going = np.flatnonzero(~leaf)
+        going = going[np.argsort(-scores[going], kind="stable")[:beam]]
+        open_nodes, open_scores = kids[going], scores[going]
+        prefixes = np.concatenate([prefixes[parent[going]], tokens[going, None]], axis=1)
+        if len(done_nodes) == k and open_scores.size and done_scores[-1] >= open_scores[0]:
             break  # no open prefix can beat the k-th complete ID any more
-    return Decoded(
-        np.array([node for _, node in done], np.int64),
-        np.array([score for score, _ in done], np.float64),
-        steps,
-    )
+    return Decoded(done_nodes, done_scores, steps)
 
 
 __all__ = ["Decoded", "StepScores", "beam_search"]
