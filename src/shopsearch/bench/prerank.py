@@ -21,9 +21,8 @@ from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import Settings
 from shopsearch.errors import WorkspaceError
 from shopsearch.pipeline.engine import Engine, SearchParams
-from shopsearch.pipeline.stage import Stage
 from shopsearch.pipeline.stages.prerank import PrerankStage
-from shopsearch.pipeline.state import QueryInfo, SearchState
+from shopsearch.pipeline.state import SearchState
 from shopsearch.progress import Say
 from shopsearch.serve.threads import limit_this_thread
 from shopsearch.store.workspace import Workspace
@@ -41,11 +40,7 @@ def _state(
 ) -> SearchState:
     """The state after the stages before pre-ranking, completed to ``size`` candidates from
     ``market`` (the keys of the request's market)."""
-    filters = engine.check(params)
-    state = SearchState(params, filters, size, QueryInfo(params.query, params.query))
-    for name, stage in engine.stages:
-        if name in ("query", "retrieve", "relevance") and isinstance(stage, Stage):
-            stage.run(state)
+    state = engine.prepare(params, "prerank")
     found = state.candidates
     if len(found) < size:
         have = set(found.keys)

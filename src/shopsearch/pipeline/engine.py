@@ -181,9 +181,8 @@ class Engine:
     def search(self, params: SearchParams) -> SearchResponse:
         """Run one search through every stage and cut the requested page."""
         began = time.perf_counter()
-        filters = self.check(params)
-        depth = max(self.settings.retrieval.candidates, params.page * params.size)
-        state = SearchState(params, filters, depth, QueryInfo(params.query, params.query))
+        state = self._start(params)
+        filters = state.filters
         timings: dict[str, float] = {}
         reports: list[StageReport] = []
         request_id = uuid.uuid4().hex
@@ -225,6 +224,23 @@ class Engine:
             list(state.query.intents),
             None if stream is None else stream.entries,
         )
+
+    def _start(self, params: SearchParams) -> SearchState:
+        """A new search's state, after checking the request against the limits."""
+        filters = self.check(params)
+        depth = max(self.settings.retrieval.candidates, params.page * params.size)
+        return SearchState(params, filters, depth, QueryInfo(params.query, params.query))
+
+    def prepare(self, params: SearchParams, until: str) -> SearchState:
+        """The state of a search after the stages before the stage ``until`` (untimed, not
+        recorded): where evaluations and benchmarks that vary or time ``until`` start."""
+        state = self._start(params)
+        for name, stage in self.stages:
+            if name == until:
+                break
+            if isinstance(stage, Stage):
+                stage.run(state)
+        return state
 
     def _stream_recorder(self, params: SearchParams, request_id: str) -> StreamRecorder | None:
         """A recorder when this search's stream is logged: as asked, else one search in

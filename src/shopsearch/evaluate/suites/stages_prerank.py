@@ -43,9 +43,8 @@ from shopsearch.evaluate.sim_truth import truth_qrels
 from shopsearch.evaluate.suites.online import EnginePolicy, compare, session_totals
 from shopsearch.evaluate.suites.stages import StagesConfig
 from shopsearch.pipeline.engine import Engine, SearchParams
-from shopsearch.pipeline.stage import Stage
 from shopsearch.pipeline.stages.prerank import PrerankStage
-from shopsearch.pipeline.state import QueryInfo, SearchState
+from shopsearch.pipeline.state import SearchState
 from shopsearch.prerank.base import PrerankConfig
 from shopsearch.prerank.hccp import LightPreranker
 from shopsearch.prerank.samples import catalog_frame, level_counts, product_stats, stream_lists
@@ -61,8 +60,6 @@ TRAINED: dict[str, str] = {
     "baseline/prerank-exposed": "exposed",
 }
 NO_PRERANK, FULL_RANK = "baseline/no-prerank", "baseline/full-rank"
-#: Stages run once per request before the systems part ways.
-_UPSTREAM = ("query", "retrieve", "relevance")
 
 
 @dataclass
@@ -194,17 +191,6 @@ def _concat(*tables: pa.Table) -> pa.Table:
     return pa.concat_tables([t.select(tables[0].schema.names) for t in tables])
 
 
-def _upstream(engine: Engine, params: SearchParams) -> SearchState:
-    """The state after the stages before pre-ranking."""
-    filters = engine.check(params)
-    depth = engine.settings.retrieval.candidates
-    state = SearchState(params, filters, depth, QueryInfo(params.query, params.query))
-    for name, stage in engine.stages:
-        if name in _UPSTREAM and isinstance(stage, Stage):
-            stage.run(state)
-    return state
-
-
 def _offline(
     engine: Engine,
     models: dict[str, LightPreranker],
@@ -224,7 +210,7 @@ def _offline(
         strict=True,
     ):  # fmt: skip
         params = SearchParams(query[: engine.settings.search.max_query_chars], domain, user)
-        base = _upstream(engine, params)
+        base = engine.prepare(params, "prerank")
         full = copy.deepcopy(base)
         full.window = len(full.candidates)
         started = time.perf_counter()

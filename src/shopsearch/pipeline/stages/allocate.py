@@ -65,8 +65,7 @@ class AllocateStage(Stage):
         if n < 2:
             state.add_column("allocate.shift", np.zeros(len(state.candidates)))
             return Outcome("ran", "nothing to allocate")
-        keys = [(str(d), str(p)) for d, p in state.candidates.keys[:n]]
-        x = self.model.state(keys)
+        x = self.model.state(state.candidates.keys[:n])
         new = x[:, 1] > 0
         if self.blend_weight is None:
             window = self.model.allocate(x).order
