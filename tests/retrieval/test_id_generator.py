@@ -47,3 +47,16 @@ def test_bad_inputs_are_clear_errors() -> None:
         model.fit(np.zeros((3, 4)), np.zeros((3, 3), np.int64))
     with pytest.raises(InvalidInputError, match=r"0\.\.2"):
         model.fit(np.zeros((2, 4)), np.full((2, 2), 5))
+
+
+def test_tokens_past_an_ids_length_are_not_learned() -> None:
+    import torch
+
+    model = IdGenerator(4, 5, 3, GeneratorConfig(dim=8, heads=2, layers=1, epochs=1))
+    q = torch.zeros((2, 4))
+    ids = torch.tensor([[1, 2, 4], [1, 3, 0]])
+    scores = model.token_logprobs(q, ids, torch.tensor([3, 2]))
+    assert scores[1, 2].item() == 0.0
+    assert scores[0, 2].item() < 0.0
+    with pytest.raises(InvalidInputError, match=r"length in 1\.\.3"):
+        model.fit(np.zeros((2, 4)), ids.numpy(), lengths=[3, 4])

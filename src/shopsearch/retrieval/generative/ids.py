@@ -67,6 +67,11 @@ class FixedSemanticIds:
             [self.codes[:, : self.levels].astype(np.int64), self.suffix[:, None]], axis=1
         )
 
+    @property
+    def lengths(self) -> I64:
+        """Each row's ID length (all ``levels + 1``: fixed-length IDs)."""
+        return np.full(len(self.keys), self.levels + 1, np.int64)
+
     def add(self, keys: Sequence[tuple[str, str]], codes: npt.ArrayLike) -> None:
         """Give new products IDs (their codes from the fitted codebooks), after the others."""
         new = np.asarray(codes, np.uint8)

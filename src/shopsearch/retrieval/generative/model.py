@@ -91,17 +91,26 @@ class IdGenerator(nn.Module):
         out: torch.Tensor = self.out(self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True))
         return out
 
-    def fit(
-        self,
-        queries: npt.ArrayLike,
-        ids: npt.ArrayLike,
-        weights: npt.ArrayLike | None = None,
-        progress: Callable[[int, int, float], None] | None = None,
-    ) -> IdGenerator:
-        """Learn to emit ``ids[i]`` (``[n, depth]`` tokens) for ``queries[i]``.
+    def token_logprobs(
+        self, queries: torch.Tensor, ids: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, depth]`` log-probability of each token of ``ids`` (teacher forcing; 0 past a
+        row's length), differentiable: the building block of every training loss."""
+        inputs = torch.cat([torch.full((len(ids), 1), self.vocab), ids[:, :-1]], dim=1)
+        logits = torch.log_softmax(self(queries, inputs), dim=-1)
+        out = logits.gather(2, ids[:, :, None]).squeeze(2)
+        if lengths is not None:
+            out = out * (torch.arange(self.depth)[None, :] < lengths[:, None])
+        return out
+
+    def check_ids(self, queries: npt.ArrayLike, ids: npt.ArrayLike,
+                  lengths: npt.ArrayLike | None = None) -> tuple[torch.Tensor, ...]:  # fmt: skip
+        """``queries``, ``ids`` (padded to ``depth``; padding may be any valid token) and
+        ``lengths`` as tensors.
 
         Raises:
-            InvalidInputError: shapes that do not match, or a token out of the vocabulary.
+            InvalidInputError: shapes that do not match, a token out of the vocabulary or a
+                length out of ``1..depth``.
         """
         q = torch.as_tensor(np.asarray(queries, np.float32))
         y = torch.as_tensor(np.asarray(ids, np.int64))
@@ -112,11 +121,31 @@ class IdGenerator(nn.Module):
             )
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.vocab):
             raise InvalidInputError(f"ID tokens must be in 0..{self.vocab - 1}")
+        n = torch.full((len(y),), self.depth) if lengths is None else torch.as_tensor(
+            np.asarray(lengths, np.int64))  # fmt: skip
+        if n.shape != (len(y),) or (len(n) and (int(n.min()) < 1 or int(n.max()) > self.depth)):
+            raise InvalidInputError(f"give one length in 1..{self.depth} per ID")
+        return q, y, n
+
+    def fit(
+        self,
+        queries: npt.ArrayLike,
+        ids: npt.ArrayLike,
+        weights: npt.ArrayLike | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+        lengths: npt.ArrayLike | None = None,
+    ) -> IdGenerator:
+        """Learn to emit ``ids[i]`` (``[n, depth]`` tokens, the first ``lengths[i]`` of them
+        the ID; default: all) for ``queries[i]``: the weighted mean of each pair's ID NLL.
+
+        Raises:
+            InvalidInputError: see :meth:`check_ids`.
+        """
+        q, y, n = self.check_ids(queries, ids, lengths)
         w = torch.ones(len(q)) if weights is None else torch.as_tensor(np.asarray(weights))
         cfg = self.config
         torch.manual_seed(cfg.seed)
         order_rng = np.random.default_rng(cfg.seed)
-        inputs = torch.cat([torch.full((len(y), 1), self.vocab), y[:, :-1]], dim=1)
         optimiser = torch.optim.AdamW(self.parameters(), lr=cfg.lr)
         steps = cfg.epochs * -(-len(q) // cfg.batch_size)
         step, start = 0, time.monotonic()
@@ -125,11 +154,8 @@ class IdGenerator(nn.Module):
             order = torch.from_numpy(order_rng.permutation(len(q)))
             for at in range(0, len(q), cfg.batch_size):
                 rows = order[at : at + cfg.batch_size]
-                logits = self(q[rows], inputs[rows])
-                per_token = nn.functional.cross_entropy(
-                    logits.reshape(-1, self.vocab), y[rows].reshape(-1), reduction="none"
-                ).view(len(rows), self.depth)
-                loss = (per_token.sum(1) * w[rows].float()).sum() / w[rows].float().sum()
+                nll = -self.token_logprobs(q[rows], y[rows], n[rows]).sum(1)
+                loss = (nll * w[rows].float()).sum() / w[rows].float().sum()
                 optimiser.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
