@@ -21,6 +21,25 @@ from pydantic_settings import (
 from shopsearch.errors import InvalidInputError
 
 
+class GenerativeSettings(BaseModel):
+    """The generative retrieval source (``train --stage retrieval --model generative``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Codes in a product's semantic ID before its collision suffix.
+    levels: int = Field(3, ge=1, le=8)
+    #: Values per code (residual k-means centroids per level).
+    codewords: int = Field(64, ge=2, le=256)
+    #: Passes of the generator over the (query, product) pairs.
+    epochs: int = Field(10, ge=1, le=200)
+    #: Width of the generator (a small transformer decoder).
+    dim: int = Field(128, ge=8, le=1024)
+    #: Most seconds of the generator's training.
+    budget_s: float = Field(2700.0, gt=0.0)
+    #: Open prefixes the constrained beam keeps per ID token.
+    beam: int = Field(100, ge=1, le=10_000)
+
+
 class RetrievalSettings(BaseModel):
     """Candidate generation."""
 
@@ -51,7 +70,7 @@ class RetrievalSettings(BaseModel):
     #: Most queries of concurrent searches encoded in one forward pass; 1: one at a time.
     query_batch: int = Field(16, ge=1, le=1024)
     #: Learned sources ``shopsearch train --stage retrieval`` fits (issue 6).
-    learned: list[Literal["two-tower", "two-tower-pq", "gcn"]] = ["two-tower"]
+    learned: list[Literal["two-tower", "two-tower-pq", "gcn", "generative"]] = ["two-tower"]
     #: ``add``: each learned retriever is one more fused source; ``replace-dense``: the first
     #: learned model takes the place of the MiniLM ``dense`` source.
     learned_use: Literal["add", "replace-dense"] = "add"
@@ -61,6 +80,8 @@ class RetrievalSettings(BaseModel):
     learned_buckets: int = Field(2**18, ge=64, le=2**24)
     #: Bytes per product of the Poeem PQ codes (must divide the two-tower vector length).
     pq_m: int = Field(48, ge=1, le=512)
+    #: The generative source's IDs, generator and beam.
+    generative: GenerativeSettings = Field(default_factory=GenerativeSettings)
 
 
 class QuerySettings(BaseModel):

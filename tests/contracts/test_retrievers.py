@@ -7,6 +7,7 @@ how to build it on the contract catalog.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,19 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.generative.model import GeneratorConfig
+from shopsearch.retrieval.generative.retriever import GenerativeRetriever
+from shopsearch.retrieval.generative.train import GenerativeConfig, train_generative
+from shopsearch.retrieval.generative.trained import GenerativeModel
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
-from shopsearch.retrieval.learned_train import Learned
+from shopsearch.retrieval.learned_train import Learned, item_texts
 from shopsearch.retrieval.lexical import LexicalRetriever
+from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.registry import RETRIEVERS
 
-from ..retrieval.test_dense import HashEncoder, make_products, passes
+from ..retrieval.test_dense import WORDS, HashEncoder, catalog, make_products, passes
+from .conftest import CATALOG_SIZE
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,23 @@ def _learned_pq(learned: Callable[[], Learned]) -> Retriever:
     trained = learned().retrievers["two-tower-pq"]
     assert isinstance(trained, LearnedPQRetriever)
     return LearnedPQRetriever(trained.encoder, quantizer=trained.quantizer)
+
+
+@functools.cache
+def _generative_model() -> GenerativeModel:
+    """A tiny generator trained on the contract catalog's judgments (as ``learned``)."""
+    products = make_products(catalog(CATALOG_SIZE))
+    texts = item_texts(products)
+    titles = dict(zip(texts, products.column("title").to_pylist(), strict=True))
+    qrels: dict[str, dict[ProductKey, float]] = {
+        f"{word}s": {key: 3.0 for key, title in titles.items() if word in title.split()}
+        for word in WORDS
+    }
+    sizes = GeneratorConfig(dim=16, heads=2, layers=1, memory=2, epochs=5, batch_size=32)
+    config = GenerativeConfig(levels=2, depth=3, codewords=4, generator=sizes)
+    return train_generative(
+        StagedSamples.from_judgments(qrels, texts), list(texts), HashEncoder(), config
+    )
 
 
 #: Registered retriever name → how to build it (one or more variants). Add an entry when you
@@ -77,6 +101,7 @@ BUILDERS: dict[str, tuple[Builder, ...]] = {
     # 8 sub-vectors of 6-bit learned codes per 48-d vector: an approximation of the float
     # vectors (measured: recall@10 0.9 on average)
     "learned-pq": (Builder(_learned_pq, min_recall=0.7),),
+    "generative": (Builder(lambda _: GenerativeRetriever(_generative_model())),),
     "hybrid": (
         Builder(
             lambda _: HybridRetriever(

@@ -58,7 +58,7 @@ class SavableEncoder(Protocol):
         ...
 
 
-def _save_encoder(encoder: Encoder, path: Path) -> None:
+def save_encoder(encoder: Encoder, path: Path) -> None:
     """Save the encoder into ``path/encoder`` unless that very version is already there."""
     if not encoder.learned:
         learned = [name for name, cls in ENCODERS.items() if cls.learned]
@@ -78,7 +78,7 @@ def _save_encoder(encoder: Encoder, path: Path) -> None:
     write_json(marker, stamp)
 
 
-def _load_encoder(path: Path) -> Encoder:
+def load_encoder(path: Path) -> Encoder:
     """The encoder saved in ``path/encoder``; any failure becomes a :class:`WorkspaceError`."""
     try:
         stamp = orjson.loads((path / ENCODER_FILE).read_bytes())
@@ -134,7 +134,7 @@ class LearnedDenseRetriever(DenseRetriever):
         """The dense files plus the encoder (``encoder/``, written once per version)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        _save_encoder(self.encoder, path)
+        save_encoder(self.encoder, path)
         super().save(path)
 
     @classmethod
@@ -148,7 +148,7 @@ class LearnedDenseRetriever(DenseRetriever):
         """
         path = Path(path)
         if encoder is None:
-            encoder = _load_encoder(path)
+            encoder = load_encoder(path)
         try:
             return super().load(path, encoder=encoder)
         except ShopSearchError:

@@ -40,7 +40,7 @@ from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import RetrievalSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Say, StepProgress
-from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import TwoTowerEncoder
 from shopsearch.retrieval.mmse_samples import StagedSamples
@@ -48,7 +48,9 @@ from shopsearch.store.workspace import Workspace
 from shopsearch.text.product_text import product_texts
 
 #: Model names ``--model`` accepts; each becomes the source ``name.replace("-", "_")``.
-LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn")
+LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn", "generative")
+#: The models served over the two-tower encoder (trained once for all of them).
+TWO_TOWER_MODELS = ("two-tower", "two-tower-pq", "gcn")
 #: Retrieval-loss positives from the event log: clicked, carted or purchased.
 EVENT_POSITIVE_STAGE = 2.0
 #: Share of the latest requests held out of training to fit weighted fusion.
@@ -182,6 +184,10 @@ class LearnedConfig:
         pq_m: Poeem bytes per product.
         poeem_epochs: Poeem joint-training epochs.
         hnsw_threshold: above this many products the learned float indexes are HNSW.
+        generative: :class:`~shopsearch.retrieval.generative.train.GenerativeConfig`
+            parameters of the ``generative`` model (its generator's in ``generator``).
+        cache_dir: the embedding cache of the MiniLM vectors the generative model's IDs
+            quantise (``None``: encode directly).
         seed: seed of every model.
     """
 
@@ -190,18 +196,28 @@ class LearnedConfig:
     pq_m: int = 48
     poeem_epochs: int = 1
     hnsw_threshold: int = 20_000
+    generative: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None
     seed: int = 0
 
     @classmethod
     def from_settings(
-        cls, settings: RetrievalSettings, models: Sequence[str] = ()
+        cls, settings: RetrievalSettings, models: Sequence[str] = (), cache_dir: Path | None = None
     ) -> LearnedConfig:
         """The config of ``[retrieval]`` (``models`` overrides ``learned``)."""
+        gen = settings.generative
         return cls(
             models=check_models(list(models) or list(settings.learned)),
             two_tower={"epochs": settings.learned_epochs, "buckets": settings.learned_buckets},
             pq_m=settings.pq_m,
             hnsw_threshold=settings.hnsw_threshold,
+            generative={
+                "levels": gen.levels,
+                "codewords": gen.codewords,
+                "beam": gen.beam,
+                "generator": {"epochs": gen.epochs, "dim": gen.dim, "budget_s": gen.budget_s},
+            },
+            cache_dir=cache_dir,
         )
 
 
@@ -211,12 +227,13 @@ class Learned:
 
     Attributes:
         retrievers: model name → indexed retriever, in the order asked for.
-        encoder: the two-tower encoder (as trained, before any Poeem fine-tuning).
+        encoder: the two-tower encoder (as trained, before any Poeem fine-tuning); ``None``
+            when no model asked for needs it.
         info: per model, training facts for reports and bundle metadata.
     """
 
-    retrievers: dict[str, DenseRetriever]
-    encoder: TwoTowerEncoder
+    retrievers: dict[str, Retriever]
+    encoder: TwoTowerEncoder | None
     info: dict[str, dict[str, Any]]
 
 
@@ -249,6 +266,12 @@ def train_learned(
         if say is not None:
             say(message)
 
+    info: dict[str, dict[str, Any]] = {}
+    out: dict[str, Retriever] = {}
+    if "generative" in models:
+        out["generative"], info["generative"] = _generative(log, products, config, step, tell)
+    if not any(m in TWO_TOWER_MODELS for m in models):
+        return Learned({m: out[m] for m in models}, None, info)
     settings = {"positive_stage": log.positive_stage, "seed": config.seed, **config.two_tower}
     samples = log.samples
     tell(
@@ -256,8 +279,6 @@ def train_learned(
         f"{len(samples.stage)} (query, product) pairs from {log.source}"
     )
     encoder = TwoTowerEncoder(**settings).fit(samples, step("two-tower"))
-    info: dict[str, dict[str, Any]] = {}
-    out: dict[str, DenseRetriever] = {}
     base = {**encoder.get_config(), "loss_per_epoch": encoder.history_}
     base.pop("path", None)
     kwargs = {"hnsw_threshold": config.hnsw_threshold}
@@ -274,7 +295,7 @@ def train_learned(
             gcn = SearchGCNEncoder().fit(encoder, samples)
             out[model] = LearnedDenseRetriever(gcn, **kwargs).index(products, step("index gcn"))
             info[model] = {"two_tower": base, "layers": gcn.layers, "graph_items": len(gcn.items_)}
-        else:
+        elif model == "two-tower-pq":
             from shopsearch.retrieval.poeem import PoeemIndex
 
             nbits = _pq_nbits(len(samples.items))
@@ -295,7 +316,41 @@ def train_learned(
                 "loss_per_epoch": poeem.history_,
             }
     encoder.path = None
-    return Learned(out, encoder, info)
+    return Learned({m: out[m] for m in models}, encoder, info)
+
+
+def _generative(
+    log: LogSamples,
+    products: pa.Table,
+    config: LearnedConfig,
+    step: Callable[[str], Callable[[int, int], None] | None],
+    tell: Callable[[str], None],
+) -> tuple[Retriever, dict[str, Any]]:
+    """The generative source: semantic IDs of MiniLM vectors and an SFT generator."""
+    from shopsearch.retrieval.generative.model import GeneratorConfig
+    from shopsearch.retrieval.generative.retriever import GenerativeRetriever
+    from shopsearch.retrieval.generative.train import GenerativeConfig, train_generative
+    from shopsearch.text.encoders import MiniLMEncoder
+
+    settings = dict(config.generative)
+    beam = int(settings.pop("beam", 100))
+    generator = GeneratorConfig(**{"seed": config.seed, **settings.pop("generator", {})})
+    gen_config = GenerativeConfig(
+        **{"positive_stage": log.positive_stage, "seed": config.seed, **settings},
+        generator=generator,
+    )
+    advance = step("generative")
+
+    def sft(done: int, total: int, _loss: float) -> None:
+        if advance is not None:
+            advance(done, total)
+
+    keys = list(item_texts(products))
+    model = train_generative(
+        log.samples, keys, MiniLMEncoder(), gen_config, config.cache_dir, sft, tell
+    )
+    retriever = GenerativeRetriever(model, beam=beam, cache_dir=config.cache_dir)
+    return retriever.index(products, step("index generative")), dict(model.info)
 
 
 def fit_weighted_fusion(
@@ -338,6 +393,7 @@ def keyed_qrels(
 
 __all__ = [
     "LEARNED_MODELS",
+    "TWO_TOWER_MODELS",
     "Learned",
     "LearnedConfig",
     "LogSamples",

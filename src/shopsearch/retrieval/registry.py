@@ -16,6 +16,7 @@ RETRIEVERS: Registry[type[Retriever]] = Registry(
         "shopsearch.retrieval.lexical",
         "shopsearch.retrieval.dense",
         "shopsearch.retrieval.learned",
+        "shopsearch.retrieval.generative.retriever",
         "shopsearch.retrieval.hybrid",
     ),
     check=subclass_of(Retriever),

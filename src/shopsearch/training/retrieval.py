@@ -51,7 +51,8 @@ def train_retrieval_bundle(
             deleted and the current bundle stays current).
     """
 
-    config = LearnedConfig.from_settings(settings.retrieval, models)
+    cache_dir = workspace.dir("cache") / "embeddings"
+    config = LearnedConfig.from_settings(settings.retrieval, models, cache_dir)
     products = catalog_of(workspace)
     old = current_bundle(workspace)
     meta = bundle_meta(old)

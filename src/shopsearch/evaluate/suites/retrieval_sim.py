@@ -463,10 +463,12 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
         **learned.info,
     }
     two_tower = learned.retrievers["two-tower"]
+    assert isinstance(two_tower, DenseRetriever)  # the two-tower models are dense sources
     if "shopsearch/two-tower" in systems:
         score("shopsearch/two-tower", two_tower, index_bytes(two_tower))
     if "shopsearch/two-tower-pq" in systems:
         pq = learned.retrievers["two-tower-pq"]
+        assert isinstance(pq, DenseRetriever)
         score("shopsearch/two-tower-pq", pq, index_bytes(pq))
     if "baseline/faiss-pq" in systems:
         nbits = int(learned.info.get("two-tower-pq", {}).get("nbits", 8))
@@ -476,6 +478,7 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
             baseline = LearnedPQRetriever(learned.encoder, quantizer=quantizer).index(products)
         score("baseline/faiss-pq", baseline, index_bytes(baseline))
     gcn = learned.retrievers.get("gcn")
+    assert gcn is None or isinstance(gcn, DenseRetriever)
     if gcn is not None and "shopsearch/gcn" in systems:
         score("shopsearch/gcn", gcn, index_bytes(gcn))
     if "shopsearch/fused" in systems:
