@@ -97,3 +97,37 @@ def test_hybrid_plus_query_and_the_misspelled_slice(tmp_path: Path, registered: 
     assert ours["misspelled"]["queries"] == 1
     assert ours["misspelled"]["ndcg@10"] == pytest.approx(1.0)
     assert "misspelled" in body["systems"]["shopsearch/lexical"]
+
+
+@pytest.mark.slow
+def test_generative_systems_and_the_cold_start_slice(tmp_path: Path) -> None:
+    """``--generative``: the rq-fixed generator and fused+gen are scored, with the cold-start
+    slice (relevant test products in no training pair) for every system."""
+    pairs = [("cordless drill", "cordless drill kit"), ("fan light", "ceiling fan with light"),
+             ("hose", "garden hose reel"), ("bulb", "led light bulb"),
+             ("screws", "wood screws box")]  # fmt: skip
+    train = _write(tmp_path / "train.csv", [
+        *((f"{q} {n}", t, 3.0) for q, t in pairs for n in ("", "pro", "best", "cheap", "big")),
+        *((f"filler {i}", f"filler product number {i}", 3.0) for i in range(60)),
+    ])  # fmt: skip
+    test = _write(tmp_path / "test.csv", [
+        ("drill kit", "cordless drill kit", 3.0), ("toilet seat", "toilet seat white", 3.0),
+        ("paint roller", "paint roller set", 3.0), ("paint roller", "led light bulb", 1.0),
+    ])  # fmt: skip
+    report = tmp_path / "r.json"
+    code = run(["eval", "relevance", "--dataset", "homedepot", "--train", str(train), "--test",
+                str(test), "--report", str(report), "--cache-dir", str(tmp_path / "cache"),
+                "--query-components", "none", "--relevance-models", "none",
+                "--generative", "all"])  # fmt: skip
+    assert code == 0
+    body = orjson.loads(report.read_bytes())
+    assert body["dataset"]["cold_start_test_queries"] == 2  # toilet seat, paint roller
+    for name in ("baseline/rq-fixed", "shopsearch/fused+gen", "shopsearch/lexical"):
+        system = body["systems"][name]
+        assert system["cold_start"]["queries"] == 2
+        assert 0.0 <= system["metrics"]["recall@100"] <= 1.0
+    assert set(body["config"]["fused_gen_weights"]) >= {"lexical", "generative"}
+    assert body["config"]["rq_fixed"]["products"] == len(TITLES)
+    bad = run(["eval", "relevance", "--dataset", "homedepot", "--train", str(train), "--test",
+               str(test), "--generative", "tiger"])  # fmt: skip
+    assert bad == 2

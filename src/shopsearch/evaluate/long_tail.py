@@ -6,6 +6,7 @@ Two definitions, both computed from the *training* side only:
   occur in training): a test query is long-tail when it contains a term (lower-cased word of
   letters and digits) that occurs in at most ``max_count`` training queries — a rare or
   misspelled word, or a word never seen in training.
+- :func:`cold_start_qrels` is another slice: judgments of products no training pair has.
 - :func:`rare_queries` (logs, where head queries recur): a test query is long-tail when the
   same query text occurred at most ``max_count`` times among the training requests.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 _TERM = re.compile(r"[a-z0-9]+")
+K = TypeVar("K", bound=Hashable)
 
 
 def query_terms(query: str) -> set[str]:
@@ -51,3 +54,20 @@ def rare_queries(
     """Test queries whose text occurred at most ``max_count`` times in training, in order."""
     seen = Counter(train_queries)
     return [q for q in test_queries if seen[q] <= max_count]
+
+
+def cold_start_qrels(
+    train_qrels: Mapping[str, Mapping[K, float]],
+    test_qrels: Mapping[str, Mapping[K, float]],
+    rel_threshold: float,
+) -> dict[str, dict[K, float]]:
+    """The test judgments of cold-start products: per test query, its relevant products that
+    appear in no training pair (judged at any grade); queries with none are left out, so
+    recall and MRR measure how a system finds products it never saw in training."""
+    seen = {key for judged in train_qrels.values() for key in judged}
+    out: dict[str, dict[K, float]] = {}
+    for query, judged in test_qrels.items():
+        cold = {k: g for k, g in judged.items() if g >= rel_threshold and k not in seen}
+        if cold:
+            out[query] = cold
+    return out

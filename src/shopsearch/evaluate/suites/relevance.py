@@ -44,17 +44,27 @@ import faiss
 from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.config import QuerySettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.evaluate.long_tail import off_vocabulary_queries, rare_term_queries
+from shopsearch.evaluate.long_tail import (
+    cold_start_qrels,
+    off_vocabulary_queries,
+    rare_term_queries,
+)
 from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, RunEvaluation, evaluate_run
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.judged import JudgedSet, catalog_table, read_judged
+from shopsearch.evaluate.suites.relevance_generative import (
+    LearnedParts,
+    chosen_systems,
+    generative_systems,
+)
 from shopsearch.pipeline.stages.retrieve import RetrieveStage
 from shopsearch.pipeline.state import QueryInfo
 from shopsearch.progress import Say
 from shopsearch.query.base import QUERY_COMPONENTS, default_components
 from shopsearch.query.data import QueryData, catalog_vocabulary
 from shopsearch.query.models import QueryModels
+from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
@@ -112,6 +122,13 @@ class RelevanceSuiteConfig:
             default_text="all, when --train is given",
         ),
     ] = ()
+    generative: Annotated[
+        tuple[str, ...],
+        option(
+            "Comma list of generative systems: rq-fixed, fused+gen; none: leave them out",
+            default_text="all, when --train is given and the learned systems run",
+        ),
+    ] = ()
     relevance_models: Annotated[
         tuple[str, ...],
         option(
@@ -137,6 +154,7 @@ class RelevanceSuiteConfig:
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
+    generative_model: dict[str, Any] | None = None
     pq_m: int = 48
     poeem_epochs: int = 1
     n_resamples: int = 1000
@@ -164,6 +182,8 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         from shopsearch.evaluate.suites.relevance_models import chosen_models
 
         chosen_models(config.relevance_models)  # a wrong name fails before the long work
+    if config.generative != ("none",):
+        chosen_systems(config.generative)
     test = read_judged(config.dataset, config.test, config.rel_threshold)
     train: JudgedSet | None = None
     if config.train:
@@ -221,11 +241,15 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         details = {"latency": {"ms_per_query": 1000 * seconds / len(queries)}, **(extra or {})}
         if index is not None:
             details["index"] = index
-        for where, ids in (("long_tail", long_tail), ("misspelled", misspelled)):
-            if ids:  # long tail: a term rare in training; misspelled: a word not in the catalog
+        slices = (("long_tail", long_tail, test.qrels), ("misspelled", misspelled, test.qrels),
+                  ("cold_start", list(cold_qrels), cold_qrels))  # fmt: skip
+        for where, ids, qrels in slices:
+            # long tail: a term rare in training; misspelled: a word not in the catalog; cold
+            # start: only the relevant products that are in no training pair count
+            if ids:
                 part = evaluate_run(
                     _run_of(queries, results),
-                    test.qrels,
+                    qrels,
                     metrics=METRICS,
                     rel_threshold=test.relevant_threshold,
                     query_ids=ids,
@@ -241,6 +265,8 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         say(f"{name}: ndcg@10={evaluation.metrics['ndcg@10']:.4f}")
 
     long_tail = rare_term_queries(train.qrels, queries) if train else []
+    cold_qrels = cold_start_qrels(train.qrels, test.qrels, test.relevant_threshold) if train else {}
+    report.dataset["cold_start_test_queries"] = len(cold_qrels)
     report.dataset["long_tail_test_queries"] = len(long_tail)
     misspelled = off_vocabulary_queries(catalog_vocabulary(catalog.to_pandas()).index, queries)
     report.dataset["misspelled_test_queries"] = len(misspelled)
@@ -295,7 +321,14 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         relevance_systems(settings, catalog, train, test, queries, hybrid, dense, bm25,
                           report, score, config.cache_dir, say)  # fmt: skip
     if train is not None and config.learned != ("none",):
-        _learned_systems(config, catalog, train, queries, lexical, dense, report, score, say)
+        parts, fused_sources = _learned_systems(
+            config, catalog, train, queries, lexical, dense, report, score, say
+        )
+        if config.generative != ("none",):
+            generative_systems(config.generative, config.generative_model or {}, parts, catalog,
+                               train.qrels, fused_sources, dense, queries,
+                               test.relevant_threshold, config.cache_dir, report, score,
+                               say)  # fmt: skip
     return report
 
 
@@ -348,8 +381,9 @@ def _learned_systems(
     report: Report,
     score: Callable[..., None],
     say: Say,
-) -> None:
-    """``shopsearch/two-tower`` and ``shopsearch/fused``: trained on the training judgments."""
+) -> tuple[LearnedParts, dict[str, Retriever]]:
+    """``shopsearch/two-tower`` and ``shopsearch/fused``: trained on the training judgments.
+    Returns what the generative systems reuse, and the sources of ``shopsearch/fused``."""
     train_queries = sorted(train.qrels)
     random.Random(config.seed + 1).shuffle(train_queries)
     holdout = train_queries[: min(config.fusion_holdout, len(train_queries) // 5)]
@@ -428,6 +462,7 @@ def _learned_systems(
     start = time.perf_counter()
     found = search(index, joint.encode_queries(queries), keys, DEPTH)
     score("shopsearch/two-tower-pq", found, time.perf_counter() - start, code_bytes(index))
+    return LearnedParts(two_tower, holdout, fit_qrels, texts), dict(fused.sources)
 
 
 @SUITES.register()
