@@ -237,7 +237,7 @@ class Learned:
     info: dict[str, dict[str, Any]]
 
 
-def _pq_nbits(items: int) -> int:
+def pq_nbits(items: int) -> int:
     """8-bit codes, fewer on a catalog too small to train 256 codewords per sub-space."""
     return int(min(8, max(1, np.floor(np.log2(max(items, 2))))))
 
@@ -298,7 +298,7 @@ def train_learned(
         elif model == "two-tower-pq":
             from shopsearch.retrieval.poeem import PoeemIndex
 
-            nbits = _pq_nbits(len(samples.items))
+            nbits = pq_nbits(len(samples.items))
             tell(f"Poeem: a PQ index ({config.pq_m} x {nbits}-bit codes) trained with the towers")
             with tempfile.TemporaryDirectory(prefix="shopsearch-poeem-") as tmp:
                 encoder.save(Path(tmp))  # a copy: Poeem trains its towers further in place
@@ -402,6 +402,7 @@ __all__ = [
     "fit_weighted_fusion",
     "item_texts",
     "keyed_qrels",
+    "pq_nbits",
     "source_name",
     "train_learned",
     "workspace_samples",

@@ -68,6 +68,7 @@ from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
+from shopsearch.retrieval.learned_train import pq_nbits
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.mmse import TwoTowerEncoder
 from shopsearch.retrieval.mmse_samples import StagedSamples
@@ -437,7 +438,7 @@ def _learned_systems(
 
     item_vectors = two_tower.vectors_
     with report.timer("index/faiss_pq"):
-        baseline = post_hoc_pq(item_vectors, config.pq_m, 8)
+        baseline = post_hoc_pq(item_vectors, config.pq_m, pq_nbits(len(item_vectors)))
     start = time.perf_counter()
     found = search(baseline, encoder.encode_queries(queries), keys, DEPTH)
     score("baseline/faiss-pq", found, time.perf_counter() - start, code_bytes(baseline))
@@ -446,6 +447,7 @@ def _learned_systems(
     with report.timer("fit/poeem"):
         poeem = PoeemIndex(
             m=config.pq_m,
+            nbits=pq_nbits(len(item_vectors)),
             epochs=config.poeem_epochs,
             seed=config.seed,
         )
