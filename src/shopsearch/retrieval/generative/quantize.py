@@ -9,7 +9,10 @@ products get codes without refitting anything.
 :meth:`ResidualKMeans.fit_anchored` is SA²CRQ's ACRQ as we simplified it ([U2]: the paper
 probably trains an RQ-VAE; its method section was not available): head-only anchor levels,
 frozen, and deeper levels that start from the head residuals' k-means and are refined on every
-product with their codewords shrunk towards those head values.
+product with their codewords shrunk towards those head values. Measured on Home Depot (K=64,
+5 levels, 2,326 head products): it raises the tail's reconstruction error from 0.437 to 0.530
+and lowers exhaustive ADC recall@100 on validation queries from 0.40 to 0.30, so plain
+:meth:`ResidualKMeans.fit` is the better default there.
 """
 
 from __future__ import annotations
