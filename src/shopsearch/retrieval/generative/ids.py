@@ -20,6 +20,7 @@ import numpy.typing as npt
 import orjson
 
 from shopsearch.errors import InvalidInputError, WorkspaceError
+from shopsearch.retrieval.generative.adaptive_ids import AdaptiveSemanticIds
 from shopsearch.store.atomic import write_json
 
 I64 = npt.NDArray[np.int64]
@@ -72,6 +73,12 @@ class FixedSemanticIds:
         """Each row's ID length (all ``levels + 1``: fixed-length IDs)."""
         return np.full(len(self.keys), self.levels + 1, np.int64)
 
+    @property
+    def vocab(self) -> int:
+        """Token values are below this: the largest code or suffix + 1 (it grows when
+        :meth:`add` opens a suffix above every existing one)."""
+        return max(int(self.codes.max(initial=0)), int(self.suffix.max(initial=0))) + 1
+
     def add(self, keys: Sequence[tuple[str, str]], codes: npt.ArrayLike) -> None:
         """Give new products IDs (their codes from the fitted codebooks), after the others."""
         new = np.asarray(codes, np.uint8)
@@ -118,6 +125,8 @@ class FixedSemanticIds:
             suffix = np.load(folder / "suffix.npy")
         except (FileNotFoundError, OSError, orjson.JSONDecodeError, ValueError) as exc:
             raise WorkspaceError(f"{folder} holds no semantic IDs ({exc})") from exc
+        if settings.get("kind", "rq-fixed") != "rq-fixed":
+            raise WorkspaceError(f"{folder} holds {settings.get('kind')} IDs, not rq-fixed")
         ids = cls(keys, codes, int(settings["levels"]))
         if not np.array_equal(ids.suffix, suffix):
             ids.suffix = suffix.astype(np.int64)
@@ -128,4 +137,62 @@ class FixedSemanticIds:
         return ids
 
 
-__all__ = ["FixedSemanticIds"]
+def load_ids(folder: Path) -> FixedSemanticIds | AdaptiveSemanticIds:
+    """The semantic IDs saved in ``folder``, of whichever kind ``ids.json`` names
+    (``rq-fixed`` or ``sa2crq``).
+
+    Raises:
+        WorkspaceError: ``folder`` holds no semantic IDs, or of an unknown kind.
+    """
+    try:
+        kind = orjson.loads((folder / _SETTINGS).read_bytes()).get("kind")
+    except (FileNotFoundError, OSError, orjson.JSONDecodeError, AttributeError) as exc:
+        raise WorkspaceError(f"{folder} holds no semantic IDs ({exc})") from exc
+    if kind == "rq-fixed":
+        return FixedSemanticIds.load(folder)
+    if kind == "sa2crq":
+        return AdaptiveSemanticIds.load(folder)
+    raise WorkspaceError(f"{folder} holds semantic IDs of unknown kind {kind!r}")
+
+
+def id_stats(
+    ids: FixedSemanticIds | AdaptiveSemanticIds,
+    head: npt.ArrayLike | None = None,
+    cold: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """The ID statistics a run reports (design §1): mean ID length (all, head, tail, cold),
+    leaves (distinct IDs), bucket size p50/p99/max (rows per ID), the head collision rate
+    (:meth:`collision_rate` over head rows: the semantic code, suffix left out, is shared) and
+    the share of cold products in a bucket of more than one row.
+
+    Args:
+        ids: either kind of IDs.
+        head: per-row head flags (default none: no head figures).
+        cold: per-row cold-start flags (products in no training pair).
+    """
+    n = len(ids.keys)
+    tokens, lengths = ids.tokens, ids.lengths
+    padded = np.where(np.arange(tokens.shape[1])[None, :] < lengths[:, None], tokens, -1)
+    _, inverse, counts = np.unique(padded, axis=0, return_inverse=True, return_counts=True)
+    bucket = counts[inverse.reshape(-1)]
+    is_head = np.zeros(n, bool) if head is None else np.asarray(head, bool)
+    is_cold = np.zeros(n, bool) if cold is None else np.asarray(cold, bool)
+
+    def mean(mask: npt.NDArray[np.bool_]) -> float:
+        return float(lengths[mask].mean()) if mask.any() else float("nan")
+
+    return {
+        "mean_length": float(lengths.mean()),
+        "mean_length_head": mean(is_head),
+        "mean_length_tail": mean(~is_head),
+        "mean_length_cold": mean(is_cold),
+        "leaves": float(len(counts)),
+        "bucket_p50": float(np.percentile(counts, 50)),
+        "bucket_p99": float(np.percentile(counts, 99)),
+        "bucket_max": float(counts.max()),
+        "head_collision_rate": ids.collision_rate(np.flatnonzero(is_head)),
+        "cold_shared": float((bucket[is_cold] > 1).mean()) if is_cold.any() else float("nan"),
+    }
+
+
+__all__ = ["FixedSemanticIds", "id_stats", "load_ids"]
