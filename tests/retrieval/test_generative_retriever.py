@@ -133,3 +133,26 @@ def test_train_stage_retrieval_publishes_a_served_generative_source(tmp_path: Pa
     assert all(item.domain == query[1] for item in response.items)
     assert any(item.stages.get("retrieve.generative") is not None for item in response.items)
     shutil.rmtree(root)
+
+
+def test_sa2crq_ids_serve_share_buckets_and_take_new_products(
+    products: pa.Table, tmp_path: Path
+) -> None:
+    texts = item_texts(products)
+    sizes = GeneratorConfig(dim=16, heads=2, layers=1, memory=2, epochs=3, batch_size=32)
+    adaptive = {"target_length": 2.0, "head_split": 1, "min_length": 1, "max_length": 3}
+    config = GenerativeConfig(depth=3, codewords=6, generator=sizes, ids="sa2crq",
+                              sa2crq=adaptive)  # fmt: skip
+    samples = StagedSamples.from_judgments(_qrels(products), texts)
+    model = train_generative(samples, list(texts), HashEncoder(), config)
+    assert model.info["ids"] == "sa2crq"
+    retriever = GenerativeRetriever(model).index(products)
+    assert len(np.unique(retriever.lengths_)) > 1  # adaptive lengths
+    found = retriever.retrieve("red lamps", k=len(retriever.rows_))
+    assert len(found) == len(retriever.rows_)  # exhaustive, shared leaves expanded
+    assert np.all(np.diff(found.scores) <= 0)
+    retriever.upsert(make_products([{"domain": "us", "product_id": "n1", "title": "red lamp"}]))
+    assert ("us", "n1") in retriever.retrieve("red lamp", k=1000).keys
+    retriever.save(tmp_path / "gen")
+    loaded = GenerativeRetriever.load(tmp_path / "gen")
+    assert loaded.retrieve("red lamps", 10).keys == retriever.retrieve("red lamps", 10).keys

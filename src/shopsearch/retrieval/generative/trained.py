@@ -21,7 +21,8 @@ import orjson
 import torch
 
 from shopsearch.errors import ShopSearchError, WorkspaceError
-from shopsearch.retrieval.generative.ids import FixedSemanticIds
+from shopsearch.retrieval.generative.adaptive_ids import AdaptiveSemanticIds
+from shopsearch.retrieval.generative.ids import FixedSemanticIds, load_ids
 from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
 from shopsearch.retrieval.generative.quantize import ResidualKMeans
 from shopsearch.retrieval.learned import load_encoder, save_encoder
@@ -53,7 +54,7 @@ class GenerativeModel:
 
     encoder: Encoder
     quantizer: ResidualKMeans
-    ids: FixedSemanticIds
+    ids: FixedSemanticIds | AdaptiveSemanticIds
     generator: IdGenerator
     in_bucket_temperature: float = 0.05
     info: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +130,7 @@ class GenerativeModel:
             quantizer = ResidualKMeans(**settings["quantizer"])
             books = np.load(folder / "codebooks.npy", allow_pickle=False)
             quantizer.codebooks_ = [np.ascontiguousarray(b, np.float32) for b in books]
-            ids = FixedSemanticIds.load(folder / "ids")
+            ids = load_ids(folder / "ids")
             spec = settings["generator"]
             generator = IdGenerator(
                 spec["query_dim"], spec["vocab"], spec["depth"], GeneratorConfig(**spec["config"])
