@@ -126,8 +126,12 @@ def test_generative_systems_and_the_cold_start_slice(tmp_path: Path) -> None:
         system = body["systems"][name]
         assert system["cold_start"]["queries"] == 2
         assert 0.0 <= system["recall@100"] <= 1.0
-    assert set(body["config"]["fused_gen_weights"]) >= {"lexical", "generative"}
-    assert body["config"]["rq_fixed"]["products"] == body["dataset"]["products"]
+    for name in ("shopsearch/gen-sft", "shopsearch/gen-dpo", "shopsearch/gen-rad-dpo"):
+        assert 0.0 <= body["systems"][name]["recall@100"] <= 1.0
+    assert body["config"]["fused_gen"]["generative"] == "gen-rad-dpo"
+    assert set(body["config"]["fused_gen"]["weights"]) >= {"lexical", "generative"}
+    assert body["config"]["rq-fixed"]["products"] == body["dataset"]["products"]
+    assert body["config"]["gen-rad-dpo"]["alignment"]["mode"] == "rad-dpo"
     bad = run(["eval", "relevance", "--dataset", "homedepot", "--train", str(train), "--test",
                str(test), "--generative", "tiger"])  # fmt: skip
     assert bad == 2

@@ -126,7 +126,8 @@ class RelevanceSuiteConfig:
     generative: Annotated[
         tuple[str, ...],
         option(
-            "Comma list of generative systems: rq-fixed, fused+gen; none: leave them out",
+            "Comma list of generative systems: rq-fixed, gen-sft, gen-dpo, gen-rad-dpo, "
+            "fused+gen; none: leave them out",
             default_text="all, when --train is given and the learned systems run",
         ),
     ] = ()
