@@ -26,7 +26,13 @@ class GenerativeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Codes in a product's semantic ID before its collision suffix.
+    #: ``sa2crq``: traffic-adaptive ID lengths (head products long and distinct, tail and new
+    #: products share shorter IDs); ``rq-fixed``: ``levels`` codes and a collision suffix.
+    ids: Literal["sa2crq", "rq-fixed"] = "sa2crq"
+    #: After SFT: ``rad-dpo`` (RAD-DPO), ``dpo`` (plain DPO) or ``sft`` (none); the rejected
+    #: side is shown-unclicked products (judged irrelevant ones) and beam-mined IDs.
+    alignment: Literal["rad-dpo", "dpo", "sft"] = "rad-dpo"
+    #: Codes in an ``rq-fixed`` ID before its collision suffix.
     levels: int = Field(3, ge=1, le=8)
     #: Values per code (residual k-means centroids per level).
     codewords: int = Field(64, ge=2, le=256)

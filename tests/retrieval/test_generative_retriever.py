@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -123,6 +124,9 @@ def test_train_stage_retrieval_publishes_a_served_generative_source(tmp_path: Pa
     build_index(ws, settings)
     bundle = train_retrieval_bundle(ws, settings)
     assert (bundle / "retrieval" / "generative" / "model" / "generator.safetensors").exists()
+    trained = orjson.loads((bundle / "retrieval" / "learned.json").read_bytes())["per_model"]
+    assert trained["generative"]["ids"] == "sa2crq"  # the defaults: SA²CRQ IDs, RAD-DPO
+    assert trained["generative"]["alignment"]["mode"] == "rad-dpo"
     engine = Engine.load(ws, settings)
     source = engine.retrieval.sources["generative"]
     assert isinstance(source, GenerativeRetriever)

@@ -212,6 +212,8 @@ class LearnedConfig:
             pq_m=settings.pq_m,
             hnsw_threshold=settings.hnsw_threshold,
             generative={
+                "ids": gen.ids,
+                "alignment": gen.alignment,
                 "levels": gen.levels,
                 "codewords": gen.codewords,
                 "beam": gen.beam,
@@ -334,6 +336,7 @@ def _generative(
 
     settings = dict(config.generative)
     beam = int(settings.pop("beam", 100))
+    alignment = settings.pop("alignment", "sft")
     generator = GeneratorConfig(**{"seed": config.seed, **settings.pop("generator", {})})
     gen_config = GenerativeConfig(
         **{"positive_stage": log.positive_stage, "seed": config.seed, **settings},
@@ -349,6 +352,11 @@ def _generative(
     model = train_generative(
         log.samples, keys, MiniLMEncoder(), gen_config, config.cache_dir, sft, tell
     )
+    if alignment != "sft":
+        from shopsearch.retrieval.generative.align_train import align_generative
+
+        model = align_generative(model, log.samples, keys, alignment, gen_config.positive_stage,
+                                 cache_dir=config.cache_dir, say=tell)  # fmt: skip
     retriever = GenerativeRetriever(model, beam=beam, cache_dir=config.cache_dir)
     return retriever.index(products, step("index generative")), dict(model.info)
 
