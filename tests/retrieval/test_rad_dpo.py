@@ -181,6 +181,7 @@ def test_align_raises_the_chosen_over_rejected_margin(mode: str) -> None:
     negatives = [[(i + 1) % 8, 8 + i % 4] for i in range(8)]
     pairs = build_pairs(queries, positives, negatives, tokens, vectors, lengths=lengths)
     config = GeneratorConfig(dim=16, heads=2, layers=1, memory=2, epochs=5, batch_size=16)
+    torch.manual_seed(0)  # the initial weights
     model = IdGenerator(5, 4, 2, config)
     rows = np.array([r for p in positives for r in p])
     model.fit(queries[np.repeat(np.arange(8), 2)], tokens[rows], lengths=lengths[rows])
@@ -190,15 +191,15 @@ def test_align_raises_the_chosen_over_rejected_margin(mode: str) -> None:
         model,
         pairs,
         mode,  # type: ignore[arg-type]
-        AlignConfig(epochs=30, batch_size=4, lr=3e-3, beta=0.5, global_negatives=4, s0=0.99),
+        AlignConfig(epochs=10, batch_size=4, lr=3e-3, beta=0.5, global_negatives=4, s0=0.99),
         progress=lambda step, total, loss: steps.append(step),
     )
     after = preference_margins(model, pairs)
-    assert history.steps == 60 == len(steps) == len(history.loss)
+    assert history.steps == 20 == len(steps) == len(history.loss)
     assert after.mean() > before.mean() + 0.5
     assert all(math.isfinite(v) for v in history.loss)
     if mode == "dpo":
-        assert history.contrastive == [0.0] * 60
+        assert history.contrastive == [0.0] * 20
     else:
         assert max(history.contrastive) > 0.0
 
