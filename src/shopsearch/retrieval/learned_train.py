@@ -192,7 +192,7 @@ class LearnedConfig:
     models: list[str] = field(default_factory=lambda: ["two-tower"])
     two_tower: dict[str, Any] = field(default_factory=dict)
     pq_m: int = 48
-    sci_weight: float = 1.0
+    sci_weight: float = 0.5
     poeem_epochs: int = 1
     hnsw_threshold: int = 20_000
     seed: int = 0

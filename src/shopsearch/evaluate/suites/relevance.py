@@ -29,8 +29,8 @@ trained post hoc on the two-tower item vectors). The trained two-tower model is 
 ``shopsearch/gcn`` serves the two-tower vectors enriched by SearchGCN propagation over the graph
 of the training queries and their relevant products (:mod:`shopsearch.retrieval.search_gcn`).
 ``shopsearch/sci-two-tower`` is the two-tower model trained with the same settings plus SCI's
-swapped retrieval loss (``symmetric_weight`` = ``sci_weight``; :mod:`shopsearch.retrieval.mmse`),
-served the same way.
+swapped retrieval loss (``symmetric_weight`` = ``sci_weight``, 0.5: chosen on validation
+queries; :mod:`shopsearch.retrieval.mmse`), served the same way.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class RelevanceSuiteConfig:
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
-    sci_weight: float = 1.0
+    sci_weight: float = 0.5
     pq_m: int = 48
     poeem_epochs: int = 1
     n_resamples: int = 1000
