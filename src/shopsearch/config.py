@@ -76,7 +76,9 @@ class RetrievalSettings(BaseModel):
     #: Most queries of concurrent searches encoded in one forward pass; 1: one at a time.
     query_batch: int = Field(16, ge=1, le=1024)
     #: Learned sources ``shopsearch train --stage retrieval`` fits (issue 6).
-    learned: list[Literal["two-tower", "two-tower-pq", "gcn", "generative"]] = ["two-tower"]
+    learned: list[Literal["two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative"]] = [
+        "two-tower"
+    ]
     #: ``add``: each learned retriever is one more fused source; ``replace-dense``: the first
     #: learned model takes the place of the MiniLM ``dense`` source.
     learned_use: Literal["add", "replace-dense"] = "add"
@@ -84,6 +86,10 @@ class RetrievalSettings(BaseModel):
     learned_epochs: int = Field(3, ge=1, le=100)
     #: Hash buckets of the two-tower feature table (its weights: buckets x 64 x 4 bytes).
     learned_buckets: int = Field(2**18, ge=64, le=2**24)
+    #: Weight of SCI's swapped retrieval loss in the ``sci-two-tower`` model (queries through the
+    #: item tower, items through the query tower; ``shopsearch.retrieval.mmse``); 0.5 scored
+    #: best of 0.5, 1 and 2 on Home Depot validation queries.
+    learned_sci_weight: float = Field(0.5, ge=0.0, le=100.0)
     #: Bytes per product of the Poeem PQ codes (must divide the two-tower vector length).
     pq_m: int = Field(48, ge=1, le=512)
     #: The generative source's IDs, generator and beam.

@@ -51,8 +51,9 @@ def products(catalog_rows: list[dict[str, Any]]) -> pa.Table:
 
 @pytest.fixture(scope="session")
 def learned(products: pa.Table) -> Learned:
-    """Every learned retrieval model (two-tower, two-tower-pq, gcn) trained on judgments of
-    the catalog: query ``<word>s`` → the products whose title has the word (grade 3)."""
+    """Every learned retrieval model (two-tower, two-tower-pq, gcn, sci-two-tower) trained on
+    judgments of the catalog: query ``<word>s`` → the products whose title has the word
+    (grade 3)."""
     texts = item_texts(products)
     titles = dict(zip(texts, products.column("title").to_pylist(), strict=True))
     qrels: dict[str, dict[ProductKey, float]] = {
@@ -61,7 +62,9 @@ def learned(products: pa.Table) -> Learned:
     }
     samples = StagedSamples.from_judgments(qrels, texts)
     config = LearnedConfig(
-        models=["two-tower", "two-tower-pq", "gcn"], two_tower=dict(TWO_TOWER), pq_m=8
+        models=["two-tower", "two-tower-pq", "gcn", "sci-two-tower"],
+        two_tower=dict(TWO_TOWER),
+        pq_m=8,
     )
     return train_learned(LogSamples(samples, "judgments", 2.0), products, config)
 

@@ -97,6 +97,10 @@ BUILDERS: dict[str, tuple[Builder, ...]] = {
             lambda learned: LearnedDenseRetriever(learned().retrievers["gcn"].encoder),
             variant="gcn",
         ),
+        Builder(
+            lambda learned: LearnedDenseRetriever(learned().retrievers["sci-two-tower"].encoder),
+            variant="sci-two-tower",
+        ),
     ),
     # 8 sub-vectors of 6-bit learned codes per 48-d vector: an approximation of the float
     # vectors (measured: recall@10 0.9 on average)

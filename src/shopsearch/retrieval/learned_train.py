@@ -1,6 +1,7 @@
 """Train the learned retrievers on a workspace and publish them in a new bundle (issue 6).
 
-``shopsearch train --workspace W --stage retrieval [--model two-tower|two-tower-pq|gcn]``:
+``shopsearch train --workspace W --stage retrieval [--model two-tower|two-tower-pq|gcn|
+sci-two-tower]``:
 
 1. **Samples** (:func:`workspace_samples`): the MMSE multi-stage samples of the workspace's
    event log — for each logged query, every shown product at the furthest stage it reached
@@ -14,7 +15,9 @@
    serves it with faiss, ``gcn`` enriches it with SearchGCN propagation over the query–product
    graph of the same samples (:class:`~shopsearch.retrieval.search_gcn.SearchGCNEncoder`), and
    ``two-tower-pq`` trains a copy further jointly with a Poeem PQ index
-   (:class:`~shopsearch.retrieval.poeem.PoeemIndex`, ``pq_m`` bytes per product).
+   (:class:`~shopsearch.retrieval.poeem.PoeemIndex`, ``pq_m`` bytes per product), and
+   ``sci-two-tower`` trains a second two-tower encoder with the same settings plus SCI's swapped
+   retrieval loss (``symmetric_weight`` = ``sci_weight``), served like ``two-tower``.
 3. **Bundle** (:func:`train_retrieval_bundle`): a new bundle copies the current one (lexical
    and dense indexes, the ranking model if any) and adds each learned retriever as a source of
    the hybrid retriever (``[retrieval] learned_use = "add"``), or puts the first one in place of
@@ -48,9 +51,9 @@ from shopsearch.store.workspace import Workspace
 from shopsearch.text.product_text import product_texts
 
 #: Model names ``--model`` accepts; each becomes the source ``name.replace("-", "_")``.
-LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn", "generative")
+LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative")
 #: The models served over the two-tower encoder (trained once for all of them).
-TWO_TOWER_MODELS = ("two-tower", "two-tower-pq", "gcn")
+TWO_TOWER_MODELS = ("two-tower", "two-tower-pq", "gcn", "sci-two-tower")
 #: Retrieval-loss positives from the event log: clicked, carted or purchased.
 EVENT_POSITIVE_STAGE = 2.0
 #: Share of the latest requests held out of training to fit weighted fusion.
@@ -182,6 +185,7 @@ class LearnedConfig:
         two_tower: :class:`TwoTowerEncoder` parameters (``positive_stage`` is set from the
             samples unless given).
         pq_m: Poeem bytes per product.
+        sci_weight: ``symmetric_weight`` of the ``sci-two-tower`` encoder.
         poeem_epochs: Poeem joint-training epochs.
         hnsw_threshold: above this many products the learned float indexes are HNSW.
         generative: :class:`~shopsearch.retrieval.generative.train.GenerativeConfig`
@@ -194,6 +198,7 @@ class LearnedConfig:
     models: list[str] = field(default_factory=lambda: ["two-tower"])
     two_tower: dict[str, Any] = field(default_factory=dict)
     pq_m: int = 48
+    sci_weight: float = 0.5
     poeem_epochs: int = 1
     hnsw_threshold: int = 20_000
     generative: dict[str, Any] = field(default_factory=dict)
@@ -210,6 +215,7 @@ class LearnedConfig:
             models=check_models(list(models) or list(settings.learned)),
             two_tower={"epochs": settings.learned_epochs, "buckets": settings.learned_buckets},
             pq_m=settings.pq_m,
+            sci_weight=settings.learned_sci_weight,
             hnsw_threshold=settings.hnsw_threshold,
             generative={
                 "ids": gen.ids,
@@ -297,6 +303,16 @@ def train_learned(
             gcn = SearchGCNEncoder().fit(encoder, samples)
             out[model] = LearnedDenseRetriever(gcn, **kwargs).index(products, step("index gcn"))
             info[model] = {"two_tower": base, "layers": gcn.layers, "graph_items": len(gcn.items_)}
+        elif model == "sci-two-tower":
+            tell(f"SCI: a two-tower model with the swapped loss at weight {config.sci_weight:g}")
+            sci = TwoTowerEncoder(**{**settings, "symmetric_weight": config.sci_weight})
+            sci.fit(samples, step("sci-two-tower"))
+            out[model] = LearnedDenseRetriever(sci, **kwargs).index(
+                products, step("index sci-two-tower")
+            )
+            sci_config = {**sci.get_config(), "loss_per_epoch": sci.history_}
+            sci_config.pop("path", None)
+            info[model] = {"two_tower": sci_config}
         elif model == "two-tower-pq":
             from shopsearch.retrieval.poeem import PoeemIndex
 

@@ -33,6 +33,27 @@ What is implemented:
   same query whose stages differ (local comparison); both and the training loop are in
   :mod:`shopsearch.retrieval.mmse_train`.
 
+Optional, from a second paper: H. Wang, Y. Qiu, X. Yao, Z. Chen, G. Tang, S. Wang, S. Xu, M. Li
+(JD.com), "A Simple and Effective Framework for Symmetric Consistent Indexing in Large-Scale
+Dense Retrieval" (SCI), arXiv:2512.13074, 2025. Its symmetric representation alignment
+(SymmAligner) is ``symmetric_weight``: the retrieval loss is applied a second time to *swapped
+inputs* — the batch's queries through the item tower, its candidate items through the query
+tower, same positives, exclusions and temperature — and added with that weight, so the two
+towers' spaces align; no parameter is added. A text's features do not depend on the tower that
+reads it (an item text is one string, title + brand + category + attributes, featurized like a
+query), so each text keeps its own hashed features and its own frozen MiniLM vector and only the
+towers' heads are exchanged (the shared table and the fusion weights are the same on both
+sides; MiniLM encodes queries and items alike). The heads start equal (zero residuals) and, at
+weight 1, the total loss is unchanged by exchanging them, so apart from the ranking loss's
+push the towers stay equal: weight 1 is close to one shared tower. Our choices: the swapped
+loss is InfoNCE (the paper's is a triplet hinge), the ranking hinge is not swapped, and the
+weight is picked on validation queries: on a by-query split of the Home Depot training judgments
+(``hashed+minilm``, MiniLM head frozen, one epoch), validation NDCG@10 was 0.338 without the
+swapped loss and 0.342 / 0.340 / 0.338 at weight 0.5 / 1 / 2 (long-tail queries: 0.337, then
+0.338 / 0.338 / 0.336), differences well inside the bootstrap intervals (about ±0.015); 0.5 is
+the evaluation's and the ``[retrieval]`` default. SCI's dual-view indexing is not implemented
+(served vectors are unchanged).
+
 This module holds :class:`TwoTowerEncoder`, the registered encoder: its settings, fitting,
 encoding and persistence.
 
@@ -118,6 +139,9 @@ class TwoTowerEncoder(Encoder):
             reached NDCG@10 0.346 with the head trained and 0.357 with it frozen (plain MiniLM
             0.315; MiniLM alone under a trained head 0.306: the head over-fits the training
             queries).
+        symmetric_weight: weight of SCI's swapped retrieval loss (queries through the item
+            tower, items through the query tower; see the module docstring); 0, the default,
+            trains exactly as without it.
         dense_encoder: the frozen sentence encoder of the ``minilm`` head (default: a
             :class:`~shopsearch.text.encoders.MiniLMEncoder`); not saved, so pass it again to
             :meth:`load` when it is not the default.
@@ -146,6 +170,7 @@ class TwoTowerEncoder(Encoder):
         "backbone",
         "dense_cache",
         "train_dense_head",
+        "symmetric_weight",
     ]
     net_: torch.nn.Module
     history_: list[float]
@@ -168,6 +193,7 @@ class TwoTowerEncoder(Encoder):
         backbone: str = "hashed",
         dense_cache: str | None = None,
         train_dense_head: bool = True,
+        symmetric_weight: float = 0.0,
         dense_encoder: Encoder | None = None,
     ) -> None:
         if backbone not in BACKBONES:
@@ -182,10 +208,15 @@ class TwoTowerEncoder(Encoder):
         ):
             if value < 1:
                 raise InvalidInputError(f"{key}={value} is not allowed; use {key} >= 1")
-        if temperature <= 0 or lr <= 0 or margin < 0 or rank_weight < 0 or random_negatives < 0:
+        if (
+            temperature <= 0
+            or lr <= 0
+            or min(margin, rank_weight, random_negatives, symmetric_weight) < 0
+        ):
             raise InvalidInputError(
                 f"temperature={temperature} and lr={lr} must be > 0; margin={margin}, "
-                f"rank_weight={rank_weight} and random_negatives={random_negatives} must be >= 0"
+                f"rank_weight={rank_weight}, random_negatives={random_negatives} and "
+                f"symmetric_weight={symmetric_weight} must be >= 0"
             )
         self.path = path
         self.buckets = buckets
@@ -203,6 +234,7 @@ class TwoTowerEncoder(Encoder):
         self.backbone = backbone
         self.dense_cache = dense_cache
         self.train_dense_head = train_dense_head
+        self.symmetric_weight = symmetric_weight
         self._minilm = dense_encoder
         self._featurizer = HashedFeaturizer(buckets)
         self._version = ""
@@ -370,7 +402,9 @@ class TwoTowerEncoder(Encoder):
 
         The losses are computed on ``transform(vectors, side)`` instead of the vectors (Poeem
         passes its rotation and quantisation), and ``parameters`` (the transform's own) are
-        optimised together with the towers, or alone when ``train_towers`` is False. ``lr`` is
+        optimised together with the towers, or alone when ``train_towers`` is False. With
+        ``symmetric_weight > 0`` the swapped loss is part of it, the transform applied to each
+        tower's output (queries through the item tower get the item side's). ``lr`` is
         the learning rate of ``parameters`` and ``tower_lr`` that of the towers (``None``: the
         encoder's ``lr`` for both).
 
@@ -415,6 +449,7 @@ class TwoTowerEncoder(Encoder):
             batch_size=self.batch_size,
             lr=self.lr,
             seed=self.seed,
+            symmetric_weight=self.symmetric_weight,
         )
 
     def _featurized(self, samples: StagedSamples) -> tuple[Featurized, Featurized]:

@@ -1,10 +1,12 @@
 """Training of the MMSE two towers: the multi-grained objective and the loop over staged samples.
 
-``loss = retrieval + rank_weight · ranking``: the retrieval loss is a softmax (InfoNCE) with
-temperature over in-batch and random negatives for pairs at or above the positive stage (global
-comparison, :func:`retrieval_loss`); the ranking loss is a margin hinge on pairs of the same
-query whose stages differ (local comparison, :func:`ranking_loss`). :func:`train` runs the
-epochs over a network of :mod:`shopsearch.retrieval.mmse_net`;
+``loss = retrieval + rank_weight · ranking (+ symmetric_weight · swapped retrieval)``: the
+retrieval loss is a softmax (InfoNCE) with temperature over in-batch and random negatives for
+pairs at or above the positive stage (global comparison, :func:`retrieval_loss`); the ranking
+loss is a margin hinge on pairs of the same query whose stages differ (local comparison,
+:func:`ranking_loss`); the optional swapped term is SCI's symmetric alignment (SymmAligner): the
+same retrieval loss with queries through the item tower and items through the query tower.
+:func:`train` runs the epochs over a network of :mod:`shopsearch.retrieval.mmse_net`;
 :class:`~shopsearch.retrieval.mmse.TwoTowerEncoder` calls it from ``fit`` and ``fine_tune``.
 """
 
@@ -67,6 +69,7 @@ class TrainSettings:
         batch_size: positive pairs (and ranking pairs) per step.
         lr: learning rate of the towers and of extra parameters unless given otherwise.
         seed: random seed of the sampling.
+        symmetric_weight: weight of the retrieval loss on swapped inputs (SCI); 0 leaves it out.
     """
 
     temperature: float
@@ -76,6 +79,7 @@ class TrainSettings:
     batch_size: int
     lr: float
     seed: int
+    symmetric_weight: float = 0.0
 
 
 class Featurized:
@@ -112,7 +116,12 @@ class Featurized:
 
 
 class _Sides:
-    """Fused (and optionally transformed) query and item vectors of featurized rows."""
+    """Fused (and optionally transformed) query and item vectors of featurized rows.
+
+    ``tower`` picks the tower the rows go through: by default each text through its own
+    (queries through the query tower, items through the item tower); SCI's swapped loss passes
+    the other one. A transform is applied as the tower's output (``transform(vectors, tower)``).
+    """
 
     def __init__(
         self, net: Any, queries: Featurized, items: Featurized, transform: Transform | None
@@ -127,11 +136,11 @@ class _Sides:
         vectors: torch.Tensor = self.net.fused(self.net.tower(bags, dense, side))
         return vectors if self.transform is None else self.transform(vectors, side)
 
-    def query(self, rows: IntArray) -> torch.Tensor:
-        return self._vectors(self.queries, rows, "query")
+    def query(self, rows: IntArray, tower: str = "query") -> torch.Tensor:
+        return self._vectors(self.queries, rows, tower)
 
-    def item(self, rows: IntArray) -> torch.Tensor:
-        return self._vectors(self.items, rows, "item")
+    def item(self, rows: IntArray, tower: str = "item") -> torch.Tensor:
+        return self._vectors(self.items, rows, tower)
 
 
 def positive_rows(samples: StagedSamples, positive_stage: float) -> IntArray:
@@ -231,7 +240,10 @@ def _step_loss(
     rng: np.random.Generator,
     settings: TrainSettings,
 ) -> torch.Tensor:
-    """Retrieval loss over in-batch + random negatives, plus the weighted ranking loss."""
+    """Retrieval loss over in-batch + random negatives, plus the weighted ranking loss, plus
+    (``symmetric_weight > 0``) the weighted retrieval loss on swapped inputs: the same query and
+    candidate rows, positives, exclusions and temperature, with the queries through the item
+    tower and the candidates through the query tower. The ranking loss is not swapped."""
     import torch
 
     q_rows = samples.query_index[batch]
@@ -246,12 +258,14 @@ def _step_loss(
     same_query[:, : len(batch)] = q_rows[None, :] == q_rows[:, None]
     exclude = same_item | same_query
     exclude[np.arange(len(batch)), np.arange(len(batch))] = False
-    loss = retrieval_loss(
-        scores,
-        torch.arange(len(batch)),
-        torch.from_numpy(exclude),
-        settings.temperature,
-    )
+    positive = torch.arange(len(batch))
+    excluded = torch.from_numpy(exclude)
+    loss = retrieval_loss(scores, positive, excluded, settings.temperature)
+    if settings.symmetric_weight > 0:
+        swapped = sides.query(q_rows, "item") @ sides.item(candidates, "query").T
+        loss = loss + settings.symmetric_weight * retrieval_loss(
+            swapped, positive, excluded, settings.temperature
+        )
     if pairs is not None and settings.rank_weight > 0:
         pq = sides.query(samples.query_index[higher[pairs]])
         ph = sides.item(samples.item_index[higher[pairs]])

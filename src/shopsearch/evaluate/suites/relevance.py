@@ -28,6 +28,9 @@ trained post hoc on the two-tower item vectors). The trained two-tower model is 
 ``cache_dir/mmse-two-tower``.
 ``shopsearch/gcn`` serves the two-tower vectors enriched by SearchGCN propagation over the graph
 of the training queries and their relevant products (:mod:`shopsearch.retrieval.search_gcn`).
+``shopsearch/sci-two-tower`` is the two-tower model trained with the same settings plus SCI's
+swapped retrieval loss (``symmetric_weight`` = ``sci_weight``, 0.5: chosen on validation
+queries; :mod:`shopsearch.retrieval.mmse`), served the same way.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class RelevanceSuiteConfig:
     fusion_holdout: int = 1000
     two_tower: dict[str, Any] | None = None
     generative_model: dict[str, Any] | None = None
+    sci_weight: float = 0.5
     pq_m: int = 48
     poeem_epochs: int = 1
     n_resamples: int = 1000
@@ -423,6 +427,7 @@ def _learned_systems(
         time.perf_counter() - start,
         _index_size(two_tower),
     )
+    _sci_system(config, catalog, settings, samples, queries, report, score)
     with report.timer("fit/gcn"):
         gcn = DenseRetriever(SearchGCNEncoder().fit(encoder, samples)).index(catalog)
     start = time.perf_counter()
@@ -466,6 +471,35 @@ def _learned_systems(
     found = search(index, joint.encode_queries(queries), keys, DEPTH)
     score("shopsearch/two-tower-pq", found, time.perf_counter() - start, code_bytes(index))
     return LearnedParts(two_tower, holdout, fit_qrels, texts), dict(fused.sources)
+
+
+def _sci_system(
+    config: RelevanceSuiteConfig,
+    catalog: Any,
+    settings: dict[str, Any],
+    samples: StagedSamples,
+    queries: list[str],
+    report: Report,
+    score: Callable[..., None],
+) -> None:
+    """``shopsearch/sci-two-tower``: the two-tower ``settings`` plus SCI's swapped loss."""
+    with report.timer("fit/sci_two_tower"):
+        encoder = TwoTowerEncoder(**{**settings, "symmetric_weight": config.sci_weight})
+        encoder.fit(samples)
+    report.config["sci_two_tower"] = {
+        **encoder.get_config(),
+        "train_queries": len(samples.queries),
+        "loss_per_epoch": encoder.history_,
+    }
+    with report.timer("index/sci_two_tower"):
+        sci = DenseRetriever(encoder).index(catalog)
+    start = time.perf_counter()
+    score(
+        "shopsearch/sci-two-tower",
+        sci.retrieve_many(queries, DEPTH),
+        time.perf_counter() - start,
+        _index_size(sci),
+    )
 
 
 @SUITES.register()
