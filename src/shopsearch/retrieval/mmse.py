@@ -325,7 +325,7 @@ class TwoTowerEncoder(Encoder):
         dense = self._dense_vectors(texts, side, progress)
         out = np.empty((len(texts), self.dim), np.float32)
         net: Any = self.net_
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             self._forward(net, texts, dense, side, out)
         return out
 
@@ -368,7 +368,7 @@ class TwoTowerEncoder(Encoder):
 
         positives = positive_rows(samples, self.positive_stage)
         self._load_dense()
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             torch.manual_seed(self.seed)
             net: Any = self._net()
             self._freeze_dense_head(net)
@@ -414,7 +414,7 @@ class TwoTowerEncoder(Encoder):
         self._ensure()
         positives = positive_rows(samples, self.positive_stage)
         self._load_dense()
-        with _torch_threads(self.num_threads):
+        with torch_threads(self.num_threads):
             net: Any = self.net_
             net.train()
             net.requires_grad_(train_towers)
@@ -534,7 +534,7 @@ def _digest(net: torch.nn.Module) -> str:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
     """Run the block with ``threads`` torch threads, then restore the previous count."""
     import torch
 

@@ -24,6 +24,7 @@ from shopsearch.retrieval.generative.pairs import build_pairs, mine_negatives
 from shopsearch.retrieval.generative.preference import AlignConfig, Mode, align
 from shopsearch.retrieval.generative.trained import GenerativeModel, item_vectors
 from shopsearch.retrieval.generative.trie import PrefixTrie
+from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.retrieval.mmse_samples import StagedSamples
 
 
@@ -76,8 +77,9 @@ def align_generative(
     mined = None
     if mine:
         trie = PrefixTrie(tokens, lengths)
-        mined = mine_negatives(model.generator, trie, queries[keep],
-                               [positives[i] for i in keep], count=mine)  # fmt: skip
+        with torch_threads(1):
+            mined = mine_negatives(model.generator, trie, queries[keep],
+                                   [positives[i] for i in keep], count=mine)  # fmt: skip
     pairs = build_pairs(
         queries[keep],
         [positives[i] for i in keep],
@@ -94,7 +96,8 @@ def align_generative(
             f"({int(pairs.mined.sum())} with a beam-mined negative)")  # fmt: skip
     generator = copy.deepcopy(model.generator)
     cfg = config or AlignConfig()
-    history = align(generator, pairs, mode, cfg)
+    with torch_threads(1):
+        history = align(generator, pairs, mode, cfg)
     generator.eval()
     info = {
         **model.info,

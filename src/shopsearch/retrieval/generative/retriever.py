@@ -24,7 +24,6 @@ import numpy.typing as npt
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
@@ -34,6 +33,7 @@ from shopsearch.retrieval.dense_rows import ProductRows
 from shopsearch.retrieval.generative.decode import beam_search
 from shopsearch.retrieval.generative.trained import GenerativeModel, item_vectors
 from shopsearch.retrieval.generative.trie import PrefixTrie
+from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json, write_parquet
 from shopsearch.text.product_text import product_texts
@@ -211,14 +211,10 @@ class GenerativeRetriever(Retriever):
             return Candidates.empty()
         allowed = None if mask is None else self.trie_.allowed(mask)
         beam = passing if k >= passing else self.beam
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             found = beam_search(
                 self.trie_, self.model.generator.step_scores(vector), min(k, passing), beam, allowed
             )
-        finally:
-            torch.set_num_threads(previous)
         rows, scores = found.rows(self.trie_)
         if mask is not None:
             keep = mask[rows]

@@ -29,6 +29,7 @@ from shopsearch.retrieval.generative.ids import FixedSemanticIds, id_stats
 from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
 from shopsearch.retrieval.generative.quantize import ResidualKMeans
 from shopsearch.retrieval.generative.trained import GenerativeModel, item_vectors
+from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.text.encoders import Encoder
 
@@ -158,13 +159,14 @@ def train_generative(
         f"{len(samples.queries)} queries"
     )
     start = time.monotonic()
-    generator = IdGenerator(queries.shape[1], vocab, tokens.shape[1], config.generator).fit(
-        pairs.query_vectors[pairs.query_index],
-        tokens[pairs.item_index],
-        pairs.weight,
-        progress,
-        ids.lengths[pairs.item_index],
-    )
+    with torch_threads(1):  # small matrices: a second thread costs more than it gives
+        generator = IdGenerator(queries.shape[1], vocab, tokens.shape[1], config.generator).fit(
+            pairs.query_vectors[pairs.query_index],
+            tokens[pairs.item_index],
+            pairs.weight,
+            progress,
+            ids.lengths[pairs.item_index],
+        )
     timings["sft_s"] = time.monotonic() - start
     info: dict[str, Any] = {
         "ids": config.ids,
