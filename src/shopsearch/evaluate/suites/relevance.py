@@ -122,7 +122,8 @@ class RelevanceSuiteConfig:
     learned: Annotated[
         tuple[str, ...],
         option(
-            "none: leave out the learned systems (two-tower, gcn, PQ, fused)",
+            "Comma list of learned systems besides two-tower and fused: sci-two-tower, gcn, "
+            "two-tower-pq (with baseline/faiss-pq); all; none: leave out every learned system",
             default_text="all, when --train is given",
         ),
     ] = ()
@@ -167,6 +168,23 @@ class RelevanceSuiteConfig:
     seed: Annotated[int, option("Seed for bootstrap and sampling")] = 0
 
 
+#: ``--learned`` names of the systems trained beside the two-tower and ``shopsearch/fused``.
+LEARNED_SYSTEMS = ("sci-two-tower", "gcn", "two-tower-pq")
+
+
+def learned_systems(names: Sequence[str]) -> list[str]:
+    """The ``--learned`` names (empty or ``all``: every one); a clear error for an unknown one."""
+    if not names or tuple(names) == ("all",):
+        return list(LEARNED_SYSTEMS)
+    unknown = [n for n in names if n not in (*LEARNED_SYSTEMS, "two-tower")]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown learned system(s) {', '.join(map(repr, unknown))}; use all, none or a "
+            f"comma list of two-tower, {', '.join(LEARNED_SYSTEMS)}"
+        )
+    return [n for n in names if n != "two-tower"]
+
+
 def _run_of(queries: Sequence[str], results: Sequence[Candidates]) -> dict[str, list[ProductKey]]:
     return {q: list(c.keys) for q, c in zip(queries, results, strict=True)}
 
@@ -190,6 +208,8 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         chosen_models(config.relevance_models)  # a wrong name fails before the long work
     if config.generative != ("none",):
         chosen_systems(config.generative)
+    if config.learned != ("none",):
+        learned_systems(config.learned)
     test = read_judged(config.dataset, config.test, config.rel_threshold)
     train: JudgedSet | None = None
     if config.train:
@@ -427,12 +447,15 @@ def _learned_systems(
         time.perf_counter() - start,
         _index_size(two_tower),
     )
-    _sci_system(config, catalog, settings, samples, queries, report, score)
-    with report.timer("fit/gcn"):
-        gcn = DenseRetriever(SearchGCNEncoder().fit(encoder, samples)).index(catalog)
-    start = time.perf_counter()
-    found_gcn = gcn.retrieve_many(queries, DEPTH)
-    score("shopsearch/gcn", found_gcn, time.perf_counter() - start, _index_size(gcn))
+    chosen = learned_systems(config.learned)
+    if "sci-two-tower" in chosen:
+        _sci_system(config, catalog, settings, samples, queries, report, score)
+    if "gcn" in chosen:
+        with report.timer("fit/gcn"):
+            gcn = DenseRetriever(SearchGCNEncoder().fit(encoder, samples)).index(catalog)
+        start = time.perf_counter()
+        found_gcn = gcn.retrieve_many(queries, DEPTH)
+        score("shopsearch/gcn", found_gcn, time.perf_counter() - start, _index_size(gcn))
 
     fused = HybridRetriever({"lexical": lexical, "dense": dense, "two_tower": two_tower})
     with report.timer("fit/fused_fusion"):
@@ -441,7 +464,24 @@ def _learned_systems(
     report.config["fused_fit_queries"] = len(holdout)
     start = time.perf_counter()
     score("shopsearch/fused", fused.retrieve_many(queries, DEPTH), time.perf_counter() - start)
+    if "two-tower-pq" in chosen:
+        _pq_systems(config, encoder, two_tower, samples, texts, keys, queries, report, score, say)
+    return LearnedParts(two_tower, holdout, fit_qrels, texts), dict(fused.sources)
 
+
+def _pq_systems(
+    config: RelevanceSuiteConfig,
+    encoder: TwoTowerEncoder,
+    two_tower: DenseRetriever,
+    samples: StagedSamples,
+    texts: dict[ProductKey, str],
+    keys: list[ProductKey],
+    queries: list[str],
+    report: Report,
+    score: Callable[..., None],
+    say: Say,
+) -> None:
+    """``baseline/faiss-pq`` and ``shopsearch/two-tower-pq`` (Poeem) over the two-tower."""
     item_vectors = two_tower.vectors_
     with report.timer("index/faiss_pq"):
         baseline = post_hoc_pq(item_vectors, config.pq_m, pq_nbits(len(item_vectors)))
@@ -470,7 +510,6 @@ def _learned_systems(
     start = time.perf_counter()
     found = search(index, joint.encode_queries(queries), keys, DEPTH)
     score("shopsearch/two-tower-pq", found, time.perf_counter() - start, code_bytes(index))
-    return LearnedParts(two_tower, holdout, fit_qrels, texts), dict(fused.sources)
 
 
 def _sci_system(
