@@ -12,7 +12,7 @@ test queries at ``k = 100`` one at a time on one thread:
 - *end to end*: ``retrieve`` with MiniLM encoding the query.
 
     python benchmarks/genret_speed.py --train hd-train.csv --test hd-test.csv \\
-        --cache-dir C --products 50000 --report genret-speed.json [--save DIR]
+        --cache-dir C --products 50000 --report genret-speed.json [--model DIR] [--save DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shopsearch.evaluate.suites.judged import catalog_table, read_judged
 from shopsearch.evaluate.suites.relevance_generative import GENERATOR
 from shopsearch.retrieval.generative.retriever import GenerativeRetriever
 from shopsearch.retrieval.generative.train import GenerativeConfig, train_generative
+from shopsearch.retrieval.generative.trained import GenerativeModel
 from shopsearch.retrieval.learned_train import item_texts
 from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.store.atomic import write_json
@@ -43,9 +44,8 @@ def _padded(catalog: pa.Table, products: int) -> pa.Table:
         return catalog
     copies = catalog.slice(0, min(short, catalog.num_rows))
     ids = [f"copy-{i}" for i in range(copies.num_rows)]
-    copies = copies.set_column(
-        copies.schema.get_field_index("product_id"), "product_id", pa.array(ids)
-    )
+    at = copies.schema.get_field_index("product_id")
+    copies = copies.set_column(at, copies.schema.field(at), pa.array(ids, pa.string()))
     return _padded(pa.concat_tables([catalog, copies]), products)
 
 
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--save", type=Path, help="save the indexed source here")
+    parser.add_argument("--model", type=Path, help="the trained model: loaded if saved, else saved")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     train = read_judged("homedepot", [args.train], None)
@@ -72,9 +73,15 @@ def main() -> None:
     samples = StagedSamples.from_judgments(train.qrels, texts)
     encoder = MiniLMEncoder()
     config = GenerativeConfig(positive_stage=train.relevant_threshold, generator=GENERATOR)
-    start = time.perf_counter()
-    model = train_generative(samples, list(texts), encoder, config, args.cache_dir, say=print)
-    train_s = time.perf_counter() - start
+    if args.model is not None and (args.model / "model.json").exists():
+        model = GenerativeModel.load(args.model)
+        train_s = float(model.info["train_s"])
+    else:
+        start = time.perf_counter()
+        model = train_generative(samples, list(texts), encoder, config, args.cache_dir, say=print)
+        train_s = model.info["train_s"] = time.perf_counter() - start
+        if args.model is not None:
+            model.save(args.model)
     catalog = _padded(catalog_table([train.products, test.products]), args.products)
     start = time.perf_counter()
     source = GenerativeRetriever(model, cache_dir=args.cache_dir).index(catalog)
