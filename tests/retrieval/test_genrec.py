@@ -127,6 +127,30 @@ def test_token_merger_divides_history_tokens_by_the_id_length() -> None:
         assert int((~pad).sum()) == int(model.prompt_tokens(history).sum())
 
 
+@pytest.mark.parametrize("merger", [True, False])
+def test_cached_cross_attention_scores_equal_the_full_decoder(merger: bool) -> None:
+    tokens, lengths = _ids()
+    model = GenRec(tokens, lengths, 4, _config(), GenRecConfig(history=4, merger=merger))
+    history = np.array([[0, 5, -1, -1], [3, 2, 1, -1]])
+    with torch.no_grad():
+        memory, pad = model.net.encode(
+            torch.randn(2, 4), *model.history_tensors(history, np.zeros_like(history))
+        )
+        inputs = torch.tensor([[5, 1, 2], [5, 0, 3], [5, 2, 2]])
+        positions = torch.arange(3)[None].expand(3, -1)
+        slots = torch.zeros_like(inputs)
+        prompt = torch.tensor([1, 0, 1])
+        full = model.net.logits(memory[prompt], pad[prompt], inputs, positions, slots)[:, -1]
+        keys = model.net.cross_keys(memory, pad)
+        fast = model.net.last_logits(keys, prompt, inputs, positions, slots)
+        one = model.net.last_logits(model.net.cross_keys(memory[:1], pad[:1]), None, inputs,
+                                    positions, slots)  # fmt: skip
+        alone = model.net.logits(memory[:1].expand(3, -1, -1), pad[:1].expand(3, -1), inputs,
+                                 positions, slots)[:, -1]  # fmt: skip
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one, alone, atol=1e-5, rtol=1e-5)
+
+
 def _examples(n: int, history: int) -> GenRecExamples:
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(n, 4)).astype(np.float32)

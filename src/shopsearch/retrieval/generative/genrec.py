@@ -42,6 +42,7 @@ import numpy.typing as npt
 import orjson
 import torch
 from torch import nn
+from torch.nn import functional
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError, WorkspaceError
@@ -281,6 +282,66 @@ class GenRecNet(nn.Module):
         result: torch.Tensor = self.core.out(out)
         return result
 
+    def cross_keys(self, memory: torch.Tensor, pad: torch.Tensor) -> CrossKeys:
+        """The decoder's cross-attention keys and values of prompts, computed once per prompt
+        (serving and sampling score many prefixes against the same prompt)."""
+        batch, size, dim = memory.shape
+        heads = self.config.heads
+        pairs = []
+        for layer in self.core.decoder.layers:
+            weight, bias = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            k = functional.linear(memory, weight[dim : 2 * dim], bias[dim : 2 * dim])
+            v = functional.linear(memory, weight[2 * dim :], bias[2 * dim :])
+            pairs.append(
+                (
+                    k.view(batch, size, heads, dim // heads).transpose(1, 2),
+                    v.view(batch, size, heads, dim // heads).transpose(1, 2),
+                )
+            )
+        return CrossKeys(pairs, ~pad[:, None, None, :])
+
+    def last_logits(
+        self,
+        keys: CrossKeys,
+        prompt: torch.Tensor | None,
+        inputs: torch.Tensor,
+        positions: torch.Tensor,
+        slots: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[P, vocab + 1]`` next-token logits after the last input token of each prefix, with
+        cached cross-attention keys (equal to :meth:`logits`' last position); ``prompt``:
+        each prefix's prompt row (``None``: one prompt for every prefix)."""
+        rows, length = inputs.shape
+        dim, heads = self.config.dim, self.config.heads
+        x = self.core.token(inputs) + self.core.position(positions) + self.slot(slots)
+        causal = nn.Transformer.generate_square_subsequent_mask(length)
+        allow = keys.allow if prompt is None else keys.allow[prompt]
+        for layer, (k, v) in zip(self.core.decoder.layers, keys.pairs, strict=True):
+            if prompt is None:
+                k, v = k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
+            else:
+                k, v = k[prompt], v[prompt]
+            attended = layer.self_attn(x, x, x, attn_mask=causal, is_causal=True,
+                                       need_weights=False)[0]  # fmt: skip
+            x = layer.norm1(x + attended)
+            cross = layer.multihead_attn
+            q = functional.linear(x, cross.in_proj_weight[:dim], cross.in_proj_bias[:dim])
+            q = q.view(rows, length, heads, dim // heads).transpose(1, 2)
+            a = functional.scaled_dot_product_attention(q, k, v, attn_mask=allow)
+            x = layer.norm2(x + cross.out_proj(a.transpose(1, 2).reshape(rows, length, dim)))
+            x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
+        result: torch.Tensor = self.core.out(x[:, -1])
+        return result
+
+
+@dataclass(frozen=True)
+class CrossKeys:
+    """Per decoder layer, cross-attention keys and values ``[B, heads, M, dim/heads]``, and
+    which prompt tokens may be attended to (``[B, 1, 1, M]``)."""
+
+    pairs: list[tuple[torch.Tensor, torch.Tensor]]
+    allow: torch.Tensor
+
 
 @dataclass(frozen=True)
 class Targets:
@@ -453,23 +514,18 @@ class GenRec:
         if stages.shape != rows.shape:
             stages = np.zeros_like(rows)
         with torch.inference_mode():
-            memory, pad = self.net.encode(q, *self.history_tensors(rows, stages))
+            keys = self.net.cross_keys(*self.net.encode(q, *self.history_tensors(rows, stages)))
 
         def scores(prefixes: Sequence[Sequence[int]]) -> F32:
             length = len(prefixes[0]) if prefixes else 0
             inputs = torch.tensor([[self.net.bos, *p] for p in prefixes], dtype=torch.int64)
             inputs = inputs.view(len(prefixes), length + 1)
             positions = torch.arange(length + 1)[None].expand(len(prefixes), -1)
-            slots = torch.zeros_like(inputs)
             with torch.inference_mode():
-                logits = self.net.logits(
-                    memory.expand(len(prefixes), -1, -1),
-                    pad.expand(len(prefixes), -1),
-                    inputs,
-                    positions,
-                    slots,
+                logits = self.net.last_logits(
+                    keys, None, inputs, positions, torch.zeros_like(inputs)
                 )
-                out = torch.log_softmax(logits[:, -1], dim=-1)
+                out = torch.log_softmax(logits, dim=-1)
             return np.asarray(out.numpy(), np.float32)
 
         return scores
@@ -543,6 +599,7 @@ class GenRec:
 
 __all__ = [
     "STAGE_INDEX",
+    "CrossKeys",
     "GenRec",
     "GenRecConfig",
     "GenRecExamples",

@@ -140,6 +140,8 @@ def sample_ids(
     valid = torch.zeros((rows, depth), dtype=torch.bool)
     logp = torch.zeros(rows)
     inputs = torch.full((rows, 1), net.bos, dtype=torch.int64)
+    with torch.inference_mode():
+        keys = net.cross_keys(memory, pad)
     for t in range(depth):
         kids = children[nodes]
         ok = (kids >= 0) & np.take_along_axis(allowed, np.maximum(kids, 0), axis=1)
@@ -151,7 +153,7 @@ def sample_ids(
         step_mask[~torch.from_numpy(has), 0] = True
         with torch.inference_mode():
             positions = torch.arange(t + 1)[None].expand(rows, -1)
-            logits = net.logits(memory, pad, inputs, positions, torch.zeros_like(inputs))[:, -1]
+            logits = net.last_logits(keys, None, inputs, positions, torch.zeros_like(inputs))
             scores = torch.log_softmax(logits.masked_fill(~step_mask, float("-inf")), -1)
             drawn = torch.multinomial(scores.exp(), 1, generator=generator).squeeze(1)
         live = torch.from_numpy(has)
