@@ -23,7 +23,7 @@ from shopsearch.retrieval.generative.grpo import (
     sample_ids,
 )
 from shopsearch.retrieval.generative.model import GeneratorConfig
-from shopsearch.retrieval.generative.pages import PageSamples
+from shopsearch.retrieval.generative.pages import PageSamples, timestamps_us
 from shopsearch.retrieval.generative.reward import (
     LoggedRewardModel,
     PastClicks,
@@ -93,6 +93,20 @@ def test_pages_and_histories_use_only_earlier_requests() -> None:
     assert samples.histories.before("nobody", 99) == ((), ())
     only = PageSamples.from_events(*_log(), request_ids=["r3"])
     assert [p.request_id for p in only.pages] == ["r3"]
+
+
+def test_timestamps_may_be_arrow_timestamps() -> None:
+    requests, impressions, interactions = _log()
+    stamped = requests.set_column(
+        4, "timestamp", requests.column("timestamp").cast(pa.timestamp("us", tz="UTC"))
+    )
+    assert timestamps_us(stamped.column("timestamp")).tolist() == [10, 20, 20, 30, 5]
+    pages = PageSamples.from_events(stamped, impressions, interactions).pages
+    assert [p.history for p in pages] == [
+        p.history for p in PageSamples.from_events(requests, impressions, interactions).pages
+    ]
+    with pytest.raises(InvalidInputError, match="timestamp or integer"):
+        timestamps_us(pa.array(["x"]))
 
 
 def test_pages_need_the_log_columns() -> None:
