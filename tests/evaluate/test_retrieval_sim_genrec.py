@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.report import SYSTEM_PREFIXES
 from shopsearch.evaluate.suites.retrieval_sim import RetrievalSimConfig
-from shopsearch.evaluate.suites.retrieval_sim_genrec import GENREC_SYSTEMS, genrec_systems
+from shopsearch.evaluate.suites.retrieval_sim_genrec import (
+    GENREC_SYSTEMS,
+    REFERENCE,
+    genrec_systems,
+)
 
 
 def test_genrec_choices() -> None:
@@ -19,3 +24,8 @@ def test_genrec_choices() -> None:
     assert genrec_systems(("shopsearch/genrec", "shopsearch/genrec")) == ["shopsearch/genrec"]
     with pytest.raises(InvalidInputError, match="unknown GenRec"):
         genrec_systems(("shopsearch/genrecx",))
+
+
+def test_system_names_are_report_names() -> None:
+    for name in (*GENREC_SYSTEMS, REFERENCE):
+        assert name.startswith(SYSTEM_PREFIXES)

@@ -13,7 +13,7 @@ user had then (every logged request strictly before it, as production would know
 * ``shopsearch/genrec-nohist``: page-wise SFT without history (separates the page-wise claim
   from the history claim);
 * ``baseline/gen-pointwise``: point-wise SFT, same IDs, no history (TIGER-style);
-* ``reference/dense-minilm``: the suite's MiniLM dense index scored the same way (MRR and the
+* ``baseline/dense-minilm``: the suite's MiniLM dense index scored the same way (MRR and the
   ``active_users`` slice, which the suite's own systems lack).
 
 GRPO-SR's reward is the logged reward model (logistic regression of "clicked or better" on the
@@ -73,6 +73,8 @@ GENREC_SYSTEMS = (
     "shopsearch/genrec-nohist",
     "baseline/gen-pointwise",
 )
+#: The MiniLM dense index scored per request like the generators (MRR, ``active_users``).
+REFERENCE = "baseline/dense-minilm"
 METRICS = ("ndcg@10", "recall@100", "mrr")
 #: Candidates retrieved per request (the suite's other systems go to 500; recall@100, NDCG@10
 #: and MRR@100 need 100, and a beam of 500 costs 5x the decoding).
@@ -369,7 +371,7 @@ def run_genrec_systems(
     say: Say,
     settings: GenRecSimSettings | None = None,
 ) -> None:
-    """Train, retrieve with and score the GenRec ``systems`` (and ``reference/dense-minilm``)
+    """Train, retrieve with and score the GenRec ``systems`` (and ``baseline/dense-minilm``)
     on the suite's split; results are added to ``report``."""
     cfg = settings or GenRecSimSettings()
     previous = torch.get_num_threads()
@@ -491,7 +493,7 @@ def _run(
             found[(d, q)] = list(c.keys)
     dense_run = {r: found[(test.domain[r], test.query[r])] for r in test.scored}
     seconds = (time.perf_counter() - start) / max(len(found), 1)
-    add("reference/dense-minilm", dense_run, {"latency": {"ms_per_query": 1000 * seconds}})
+    add(REFERENCE, dense_run, {"latency": {"ms_per_query": 1000 * seconds}})
 
     with report.timer("genrec/reward_model"):
         reward_model, reward_info = _reward_model(data, workspace, train_ids, cfg)
@@ -529,6 +531,7 @@ def _run(
             times.append(1000 * (time.perf_counter() - begin))
             run[rid] = [data.keys[r] for r in rows.tolist()]
         prompt = model.prompt_tokens(hist)
+        is_active = (hist >= 0).sum(1) >= ACTIVE_HISTORY
         add(
             name,
             run,
@@ -538,15 +541,22 @@ def _run(
                     "note": f"per request, top {depth}, beam {cfg.beam}: prompt encoding + "
                     "constrained beam, query vector given, 1 thread",
                 },
-                "prompt_tokens_mean": float(prompt.mean()),
-                "prompt_tokens_active_users_mean": float(
-                    prompt[[(h >= 0).sum() >= ACTIVE_HISTORY for h in hist]].mean()
-                )
-                if active
-                else None,
+                "prompt": {
+                    "tokens_mean": float(prompt.mean()),
+                    "tokens_active_users_mean": float(prompt[is_active].mean())
+                    if is_active.any()
+                    else None,
+                },
                 "train": info,
             },
         )
 
 
-__all__ = ["GENREC_SYSTEMS", "GenRecSimSettings", "SimTest", "genrec_systems", "run_genrec_systems"]
+__all__ = [
+    "GENREC_SYSTEMS",
+    "REFERENCE",
+    "GenRecSimSettings",
+    "SimTest",
+    "genrec_systems",
+    "run_genrec_systems",
+]
