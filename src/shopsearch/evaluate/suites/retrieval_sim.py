@@ -29,6 +29,9 @@ training requests' logged clicks: the two bundles ``shopsearch index`` builds wi
 fusion = "rrf"`` or its default ``"weighted"``) and ``shopsearch/fused`` (lexical + dense +
 two-tower + gcn, weighted score fusion fitted the same way).
 
+**GenRec** (``--genrec all``; :mod:`.retrieval_sim_genrec`): semantic-ID generators trained on
+the training requests' pages and retrieving per test request with the user's earlier history.
+
 **Also reported** per system: ``by_domain`` (the metrics per market), ``long_tail`` (test
 requests whose query text occurred at most ``long_tail_max_count`` times, default 1, among the
 training requests of any market), ``index`` (bytes per product of the serialised index) and
@@ -58,6 +61,7 @@ from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.sim_truth import truth_qrels
 from shopsearch.evaluate.suite import SUITES, Suite
+from shopsearch.evaluate.suites.retrieval_sim_genrec import genrec_systems, run_genrec_systems
 from shopsearch.progress import Say
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.dense import DenseRetriever
@@ -114,6 +118,8 @@ class RetrievalSimConfig:
         systems: which systems to run (default: all of :data:`SYSTEMS`).
         faiss_threads: OpenMP threads of faiss (k-means, index builds, batched searches); one
             is fastest on a shared 2-core machine.
+        genrec: GenRec systems to add (:mod:`.retrieval_sim_genrec`): ``all``, ``none`` or
+            names of its ``GENREC_SYSTEMS``.
     """
 
     workspace: Annotated[
@@ -143,6 +149,10 @@ class RetrievalSimConfig:
     seed: Annotated[int, option("Seed of sampling, training and bootstrap")] = 0
     systems: Annotated[tuple[str, ...], option("Comma list of systems", default_text="all")] = ()
     faiss_threads: int = 1
+    genrec: Annotated[
+        tuple[str, ...],
+        option("GenRec systems (all, none or names; retrieval_sim_genrec)", default_text="none"),
+    ] = ("none",)
 
 
 @dataclass
@@ -397,7 +407,8 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
             size = _dir_bytes(lexical.home_.root) / max(products.num_rows, 1)
             score("shopsearch/lexical", lexical, {"bytes_per_product": size})
     dense = None
-    if {"shopsearch/dense", *_FUSIONS} & set(systems):
+    genrec = genrec_systems(config.genrec)
+    if {"shopsearch/dense", *_FUSIONS} & set(systems) or genrec:
         say("encoding the catalog with MiniLM (cached by content hash)")
         cache = config.cache_dir or workspace.dir("cache") / "embeddings"
         with report.timer("index/dense"):
@@ -436,6 +447,13 @@ def _run(config: RetrievalSimConfig, say: Say) -> Report:
                 fit(hybrid, "hybrid", grid_steps=20)  # as shopsearch index fits it
             score(name, hybrid, None)
 
+    if genrec:
+        assert dense is not None
+        run_genrec_systems(
+            report, workspace, products, dense, texts, train_ids, test, genrec,
+            rel_threshold=config.rel_threshold, n_resamples=config.n_resamples,
+            seed=config.seed, say=say,
+        )  # fmt: skip
     learned_systems = set(systems) - {"baseline/bm25s", "shopsearch/lexical", "shopsearch/dense",
                                       "shopsearch/hybrid-rrf", "shopsearch/hybrid"}  # fmt: skip
     if not learned_systems:
