@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -31,12 +31,14 @@ from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Retriever, check_k
 from shopsearch.retrieval.dense_rows import ProductRows
 from shopsearch.retrieval.generative.decode import beam_search
-from shopsearch.retrieval.generative.trained import GenerativeModel, item_vectors
 from shopsearch.retrieval.generative.trie import PrefixTrie
 from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.retrieval.registry import RETRIEVERS
 from shopsearch.store.atomic import write_json, write_parquet
 from shopsearch.text.product_text import product_texts
+
+if TYPE_CHECKING:  # torch is imported only when a generative model is trained or loaded
+    from shopsearch.retrieval.generative.trained import GenerativeModel
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -97,6 +99,8 @@ class GenerativeRetriever(Retriever):
             )
 
     def _vectors(self, products: pa.Table) -> F32:
+        from shopsearch.retrieval.generative.trained import item_vectors
+
         return item_vectors(self.model.encoder, product_texts(products), self.cache_dir)
 
     def _ids_of(self, products: pa.Table, keep_trained: bool) -> tuple[I64, I64, np.ndarray]:
