@@ -330,6 +330,8 @@ class GenerativeRetriever(Retriever):
             raise WorkspaceError(f"no generative index at {path} ({exc})") from exc
         if config.get("format") != _FORMAT or config.get("format_version") != _FORMAT_VERSION:
             raise WorkspaceError(f"{path} holds no {_FORMAT} version {_FORMAT_VERSION} index")
+        from shopsearch.retrieval.generative.trained import GenerativeModel
+
         retriever = cls(
             GenerativeModel.load(path / "model"), cache_dir=cache_dir, **config["config"]
         )
