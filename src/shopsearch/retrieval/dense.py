@@ -205,7 +205,7 @@ class DenseRetriever(Retriever):
             )
 
     @staticmethod
-    def _latest(products: pa.Table) -> tuple[pa.Table, list[ProductKey]]:
+    def latest(products: pa.Table) -> tuple[pa.Table, list[ProductKey]]:
         """``products`` with one row per key (the last, as in the lexical index), and the keys."""
         missing = [c for c in _REQUIRED if c not in products.column_names]
         if missing:
@@ -271,7 +271,7 @@ class DenseRetriever(Retriever):
             products: one row per product; a key given more than once keeps its last row.
             progress: reports ``(done, total)`` while encoding texts not in the cache.
         """
-        products, _ = self._latest(products)
+        products, _ = self.latest(products)
         vectors = self._encode_items(products, progress)
         rows = ProductRows()
         rows.append(products)
@@ -289,7 +289,7 @@ class DenseRetriever(Retriever):
         """
         if not hasattr(self, "index_"):
             return self.index(products, progress)
-        products, keys = self._latest(products)
+        products, keys = self.latest(products)
         vectors = self._encode_items(products, progress)
         old = np.fromiter((self.rows_.row_of.get(k, -1) for k in keys), np.int64, len(keys))
         known = old >= 0

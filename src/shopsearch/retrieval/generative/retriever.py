@@ -29,6 +29,7 @@ from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
 from shopsearch.retrieval.base import Capability, Retriever, check_k
+from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.dense_rows import ProductRows
 from shopsearch.retrieval.generative.decode import beam_search
 from shopsearch.retrieval.generative.trie import PrefixTrie
@@ -130,23 +131,9 @@ class GenerativeRetriever(Retriever):
     def _rebuild(self) -> None:
         self.trie_ = PrefixTrie(self.tokens_, self.lengths_)
 
-    @staticmethod
-    def _latest(products: pa.Table) -> pa.Table:
-        keys = list(
-            zip(
-                products.column("domain").to_pylist(),
-                products.column("product_id").to_pylist(),
-                strict=True,
-            )
-        )
-        last = {key: row for row, key in enumerate(keys)}
-        return (
-            products if len(last) == len(keys) else products.take(pa.array(sorted(last.values())))
-        )
-
     def index(self, products: pa.Table, progress: Progress | None = None) -> Self:
         """Give every product an ID (trained, or from its text) and build the trie."""
-        products = self._latest(products)
+        products, _ = DenseRetriever.latest(products)
         self._ids = copy.deepcopy(self.model.ids)
         self.tokens_, self.lengths_, self.codes_ = self._ids_of(products, keep_trained=True)
         rows = ProductRows()
@@ -163,15 +150,8 @@ class GenerativeRetriever(Retriever):
         unchanged); a replaced product keeps its ID when its text is unchanged."""
         if not hasattr(self, "trie_"):
             return self.index(products)
-        products = self._latest(products)
+        products, keys = DenseRetriever.latest(products)
         tokens, lengths, codes = self._ids_of(products, keep_trained=False)
-        keys = list(
-            zip(
-                products.column("domain").to_pylist(),
-                products.column("product_id").to_pylist(),
-                strict=True,
-            )
-        )
         old = np.fromiter((self.rows_.row_of.get(k, -1) for k in keys), np.int64, len(keys))
         known = old >= 0
         same = np.zeros(len(keys), np.bool_)
