@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.generative.decode import beam_search
+from shopsearch.retrieval.generative.decode import beam_search, prefix_scorer
 from shopsearch.retrieval.generative.trie import PrefixTrie
 
 VOCAB = 5
 
 
-def _model(prefixes: Sequence[Sequence[int]]) -> np.ndarray:
+def _scores(prefixes: Sequence[Sequence[int]]) -> np.ndarray:
     """A fixed, prefix-dependent next-token distribution (log-probabilities)."""
     out = np.empty((len(prefixes), VOCAB))
     for i, prefix in enumerate(prefixes):
@@ -37,7 +37,7 @@ def _exact(trie: PrefixTrie, tokens: np.ndarray, allowed: np.ndarray | None) -> 
             if token not in kids_tokens.tolist():
                 ok = False
                 break
-            logits = _model([row[:depth]])[0][kids_tokens]
+            logits = _scores([row[:depth]])[0][kids_tokens]
             logits = logits - np.log(np.exp(logits).sum())
             total += float(logits[kids_tokens.tolist().index(token)])
             node = int(kids[kids_tokens.tolist().index(token)])
@@ -56,7 +56,7 @@ def test_a_wide_beam_is_exact(ids: np.ndarray) -> None:
     trie = PrefixTrie(ids)
     exact = _exact(trie, ids, None)
     assert sum(np.exp(v) for v in exact.values()) == pytest.approx(1.0)
-    found = beam_search(trie, _model, k=10, beam=len(ids))
+    found = beam_search(trie, prefix_scorer(_scores), k=10, beam=len(ids))
     best = sorted(exact.values(), reverse=True)[:10]
     np.testing.assert_allclose(found.scores, best)
     rows, scores = found.rows(trie)
@@ -66,7 +66,7 @@ def test_a_wide_beam_is_exact(ids: np.ndarray) -> None:
 
 def test_a_narrow_beam_emits_only_valid_ids_and_stops_early(ids: np.ndarray) -> None:
     trie = PrefixTrie(ids)
-    found = beam_search(trie, _model, k=3, beam=3)
+    found = beam_search(trie, prefix_scorer(_scores), k=3, beam=3)
     assert len(found.leaves) == 3
     valid = {tuple(t) for t in ids.tolist()}
     rows, _ = found.rows(trie)
@@ -78,7 +78,7 @@ def test_a_filter_is_respected(ids: np.ndarray) -> None:
     trie = PrefixTrie(ids)
     mask = ids[:, 0] % 2 == 0  # only IDs starting with an even token pass
     allowed = trie.allowed(mask)
-    found = beam_search(trie, _model, k=5, beam=len(ids), allowed=allowed)
+    found = beam_search(trie, prefix_scorer(_scores), k=5, beam=len(ids), allowed=allowed)
     rows, _ = found.rows(trie)
     assert mask[rows].all()
     exact = _exact(trie, ids, allowed)
@@ -88,7 +88,7 @@ def test_a_filter_is_respected(ids: np.ndarray) -> None:
 def test_a_shared_leaf_returns_every_product_of_it() -> None:
     # rows 0 and 1 share the short ID (0,); rows 2 and 3 have IDs (1, 0) and (1, 1)
     trie = PrefixTrie(np.array([[0, 9], [0, 9], [1, 0], [1, 1]]), lengths=[1, 1, 2, 2])
-    found = beam_search(trie, _model, k=3, beam=3)
+    found = beam_search(trie, prefix_scorer(_scores), k=3, beam=3)
     assert len(found.leaves) == 3
     rows, scores = found.rows(trie)
     assert sorted(rows.tolist()) == [0, 1, 2, 3]
@@ -96,4 +96,4 @@ def test_a_shared_leaf_returns_every_product_of_it() -> None:
     assert shared[0] == shared[1]
     assert list(scores) == sorted(scores, reverse=True)
     with pytest.raises(InvalidInputError, match="must be >= 1"):
-        beam_search(trie, _model, k=0, beam=3)
+        beam_search(trie, prefix_scorer(_scores), k=0, beam=3)

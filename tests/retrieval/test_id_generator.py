@@ -9,6 +9,7 @@ import pytest
 from shopsearch.errors import InvalidInputError
 from shopsearch.retrieval.generative.decode import beam_search
 from shopsearch.retrieval.generative.ids import FixedSemanticIds
+from shopsearch.retrieval.generative.incremental import CachedSteps
 from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
 from shopsearch.retrieval.generative.quantize import ResidualKMeans
 from shopsearch.retrieval.generative.trie import PrefixTrie
@@ -34,7 +35,7 @@ def test_sft_then_constrained_decoding_finds_the_product() -> None:
     test_q, test_rows = queries(2, 2)
     hits = 0
     for query, row in zip(test_q, test_rows.tolist(), strict=True):
-        found, _ = beam_search(trie, model.step_scores(query), k=1, beam=4).rows(trie)
+        found, _ = beam_search(trie, CachedSteps(model, query), k=1, beam=4).rows(trie)
         hits += int(found[0] == row)
     assert hits / len(test_rows) > 0.8
 
@@ -60,3 +61,38 @@ def test_tokens_past_an_ids_length_are_not_learned() -> None:
     assert scores[0, 2].item() < 0.0
     with pytest.raises(InvalidInputError, match=r"length in 1\.\.3"):
         model.fit(np.zeros((2, 4)), ids.numpy(), lengths=[3, 4])
+
+
+def test_cached_incremental_decoding_equals_the_full_forward() -> None:
+    import torch
+
+    from shopsearch.retrieval.generative.decode import prefix_scorer
+
+    torch.manual_seed(3)
+    config = GeneratorConfig(dim=16, heads=4, layers=2, memory=3, epochs=1)
+    model = IdGenerator(6, 7, 4, config).eval()
+    query = np.random.default_rng(4).normal(size=6).astype(np.float32)
+
+    def full(prefixes: list[list[int]]) -> np.ndarray:
+        rows = torch.tensor([[model.vocab, *p] for p in prefixes]).view(len(prefixes), -1)
+        with torch.inference_mode():
+            logits = model(torch.as_tensor(query)[None].expand(len(rows), -1), rows)
+            return torch.log_softmax(logits[:, -1], -1).numpy()
+
+    cached, reference = CachedSteps(model, query), prefix_scorer(full)
+    np.testing.assert_allclose(cached(None, None), reference(None, None), atol=1e-5)
+    parents, tokens = np.array([0, 0, 0]), np.array([2, 5, 1])
+    np.testing.assert_allclose(cached(parents, tokens), reference(parents, tokens), atol=1e-5)
+    parents, tokens = np.array([2, 0, 2, 1]), np.array([0, 6, 3, 3])  # reordered, repeated
+    np.testing.assert_allclose(cached(parents, tokens), reference(parents, tokens), atol=1e-5)
+    parents, tokens = np.array([3, 1]), np.array([4, 4])
+    np.testing.assert_allclose(cached(parents, tokens), reference(parents, tokens), atol=1e-5)
+    # a new search on the same scorer starts again from the empty prefix
+    np.testing.assert_allclose(cached(None, None), reference(None, None), atol=1e-5)
+
+    ids = np.unique(np.random.default_rng(5).integers(0, 7, size=(60, 4)), axis=0)
+    trie = PrefixTrie(ids)
+    fast = beam_search(trie, CachedSteps(model, query), k=10, beam=12)
+    slow = beam_search(trie, prefix_scorer(full), k=10, beam=12)
+    np.testing.assert_array_equal(fast.leaves, slow.leaves)
+    np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,8 +26,36 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 
-#: Log-probabilities over the vocabulary of the next token of each prefix (token lists).
-StepScores = Callable[[Sequence[Sequence[int]]], npt.NDArray[np.floating]]
+
+class StepScores(Protocol):
+    """A model's next-token log-probabilities over the vocabulary, one call per depth.
+
+    The first call, ``step(None, None)``, scores the empty prefix (one row). Every later call
+    scores the prefixes ``previous[parents[i]] + [tokens[i]]``, where ``previous`` are the rows
+    of the call before: a model may keep per-row state (a key/value cache) between calls.
+    """
+
+    def __call__(
+        self, parents: I64 | None, tokens: I64 | None
+    ) -> npt.NDArray[np.floating]: ...  # pragma: no cover
+
+
+def prefix_scorer(
+    score: Callable[[Sequence[Sequence[int]]], npt.NDArray[np.floating]],
+) -> StepScores:
+    """A :class:`StepScores` from a function of whole prefixes (token lists), which it
+    recomputes every call: for models without a cache."""
+    prefixes = np.zeros((1, 0), np.int64)
+
+    def step(parents: I64 | None, tokens: I64 | None) -> npt.NDArray[np.floating]:
+        nonlocal prefixes
+        if parents is None or tokens is None:
+            prefixes = np.zeros((1, 0), np.int64)
+        else:
+            prefixes = np.concatenate([prefixes[parents], tokens[:, None]], axis=1)
+        return score(prefixes.tolist())
+
+    return step
 
 
 @dataclass(frozen=True)
@@ -63,8 +92,8 @@ def beam_search(
 
     Args:
         trie: the valid IDs.
-        step: log-probabilities of the next token of each prefix (one call per depth, all
-            open prefixes at once).
+        step: log-probabilities of the next token of each open prefix (one call per depth,
+            all open prefixes at once; see :class:`StepScores`).
         k: complete IDs wanted.
         beam: open prefixes kept per depth (``>= k`` for the search to be able to find ``k``).
         allowed: per trie node, whether it may be entered (:meth:`PrefixTrie.allowed` of a
@@ -77,11 +106,12 @@ def beam_search(
         raise InvalidInputError(f"k={k}, beam={beam}: both must be >= 1")
     open_nodes = np.zeros(1, np.int64)
     open_scores = np.zeros(1)
-    prefixes = np.zeros((1, 0), np.int64)
+    parents: I64 | None = None
+    extend: I64 | None = None
     done_nodes, done_scores = np.zeros(0, np.int64), np.zeros(0)
     steps = 0
     while open_nodes.size:
-        logits = np.asarray(step(prefixes.tolist()), np.float64)
+        logits = np.asarray(step(parents, extend), np.float64)
         steps += 1
         counts = trie.child_count_[open_nodes]
         parent = np.repeat(np.arange(len(open_nodes)), counts)
@@ -108,10 +138,10 @@ def beam_search(
         going = np.flatnonzero(~leaf)
         going = going[np.argsort(-scores[going], kind="stable")[:beam]]
         open_nodes, open_scores = kids[going], scores[going]
-        prefixes = np.concatenate([prefixes[parent[going]], tokens[going, None]], axis=1)
+        parents, extend = parent[going], tokens[going]
         if len(done_nodes) == k and open_scores.size and done_scores[-1] >= open_scores[0]:
             break  # no open prefix can beat the k-th complete ID any more
     return Decoded(done_nodes, done_scores, steps)
 
 
-__all__ = ["Decoded", "StepScores", "beam_search"]
+__all__ = ["Decoded", "StepScores", "beam_search", "prefix_scorer"]

@@ -54,7 +54,7 @@ from torch.nn import functional
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError, WorkspaceError
-from shopsearch.retrieval.generative.decode import StepScores, beam_search
+from shopsearch.retrieval.generative.decode import StepScores, beam_search, prefix_scorer
 from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
 from shopsearch.retrieval.generative.pages import Page
 from shopsearch.retrieval.generative.trie import PrefixTrie
@@ -536,7 +536,7 @@ class GenRec:
                 out = torch.log_softmax(logits, dim=-1)
             return np.asarray(out.numpy(), np.float32)
 
-        return scores
+        return prefix_scorer(scores)
 
     def retrieve(
         self,

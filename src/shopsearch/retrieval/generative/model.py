@@ -5,15 +5,14 @@ The query (any encoder's vector: MiniLM, a two-tower's query side) becomes ``mem
 through one linear layer; a causal transformer decoder reads ``[BOS, t_1, ..., t_{d-1}]`` (token
 and depth embeddings) with cross-attention to them and predicts ``t_d`` at every depth. Loss:
 cross-entropy of every ID token (teacher forcing), a pair's loss weighted by its ``weight``
-(e.g. purchase > cart > click). :meth:`IdGenerator.step_scores` turns one query into the
-next-token scorer :func:`~.decode.beam_search` calls, so decoding is constrained to the trie of
-valid IDs.
+(e.g. purchase > cart > click). :class:`~.incremental.CachedSteps` decodes it incrementally
+for :func:`~.decode.beam_search`, so decoding is constrained to the trie of valid IDs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,20 +166,6 @@ class IdGenerator(nn.Module):
                     return self
         self.eval()
         return self
-
-    def step_scores(self, query: npt.ArrayLike) -> Callable[[Sequence[Sequence[int]]], F32]:
-        """The next-token log-probabilities of prefixes, for one query (for the beam)."""
-        q = torch.as_tensor(np.asarray(query, np.float32))[None]
-
-        def scores(prefixes: Sequence[Sequence[int]]) -> F32:
-            length = len(prefixes[0]) if prefixes else 0
-            rows = torch.tensor([[self.vocab, *p] for p in prefixes], dtype=torch.int64)
-            with torch.inference_mode():
-                logits = self(q.expand(len(rows), -1), rows.view(len(prefixes), length + 1))
-                out = torch.log_softmax(logits[:, -1], dim=-1)
-            return np.asarray(out.numpy(), np.float32)
-
-        return scores
 
 
 __all__ = ["GeneratorConfig", "IdGenerator"]

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.retrieval.generative.decode import beam_search
+from shopsearch.retrieval.generative.incremental import CachedSteps
 from shopsearch.retrieval.generative.model import IdGenerator
 from shopsearch.retrieval.generative.trie import PrefixTrie
 
@@ -197,7 +198,7 @@ def mine_negatives(
     out: list[list[int]] = []
     for query, rows in zip(q, positives, strict=True):
         k = count + len(rows)
-        found = beam_search(trie, generator.step_scores(query), k=k, beam=max(beam, k))
+        found = beam_search(trie, CachedSteps(generator, query), k=k, beam=max(beam, k))
         wanted = set(int(r) for r in rows)
         picked: list[int] = []
         for leaf in found.leaves.tolist():

@@ -195,10 +195,11 @@ class GenerativeRetriever(Retriever):
             return Candidates.empty()
         allowed = None if mask is None else self.trie_.allowed(mask)
         beam = passing if k >= passing else self.beam
+        from shopsearch.retrieval.generative.incremental import CachedSteps
+
         with torch_threads(1):
-            found = beam_search(
-                self.trie_, self.model.generator.step_scores(vector), min(k, passing), beam, allowed
-            )
+            steps = CachedSteps(self.model.generator, vector)
+            found = beam_search(self.trie_, steps, min(k, passing), beam, allowed)
         rows, scores = found.rows(self.trie_)
         if mask is not None:
             keep = mask[rows]
