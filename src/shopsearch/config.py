@@ -46,6 +46,30 @@ class GenerativeSettings(BaseModel):
     beam: int = Field(100, ge=1, le=10_000)
 
 
+class GenRecSettings(BaseModel):
+    """The GenRec source (``train --stage retrieval --model genrec``): semantic IDs generated
+    from the query and the searching user's history, trained page-wise on the logged searches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Most products of the user's history in the prompt (most recent first).
+    history: int = Field(20, ge=0, le=200)
+    #: One prompt token per history product (the Token Merger); false: one per ID token.
+    merger: bool = True
+    #: Codes in an ID before its collision suffix.
+    levels: int = Field(3, ge=1, le=8)
+    #: Values per code.
+    codewords: int = Field(64, ge=2, le=256)
+    #: Passes over the logged pages.
+    epochs: int = Field(8, ge=1, le=200)
+    #: Width of the network.
+    dim: int = Field(64, ge=8, le=1024)
+    #: Most seconds of training.
+    budget_s: float = Field(2700.0, gt=0.0)
+    #: Open prefixes the constrained beam keeps per ID token.
+    beam: int = Field(100, ge=1, le=10_000)
+
+
 class RetrievalSettings(BaseModel):
     """Candidate generation."""
 
@@ -76,9 +100,9 @@ class RetrievalSettings(BaseModel):
     #: Most queries of concurrent searches encoded in one forward pass; 1: one at a time.
     query_batch: int = Field(16, ge=1, le=1024)
     #: Learned sources ``shopsearch train --stage retrieval`` fits (issue 6).
-    learned: list[Literal["two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative"]] = [
-        "two-tower"
-    ]
+    learned: list[
+        Literal["two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative", "genrec"]
+    ] = ["two-tower"]
     #: ``add``: each learned retriever is one more fused source; ``replace-dense``: the first
     #: learned model takes the place of the MiniLM ``dense`` source.
     learned_use: Literal["add", "replace-dense"] = "add"
@@ -94,6 +118,8 @@ class RetrievalSettings(BaseModel):
     pq_m: int = Field(48, ge=1, le=512)
     #: The generative source's IDs, generator and beam.
     generative: GenerativeSettings = Field(default_factory=GenerativeSettings)
+    #: The GenRec source's history, IDs, network and beam.
+    genrec: GenRecSettings = Field(default_factory=GenRecSettings)
 
 
 class QuerySettings(BaseModel):

@@ -20,7 +20,9 @@ import pytest
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError
 from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.consistent_index import LearnedCIRetriever
 from shopsearch.retrieval.dense import DenseRetriever
+from shopsearch.retrieval.generative.genrec_retriever import GenRecRetriever
 from shopsearch.retrieval.generative.model import GeneratorConfig
 from shopsearch.retrieval.generative.retriever import GenerativeRetriever
 from shopsearch.retrieval.generative.train import GenerativeConfig, train_generative
@@ -33,6 +35,7 @@ from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.registry import RETRIEVERS
 
 from ..retrieval.test_dense import WORDS, HashEncoder, catalog, make_products, passes
+from ..retrieval.test_genrec_source import genrec_model
 from .conftest import CATALOG_SIZE
 
 
@@ -76,6 +79,12 @@ def _generative_model() -> GenerativeModel:
     )
 
 
+@functools.cache
+def _genrec_model() -> GenerativeModel:
+    """A tiny GenRec model trained on logged searches of the contract catalog."""
+    return genrec_model(make_products(catalog(CATALOG_SIZE)), epochs=5)
+
+
 #: Registered retriever name → how to build it (one or more variants). Add an entry when you
 #: register a retriever.
 BUILDERS: dict[str, tuple[Builder, ...]] = {
@@ -102,10 +111,23 @@ BUILDERS: dict[str, tuple[Builder, ...]] = {
             variant="sci-two-tower",
         ),
     ),
+    "learned-ci": (
+        Builder(
+            lambda learned: LearnedCIRetriever(learned().retrievers["sci-two-tower"].encoder),
+            variant="dual",
+        ),
+        # 2 of 9 clusters probed: approximate, and filters often fall back to exact search
+        Builder(
+            lambda learned: LearnedCIRetriever(learned().encoder, view="item", nprobe=2),
+            min_recall=0.3,
+            variant="item-2probes",
+        ),
+    ),
     # 8 sub-vectors of 6-bit learned codes per 48-d vector: an approximation of the float
     # vectors (measured: recall@10 0.9 on average)
     "learned-pq": (Builder(_learned_pq, min_recall=0.7),),
     "generative": (Builder(lambda _: GenerativeRetriever(_generative_model())),),
+    "genrec": (Builder(lambda _: GenRecRetriever(_genrec_model())),),
     "hybrid": (
         Builder(
             lambda _: HybridRetriever(

@@ -32,8 +32,10 @@ from shopsearch.text.query_cache import BatchObserver, CacheObserver
 #:   place, without a rebuild;
 #: * ``vectors``: it holds product vectors of one encoder (its :attr:`~Retriever.vector_space`):
 #:   ``vectors_`` (one row per product), ``rows_of(keys)`` and ``query_vectors(queries)``, and
-#:   :meth:`~Retriever.search` returns the query's vector in that space.
-Capability = Literal["facets", "updates", "vectors"]
+#:   :meth:`~Retriever.search` returns the query's vector in that space;
+#: * ``history``: it reads the user's history (:attr:`QueryPlan.history`), so the pipeline
+#:   looks it up for it.
+Capability = Literal["facets", "updates", "vectors", "history"]
 
 
 @dataclass
@@ -64,15 +66,20 @@ class QueryPlan:
         head: words that must match (the product type, in order); the query's other words
             then only raise the score, and a product whose own head phrase is these words (what
             its title says it is) scores higher.
+        history: the products the searching user interacted with before this search, most
+            recent first (read by sources with the ``history`` capability).
+        history_stages: how far each went (click 2, add to cart 2.5, purchase 3).
     """
 
     rewrites: tuple[tuple[str, float], ...] = ()
     boosts: tuple[tuple[tuple[str, ...], float], ...] = ()
     head: tuple[str, ...] = ()
+    history: tuple[ProductKey, ...] = ()
+    history_stages: tuple[float, ...] = ()
 
     def is_empty(self) -> bool:
         """True when the plan adds nothing to the words."""
-        return not (self.rewrites or self.boosts or self.head)
+        return not (self.rewrites or self.boosts or self.head or self.history)
 
 
 @dataclass(frozen=True)

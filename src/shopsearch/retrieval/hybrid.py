@@ -90,10 +90,12 @@ class HybridRetriever(Retriever):
 
     @property
     def capabilities(self) -> frozenset[Capability]:  # type: ignore[override]
-        """``facets`` when a source counts them, ``updates`` when every source updates."""
+        """``facets`` (``history``) when a source counts them (reads it), ``updates`` when every
+        source updates."""
         caps: set[Capability] = set()
-        if any("facets" in s.capabilities for s in self.sources.values()):
-            caps.add("facets")
+        for shared in ("facets", "history"):
+            if any(shared in s.capabilities for s in self.sources.values()):
+                caps.add(shared)
         if all("updates" in s.capabilities for s in self.sources.values()):
             caps.add("updates")
         return frozenset(caps)

@@ -1,7 +1,7 @@
 """Train the learned retrievers on a workspace and publish them in a new bundle (issue 6).
 
 ``shopsearch train --workspace W --stage retrieval [--model two-tower|two-tower-pq|gcn|
-sci-two-tower]``:
+sci-two-tower|generative|genrec]``:
 
 1. **Samples** (:func:`workspace_samples`): the MMSE multi-stage samples of the workspace's
    event log — for each logged query, every shown product at the furthest stage it reached
@@ -18,6 +18,9 @@ sci-two-tower]``:
    (:class:`~shopsearch.retrieval.poeem.PoeemIndex`, ``pq_m`` bytes per product), and
    ``sci-two-tower`` trains a second two-tower encoder with the same settings plus SCI's swapped
    retrieval loss (``symmetric_weight`` = ``sci_weight``), served like ``two-tower``.
+   ``generative`` generates semantic IDs from the query (:mod:`shopsearch.retrieval.generative`)
+   and ``genrec`` from the query and the user's history, trained page-wise on the logged pages
+   (:func:`workspace_pages`; events only, not judgments).
 3. **Bundle** (:func:`train_retrieval_bundle`): a new bundle copies the current one (lexical
    and dense indexes, the ranking model if any) and adds each learned retriever as a source of
    the hybrid retriever (``[retrieval] learned_use = "add"``), or puts the first one in place of
@@ -40,10 +43,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shopsearch.catalog.candidates import ProductKey
-from shopsearch.config import RetrievalSettings
+from shopsearch.config import GenRecSettings, RetrievalSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Say, StepProgress
 from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.generative.pages import PageSamples
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import TwoTowerEncoder
 from shopsearch.retrieval.mmse_samples import StagedSamples
@@ -51,7 +55,7 @@ from shopsearch.store.workspace import Workspace
 from shopsearch.text.product_text import product_texts
 
 #: Model names ``--model`` accepts; each becomes the source ``name.replace("-", "_")``.
-LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative")
+LEARNED_MODELS = ("two-tower", "two-tower-pq", "gcn", "sci-two-tower", "generative", "genrec")
 #: The models served over the two-tower encoder (trained once for all of them).
 TWO_TOWER_MODELS = ("two-tower", "two-tower-pq", "gcn", "sci-two-tower")
 #: Retrieval-loss positives from the event log: clicked, carted or purchased.
@@ -107,12 +111,14 @@ class LogSamples:
         source: ``"events"`` or ``"judgments"``.
         positive_stage: the retrieval loss's positive stage for this source.
         requests: logged requests used (0 for judgments).
+        pages: the logged pages with user histories (:func:`workspace_pages`), for ``genrec``.
     """
 
     samples: StagedSamples
     source: str
     positive_stage: float
     requests: int = 0
+    pages: PageSamples | None = None
 
 
 def _keep(table: pa.Table, request_ids: pa.Array | None) -> pa.Table:
@@ -176,6 +182,33 @@ def workspace_samples(
     return found
 
 
+def workspace_pages(
+    workspace: Workspace, request_ids: Sequence[str] | None = None, history: int = 20
+) -> PageSamples:
+    """GenRec's pages of the logged requests (only ``request_ids`` if given, and histories
+    only from them), each with its user's earlier history.
+
+    Raises:
+        InvalidInputError: the workspace has no logged search events.
+    """
+    requests = workspace.table(
+        "requests", ["request_id", "user_id", "domain", "query", "timestamp"]
+    )
+    if requests.num_rows == 0:
+        raise InvalidInputError(
+            f"workspace {workspace.root} has no logged searches; GenRec learns from searches "
+            "with their users and interactions ('shopsearch ingest events FILE -w W'), not from "
+            "judgments"
+        )
+    ids = None if request_ids is None else pa.array(list(request_ids), pa.string())
+    requests = _keep(requests, ids)
+    impressions = _keep(
+        workspace.table("impressions", ["request_id", "product_id", "position"]), ids
+    )
+    interactions = _keep(workspace.table("interactions", ["request_id", "product_id", "kind"]), ids)
+    return PageSamples.from_events(requests, impressions, interactions, history_size=history)
+
+
 @dataclass
 class LearnedConfig:
     """How the learned retrievers are trained.
@@ -190,6 +223,7 @@ class LearnedConfig:
         hnsw_threshold: above this many products the learned float indexes are HNSW.
         generative: :class:`~shopsearch.retrieval.generative.train.GenerativeConfig`
             parameters of the ``generative`` model (its generator's in ``generator``).
+        genrec: ``[retrieval.genrec]`` settings of the ``genrec`` model.
         cache_dir: the embedding cache of the MiniLM vectors the generative model's IDs
             quantise (``None``: encode directly).
         seed: seed of every model.
@@ -202,6 +236,7 @@ class LearnedConfig:
     poeem_epochs: int = 1
     hnsw_threshold: int = 20_000
     generative: dict[str, Any] = field(default_factory=dict)
+    genrec: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None
     seed: int = 0
 
@@ -225,6 +260,7 @@ class LearnedConfig:
                 "beam": gen.beam,
                 "generator": {"epochs": gen.epochs, "dim": gen.dim, "budget_s": gen.budget_s},
             },
+            genrec=settings.genrec.model_dump(),
             cache_dir=cache_dir,
         )
 
@@ -278,6 +314,8 @@ def train_learned(
     out: dict[str, Retriever] = {}
     if "generative" in models:
         out["generative"], info["generative"] = _generative(log, products, config, step, tell)
+    if "genrec" in models:
+        out["genrec"], info["genrec"] = _genrec(log, products, config, step, tell)
     if not any(m in TWO_TOWER_MODELS for m in models):
         return Learned({m: out[m] for m in models}, None, info)
     settings = {"positive_stage": log.positive_stage, "seed": config.seed, **config.two_tower}
@@ -375,6 +413,45 @@ def _generative(
                                  cache_dir=config.cache_dir, say=tell)  # fmt: skip
     retriever = GenerativeRetriever(model, beam=beam, cache_dir=config.cache_dir)
     return retriever.index(products, step("index generative")), dict(model.info)
+
+
+def _genrec(
+    log: LogSamples,
+    products: pa.Table,
+    config: LearnedConfig,
+    step: Callable[[str], Callable[[int, int], None] | None],
+    tell: Callable[[str], None],
+) -> tuple[Retriever, dict[str, Any]]:
+    """The GenRec source: rq-fixed IDs of MiniLM vectors and page-wise SFT on the pages."""
+    from shopsearch.retrieval.generative.genrec import GenRecConfig
+    from shopsearch.retrieval.generative.genrec_retriever import GenRecRetriever
+    from shopsearch.retrieval.generative.genrec_train import GenRecTrainConfig, train_genrec
+    from shopsearch.retrieval.generative.model import GeneratorConfig
+    from shopsearch.text.encoders import MiniLMEncoder
+
+    if log.pages is None:
+        raise InvalidInputError(
+            "GenRec learns from logged searches with their users (pages); this training run "
+            "has none: ingest a search log ('shopsearch ingest events FILE -w W')"
+        )
+    settings = {**GenRecSettings().model_dump(), **config.genrec}
+    generator = GeneratorConfig(dim=int(settings["dim"]), epochs=int(settings["epochs"]),
+                                budget_s=float(settings["budget_s"]), batch_size=256,
+                                seed=config.seed)  # fmt: skip
+    genrec = GenRecConfig(merger=bool(settings["merger"]), history=int(settings["history"]))
+    train_config = GenRecTrainConfig(int(settings["levels"]), int(settings["codewords"]),
+                                     generator, genrec)  # fmt: skip
+    advance = step("genrec")
+
+    def sft(done: int, total: int, _loss: float) -> None:
+        if advance is not None:
+            advance(done, total)
+
+    texts = item_texts(products)
+    model = train_genrec(log.pages, list(texts), list(texts.values()), MiniLMEncoder(),
+                         train_config, config.cache_dir, sft, tell)  # fmt: skip
+    retriever = GenRecRetriever(model, beam=int(settings["beam"]), cache_dir=config.cache_dir)
+    return retriever.index(products, step("index genrec")), dict(model.info)
 
 
 def fit_weighted_fusion(

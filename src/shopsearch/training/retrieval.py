@@ -4,6 +4,7 @@ serves them (``shopsearch train --stage retrieval``).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from shopsearch.retrieval.learned_train import (
     item_texts,
     source_name,
     train_learned,
+    workspace_pages,
     workspace_samples,
 )
 from shopsearch.store.atomic import write_json
@@ -64,6 +66,9 @@ def train_retrieval_bundle(
     if weighted and workspace.count("requests"):
         train_ids, holdout = latest_requests(workspace, FUSION_HOLDOUT)
     log = workspace_samples(workspace, texts, train_ids)
+    if "genrec" in config.models:
+        pages = workspace_pages(workspace, train_ids, settings.retrieval.genrec.history)
+        log = dataclasses.replace(log, pages=pages)
     learned = train_learned(log, products, config, progress, say)
 
     bundle = new_bundle_dir(workspace)

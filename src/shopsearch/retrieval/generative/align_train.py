@@ -20,6 +20,7 @@ import numpy as np
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError
+from shopsearch.retrieval.generative.model import IdGenerator
 from shopsearch.retrieval.generative.pairs import build_pairs, mine_negatives
 from shopsearch.retrieval.generative.preference import AlignConfig, Mode, align
 from shopsearch.retrieval.generative.trained import GenerativeModel, item_vectors
@@ -53,8 +54,12 @@ def align_generative(
         say: progress messages.
 
     Raises:
-        InvalidInputError: keys that are not the model's ID rows.
+        InvalidInputError: keys that are not the model's ID rows, or a GenRec model (aligned by
+            GRPO-SR, not DPO).
     """
+    generator = model.generator
+    if not isinstance(generator, IdGenerator):
+        raise InvalidInputError("DPO alignment is for the query-only generator, not GenRec")
     ids = model.ids
     if list(ids.keys[: len(keys)]) != [tuple(k) for k in keys]:
         raise InvalidInputError("align with the samples and keys the model was trained on")
@@ -72,13 +77,13 @@ def align_generative(
         else:
             negatives[q].append(item)
     keep = [i for i, rows in enumerate(positives) if rows]
-    tokens = np.minimum(ids.tokens[: len(keys)], model.generator.vocab - 1)
+    tokens = np.minimum(ids.tokens[: len(keys)], generator.vocab - 1)
     lengths = ids.lengths[: len(keys)]
     mined = None
     if mine:
         trie = PrefixTrie(tokens, lengths)
         with torch_threads(1):
-            mined = mine_negatives(model.generator, trie, queries[keep],
+            mined = mine_negatives(generator, trie, queries[keep],
                                    [positives[i] for i in keep], count=mine)  # fmt: skip
     pairs = build_pairs(
         queries[keep],
@@ -94,7 +99,7 @@ def align_generative(
     if say is not None:
         say(f"{mode}: {len(pairs)} preference pairs of {len(keep)} queries "
             f"({int(pairs.mined.sum())} with a beam-mined negative)")  # fmt: skip
-    generator = copy.deepcopy(model.generator)
+    generator = copy.deepcopy(generator)
     cfg = config or AlignConfig()
     with torch_threads(1):
         history = align(generator, pairs, mode, cfg)

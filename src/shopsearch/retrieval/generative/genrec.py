@@ -397,6 +397,11 @@ class GenRec:
         self.net.eval()
         self.query_dim = query_dim
 
+    @property
+    def vocab(self) -> int:
+        """ID tokens (``0..vocab-1``)."""
+        return int(self.net.id_vocab)
+
     # -- tensors ---------------------------------------------------------------------------
     def history_tensors(
         self, rows: npt.ArrayLike, stages: npt.ArrayLike

@@ -72,6 +72,7 @@ class IdGenerator(nn.Module):
     def __init__(self, query_dim: int, vocab: int, depth: int, config: GeneratorConfig) -> None:
         super().__init__()
         self.config, self.vocab, self.depth = config, vocab, depth
+        torch.manual_seed(config.seed)  # the initial weights, so a training run repeats
         dim = config.dim
         self.query = nn.Linear(query_dim, dim * config.memory)
         self.token = nn.Embedding(vocab + 1, dim)

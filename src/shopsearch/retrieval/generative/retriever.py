@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
-from shopsearch.retrieval.base import Capability, Retriever, check_k
+from shopsearch.retrieval.base import Capability, Hits, QueryPlan, Retriever, check_k
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.dense_rows import ProductRows
-from shopsearch.retrieval.generative.decode import beam_search
+from shopsearch.retrieval.generative.decode import StepScores, beam_search
 from shopsearch.retrieval.generative.trie import PrefixTrie
 from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.retrieval.registry import RETRIEVERS
@@ -79,8 +79,8 @@ class GenerativeRetriever(Retriever):
     ) -> None:
         if model is None:
             raise InvalidInputError(
-                "GenerativeRetriever needs a trained model; train one with 'shopsearch train "
-                "--stage retrieval --model generative'"
+                f"{type(self).__name__} needs a trained model; train one with 'shopsearch "
+                f"train --stage retrieval --model {self.name}'"
             )
         if beam < 1:
             raise InvalidInputError(f"beam={beam} is not allowed; use beam >= 1")
@@ -188,17 +188,35 @@ class GenerativeRetriever(Retriever):
     def _query_vectors(self, queries: Sequence[str]) -> F32:
         return np.asarray(self.model.encoder.encode_queries(list(queries)), np.float32)
 
-    def _decode(self, vector: F32, k: int, filters: Filters | None) -> Candidates:
+    def _steps(self, vector: F32, plan: QueryPlan | None) -> StepScores:
+        """The beam's next-token scorer for one query (this source reads no ``plan``)."""
+        from shopsearch.retrieval.generative.incremental import CachedSteps
+        from shopsearch.retrieval.generative.model import IdGenerator
+
+        generator = self.model.generator
+        if not isinstance(generator, IdGenerator):
+            raise self._wrong_generator(generator)
+        return CachedSteps(generator, vector)
+
+    def _wrong_generator(self, generator: object) -> WorkspaceError:
+        other = "generative" if self.name == "genrec" else "genrec"
+        return WorkspaceError(
+            f"the {self.name!r} source holds a {type(generator).__name__} generator, which the "
+            f"{other!r} source serves; train this source with 'shopsearch train --stage "
+            f"retrieval --model {self.name}'"
+        )
+
+    def _decode(
+        self, vector: F32, k: int, filters: Filters | None, plan: QueryPlan | None = None
+    ) -> Candidates:
         mask = None if filters is None else self.rows_.mask(filters)
         passing = len(self.rows_) if mask is None else int(np.count_nonzero(mask))
         if passing == 0:
             return Candidates.empty()
         allowed = None if mask is None else self.trie_.allowed(mask)
         beam = passing if k >= passing else self.beam
-        from shopsearch.retrieval.generative.incremental import CachedSteps
-
         with torch_threads(1):
-            steps = CachedSteps(self.model.generator, vector)
+            steps = self._steps(vector, plan)
             found = beam_search(self.trie_, steps, min(k, passing), beam, allowed)
         rows, scores = found.rows(self.trie_)
         if mask is not None:
@@ -242,6 +260,19 @@ class GenerativeRetriever(Retriever):
         self._check_fitted()
         check_k(k)
         return self._decode(self._query_vectors([query])[0], k, filters)
+
+    def search(
+        self,
+        query: str,
+        k: int = 100,
+        filters: Filters | None = None,
+        plan: QueryPlan | None = None,
+    ) -> Hits:
+        """:meth:`retrieve`, with the ``plan`` (a source that reads the user's history gets
+        it from there)."""
+        self._check_fitted()
+        check_k(k)
+        return Hits(self._decode(self._query_vectors([query])[0], k, filters, plan))
 
     def retrieve_many(
         self, queries: Sequence[str], k: int = 100, filters: Filters | None = None

@@ -3,9 +3,11 @@ retrieval source serves.
 
 It holds the encoder whose vectors the IDs quantise (and whose query vector the generator reads),
 the fitted residual quantizer (so a new product gets its codes without a refit), the semantic IDs
-of the training catalog, and the generator. Saved as plain files: ``model.json`` (settings,
-encoder, sizes), ``codebooks.npy``, ``ids/`` (:mod:`.ids`), ``generator.safetensors`` and, for
-a learned encoder, ``encoder/`` (:func:`~shopsearch.retrieval.learned.save_encoder`).
+of the training catalog, and the generator: the query-only :class:`~.model.IdGenerator` or
+:class:`~.genrec.GenRec`, which also reads the user's history. Saved as plain files:
+``model.json`` (settings, encoder, sizes), ``codebooks.npy``, ``ids/`` (:mod:`.ids`),
+``generator.safetensors`` (or GenRec's files in ``genrec/``) and, for a learned encoder,
+``encoder/`` (:func:`~shopsearch.retrieval.learned.save_encoder`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from shopsearch.errors import ShopSearchError, WorkspaceError
 from shopsearch.retrieval.generative.adaptive_ids import AdaptiveSemanticIds
+from shopsearch.retrieval.generative.genrec import GenRec
 from shopsearch.retrieval.generative.ids import FixedSemanticIds, load_ids
 from shopsearch.retrieval.generative.model import GeneratorConfig, IdGenerator
 from shopsearch.retrieval.generative.quantize import ResidualKMeans
@@ -35,6 +38,7 @@ _FORMAT = "shopsearch-generative"
 _FORMAT_VERSION = 1
 _SETTINGS = "model.json"
 _WEIGHTS = "generator.safetensors"
+_GENREC = "genrec"
 
 
 @dataclass
@@ -46,7 +50,7 @@ class GenerativeModel:
         quantizer: the fitted residual quantizer (new products' codes).
         ids: the semantic IDs of the products it was trained on (new products get theirs with
             ``ids.add``).
-        generator: the trained generator.
+        generator: the trained generator (query only, or GenRec with the user's history).
         in_bucket_temperature: temperature of the in-bucket softmax over products that share an
             ID (their reconstructed vectors' cosine to the query).
         info: training facts for reports and bundle metadata.
@@ -55,7 +59,7 @@ class GenerativeModel:
     encoder: Encoder
     quantizer: ResidualKMeans
     ids: FixedSemanticIds | AdaptiveSemanticIds
-    generator: IdGenerator
+    generator: IdGenerator | GenRec
     in_bucket_temperature: float = 0.05
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -71,9 +75,20 @@ class GenerativeModel:
             encoder["config"] = self.encoder.get_config()
         np.save(folder / "codebooks.npy", np.stack(self.quantizer.codebooks_))
         self.ids.save(folder / "ids")
-        weights = {k: v.contiguous() for k, v in self.generator.state_dict().items()}
-        save_file(weights, str(folder / _WEIGHTS))
         generator = self.generator
+        spec: dict[str, Any]
+        if isinstance(generator, GenRec):
+            generator.save(folder / _GENREC)
+            spec = {"kind": _GENREC}
+        else:
+            weights = {k: v.contiguous() for k, v in generator.state_dict().items()}
+            save_file(weights, str(folder / _WEIGHTS))
+            spec = {
+                "query_dim": generator.query.in_features,
+                "vocab": generator.vocab,
+                "depth": generator.depth,
+                "config": asdict(generator.config),
+            }
         write_json(
             folder / _SETTINGS,
             {
@@ -86,12 +101,7 @@ class GenerativeModel:
                     "iterations": self.quantizer.iterations,
                     "seed": self.quantizer.seed,
                 },
-                "generator": {
-                    "query_dim": generator.query.in_features,
-                    "vocab": generator.vocab,
-                    "depth": generator.depth,
-                    "config": asdict(generator.config),
-                },
+                "generator": spec,
                 "in_bucket_temperature": self.in_bucket_temperature,
                 "info": self.info,
             },
@@ -132,10 +142,16 @@ class GenerativeModel:
             quantizer.codebooks_ = [np.ascontiguousarray(b, np.float32) for b in books]
             ids = load_ids(folder / "ids")
             spec = settings["generator"]
-            generator = IdGenerator(
-                spec["query_dim"], spec["vocab"], spec["depth"], GeneratorConfig(**spec["config"])
-            )
-            generator.load_state_dict(load_file(str(folder / _WEIGHTS)))
+            generator: IdGenerator | GenRec
+            if spec.get("kind") == _GENREC:
+                generator = GenRec.load(folder / _GENREC)
+            else:
+                generator = IdGenerator(
+                    spec["query_dim"], spec["vocab"], spec["depth"],
+                    GeneratorConfig(**spec["config"]),
+                )  # fmt: skip
+                generator.load_state_dict(load_file(str(folder / _WEIGHTS)))
+                generator.eval()
         except ShopSearchError:
             raise
         except Exception as exc:  # truncated or edited files
@@ -143,7 +159,6 @@ class GenerativeModel:
                 f"generative model at {folder} does not load ({type(exc).__name__}: {exc}); "
                 "train it again"
             ) from exc
-        generator.eval()
         return cls(
             encoder,
             quantizer,
@@ -161,12 +176,13 @@ def item_vectors(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None)
     return np.asarray(EmbeddingCache(cache_dir, encoder).encode_items(list(texts)), np.float32)
 
 
-def generator_digest(generator: IdGenerator) -> str:
+def generator_digest(generator: IdGenerator | GenRec) -> str:
     """A digest of the generator's weights (tests check that catalog changes leave them)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for name, tensor in sorted(generator.state_dict().items()):
+    module = generator.net if isinstance(generator, GenRec) else generator
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to(torch.float32).numpy().tobytes())
     return digest.hexdigest()
