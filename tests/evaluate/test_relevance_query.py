@@ -132,6 +132,10 @@ def test_generative_systems_and_the_cold_start_slice(tmp_path: Path) -> None:
     assert set(body["config"]["fused_gen"]["weights"]) >= {"lexical", "generative"}
     assert body["config"]["rq-fixed"]["products"] == body["dataset"]["products"]
     assert body["config"]["gen-rad-dpo"]["alignment"]["mode"] == "rad-dpo"
+    for model in ("two-tower", "sci-two-tower"):  # SCI's consistent index against plain IVF
+        for name in (f"baseline/{model}+ivf", f"shopsearch/{model}+ci"):
+            assert 0.0 <= body["systems"][name]["ndcg@10"] <= 1.0
+            assert 0.0 < body["config"]["ci"][name]["recall_of_exact_top100"] <= 1.0
     bad = run(["eval", "relevance", "--dataset", "homedepot", "--train", str(train), "--test",
                str(test), "--generative", "tiger"])  # fmt: skip
     assert bad == 2

@@ -41,6 +41,7 @@ from shopsearch.text.encoders import Encoder, FloatMatrix
 from shopsearch.text.product_text import product_texts
 
 I64 = npt.NDArray[np.int64]
+#: Whose view clusters and routes: ``dual`` (CI, the query tower) or ``item``.
 View = Literal["dual", "item"]
 _COARSE = "coarse.npz"
 
@@ -219,4 +220,4 @@ class LearnedCIRetriever(LearnedDenseRetriever):
         return retriever
 
 
-__all__ = ["LearnedCIRetriever", "default_nlist"]
+__all__ = ["LearnedCIRetriever", "View", "default_nlist"]

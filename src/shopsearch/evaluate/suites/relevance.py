@@ -30,7 +30,11 @@ trained post hoc on the two-tower item vectors). The trained two-tower model is 
 of the training queries and their relevant products (:mod:`shopsearch.retrieval.search_gcn`).
 ``shopsearch/sci-two-tower`` is the two-tower model trained with the same settings plus SCI's
 swapped retrieval loss (``symmetric_weight`` = ``sci_weight``, 0.5: chosen on validation
-queries; :mod:`shopsearch.retrieval.mmse`), served the same way.
+queries; :mod:`shopsearch.retrieval.mmse`), served the same way. With it, SCI's consistent
+indexing (:mod:`shopsearch.retrieval.consistent_index`) over both two-tower models:
+``shopsearch/<model>+ci`` (clusters and routing in the query tower's view) against
+``baseline/<model>+ivf`` (the usual IVF over item vectors), ``ci_nprobe`` of about sqrt(n)
+clusters probed; ``report.config["ci"]`` gives each one's recall of the exact top 100.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import faiss
+import numpy as np
 
 from shopsearch.catalog.candidates import Candidates, ProductKey
 from shopsearch.config import QuerySettings
@@ -69,6 +74,7 @@ from shopsearch.query.data import QueryData, catalog_vocabulary
 from shopsearch.query.models import QueryModels
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.bm25s_baseline import BM25sBaseline
+from shopsearch.retrieval.consistent_index import LearnedCIRetriever, View
 from shopsearch.retrieval.dense import DenseRetriever
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned_train import pq_nbits
@@ -162,6 +168,7 @@ class RelevanceSuiteConfig:
     two_tower: dict[str, Any] | None = None
     generative_model: dict[str, Any] | None = None
     sci_weight: float = 0.5
+    ci_nprobe: int = 8
     pq_m: int = 48
     poeem_epochs: int = 1
     n_resamples: int = 1000
@@ -441,14 +448,11 @@ def _learned_systems(
     with report.timer("index/two_tower"):
         two_tower = DenseRetriever(encoder).index(catalog)
     start = time.perf_counter()
-    score(
-        "shopsearch/two-tower",
-        two_tower.retrieve_many(queries, DEPTH),
-        time.perf_counter() - start,
-        _index_size(two_tower),
-    )
+    found = two_tower.retrieve_many(queries, DEPTH)
+    score("shopsearch/two-tower", found, time.perf_counter() - start, _index_size(two_tower))
     chosen = learned_systems(config.learned)
     if "sci-two-tower" in chosen:
+        _ci_systems("two-tower", encoder, config, catalog, queries, report, score)
         _sci_system(config, catalog, settings, samples, queries, report, score)
     if "gcn" in chosen:
         with report.timer("fit/gcn"):
@@ -533,12 +537,53 @@ def _sci_system(
     with report.timer("index/sci_two_tower"):
         sci = DenseRetriever(encoder).index(catalog)
     start = time.perf_counter()
-    score(
-        "shopsearch/sci-two-tower",
-        sci.retrieve_many(queries, DEPTH),
-        time.perf_counter() - start,
-        _index_size(sci),
+    found = sci.retrieve_many(queries, DEPTH)
+    score("shopsearch/sci-two-tower", found, time.perf_counter() - start, _index_size(sci))
+    _ci_systems("sci-two-tower", encoder, config, catalog, queries, report, score)
+
+
+def _ci_systems(
+    model: str,
+    encoder: TwoTowerEncoder,
+    config: RelevanceSuiteConfig,
+    catalog: Any,
+    queries: list[str],
+    report: Report,
+    score: Callable[..., None],
+) -> None:
+    """``baseline/<model>+ivf`` and ``shopsearch/<model>+ci`` over ``encoder``; each one's
+    recall of the exact top 100 (brute force over the same vectors) goes to
+    ``report.config["ci"]``."""
+    exact: list[set[int]] = []
+    views: tuple[tuple[View, str], ...] = (
+        ("item", f"baseline/{model}+ivf"),
+        ("dual", f"shopsearch/{model}+ci"),
     )
+    for view, name in views:
+        with report.timer(f"index/{name}"):
+            index = LearnedCIRetriever(encoder, view=view, nprobe=config.ci_nprobe)
+            index.index(catalog)
+        start = time.perf_counter()
+        found = index.retrieve_many(queries, DEPTH)
+        score(name, found, time.perf_counter() - start)
+        depth = min(DEPTH, len(index.rows_))
+        if not exact:
+            vectors = index.query_vectors(queries)
+            for at in range(0, len(queries), 256):
+                scores = vectors[at : at + 256] @ index.vectors_.T
+                top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
+                exact.extend(set(row.tolist()) for row in top)
+        row_of = index.rows_.row_of
+        recall = [
+            len({row_of[key] for key in hits.keys[:depth]} & best) / depth
+            for hits, best in zip(found, exact, strict=True)
+        ]
+        assert index.centroids_ is not None
+        report.config.setdefault("ci", {})[name] = {
+            "nlist": len(index.centroids_),
+            "nprobe": config.ci_nprobe,
+            "recall_of_exact_top100": float(np.mean(recall)),
+        }
 
 
 @SUITES.register()
