@@ -114,6 +114,13 @@ class RetrievalSettings(BaseModel):
     #: item tower, items through the query tower; ``shopsearch.retrieval.mmse``); 0.5 scored
     #: best of 0.5, 1 and 2 on Home Depot validation queries.
     learned_sci_weight: float = Field(0.5, ge=0.0, le=100.0)
+    #: Index of the ``two-tower`` and ``sci-two-tower`` sources: ``hnsw`` (exact up to
+    #: ``hnsw_threshold`` products, HNSW above), ``ci`` (SCI's consistent dual-view IVF:
+    #: clusters and routing in the query tower's view) or ``ivf`` (the usual IVF over item
+    #: vectors); see ``shopsearch.retrieval.consistent_index``.
+    learned_index: Literal["hnsw", "ci", "ivf"] = "hnsw"
+    #: Clusters a query probes in a ``ci`` or ``ivf`` index (of about sqrt(products)).
+    learned_nprobe: int = Field(16, ge=1, le=100_000)
     #: Bytes per product of the Poeem PQ codes (must divide the two-tower vector length).
     pq_m: int = Field(48, ge=1, le=512)
     #: The generative source's IDs, generator and beam.

@@ -161,3 +161,26 @@ def test_train_learned_serves_an_sci_two_tower_source(tmp_path: Path) -> None:
     assert isinstance(again.encoder, TwoTowerEncoder)
     assert again.encoder.symmetric_weight == 0.5
     assert again.retrieve("cheap drills", k=3).keys == found.keys
+
+
+@pytest.mark.parametrize(("index", "view"), [("ci", "dual"), ("ivf", "item")])
+def test_learned_index_serves_the_consistent_index(tmp_path: Path, index: str, view: str) -> None:
+    from shopsearch.retrieval.consistent_index import LearnedCIRetriever
+    from shopsearch.retrieval.hybrid import HybridRetriever
+
+    samples, _ = toy_log()
+    settings = RetrievalSettings.model_validate(
+        {"learned": ["sci-two-tower"], "learned_index": index, "learned_nprobe": 2}
+    )
+    config = LearnedConfig.from_settings(settings)
+    config.two_tower = {"buckets": 2**12, "head_dim": 16, "batch_size": 8, "epochs": 3}
+    learned = train_learned(LogSamples(samples, "judgments", 2.0), products(), config)
+    source = learned.retrievers["sci-two-tower"]
+    assert isinstance(source, LearnedCIRetriever)
+    assert (source.view, source.nprobe) == (view, 2)
+    found = source.retrieve("cheap drills", k=3)
+    HybridRetriever({"sci": source}).save(tmp_path / "bundle")
+    again = HybridRetriever.load(tmp_path / "bundle").sources["sci"]
+    assert isinstance(again, LearnedCIRetriever)
+    assert again.view == view
+    assert again.retrieve("cheap drills", k=3).keys == found.keys

@@ -33,8 +33,8 @@ def train(
         str | None,
         typer.Option(
             help="Ranking model (registry name); for retrieval a comma list of two-tower, "
-            "two-tower-pq, gcn, sci-two-tower (default from config); for query a comma list "
-            "of query components (default: all)."
+            "two-tower-pq, gcn, sci-two-tower, generative, genrec (default from config); for "
+            "query a comma list of query components (default: all)."
         ),
     ] = None,
     position_bias: Annotated[

@@ -47,6 +47,7 @@ from shopsearch.config import GenRecSettings, RetrievalSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Say, StepProgress
 from shopsearch.retrieval.base import Retriever
+from shopsearch.retrieval.consistent_index import LearnedCIRetriever, View
 from shopsearch.retrieval.generative.pages import PageSamples
 from shopsearch.retrieval.learned import LearnedDenseRetriever, LearnedPQRetriever
 from shopsearch.retrieval.mmse import TwoTowerEncoder
@@ -221,6 +222,8 @@ class LearnedConfig:
         sci_weight: ``symmetric_weight`` of the ``sci-two-tower`` encoder.
         poeem_epochs: Poeem joint-training epochs.
         hnsw_threshold: above this many products the learned float indexes are HNSW.
+        index: ``hnsw``, ``ci`` or ``ivf``: the index of ``two-tower`` and ``sci-two-tower``.
+        nprobe: clusters probed by a ``ci`` or ``ivf`` index.
         generative: :class:`~shopsearch.retrieval.generative.train.GenerativeConfig`
             parameters of the ``generative`` model (its generator's in ``generator``).
         genrec: ``[retrieval.genrec]`` settings of the ``genrec`` model.
@@ -235,6 +238,8 @@ class LearnedConfig:
     sci_weight: float = 0.5
     poeem_epochs: int = 1
     hnsw_threshold: int = 20_000
+    index: str = "hnsw"
+    nprobe: int = 16
     generative: dict[str, Any] = field(default_factory=dict)
     genrec: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None
@@ -252,6 +257,8 @@ class LearnedConfig:
             pq_m=settings.pq_m,
             sci_weight=settings.learned_sci_weight,
             hnsw_threshold=settings.hnsw_threshold,
+            index=settings.learned_index,
+            nprobe=settings.learned_nprobe,
             generative={
                 "ids": gen.ids,
                 "alignment": gen.alignment,
@@ -330,9 +337,7 @@ def train_learned(
     kwargs = {"hnsw_threshold": config.hnsw_threshold}
     for model in models:
         if model == "two-tower":
-            out[model] = LearnedDenseRetriever(encoder, **kwargs).index(
-                products, step("index two-tower")
-            )
+            out[model] = _served(encoder, config).index(products, step("index two-tower"))
             info[model] = {"two_tower": base}
         elif model == "gcn":
             from shopsearch.retrieval.search_gcn import SearchGCNEncoder
@@ -345,9 +350,7 @@ def train_learned(
             tell(f"SCI: a two-tower model with the swapped loss at weight {config.sci_weight:g}")
             sci = TwoTowerEncoder(**{**settings, "symmetric_weight": config.sci_weight})
             sci.fit(samples, step("sci-two-tower"))
-            out[model] = LearnedDenseRetriever(sci, **kwargs).index(
-                products, step("index sci-two-tower")
-            )
+            out[model] = _served(sci, config).index(products, step("index sci-two-tower"))
             sci_config = {**sci.get_config(), "loss_per_epoch": sci.history_}
             sci_config.pop("path", None)
             info[model] = {"two_tower": sci_config}
@@ -373,6 +376,14 @@ def train_learned(
             }
     encoder.path = None
     return Learned({m: out[m] for m in models}, encoder, info)
+
+
+def _served(encoder: TwoTowerEncoder, config: LearnedConfig) -> LearnedDenseRetriever:
+    """The index ``config.index`` asks for over a two-tower encoder."""
+    if config.index == "hnsw":
+        return LearnedDenseRetriever(encoder, hnsw_threshold=config.hnsw_threshold)
+    view: View = "dual" if config.index == "ci" else "item"
+    return LearnedCIRetriever(encoder, view=view, nprobe=config.nprobe)
 
 
 def _generative(
