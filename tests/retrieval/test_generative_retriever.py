@@ -125,7 +125,7 @@ def test_train_stage_retrieval_publishes_a_served_generative_source(tmp_path: Pa
     bundle = train_retrieval_bundle(ws, settings)
     assert (bundle / "retrieval" / "generative" / "model" / "generator.safetensors").exists()
     trained = orjson.loads((bundle / "retrieval" / "learned.json").read_bytes())["per_model"]
-    assert trained["generative"]["ids"] == "sa2crq"  # the defaults: SA²CRQ IDs, RAD-DPO
+    assert trained["generative"]["ids"] == "rq-fixed"  # the defaults: rq-fixed IDs, RAD-DPO
     assert trained["generative"]["alignment"]["mode"] == "rad-dpo"
     engine = Engine.load(ws, settings)
     source = engine.retrieval.sources["generative"]
