@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.ranking.features import FeatureEncoder
+from shopsearch.ranking.lightgbm_ranker import funnel_grade
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import TrainConfig
-from shopsearch.transfer.protocol import subsample_target, train_transfer
+from shopsearch.transfer.protocol import graded_labels, subsample_target, train_transfer
 from shopsearch.transfer.registry import METHODS, report_name
 
 FAST = TrainConfig(epochs=1, batch_size=256)
@@ -53,10 +56,38 @@ def test_every_method_smoke_trains(
         values = scores[task][is_target]
         assert values.shape == (int(is_target.sum()),)
         assert np.isfinite(values).all()
-        assert ((values >= 0) & (values <= 1)).all()
+        if method != "lightgbm-pooled":  # LambdaMART scores are not probabilities
+            assert ((values >= 0) & (values <= 1)).all()
     np.testing.assert_array_equal(scorer.score(test), scores["click"])
     if method == "target-only":
         assert np.isnan(scores["click"][~is_target]).all()
+
+
+def test_fine_tune_starts_from_the_zero_shot_model(
+    two_domain_split: tuple[Samples, Samples], domains: tuple[str, str]
+) -> None:
+    train, test = two_domain_split
+    source, target = domains
+    small = subsample_target(train, [target], 0.5, seed=0)
+    zero = train_transfer("zero-shot", small, [source], [target], FAST, min_steps=0)
+    frozen = train_transfer("fine-tune", small, [source], [target], FAST, min_steps=0,
+                            fine_tune_lr=0.0)  # fmt: skip
+    np.testing.assert_allclose(frozen.score(test), zero.score(test), rtol=1e-6)
+    tuned = train_transfer("fine-tune", small, [source], [target], FAST, min_steps=0)
+    assert set(tuned.info) == {"all", "target"}
+    assert not np.allclose(tuned.score(test), zero.score(test))
+
+
+def test_lightgbm_labels_keep_soft_grades(
+    two_domain_split: tuple[Samples, Samples], two_domain_encoder: FeatureEncoder
+) -> None:
+    batch = two_domain_encoder.transform(two_domain_split[0])
+    np.testing.assert_array_equal(graded_labels(batch), funnel_grade(batch))
+    batch.click = torch.linspace(0.0, 1.0, len(batch))
+    levels = graded_labels(batch)
+    assert levels.min() == 0
+    assert levels.max() == 4
+    assert (np.diff(levels) >= 0).all()
 
 
 def test_report_names() -> None:
@@ -64,5 +95,6 @@ def test_report_names() -> None:
     assert report_name("pgtl") == "shopsearch/pgtl"
     assert report_name("target-only", 1.0) == "baseline/target-only@1"
     assert report_name("mmoe-domain") == "baseline/mmoe-domain"
+    assert report_name("lightgbm-pooled", 0.1) == "baseline/lightgbm-pooled@0.1"
     with pytest.raises(InvalidInputError):
         report_name("nope")

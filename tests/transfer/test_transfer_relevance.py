@@ -271,6 +271,9 @@ def test_protocol_reports_every_method(shops: tuple[Path, Path, Path]) -> None:
         "baseline/zero-shot",
         "baseline/target-only@0.25",
         "baseline/pooled@0.25",
+        "baseline/fine-tune@0.25",
+        "baseline/lightgbm-pooled@0.25",
+        "baseline/bm25s",
     }
     diff = versus["baseline/pooled@0.25"]
     assert diff["low"] <= diff["ndcg@10_diff"] <= diff["high"]

@@ -75,8 +75,11 @@ class LightGBMRanker:
         self.seed = seed
         self.threads = threads
 
-    def fit(self, batch: RankingBatch) -> LightGBMRanker:
-        """Fit on impressions grouped by request (rows of a request contiguous)."""
+    def fit(
+        self, batch: RankingBatch, labels: npt.NDArray[np.int32] | None = None
+    ) -> LightGBMRanker:
+        """Fit on impressions grouped by request (rows of a request contiguous); ``labels``:
+        integer relevance levels per row (default :func:`funnel_grade`)."""
         sizes = _group_sizes(batch.group.numpy())
         model = lgb.LGBMRanker(
             objective="lambdarank",
@@ -91,7 +94,10 @@ class LightGBMRanker:
         n_dense = batch.dense.shape[1]
         categorical = list(range(n_dense, n_dense + batch.sparse.shape[1]))
         model.fit(
-            _features(batch), funnel_grade(batch), group=sizes, categorical_feature=categorical
+            _features(batch),
+            funnel_grade(batch) if labels is None else labels,
+            group=sizes,
+            categorical_feature=categorical,
         )
         self.booster_: lgb.Booster = model.booster_
         return self

@@ -33,7 +33,13 @@ Contract (helper suites call exactly this)::
     source and target rows;
   - ``zero-shot``: the domain-blind DNN on the source rows only;
   - ``target-only``: one ``dnn`` per target domain on that domain's rows only (rows of other
-    domains score NaN).
+    domains score NaN);
+  - ``fine-tune``: the zero-shot DNN, then trained further on the target rows only, at
+    ``fine_tune_lr`` times the learning rate (the practitioner's warm start);
+  - ``lightgbm-pooled``: LightGBM LambdaMART (:class:`~shopsearch.ranking.lightgbm_ranker.
+    LightGBMRanker`) on the source and target rows, the domain among its categorical features;
+    its label is the funnel grade, or for soft labels (judged grades normalised to ``[0, 1]``)
+    the click label in five levels. It scores raw LambdaMART values, not probabilities.
 
   Every model is wrapped in the ranking stage's position-bias handling (``position_bias``,
   default ``feature``), trained by :func:`shopsearch.ranking.train.fit` with a validation split
@@ -60,6 +66,7 @@ import torch
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.base import RankingBatch, RankingModel
 from shopsearch.ranking.features import FeatureEncoder
+from shopsearch.ranking.lightgbm_ranker import LightGBMRanker, funnel_grade
 from shopsearch.ranking.models.baselines import DNN
 from shopsearch.ranking.position_bias import PositionBiasModel
 from shopsearch.ranking.registry import torch_model_class
@@ -109,9 +116,11 @@ class TransferScorer:
     Attributes:
         method: the method name.
         encoder: the fitted feature encoder.
-        model: the model that scores every domain (``None`` for ``target-only``).
+        model: the model that scores every domain (``None`` for ``target-only`` and
+            ``lightgbm-pooled``).
         per_domain: ``target-only``'s model of each target domain.
         info: training history per model.
+        booster: ``lightgbm-pooled``'s ranker.
     """
 
     method: str
@@ -119,9 +128,14 @@ class TransferScorer:
     model: RankingModel | None = None
     per_domain: dict[str, RankingModel] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    booster: LightGBMRanker | None = None
 
     def scores_batch(self, batch: RankingBatch, domains: npt.NDArray[Any]) -> dict[str, F64]:
-        """Funnel probabilities of encoded rows (``domains``: each row's domain name)."""
+        """Funnel probabilities of encoded rows (``domains``: each row's domain name);
+        ``lightgbm-pooled`` gives its one ranking score for every task."""
+        if self.booster is not None:
+            score = self.booster.predict(batch)
+            return {task: score for task in ("click", "cart", "purchase")}
         if self.model is not None:
             return predict(self.model, batch)
         out = {t: np.full(len(batch), np.nan) for t in ("click", "cart", "purchase")}
@@ -182,11 +196,24 @@ def _train_one(
     min_steps: int,
     progress: Progress | None,
 ) -> tuple[RankingModel, dict[str, Any]]:
-    if len(batch) == 0:
-        raise InvalidInputError("no training impressions for this method; check the domains")
-    if isinstance(inner, PGTL):
+    if isinstance(inner, PGTL) and len(batch):
         inner.fit_priors(batch)
     model = PositionBiasModel(inner, position_bias)
+    return model, _fit_more(model, batch, cfg, valid_fraction, min_steps, progress)
+
+
+def _fit_more(
+    model: RankingModel,
+    batch: RankingBatch,
+    cfg: TrainConfig,
+    valid_fraction: float,
+    min_steps: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Train ``model`` (new or already trained) on ``batch``, early stopping on a by-request
+    validation part when there are 20 requests or more."""
+    if len(batch) == 0:
+        raise InvalidInputError("no training impressions for this method; check the domains")
     n_groups = int(torch.unique(batch.group).numel())
     if n_groups >= 20:
         fit_part, valid_part = split_by_group(batch, valid_fraction, cfg.seed)
@@ -195,12 +222,22 @@ def _train_one(
     else:  # too few requests to hold some out: train every epoch, keep the last
         cfg = _enough_steps(cfg, len(batch), min_steps)
         result = fit(model, batch, None, cfg, progress)
-    return model, {
+    return {
         "history": result.history,
         "best_epoch": result.best_epoch,
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
     }
+
+
+def graded_labels(batch: RankingBatch) -> npt.NDArray[np.int32]:
+    """LambdaMART labels: the funnel grade (purchase 3, cart 2, click 1), or for soft click
+    labels (normalised judged grades) the click label in five levels 0-4."""
+    click = batch.click.numpy()
+    if np.isin(click, (0.0, 1.0)).all():
+        return funnel_grade(batch)
+    levels: npt.NDArray[np.int32] = np.rint(4 * np.clip(click, 0.0, 1.0)).astype(np.int32)
+    return levels
 
 
 def train_transfer(
@@ -215,6 +252,7 @@ def train_transfer(
     valid_fraction: float = 0.1,
     min_steps: int = 200,
     encoded: tuple[FeatureEncoder, RankingBatch] | None = None,
+    fine_tune_lr: float = 0.1,
     progress: Progress | None = None,
 ) -> TransferScorer:
     """Train transfer ``method`` on ``train`` (see the module docstring for each method).
@@ -234,6 +272,7 @@ def train_transfer(
             patience >= 2) so that it is not compared undertrained; 0 turns this off.
         encoded: an encoder fitted on ``train`` and its transform of ``train`` (reused across
             methods; left unchanged).
+        fine_tune_lr: ``fine-tune``'s learning rate on the target rows, times ``cfg.lr``.
         progress: per-epoch callback.
 
     Raises:
@@ -271,7 +310,14 @@ def train_transfer(
             scorer.per_domain[name] = model
             scorer.info[name] = info
         return scorer
-    if method == "zero-shot":
+    if method == "lightgbm-pooled":
+        rows = _rows_of(batch, source_ids + target_ids)
+        if len(rows) == 0:
+            raise InvalidInputError("no training impressions for lightgbm-pooled")
+        scorer.booster = LightGBMRanker(seed=cfg.seed, threads=cfg.threads)
+        scorer.booster.fit(rows, graded_labels(rows))
+        return scorer
+    if method in ("zero-shot", "fine-tune"):
         inner: RankingModel = PooledDNN(spec, **kwargs)
         rows = _rows_of(batch, source_ids)
     else:
@@ -282,7 +328,13 @@ def train_transfer(
         inner, rows, cfg, position_bias, valid_fraction, min_steps, progress
     )
     scorer.info["all"] = info
+    if method == "fine-tune":
+        tuned = replace(cfg, lr=cfg.lr * fine_tune_lr)
+        target = _rows_of(batch, target_ids)
+        scorer.info["target"] = _fit_more(
+            scorer.model, target, tuned, valid_fraction, min_steps, progress
+        )
     return scorer
 
 
-__all__ = ["TransferScorer", "subsample_target", "train_transfer"]
+__all__ = ["TransferScorer", "graded_labels", "subsample_target", "train_transfer"]

@@ -14,12 +14,16 @@ name               report name                  what
 ``target-only``    ``baseline/target-only``     a DNN per target domain, target rows only
 ``pooled``         ``baseline/pooled``          one DNN on all rows, domain not an input
 ``zero-shot``      ``baseline/zero-shot``       one DNN on source rows, domain not an input
+``fine-tune``      ``baseline/fine-tune``       the zero-shot DNN trained further on the
+                                                target rows (a tenth of the learning rate)
+``lightgbm-        ``baseline/lightgbm-pooled`` LightGBM LambdaMART on all rows, the domain
+pooled``                                        a categorical feature
 =================  ===========================  =========================================
 
 The first five are :class:`~shopsearch.ranking.base.RankingModel` classes trained jointly on
 every domain (``JOINT_MODELS``; they are in the ranking model registry, so ``shopsearch train
---stage ranking --model cdan-w`` serves them); the last three are *regimes* of the ``dnn``
-baseline (``REGIMES``).
+--stage ranking --model cdan-w`` serves them); the others are *regimes* (``REGIMES``): the ``dnn``
+baseline trained on chosen rows, and LightGBM on the pooled rows.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from shopsearch.errors import InvalidInputError
 JOINT_MODELS: tuple[str, ...] = ("cdan-w", "pgtl", "shared-bottom", "star", "mmoe-domain")
 
 #: Training regimes of a plain DNN (what data it sees, whether the domain is an input).
-REGIMES: tuple[str, ...] = ("target-only", "pooled", "zero-shot")
+REGIMES: tuple[str, ...] = ("target-only", "pooled", "zero-shot", "fine-tune", "lightgbm-pooled")
 
 #: Every method, in report order.
 METHODS: tuple[str, ...] = ("cdan-w", "pgtl", *REGIMES, "shared-bottom", "star", "mmoe-domain")

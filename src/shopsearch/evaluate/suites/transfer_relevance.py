@@ -29,12 +29,14 @@ Protocol
   the smallest fraction's target training rows. ``baseline/random``: the judged products in a
   seeded random order (the floor of ``ndcg@10`` on these short judged lists; its rmse is about
   that of predicting the mean training grade). ``baseline/zero-shot`` (no fraction suffix: it
-  sees no target label), ``baseline/target-only``, ``baseline/pooled`` and the multi-domain
-  baselines, suffixed ``@f``.
+  sees no target label), ``baseline/target-only``, ``baseline/pooled``, ``baseline/fine-tune``
+  (the zero-shot DNN trained further on the target rows), ``baseline/lightgbm-pooled``
+  (LambdaMART on the pooled rows with the domain as a feature) and the multi-domain baselines,
+  suffixed ``@f``.
 
 Every system reports ``by_domain`` (the single ``target`` domain); each ``shopsearch/`` system
 also reports ``vs``: its paired bootstrap difference in ``ndcg@10`` against zero-shot,
-target-only and pooled (:func:`add_comparisons`).
+target-only, pooled, fine-tune, LightGBM-pooled and bm25s (:func:`add_comparisons`).
 """
 
 from __future__ import annotations
@@ -396,8 +398,10 @@ def add_comparisons(
     report: Report, per_query: Mapping[str, F64], metric: str, n_resamples: int, seed: int
 ) -> None:
     """Add ``vs`` to each ``shopsearch/`` system: its paired bootstrap difference in ``metric``
-    against ``baseline/zero-shot``, ``baseline/target-only`` and ``baseline/pooled`` at the same
-    fraction (``{"diff", "low", "high", "p_value"}`` per baseline; queries resampled jointly)."""
+    against ``baseline/zero-shot``, ``baseline/target-only``, ``baseline/pooled``,
+    ``baseline/fine-tune`` and ``baseline/lightgbm-pooled`` at the same fraction, and against
+    ``baseline/bm25s`` (``{"diff", "low", "high", "p_value"}`` per baseline; queries resampled
+    jointly)."""
     from shopsearch.evaluate.metrics import paired_bootstrap_diff
 
     for name in per_query:
@@ -410,6 +414,9 @@ def add_comparisons(
             "baseline/zero-shot" + suffix,
             "baseline/target-only" + suffix,
             "baseline/pooled" + suffix,
+            "baseline/fine-tune" + suffix,
+            "baseline/lightgbm-pooled" + suffix,
+            "baseline/bm25s",
         ):
             if other in per_query and other not in versus:
                 test = paired_bootstrap_diff(

@@ -25,7 +25,8 @@ Protocol
   platform (``by_domain``), and its mean over the target platforms (each platform weighs the
   same); the CI of the mean is a stratified bootstrap (clickouts resampled within each
   platform). Each ``shopsearch/`` system also reports ``vs``: its paired, stratified bootstrap
-  difference in mean MRR against zero-shot, target-only and pooled at the same fraction.
+  difference in mean MRR against zero-shot, target-only, pooled, fine-tune and LightGBM-pooled
+  at the same fraction.
 """
 
 from __future__ import annotations
@@ -344,7 +345,8 @@ def run_transfer_trivago(cfg: TransferTrivagoConfig, say: Say | None = None) -> 
             versus = {
                 other: macro_paired_diff(found[name], found[other], cfg.n_resamples, cfg.seed)
                 for other in (
-                    report_name(m, suffix) for m in ("zero-shot", "target-only", "pooled")
+                    report_name(m, suffix)
+                    for m in ("zero-shot", "target-only", "pooled", "fine-tune", "lightgbm-pooled")
                 )
                 if other in found
             }
