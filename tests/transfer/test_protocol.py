@@ -78,6 +78,26 @@ def test_fine_tune_starts_from_the_zero_shot_model(
     assert not np.allclose(tuned.score(test), zero.score(test))
 
 
+@pytest.mark.parametrize("method", ["cdan-w", "pgtl"])
+def test_warm_start_trains_on_the_source_first(
+    method: str, two_domain_split: tuple[Samples, Samples], domains: tuple[str, str]
+) -> None:
+    train, test = two_domain_split
+    source, target = domains
+    small = subsample_target(train, [target], 0.5, seed=0)
+    cold = train_transfer(method, small, [source], [target], FAST, min_steps=0)
+    warm = train_transfer(method, small, [source], [target], FAST, min_steps=0, warm_start=True)
+    assert set(cold.info) == {"all"}
+    assert set(warm.info) == {"source", "all"}
+    scores = warm.score(test)
+    assert np.isfinite(scores).all()
+    assert not np.allclose(scores, cold.score(test))
+    # the source phase saw no target row: a regime is never warm-started
+    pooled = train_transfer("pooled", small, [source], [target], FAST, min_steps=0,
+                            warm_start=True)  # fmt: skip
+    assert set(pooled.info) == {"all"}
+
+
 def test_lightgbm_labels_keep_soft_grades(
     two_domain_split: tuple[Samples, Samples], two_domain_encoder: FeatureEncoder
 ) -> None:

@@ -275,6 +275,10 @@ def test_protocol_reports_every_method(shops: tuple[Path, Path, Path]) -> None:
         "baseline/lightgbm-pooled@0.25",
         "baseline/bm25s",
     }
+    cdan = report.systems["shopsearch/cdan-w@0.25"]
+    assert set(cdan["attention"]) == {"source", "target"}  # feature-group attention per shop
+    assert sum(cdan["attention"]["target"].values()) == pytest.approx(1.0)
+    assert cdan["history"]["all"]  # per-epoch losses
     diff = versus["baseline/pooled@0.25"]
     assert diff["low"] <= diff["ndcg@10_diff"] <= diff["high"]
     assert report.dataset["target_train_queries"] == {"0.25": 10}

@@ -74,7 +74,7 @@ from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import Progress, TrainConfig, fit, predict, split_by_group
 from shopsearch.transfer.baselines import PooledDNN
 from shopsearch.transfer.pgtl import PGTL
-from shopsearch.transfer.registry import check_method
+from shopsearch.transfer.registry import JOINT_MODELS, check_method
 
 F64 = npt.NDArray[np.float64]
 
@@ -253,6 +253,7 @@ def train_transfer(
     min_steps: int = 200,
     encoded: tuple[FeatureEncoder, RankingBatch] | None = None,
     fine_tune_lr: float = 0.1,
+    warm_start: bool = False,
     progress: Progress | None = None,
 ) -> TransferScorer:
     """Train transfer ``method`` on ``train`` (see the module docstring for each method).
@@ -273,6 +274,9 @@ def train_transfer(
         encoded: an encoder fitted on ``train`` and its transform of ``train`` (reused across
             methods; left unchanged).
         fine_tune_lr: ``fine-tune``'s learning rate on the target rows, times ``cfg.lr``.
+        warm_start: a joint model (``cdan-w``, ``pgtl`` ...) is first trained on the source
+            rows alone, then on the source and target rows (the target domain's own parts start
+            from their initial values, e.g. CDAN-W's zero private encoder).
         progress: per-epoch callback.
 
     Raises:
@@ -324,6 +328,15 @@ def train_transfer(
         model_class = PooledDNN if method == "pooled" else torch_model_class(method)
         inner = model_class(spec, **kwargs)
         rows = _rows_of(batch, source_ids + target_ids)
+    if warm_start and method in JOINT_MODELS:
+        source_rows = _rows_of(batch, source_ids)
+        scorer.model, scorer.info["source"] = _train_one(
+            inner, source_rows, cfg, position_bias, valid_fraction, min_steps, progress
+        )
+        if isinstance(inner, PGTL):
+            inner.fit_priors(rows)
+        scorer.info["all"] = _fit_more(scorer.model, rows, cfg, valid_fraction, min_steps, progress)
+        return scorer
     scorer.model, info = _train_one(
         inner, rows, cfg, position_bias, valid_fraction, min_steps, progress
     )

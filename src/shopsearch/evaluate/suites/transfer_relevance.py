@@ -47,7 +47,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +75,9 @@ from shopsearch.transfer.relevance_data import (
     split_queries,
 )
 
+if TYPE_CHECKING:  # torch only when a method trains
+    from shopsearch.transfer.protocol import TransferScorer
+
 F64 = npt.NDArray[np.float64]
 
 SOURCE, TARGET = "source", "target"
@@ -99,6 +102,9 @@ class TransferRelevanceConfig:
         cache_dir: embedding cache root (``None``: no cache).
         link_cosine: least MiniLM title cosine that links a target product to its nearest
             source product (see :func:`~shopsearch.transfer.relevance_data.link_products`).
+        warm_start: train the joint models (CDAN-W, PGTL, ...) on the source rows first.
+        model_kwargs: per method, constructor arguments of its model (ablations, e.g.
+            ``{"cdan-w": {"wasserstein_weight": 0.0}}``).
         encoder: the sentence encoder (default MiniLM, loaded offline).
         n_resamples: bootstrap resamples of the CIs.
         seed: seed of the query split, training and bootstraps.
@@ -137,6 +143,8 @@ class TransferRelevanceConfig:
             high=1.0,
         ),
     ] = LINK_COSINE
+    warm_start: bool = False
+    model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     encoder: Encoder | None = None
     n_resamples: int = 1000
     seed: Annotated[int, option("Seed of subsampling, training and bootstrap")] = 0
@@ -264,6 +272,8 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
             "rmse_mapping": "isotonic score -> normalised grade on the method's target training "
             "rows (zero-shot: source rows), scaled to the target range",
             "position_bias": "none",
+            "warm_start": cfg.warm_start,
+            "model_kwargs": cfg.model_kwargs,
         },
     )
     with report.timer("read"):
@@ -380,18 +390,37 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
                     [SOURCE],
                     [TARGET],
                     train_cfg,
+                    model_kwargs=cfg.model_kwargs.get(method),
                     position_bias="none",
                     encoded=encoded,
+                    warm_start=cfg.warm_start,
                 )
             fit_rows = ~setting.target_rows if method == "zero-shot" else setting.target_rows
             fit_samples = setting.train.subset(fit_rows)
             mapping = GradeMapping(setting.low, setting.high).fit(
                 scorer.score(fit_samples), fit_samples.rows["click"].to_numpy(np.float64)
             )
-            info = {k: v.get("best_epoch") for k, v in scorer.info.items()}
-            add(name, scorer.score(setting.test), mapping, {"best_epoch": info})
+            add(name, scorer.score(setting.test), mapping, diagnostics(scorer))
     add_comparisons(report, per_query, "ndcg@10", cfg.n_resamples, cfg.seed)
     return report
+
+
+def diagnostics(scorer: TransferScorer) -> dict[str, Any]:
+    """What a trained method reports beside its metrics: the kept epoch and the per-epoch
+    losses of each training phase, and CDAN-W's mean attention per feature group per domain."""
+    out: dict[str, Any] = {
+        "best_epoch": {k: v.get("best_epoch") for k, v in scorer.info.items()},
+        "history": {k: v.get("history") for k, v in scorer.info.items()},
+    }
+    inner = getattr(scorer.model, "inner", scorer.model)
+    importances = getattr(inner, "domain_importances", None)
+    if callable(importances):
+        names = scorer.encoder.sparse_vocab_["domain"]
+        out["attention"] = {
+            names[d - 1] if 0 < d <= len(names) else "(unknown)": weights
+            for d, weights in importances().items()
+        }
+    return out
 
 
 def add_comparisons(
@@ -457,6 +486,7 @@ __all__ = [
     "TransferRelevanceSuite",
     "add_comparisons",
     "bm25s_scores",
+    "diagnostics",
     "rmse_with_ci",
     "run_transfer_relevance",
 ]
