@@ -129,6 +129,29 @@ def test_cdanw_attention_importances_sum_to_one(
         assert sum(weights.values()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_cdanw_shared_attention_starts_every_domain_alike_and_old_models_load(
+    two_domain_split: tuple[Samples, Samples], two_domain_encoder: FeatureEncoder
+) -> None:
+    batch = two_domain_encoder.transform(two_domain_split[0])
+    spec = two_domain_encoder.spec_
+    torch.manual_seed(0)
+    model = CDANW(spec).eval()
+    fields = model.fields(batch)
+    one = model.attention(fields, torch.ones_like(batch.domain))
+    two = model.attention(fields, torch.full_like(batch.domain, 2))
+    torch.testing.assert_close(one, two)  # no domain has its own reading yet
+    before = model.attention_shared.detach().clone()
+    fit(model, batch, None, TrainConfig(epochs=1, batch_size=512))
+    assert not torch.equal(model.attention_shared.detach(), before)  # the shared query learns
+    # a model saved before the shared query existed: whole per-domain queries, no shared part
+    torch.manual_seed(0)
+    old = CDANW(spec, shared_attention=False).eval()
+    state = {k: v for k, v in old.state_dict().items() if k != "attention_shared"}
+    again = CDANW(spec).eval()
+    again.load_state_dict(state)
+    torch.testing.assert_close(again(batch).p_click, old(batch).p_click)
+
+
 def test_pgtl_priors_come_from_other_domains(
     two_domain_split: tuple[Samples, Samples], two_domain_encoder: FeatureEncoder
 ) -> None:

@@ -147,9 +147,14 @@ class RankingModel(nn.Module, metaclass=ABCMeta):
         return outputs.p_click.new_zeros(())
 
     def loss(
-        self, batch: RankingBatch, outputs: TaskOutputs, task_weights: dict[str, float]
+        self,
+        batch: RankingBatch,
+        outputs: TaskOutputs,
+        task_weights: dict[str, float],
+        regularise: bool = True,
     ) -> Tensor:
-        """Weighted BCE of each task over all impressions, plus :meth:`extra_loss`."""
+        """Weighted BCE of each task over all impressions, plus :meth:`extra_loss` (left out
+        with ``regularise=False``: the task loss that validation compares)."""
         total = outputs.p_click.new_zeros(())
         for task in TASKS:
             probability = outputs.of(task).clamp(1e-7, 1 - 1e-7)
@@ -157,7 +162,7 @@ class RankingModel(nn.Module, metaclass=ABCMeta):
                 probability, batch.labels(task), weight=batch.weight, reduction="mean"
             )
             total = total + task_weights.get(task, 1.0) * bce
-        return total + self.extra_loss(batch, outputs)
+        return total + self.extra_loss(batch, outputs) if regularise else total
 
     def get_config(self) -> dict[str, object]:
         """The hyper-parameters named in ``config_keys``."""

@@ -92,7 +92,9 @@ def _mean_loss(model: RankingModel, batch: RankingBatch, cfg: TrainConfig) -> fl
         for start in range(0, len(batch), 8192):
             part = batch.index(torch.arange(start, min(start + 8192, len(batch))))
             part.weight = torch.ones_like(part.weight)
-            loss = model.loss(part, model(part), cfg.task_weights)
+            # the task loss alone: a regulariser (CDAN-W's sliced Wasserstein term draws fresh
+            # random directions on every call) would make early stopping pick noise
+            loss = model.loss(part, model(part), cfg.task_weights, regularise=False)
             total += float(loss) * len(part)
             n += len(part)
     return total / max(n, 1)

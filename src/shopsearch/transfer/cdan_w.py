@@ -102,6 +102,12 @@ class CDANW(RankingModel):
         private_zero_init: start every private encoder's last layer at zero, so a domain's
             private representation starts at 0 and a data-poor domain starts from the shared
             model (its private part grows only as far as its own rows push it).
+        shared_attention: a domain's attention query is a shared query plus the domain's own
+            residual, which starts at zero: a data-poor domain reads the feature groups as the
+            data-rich ones taught the shared query until its own rows say otherwise. ``False``:
+            an independent random query per domain (the first version; on Home Depot →
+            CrowdFlower the target's query then barely trained and down-weighted the text-match
+            groups the source relied on).
     """
 
     name: ClassVar[str] = "cdan-w"
@@ -117,6 +123,7 @@ class CDANW(RankingModel):
         "n_projections",
         "min_rows",
         "private_zero_init",
+        "shared_attention",
     )
 
     attention_sum: Tensor
@@ -136,6 +143,7 @@ class CDANW(RankingModel):
         n_projections: int = 32,
         min_rows: int = 16,
         private_zero_init: bool = True,
+        shared_attention: bool = True,
     ) -> None:
         super().__init__(spec)
         self.embed_dim, self.field_dim, self.attention_dim = embed_dim, field_dim, attention_dim
@@ -144,6 +152,7 @@ class CDANW(RankingModel):
         self.wasserstein_weight, self.difference_weight = wasserstein_weight, difference_weight
         self.n_projections, self.min_rows = n_projections, min_rows
         self.private_zero_init = private_zero_init
+        self.shared_attention = shared_attention
         self.embedder = FeatureEmbedder(spec, embed_dim, use_position=False)
         self.dense_groups = dense_groups(spec)
         self.group_names: tuple[str, ...] = (
@@ -165,8 +174,18 @@ class CDANW(RankingModel):
         n_groups = len(self.group_names)
         n_domains = max(1, spec.n_domains)
         self.attention_proj = nn.Linear(field_dim, attention_dim)
-        self.attention_query = nn.Parameter(torch.randn(n_domains, attention_dim) * 0.1)
+        # with shared_attention the per-domain query is a residual over attention_shared
+        self.attention_shared = nn.Parameter(
+            torch.randn(attention_dim) * 0.1 if shared_attention else torch.zeros(attention_dim),
+            requires_grad=shared_attention,
+        )
+        self.attention_query = nn.Parameter(
+            torch.zeros(n_domains, attention_dim)
+            if shared_attention
+            else torch.randn(n_domains, attention_dim) * 0.1
+        )
         self.attention_bias = nn.Parameter(torch.zeros(n_domains, n_groups))
+        self._register_load_state_dict_pre_hook(_without_shared_attention)  # type: ignore[no-untyped-call]
         self.register_buffer("attention_sum", torch.zeros(n_domains, n_groups))
         self.register_buffer("attention_count", torch.zeros(n_domains))
         width = n_groups * field_dim
@@ -297,7 +316,8 @@ class CDANW(RankingModel):
     def attention(self, fields: Tensor, domain: Tensor) -> Tensor:
         """``[B, G]`` the domain-specific attention over feature groups."""
         keys = fast_tanh(self.attention_proj(fields))  # [B, G, a]
-        scores = (keys * self.attention_query[domain].unsqueeze(1)).sum(-1)
+        query = self.attention_shared + self.attention_query[domain]
+        scores = (keys * query.unsqueeze(1)).sum(-1)
         return torch.softmax(scores + self.attention_bias[domain], dim=-1)
 
     def encode(self, batch: RankingBatch) -> tuple[Tensor, Tensor, Tensor]:
@@ -394,6 +414,15 @@ class CDANW(RankingModel):
             mean = (self.attention_sum[d] / count).tolist()
             out[d] = dict(zip(self.group_names, (float(v) for v in mean), strict=True))
         return out
+
+
+def _without_shared_attention(state: dict[str, Tensor], prefix: str, *_: object) -> None:
+    """Load a model saved before ``attention_shared`` existed: its per-domain queries are whole
+    queries, so the shared part is zero (the outputs are unchanged)."""
+    key = prefix + "attention_shared"
+    queries = state.get(prefix + "attention_query")
+    if key not in state and queries is not None:
+        state[key] = queries.new_zeros(queries.shape[1])
 
 
 __all__ = ["CDANW", "DENSE_GROUPS", "EMBEDDED_GROUPS", "dense_groups"]
