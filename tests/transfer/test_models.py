@@ -21,7 +21,14 @@ from shopsearch.transfer.registry import JOINT_MODELS
 
 
 def test_transfer_models_are_ranking_models() -> None:
-    assert set(JOINT_MODELS) == {"cdan-w", "pgtl", "shared-bottom", "star", "mmoe-domain"}
+    assert set(JOINT_MODELS) == {
+        "cdan-w",
+        "pgtl",
+        "shared-bottom",
+        "star",
+        "mmoe-domain",
+        "seq-md",
+    }
     for name in JOINT_MODELS:
         assert torch_model_class(name).name == name
 

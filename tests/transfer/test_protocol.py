@@ -116,5 +116,6 @@ def test_report_names() -> None:
     assert report_name("target-only", 1.0) == "baseline/target-only@1"
     assert report_name("mmoe-domain") == "baseline/mmoe-domain"
     assert report_name("lightgbm-pooled", 0.1) == "baseline/lightgbm-pooled@0.1"
+    assert report_name("seq-md-nomask", 0.1) == "shopsearch/seq-md-nomask@0.1"
     with pytest.raises(InvalidInputError):
         report_name("nope")

@@ -20,7 +20,7 @@ from shopsearch.evaluate.suites.transfer_relevance import (
 )
 from shopsearch.progress import Progress
 from shopsearch.text.encoders import Encoder, FloatMatrix
-from shopsearch.transfer.registry import METHODS
+from shopsearch.transfer.registry import METHODS, report_name
 from shopsearch.transfer.relevance_data import (
     labelled,
     link_products,
@@ -256,9 +256,7 @@ def test_protocol_reports_every_method(shops: tuple[Path, Path, Path]) -> None:
     report = run_transfer_relevance(cfg)
     assert (report.suite, report.primary_metric) == ("transfer", "ndcg@10")
     expected = {"baseline/bm25s", "baseline/random", "baseline/zero-shot"} | {
-        f"{'shopsearch' if m in ('cdan-w', 'pgtl') else 'baseline'}/{m}@0.25"
-        for m in METHODS
-        if m != "zero-shot"
+        report_name(m, 0.25) for m in METHODS if m != "zero-shot"
     }
     assert set(report.systems) == expected
     for entry in report.systems.values():

@@ -26,9 +26,10 @@ Contract (helper suites call exactly this)::
 * :func:`train_transfer` fits one :class:`~shopsearch.ranking.features.FeatureEncoder` on
   ``train`` (or reuses ``encoded``) and then, by method:
 
-  - ``cdan-w``, ``pgtl``, ``shared-bottom``, ``star``, ``mmoe-domain``: one model of
-    :data:`~shopsearch.transfer.registry.JOINT_MODELS` jointly on the rows of the source *and*
-    target domains (rows of other domains are dropped);
+  - ``cdan-w``, ``pgtl``, ``shared-bottom``, ``star``, ``mmoe-domain``, ``seq-md``: one model
+    of :data:`~shopsearch.transfer.registry.JOINT_MODELS` jointly on the rows of the source *and*
+    target domains (rows of other domains are dropped); ``seq-md-nomask`` likewise, without the
+    market mask (:data:`~shopsearch.transfer.registry.ABLATIONS`);
   - ``pooled``: one domain-blind DNN (:class:`~shopsearch.transfer.baselines.PooledDNN`) on the
     source and target rows;
   - ``zero-shot``: the domain-blind DNN on the source rows only;
@@ -74,7 +75,7 @@ from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import Progress, TrainConfig, fit, predict, split_by_group
 from shopsearch.transfer.baselines import PooledDNN
 from shopsearch.transfer.pgtl import PGTL
-from shopsearch.transfer.registry import JOINT_MODELS, check_method
+from shopsearch.transfer.registry import ABLATIONS, JOINT_MODELS, check_method
 
 F64 = npt.NDArray[np.float64]
 
@@ -325,10 +326,11 @@ def train_transfer(
         inner: RankingModel = PooledDNN(spec, **kwargs)
         rows = _rows_of(batch, source_ids)
     else:
-        model_class = PooledDNN if method == "pooled" else torch_model_class(method)
-        inner = model_class(spec, **kwargs)
+        joint, preset = ABLATIONS.get(method, (method, {}))
+        model_class = PooledDNN if method == "pooled" else torch_model_class(joint)
+        inner = model_class(spec, **{**preset, **kwargs})
         rows = _rows_of(batch, source_ids + target_ids)
-    if warm_start and method in JOINT_MODELS:
+    if warm_start and (method in JOINT_MODELS or method in ABLATIONS):
         source_rows = _rows_of(batch, source_ids)
         scorer.model, scorer.info["source"] = _train_one(
             inner, source_rows, cfg, position_bias, valid_fraction, min_steps, progress
