@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,36 @@ def test_cli_needs_source_and_target(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["eval", "transfer", "--dataset", "relevance", "--report", str(tmp_path / "r.json")])
     assert exit_info.value.code == 2
     assert "--source FILE and --target FILE" in capsys.readouterr().err
+
+
+def test_settings_are_chosen_by_cross_validation_over_target_queries(
+    shops: tuple[Path, Path, Path],
+) -> None:
+    from shopsearch.evaluate.suites.transfer_select import CANDIDATES
+
+    source, judgments, products = shops
+    cfg = TransferRelevanceConfig(
+        source_format="homedepot",
+        source=[source],
+        target_format="generic",
+        target=[judgments],
+        target_products=[products],
+        fractions=(0.25,),
+        methods=("cdan-w", "pgtl"),
+        epochs=2,
+        batch_size=64,
+        cache_dir=None,
+        encoder=HashWordEncoder(),
+        n_resamples=20,
+        select_folds=2,
+    )
+    report = run_transfer_relevance(cfg)
+    for method in ("cdan-w", "pgtl"):
+        selection = report.systems[f"shopsearch/{method}@0.25"]["selection"]
+        names = [c.name for c in CANDIDATES[method]]
+        assert list(selection["cv_ndcg@10"]) == names
+        assert all(0.0 < v <= 1.0 for v in selection["cv_ndcg@10"].values())
+        best = max(selection["cv_ndcg@10"].values())
+        assert selection["cv_ndcg@10"][selection["chosen"]] == best
+    with pytest.raises(InvalidInputError, match="no more folds than queries"):
+        run_transfer_relevance(replace(cfg, select_folds=11))

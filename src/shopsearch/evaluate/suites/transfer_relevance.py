@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -59,10 +59,12 @@ from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.judged import SCALES
+from shopsearch.evaluate.suites.transfer_select import CANDIDATES, Candidate, Trainer, select
 from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.samples import Samples
+from shopsearch.ranking.train import TrainConfig
 from shopsearch.text.encoders import Encoder
 from shopsearch.transfer.relevance_data import (
     LINK_COSINE,
@@ -103,6 +105,10 @@ class TransferRelevanceConfig:
         link_cosine: least MiniLM title cosine that links a target product to its nearest
             source product (see :func:`~shopsearch.transfer.relevance_data.link_products`).
         warm_start: train the joint models (CDAN-W, PGTL, ...) on the source rows first.
+        select_folds: with 2 or more, CDAN-W's and PGTL's settings (warm start, regulariser
+            weights: :data:`~.transfer_select.CANDIDATES`) are chosen by cross-validation over
+            this many folds of the target's training queries
+            (:func:`~.transfer_select.select`); 0: their defaults.
         model_kwargs: per method, constructor arguments of its model (ablations, e.g.
             ``{"cdan-w": {"wasserstein_weight": 0.0}}``).
         encoder: the sentence encoder (default MiniLM, loaded offline).
@@ -144,6 +150,14 @@ class TransferRelevanceConfig:
         ),
     ] = LINK_COSINE
     warm_start: bool = False
+    select_folds: Annotated[
+        int,
+        option(
+            "Choose CDAN-W's and PGTL's settings by cross-validation over this many folds of "
+            "the target's training queries (0: their defaults)",
+            low=0,
+        ),
+    ] = 0
     model_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     encoder: Encoder | None = None
     n_resamples: int = 1000
@@ -273,6 +287,7 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
             "rows (zero-shot: source rows), scaled to the target range",
             "position_bias": "none",
             "warm_start": cfg.warm_start,
+            "select_folds": cfg.select_folds,
             "model_kwargs": cfg.model_kwargs,
         },
     )
@@ -382,6 +397,22 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
             if method == "zero-shot" and setting is not settings[0]:
                 continue  # sees no target label: trained once
             name = report_name(method, None if method == "zero-shot" else setting.fraction)
+            setting_of = Candidate("given", cfg.warm_start, cfg.model_kwargs.get(method, {}))
+            extra: dict[str, Any] = {}
+            if cfg.select_folds and method in CANDIDATES:
+                tell(f"cross-validating {name} over {cfg.select_folds} folds of target queries")
+                with report.timer(f"select/{name}"):
+                    selection = select(
+                        setting.train,
+                        setting.target_rows,
+                        CANDIDATES[method],
+                        _trainer(method, feature_encoder, train_cfg),
+                        _qrels(setting.train.rows[setting.target_rows], offset),
+                        cfg.select_folds,
+                        cfg.seed,
+                    )
+                setting_of = selection.chosen
+                extra["selection"] = {"chosen": setting_of.name, "cv_ndcg@10": selection.scores}
             tell(f"training {name}")
             with report.timer(f"train/{name}"):
                 scorer = train_transfer(
@@ -390,19 +421,40 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
                     [SOURCE],
                     [TARGET],
                     train_cfg,
-                    model_kwargs=cfg.model_kwargs.get(method),
+                    model_kwargs=setting_of.model_kwargs,
                     position_bias="none",
                     encoded=encoded,
-                    warm_start=cfg.warm_start,
+                    warm_start=setting_of.warm_start,
                 )
             fit_rows = ~setting.target_rows if method == "zero-shot" else setting.target_rows
             fit_samples = setting.train.subset(fit_rows)
             mapping = GradeMapping(setting.low, setting.high).fit(
                 scorer.score(fit_samples), fit_samples.rows["click"].to_numpy(np.float64)
             )
-            add(name, scorer.score(setting.test), mapping, diagnostics(scorer))
+            add(name, scorer.score(setting.test), mapping, {**diagnostics(scorer), **extra})
     add_comparisons(report, per_query, "ndcg@10", cfg.n_resamples, cfg.seed)
     return report
+
+
+def _trainer(method: str, encoder: FeatureEncoder, cfg: TrainConfig) -> Trainer:
+    """Cross-validation's trainer: ``method`` with a candidate's settings on some rows."""
+    from shopsearch.transfer.protocol import train_transfer
+
+    def train(samples: Samples, candidate: Candidate) -> Callable[[Samples], F64]:
+        scorer = train_transfer(
+            method,
+            samples,
+            [SOURCE],
+            [TARGET],
+            cfg,
+            model_kwargs=candidate.model_kwargs,
+            position_bias="none",
+            encoded=(encoder, encoder.transform(samples)),
+            warm_start=candidate.warm_start,
+        )
+        return scorer.score
+
+    return train
 
 
 def diagnostics(scorer: TransferScorer) -> dict[str, Any]:
