@@ -298,7 +298,7 @@ def test_cli_needs_source_and_target(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_settings_are_chosen_by_cross_validation_over_target_queries(
-    shops: tuple[Path, Path, Path],
+    shops: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     from shopsearch.evaluate.suites.transfer_select import CANDIDATES
 
@@ -317,8 +317,10 @@ def test_settings_are_chosen_by_cross_validation_over_target_queries(
         encoder=HashWordEncoder(),
         n_resamples=20,
         select_folds=2,
+        plot=tmp_path / "curves.png",
     )
     report = run_transfer_relevance(cfg)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     for method in ("cdan-w", "pgtl"):
         selection = report.systems[f"shopsearch/{method}@0.25"]["selection"]
         names = [c.name for c in CANDIDATES[method]]

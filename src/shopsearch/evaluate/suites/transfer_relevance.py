@@ -104,6 +104,8 @@ class TransferRelevanceConfig:
         cache_dir: embedding cache root (``None``: no cache).
         link_cosine: least MiniLM title cosine that links a target product to its nearest
             source product (see :func:`~shopsearch.transfer.relevance_data.link_products`).
+        plot: write a learning-curve PNG here: NDCG@10 against the target fraction for every
+            method (zero-shot and bm25s as flat lines).
         warm_start: train the joint models (CDAN-W, PGTL, ...) on the source rows first.
         select_folds: with 2 or more, CDAN-W's and PGTL's settings (warm start, regulariser
             weights: :data:`~.transfer_select.CANDIDATES`) are chosen by cross-validation over
@@ -149,6 +151,7 @@ class TransferRelevanceConfig:
             high=1.0,
         ),
     ] = LINK_COSINE
+    plot: Annotated[Path | None, option("Learning-curve PNG of NDCG@10 per target fraction")] = None
     warm_start: bool = False
     select_folds: Annotated[
         int,
@@ -433,7 +436,51 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
             )
             add(name, scorer.score(setting.test), mapping, {**diagnostics(scorer), **extra})
     add_comparisons(report, per_query, "ndcg@10", cfg.n_resamples, cfg.seed)
+    if cfg.plot is not None:
+        report.config["plot"] = str(learning_curves(report, cfg.plot))
     return report
+
+
+def learning_curves(report: Report, path: Path) -> Path:
+    """A PNG of each method's NDCG@10 (95% CI bars) against the target's training fraction;
+    systems without a fraction (zero-shot, bm25s, random) are flat lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[tuple[float, float, float, float]]] = {}
+    flat: dict[str, float] = {}
+    for name, entry in report.systems.items():
+        value = float(entry["ndcg@10"])
+        if "@" not in name:
+            flat[name] = value
+            continue
+        method, fraction = name.rsplit("@", 1)
+        low, high = entry.get("ci95", {}).get("ndcg@10", (value, value))
+        curves.setdefault(method, []).append((float(fraction), value, low, high))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method, points in sorted(curves.items()):
+        points.sort()
+        x, y = [p[0] for p in points], [p[1] for p in points]
+        errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        ours = method.startswith("shopsearch/")
+        ax.errorbar(x, y, yerr=errors, marker="*" if ours else "o", capsize=2,
+                    linewidth=2 if ours else 1, label=method.split("/", 1)[1])  # fmt: skip
+    for name, value in flat.items():
+        ax.axhline(value, linestyle="--", linewidth=1, color="grey")
+        ax.annotate(name.split("/", 1)[1], (0, value), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(4, 2), fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("share of the target's queries trained on")
+    ax.set_ylabel("NDCG@10 on the target's test queries (95% CI)")
+    ax.set_title("Transfer learning curves")
+    ax.legend(fontsize=7, ncol=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _trainer(method: str, encoder: FeatureEncoder, cfg: TrainConfig) -> Trainer:
@@ -539,6 +586,7 @@ __all__ = [
     "add_comparisons",
     "bm25s_scores",
     "diagnostics",
+    "learning_curves",
     "rmse_with_ci",
     "run_transfer_relevance",
 ]
