@@ -386,6 +386,18 @@ def _served(encoder: TwoTowerEncoder, config: LearnedConfig) -> LearnedDenseRetr
     return LearnedCIRetriever(encoder, view=view, nprobe=config.nprobe)
 
 
+def _loss_progress(
+    advance: Callable[[int, int], None] | None,
+) -> Callable[[int, int, float], None]:
+    """A training loop's ``progress(step, steps, loss)`` reported as ``advance(step, steps)``."""
+
+    def report(done: int, total: int, _loss: float) -> None:
+        if advance is not None:
+            advance(done, total)
+
+    return report
+
+
 def _generative(
     log: LogSamples,
     products: pa.Table,
@@ -407,13 +419,8 @@ def _generative(
         **{"positive_stage": log.positive_stage, "seed": config.seed, **settings},
         generator=generator,
     )
-    advance = step("generative")
-
-    def sft(done: int, total: int, _loss: float) -> None:
-        if advance is not None:
-            advance(done, total)
-
     keys = list(item_texts(products))
+    sft = _loss_progress(step("generative"))
     model = train_generative(
         log.samples, keys, MiniLMEncoder(), gen_config, config.cache_dir, sft, tell
     )
@@ -452,12 +459,7 @@ def _genrec(
     genrec = GenRecConfig(merger=bool(settings["merger"]), history=int(settings["history"]))
     train_config = GenRecTrainConfig(int(settings["levels"]), int(settings["codewords"]),
                                      generator, genrec)  # fmt: skip
-    advance = step("genrec")
-
-    def sft(done: int, total: int, _loss: float) -> None:
-        if advance is not None:
-            advance(done, total)
-
+    sft = _loss_progress(step("genrec"))
     texts = item_texts(products)
     model = train_genrec(log.pages, list(texts), list(texts.values()), MiniLMEncoder(),
                          train_config, config.cache_dir, sft, tell)  # fmt: skip
