@@ -297,10 +297,42 @@ def test_cli_needs_source_and_target(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--source FILE and --target FILE" in capsys.readouterr().err
 
 
+def test_source_holdout_selection_holds_out_only_source_queries() -> None:
+    from shopsearch.evaluate.suites.transfer_select import Candidate, select_on_source
+    from shopsearch.ranking.samples import Samples
+
+    rows = pd.DataFrame(
+        {
+            "request_id": [f"s{i // 2}" for i in range(40)] + ["t0", "t0"],
+            "pid": [f"p{i % 2}" for i in range(42)],
+        }
+    )
+    is_source = rows["request_id"].str.startswith("s").to_numpy()
+    gains = {r: {"p0": 1.0, "p1": 0.0} for r in rows["request_id"]}
+    seen: list[set[str]] = []
+
+    def trainer(samples: Samples, candidate: Candidate):  # type: ignore[no-untyped-def]
+        seen.append(set(samples.rows["request_id"]))
+        flip = candidate.name == "good"
+        return lambda held: (held.rows["pid"] == "p0").to_numpy(float) * (1 if flip else -1)
+
+    empty = np.zeros((1, 0))
+    samples = Samples(rows, empty.astype(object), empty.astype(object), empty.astype(np.int8),
+                      empty.astype(np.float32))  # fmt: skip
+    chosen = select_on_source(samples, is_source, [Candidate("bad"), Candidate("good")],
+                              trainer, gains, 0.2, seed=0)  # fmt: skip
+    assert chosen.chosen.name == "good"
+    assert chosen.scores["good"] == pytest.approx(1.0)
+    assert "t0" in seen[0]  # target rows always train
+    assert len({r for r in rows["request_id"] if r.startswith("s")} - seen[0]) == 4  # 20% held
+    with pytest.raises(InvalidInputError, match="share in"):
+        select_on_source(samples, is_source, [Candidate("x")], trainer, gains, 1.5, seed=0)
+
+
 def test_settings_are_chosen_by_cross_validation_over_target_queries(
     shops: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    from shopsearch.evaluate.suites.transfer_select import CANDIDATES
+    from shopsearch.evaluate.suites.transfer_select import CANDIDATES, REGULARISERS
 
     source, judgments, products = shops
     cfg = TransferRelevanceConfig(
@@ -323,7 +355,8 @@ def test_settings_are_chosen_by_cross_validation_over_target_queries(
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     for method in ("cdan-w", "pgtl"):
         selection = report.systems[f"shopsearch/{method}@0.25"]["selection"]
-        names = [c.name for c in CANDIDATES[method]]
+        assert selection["regularisers"] in [c.name for c in REGULARISERS[method]]
+        names = [f"{selection['regularisers']}+{c.name}" for c in CANDIDATES[method]]
         assert list(selection["cv_ndcg@10"]) == names
         assert all(0.0 < v <= 1.0 for v in selection["cv_ndcg@10"].values())
         best = max(selection["cv_ndcg@10"].values())

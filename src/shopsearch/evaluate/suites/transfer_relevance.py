@@ -59,7 +59,14 @@ from shopsearch.evaluate.report import Report, evaluate_run
 from shopsearch.evaluate.suite import SUITES, Suite
 from shopsearch.evaluate.suites.click_samples import ranked_lists
 from shopsearch.evaluate.suites.judged import SCALES
-from shopsearch.evaluate.suites.transfer_select import CANDIDATES, Candidate, Trainer, select
+from shopsearch.evaluate.suites.transfer_select import (
+    CANDIDATES,
+    REGULARISERS,
+    Candidate,
+    Trainer,
+    select,
+    select_on_source,
+)
 from shopsearch.progress import Say
 from shopsearch.ranking.click_samples import click_only_config
 from shopsearch.ranking.features import FeatureEncoder
@@ -83,6 +90,8 @@ if TYPE_CHECKING:  # torch only when a method trains
 F64 = npt.NDArray[np.float64]
 
 SOURCE, TARGET = "source", "target"
+#: Share of the source's queries (at most 1,000) held out to choose regularisers on.
+SOURCE_HOLDOUT = 0.1
 METRICS = ("ndcg@10",)
 
 
@@ -268,6 +277,7 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
     if cfg.target_format not in SCALES:
         raise InvalidInputError(f"--target-format {cfg.target_format!r} has no grade scale")
     offset = SCALES[cfg.target_format].offset
+    source_scale = SCALES.get(cfg.source_format)
     fractions = tuple(sorted(set(cfg.fractions)))
     report = Report(
         suite="transfer",
@@ -309,6 +319,7 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
         source_f = pair_features(source, encoder, cfg.cache_dir)
         target_f = pair_features(target, encoder, cfg.cache_dir)
     src_low, src_high = grade_range(cfg.source_format, source["grade"])
+    source_offset = source_scale.offset if source_scale is not None else src_low
     source_rows = labelled(source_f, SOURCE, src_low, src_high)
     with report.timer("links"):
         links = link_products(source, target, encoder, cfg.cache_dir, cfg.link_cosine)
@@ -403,19 +414,40 @@ def run_transfer_relevance(cfg: TransferRelevanceConfig, say: Say | None = None)
             setting_of = Candidate("given", cfg.warm_start, cfg.model_kwargs.get(method, {}))
             extra: dict[str, Any] = {}
             if cfg.select_folds and method in CANDIDATES:
-                tell(f"cross-validating {name} over {cfg.select_folds} folds of target queries")
+                trainer = _trainer(method, feature_encoder, train_cfg)
+                from_source = ~setting.target_rows
+                tell(f"choosing {name}'s regularisers on held-out source queries")
                 with report.timer(f"select/{name}"):
+                    regularised = select_on_source(
+                        setting.train,
+                        from_source,
+                        REGULARISERS[method],
+                        trainer,
+                        _qrels(setting.train.rows[from_source], source_offset),
+                        SOURCE_HOLDOUT,
+                        cfg.seed,
+                    ).chosen
+                    tell(f"cross-validating {name} over {cfg.select_folds} folds of target queries")
+                    candidates = [
+                        replace(c, name=f"{regularised.name}+{c.name}",
+                                model_kwargs={**regularised.model_kwargs, **c.model_kwargs})
+                        for c in CANDIDATES[method]
+                    ]  # fmt: skip
                     selection = select(
                         setting.train,
                         setting.target_rows,
-                        CANDIDATES[method],
-                        _trainer(method, feature_encoder, train_cfg),
+                        candidates,
+                        trainer,
                         _qrels(setting.train.rows[setting.target_rows], offset),
                         cfg.select_folds,
                         cfg.seed,
                     )
                 setting_of = selection.chosen
-                extra["selection"] = {"chosen": setting_of.name, "cv_ndcg@10": selection.scores}
+                extra["selection"] = {
+                    "regularisers": regularised.name,
+                    "chosen": setting_of.name,
+                    "cv_ndcg@10": selection.scores,
+                }
             tell(f"training {name}")
             with report.timer(f"train/{name}"):
                 scorer = train_transfer(
