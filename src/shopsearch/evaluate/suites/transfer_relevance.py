@@ -116,9 +116,9 @@ class TransferRelevanceConfig:
         plot: write a learning-curve PNG here: NDCG@10 against the target fraction for every
             method (zero-shot and bm25s as flat lines).
         warm_start: train the joint models (CDAN-W, PGTL, ...) on the source rows first.
-        select_folds: with 2 or more, CDAN-W's and PGTL's settings (warm start, regulariser
-            weights: :data:`~.transfer_select.CANDIDATES`) are chosen by cross-validation over
-            this many folds of the target's training queries
+        select_folds: with 2 or more, CDAN-W's and PGTL's regularisers are chosen on held-out
+            source queries (:func:`~.transfer_select.select_on_source`) and their warm start by
+            cross-validation over this many folds of the target's training queries
             (:func:`~.transfer_select.select`); 0: their defaults.
         model_kwargs: per method, constructor arguments of its model (ablations, e.g.
             ``{"cdan-w": {"wasserstein_weight": 0.0}}``).
@@ -165,8 +165,9 @@ class TransferRelevanceConfig:
     select_folds: Annotated[
         int,
         option(
-            "Choose CDAN-W's and PGTL's settings by cross-validation over this many folds of "
-            "the target's training queries (0: their defaults)",
+            "Choose CDAN-W's and PGTL's regularisers on held-out source queries and their warm "
+            "start by cross-validation over this many folds of the target's training queries "
+            "(0: their defaults)",
             low=0,
         ),
     ] = 0
