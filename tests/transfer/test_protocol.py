@@ -98,6 +98,23 @@ def test_warm_start_trains_on_the_source_first(
     assert set(pooled.info) == {"all"}
 
 
+def test_seq_md_trains_with_and_without_its_market_mask(
+    two_domain_split: tuple[Samples, Samples], domains: tuple[str, str]
+) -> None:
+    from shopsearch.ranking.models.seq_md import SeqMD
+
+    train, test = two_domain_split
+    source, target = domains
+    small = subsample_target(train, [target], 0.5, seed=0)
+    masked = train_transfer("seq-md", small, [source], [target], FAST, min_steps=0)
+    plain = train_transfer("seq-md-nomask", small, [source], [target], FAST, min_steps=0)
+    inner = [getattr(s.model, "inner", None) for s in (masked, plain)]
+    assert all(isinstance(m, SeqMD) for m in inner)
+    assert inner[0].market_mask is not None  # type: ignore[union-attr]
+    assert inner[1].market_mask is None  # type: ignore[union-attr]
+    assert not np.allclose(masked.score(test), plain.score(test))
+
+
 def test_lightgbm_labels_keep_soft_grades(
     two_domain_split: tuple[Samples, Samples], two_domain_encoder: FeatureEncoder
 ) -> None:
