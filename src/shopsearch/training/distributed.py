@@ -26,7 +26,7 @@ import numpy.typing as npt
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Progress
 from shopsearch.text.embedding_cache import EmbeddingCache
-from shopsearch.text.encoders import Encoder, FloatMatrix, make_encoder
+from shopsearch.text.encoders import Encoder, FloatMatrix, cap_encoder_threads, make_encoder
 
 #: Texts per batch a worker encodes at once.
 BATCH = 256
@@ -59,9 +59,8 @@ class _EncodeBatch:
     """A Ray Data actor: one encoder, loaded once, encoding batches of texts."""
 
     def __init__(self, name: str, config: dict[str, Any] | None, folder: str | None) -> None:
-        import torch
-
-        torch.set_num_threads(1)  # one CPU per actor: more threads only contend
+        # one CPU per actor: an encoder's own default (every core) would make the actors contend
+        cap_encoder_threads(1)
         if folder is not None:
             from shopsearch.retrieval.learned import load_encoder
 
