@@ -27,16 +27,32 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settin
 
 
 @app.command()
-def index(workspace: WorkspaceOption, config: ConfigOption = None) -> None:
+def index(
+    workspace: WorkspaceOption,
+    config: ConfigOption = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Encode the products on a Ray cluster first: auto (the cluster this machine "
+            'joined), HOST:PORT, or local (start one here); needs pip install "shopsearch[ray]".'
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray workers encoding at once.", min=1)] = 2,
+) -> None:
     """Index the workspace's products (lexical + dense) into a new current bundle.
 
     Product embeddings are cached by content hash in WORKSPACE/cache, so re-indexing encodes only
-    new or changed products.
+    new or changed products. With --ray-address the products the cache lacks are encoded by
+    --workers Ray workers into that cache first; the index is then built from it.
     """
-    from shopsearch.training.index import build_index
+    from shopsearch.training.index import build_index, warm_embeddings
 
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
+    if ray_address is not None:
+        address = None if ray_address == "local" else ray_address
+        with heartbeat("encode on Ray"), step_progress("products") as advance:
+            warm_embeddings(ws, settings, address, workers, advance)
     with heartbeat("index"), step_progress("products") as advance:
         engine = build_index(ws, settings, progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,10 @@ def _hash_array(keys: list[bytes]) -> npt.NDArray[np.uint8]:
 def _offset(progress: Progress, ready: int, total: int) -> Progress:
     """``progress`` over all ``total`` texts, fed by the encoder's counts of the missing ones."""
     return lambda done, _missing: progress(ready + done, total)
+
+
+#: ``encode(texts, progress) -> [len(texts), dim]`` float32 item vectors.
+ItemEncoding = Callable[[list[str], Progress | None], FloatMatrix]
 
 
 class EmbeddingCache:
@@ -114,13 +118,21 @@ class EmbeddingCache:
             if shard != merged:
                 shard.unlink(missing_ok=True)
 
-    def encode_items(self, texts: Sequence[str], progress: Progress | None = None) -> FloatMatrix:
+    def encode_items(
+        self,
+        texts: Sequence[str],
+        progress: Progress | None = None,
+        encode: ItemEncoding | None = None,
+    ) -> FloatMatrix:
         """Item vectors of ``texts``: cached ones are read, the others encoded and stored.
 
         Args:
             texts: product texts (see :mod:`shopsearch.text.product_text`).
             progress: reports ``(done, total)`` over all of ``texts``: the cached ones (and
                 repeats of a text) are done at once, the others as they are encoded.
+            encode: how the texts not in the cache are encoded (default: the cache's encoder's
+                ``encode_items``; e.g. spread over a Ray cluster); this process still writes
+                the cache, so there is one writer.
 
         Returns:
             float32 ``[len(texts), dim]``, in the order of ``texts``.
@@ -138,7 +150,7 @@ class EmbeddingCache:
             progress(ready, len(texts))
         if missing:
             encoding = None if progress is None else _offset(progress, ready, len(texts))
-            vectors = self.encoder.encode_items(list(missing.values()), encoding)
+            vectors = (encode or self.encoder.encode_items)(list(missing.values()), encoding)
             records = np.empty(len(missing), dtype=self._dtype())
             records["hash"] = _hash_array(list(missing))
             records["vector"] = vectors

@@ -84,6 +84,40 @@ def build_index(
     return publish_checked(workspace, settings, bundle, meta)
 
 
+def warm_embeddings(
+    workspace: Workspace,
+    settings: Settings,
+    address: str | None,
+    workers: int,
+    progress: StepProgress | None = None,
+) -> int:
+    """Encode on a Ray cluster the product texts the workspace's embedding cache lacks for the
+    ``dense`` source (:func:`~shopsearch.training.distributed.encode_catalog`), so that
+    :func:`build_index` then only reads them. Returns how many products were looked up
+    (0 without a ``dense`` source).
+
+    Raises:
+        InvalidInputError: the workspace has no products, or Ray is not installed.
+    """
+    from shopsearch.retrieval.dense import DenseRetriever
+    from shopsearch.text.product_text import product_texts
+    from shopsearch.training.distributed import encode_catalog
+
+    products = workspace.table("products")
+    if products.num_rows == 0:
+        raise InvalidInputError(
+            f"workspace {workspace.root} has no products; ingest or simulate some first"
+        )
+    if "dense" not in settings.retrieval.sources:
+        return 0
+    cache_dir = workspace.dir("cache") / "embeddings"
+    encoder = DenseRetriever.for_index(cache_dir, settings.retrieval, cache_dir).encoder
+    latest, _ = DenseRetriever.latest(products)
+    texts = product_texts(latest)
+    encode_catalog(texts, encoder, cache_dir, address, workers, _step(progress, "encoding on Ray"))
+    return len(texts)
+
+
 def _step(progress: StepProgress | None, step: str) -> Progress | None:
     """``progress`` of one named step."""
     if progress is None:
@@ -91,4 +125,4 @@ def _step(progress: StepProgress | None, step: str) -> Progress | None:
     return lambda done, total: progress(step, done, total)
 
 
-__all__ = ["build_index"]
+__all__ = ["build_index", "warm_embeddings"]
