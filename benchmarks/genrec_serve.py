@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shopsearch.bench.timing import percentiles_ms
 from shopsearch.config import RetrievalSettings, Settings
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.pipeline.stages.retrieve import RetrieveStage
@@ -30,10 +31,6 @@ from shopsearch.store.atomic import write_json
 from shopsearch.store.workspace import Workspace
 from shopsearch.training.index import build_index
 from shopsearch.training.retrieval import train_retrieval_bundle
-
-
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
 def main() -> None:
@@ -86,8 +83,8 @@ def main() -> None:
             "with_history": float(np.mean(np.array(history) > 0)),
         },
         "candidates_changed_by_history": changed / max(sum(h > 0 for h in history), 1),
-        "retrieve_genrec": _percentiles(genrec_ms),
-        "search_total": _percentiles(total_ms),
+        "retrieve_genrec": percentiles_ms([ms / 1000 for ms in genrec_ms]),
+        "search_total": percentiles_ms([ms / 1000 for ms in total_ms]),
         "cpu": os.cpu_count(),
         "load_average": os.getloadavg(),
     }

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from shopsearch.bench.timing import percentiles_ms
 from shopsearch.evaluate.suites.judged import catalog_table, read_judged
 from shopsearch.evaluate.suites.relevance_generative import GENERATOR
 from shopsearch.retrieval.generative.retriever import GenerativeRetriever
@@ -49,9 +50,8 @@ def _padded(catalog: pa.Table, products: int) -> pa.Table:
     return _padded(pa.concat_tables([catalog, copies]), products)
 
 
-def _percentiles(ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(np.mean(ms))}  # fmt: skip
+def _latency(seconds: list[float]) -> dict[str, float | None]:
+    return {**percentiles_ms(seconds), "mean_ms": 1000 * float(np.mean(seconds))}
 
 
 def main() -> None:
@@ -95,10 +95,10 @@ def main() -> None:
     for query, vector in zip(queries, vectors, strict=True):
         begin = time.perf_counter()
         source._decode(vector, 100, None)
-        decode.append(1000 * (time.perf_counter() - begin))
+        decode.append(time.perf_counter() - begin)
         begin = time.perf_counter()
         source.retrieve(query, 100)
-        end_to_end.append(1000 * (time.perf_counter() - begin))
+        end_to_end.append(time.perf_counter() - begin)
     report = {
         "products": len(source.rows_),
         "training_products": len(texts),
@@ -108,8 +108,8 @@ def main() -> None:
         "index_s": index_s,
         "generator": model.info,
         "queries": len(queries),
-        "decode": _percentiles(decode),
-        "end_to_end": _percentiles(end_to_end),
+        "decode": _latency(decode),
+        "end_to_end": _latency(end_to_end),
         "cpu": os.cpu_count(),
         "load_average": os.getloadavg(),
     }

@@ -23,6 +23,21 @@ IntArray = npt.NDArray[np.int64]
 EVENT_STAGES: dict[str, float] = {"click": 2.0, "add_to_cart": 2.5, "purchase": 3.0}
 
 
+def furthest_stages(interactions: pa.Table) -> dict[tuple[str, str], float]:
+    """``(request id, product id)`` → the furthest stage an interaction of that request reached
+    for that product (:data:`EVENT_STAGES`; an unknown kind, or a shown product, is 1)."""
+    reached: dict[tuple[str, str], float] = {}
+    for rid, pid, kind in zip(
+        interactions.column("request_id").to_pylist(),
+        interactions.column("product_id").to_pylist(),
+        interactions.column("kind").to_pylist(),
+        strict=True,
+    ):
+        key = (rid, pid)
+        reached[key] = max(reached.get(key, 1.0), EVENT_STAGES.get(kind, 1.0))
+    return reached
+
+
 @dataclass(frozen=True)
 class StagedSamples:
     """Training data: (query, item, stage) triples over lists of query and item texts.
@@ -104,15 +119,7 @@ class StagedSamples:
                 strict=True,
             )
         }
-        reached: dict[tuple[str, str], float] = {}
-        for rid, pid, kind in zip(
-            interactions.column("request_id").to_pylist(),
-            interactions.column("product_id").to_pylist(),
-            interactions.column("kind").to_pylist(),
-            strict=True,
-        ):
-            key = (rid, pid)
-            reached[key] = max(reached.get(key, 1.0), EVENT_STAGES.get(kind, 1.0))
+        reached = furthest_stages(interactions)
         best: dict[str, dict[ProductKey, float]] = {}
         for rid, pid in zip(
             impressions.column("request_id").to_pylist(),

@@ -37,7 +37,6 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import torch
 
 from shopsearch.catalog.candidates import Filters, ProductKey
 from shopsearch.errors import InvalidInputError
@@ -62,6 +61,7 @@ from shopsearch.retrieval.generative.reward import (
     reward_features,
     word_overlaps,
 )
+from shopsearch.retrieval.mmse import torch_threads
 from shopsearch.store.workspace import Workspace
 
 F32 = npt.NDArray[np.float32]
@@ -374,182 +374,151 @@ def run_genrec_systems(
     """Train, retrieve with and score the GenRec ``systems`` (and ``baseline/dense-minilm``)
     on the suite's split; results are added to ``report``."""
     cfg = settings or GenRecSimSettings()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _run(
-            report,
-            workspace,
-            products,
-            dense,
-            texts,
-            train_ids,
-            test,
-            systems,
-            rel_threshold,
-            n_resamples,
-            seed,
-            say,
-            cfg,
-        )
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run(
-    report: Report,
-    workspace: Workspace,
-    products: pa.Table,
-    dense: DenseRetriever,
-    texts: Mapping[ProductKey, str],
-    train_ids: Sequence[str],
-    test: SimTest,
-    systems: Sequence[str],
-    rel_threshold: float,
-    n_resamples: int,
-    seed: int,
-    say: Say,
-    cfg: GenRecSimSettings,
-) -> None:
-    depth = cfg.depth
-    with report.timer("genrec/prepare"):
-        data = _prepare(workspace, products, dense, texts, train_ids, test, cfg, say)
-    requests, _, _ = _tables(workspace)
-    meta = {
-        rid: (user, int(ts))
-        for rid, user, ts in zip(
-            requests.column("request_id").to_pylist(),
-            requests.column("user_id").to_pylist(),
-            timestamps_us(requests.column("timestamp")).tolist(),
-            strict=True,
-        )
-    }
-    hist_keys = [data.samples.histories.before(*meta[r], cfg.history) for r in test.scored]
-    hist, hist_stage = history_rows(
-        [h for h, _ in hist_keys], [s for _, s in hist_keys], data.row_of, cfg.history
-    )
-    active = [r for r, h in zip(test.scored, hist, strict=True) if (h >= 0).sum() >= ACTIVE_HISTORY]
-    report.config["genrec"] = {
-        "ids": {
-            "kind": "rq-fixed",
-            "levels": cfg.levels,
-            "codewords": cfg.codewords,
-            "collision_rate": data.ids.collision_rate(),
-            "collision_rate_within_market": _market_collisions(data),
-            "max_suffix": int(data.ids.suffix.max()),
-        },
-        "generator": asdict(cfg.generator),
-        "grpo": asdict(cfg.grpo),
-        "history": cfg.history,
-        "beam": cfg.beam,
-        "training_pages": len(data.train_pages),
-        "active_users_requests": len(active),
-        "mean_history_items": float((hist >= 0).sum(1).mean()) if len(hist) else 0.0,
-    }
-    say(
-        f"GenRec: {len(test.scored)} scored test requests, {len(active)} with >= "
-        f"{ACTIVE_HISTORY} history items"
-    )
-
-    def metrics_of(run: Mapping[str, list[ProductKey]], ids: list[str], boot: int) -> Any:
-        return evaluate_run(
-            run,
-            test.qrels,
-            metrics=METRICS,
-            rel_threshold=rel_threshold,
-            query_ids=ids,
-            n_resamples=boot,
-            seed=seed,
-        )
-
-    def add(name: str, run: Mapping[str, list[ProductKey]], extra: dict[str, Any]) -> None:
-        evaluation = metrics_of(run, test.scored, n_resamples)
-        for slice_name, ids in (("long_tail", test.long_tail), ("active_users", active)):
-            if ids:
-                part = metrics_of(run, ids, n_resamples)
-                extra[slice_name] = {
-                    **part.metrics,
-                    "requests": len(ids),
-                    "ci95": {k: list(v) for k, v in part.ci.items()},
-                }
-        extra["by_domain"] = {
-            d: metrics_of(run, [r for r in test.scored if test.domain[r] == d], 0).metrics
-            for d in sorted({test.domain[r] for r in test.scored})
+    with torch_threads(1):  # small matrices: a second thread costs more than it gives
+        depth = cfg.depth
+        with report.timer("genrec/prepare"):
+            data = _prepare(workspace, products, dense, texts, train_ids, test, cfg, say)
+        requests, _, _ = _tables(workspace)
+        meta = {
+            rid: (user, int(ts))
+            for rid, user, ts in zip(
+                requests.column("request_id").to_pylist(),
+                requests.column("user_id").to_pylist(),
+                timestamps_us(requests.column("timestamp")).tolist(),
+                strict=True,
+            )
         }
-        report.add_evaluation(name, evaluation, extra=extra)
-        m = evaluation.metrics
-        say(
-            f"{name}: ndcg@10={m['ndcg@10']:.4f} recall@100={m['recall@100']:.4f} "
-            f"mrr={m['mrr']:.4f}"
+        hist_keys = [data.samples.histories.before(*meta[r], cfg.history) for r in test.scored]
+        hist, hist_stage = history_rows(
+            [h for h, _ in hist_keys], [s for _, s in hist_keys], data.row_of, cfg.history
         )
-
-    # the MiniLM dense index, scored per request like the generators
-    start = time.perf_counter()
-    found: dict[tuple[str, str], list[ProductKey]] = {}
-    for d in sorted({test.domain[r] for r in test.scored}):
-        texts_d = sorted({test.query[r] for r in test.scored if test.domain[r] == d})
-        results = dense.retrieve_many(texts_d, depth, Filters(domain=d))
-        for q, c in zip(texts_d, results, strict=True):
-            found[(d, q)] = list(c.keys)
-    dense_run = {r: found[(test.domain[r], test.query[r])] for r in test.scored}
-    seconds = (time.perf_counter() - start) / max(len(found), 1)
-    add(REFERENCE, dense_run, {"latency": {"ms_per_query": 1000 * seconds}})
-
-    with report.timer("genrec/reward_model"):
-        reward_model, reward_info = _reward_model(data, workspace, train_ids, cfg)
-        threshold = dense.calibrate()
-    report.config["genrec"]["reward"] = {**reward_info, "gate_threshold": threshold}
-
-    def reward(examples: GenRecExamples) -> Callable[[I64, I64], npt.NDArray[Any]]:
-        pages = data.train_pages
-
-        def score(example_rows: I64, rows: I64) -> npt.NDArray[Any]:
-            page = [pages[int(examples.page[e])] for e in example_rows.tolist()]
-            features = _features(
-                data, [p.query for p in page], rows, np.array([p.timestamp for p in page], np.int64)
-            )
-            return hybrid_reward(reward_model, features, threshold)
-
-        return score
-
-    trained: dict[str, tuple[GenRec, dict[str, Any]]] = {}
-    nodes: dict[tuple[int, str], npt.NDArray[np.bool_]] = {}
-    queries = np.stack([data.query_vector[test.query[r]] for r in test.scored])
-    for name in systems:
-        with report.timer(f"genrec/train/{name}"):
-            model, info = _train(name, data, cfg, trained, reward, say)
-        run: dict[str, list[ProductKey]] = {}
-        times: list[float] = []
-        for i, rid in enumerate(test.scored):
-            key = (id(model), test.domain[rid])
-            if key not in nodes:
-                nodes[key] = model.trie.allowed(data.domain_mask[test.domain[rid]])
-            begin = time.perf_counter()
-            rows, _ = model.retrieve(
-                queries[i], hist[i], hist_stage[i], depth, cfg.beam, nodes[key]
-            )
-            times.append(1000 * (time.perf_counter() - begin))
-            run[rid] = [data.keys[r] for r in rows.tolist()]
-        prompt = model.prompt_tokens(hist)
-        is_active = (hist >= 0).sum(1) >= ACTIVE_HISTORY
-        add(
-            name,
-            run,
-            {
-                "latency": {
-                    **_percentiles(times),
-                    "note": f"per request, top {depth}, beam {cfg.beam}: prompt encoding + "
-                    "constrained beam, query vector given, 1 thread",
-                },
-                "prompt": {
-                    "tokens_mean": float(prompt.mean()),
-                    "tokens_active_users_mean": float(prompt[is_active].mean())
-                    if is_active.any()
-                    else None,
-                },
-                "train": info,
+        active = [
+            r for r, h in zip(test.scored, hist, strict=True) if (h >= 0).sum() >= ACTIVE_HISTORY
+        ]
+        report.config["genrec"] = {
+            "ids": {
+                "kind": "rq-fixed",
+                "levels": cfg.levels,
+                "codewords": cfg.codewords,
+                "collision_rate": data.ids.collision_rate(),
+                "collision_rate_within_market": _market_collisions(data),
+                "max_suffix": int(data.ids.suffix.max()),
             },
+            "generator": asdict(cfg.generator),
+            "grpo": asdict(cfg.grpo),
+            "history": cfg.history,
+            "beam": cfg.beam,
+            "training_pages": len(data.train_pages),
+            "active_users_requests": len(active),
+            "mean_history_items": float((hist >= 0).sum(1).mean()) if len(hist) else 0.0,
+        }
+        say(
+            f"GenRec: {len(test.scored)} scored test requests, {len(active)} with >= "
+            f"{ACTIVE_HISTORY} history items"
         )
+
+        def metrics_of(run: Mapping[str, list[ProductKey]], ids: list[str], boot: int) -> Any:
+            return evaluate_run(
+                run,
+                test.qrels,
+                metrics=METRICS,
+                rel_threshold=rel_threshold,
+                query_ids=ids,
+                n_resamples=boot,
+                seed=seed,
+            )
+
+        def add(name: str, run: Mapping[str, list[ProductKey]], extra: dict[str, Any]) -> None:
+            evaluation = metrics_of(run, test.scored, n_resamples)
+            for slice_name, ids in (("long_tail", test.long_tail), ("active_users", active)):
+                if ids:
+                    part = metrics_of(run, ids, n_resamples)
+                    extra[slice_name] = {
+                        **part.metrics,
+                        "requests": len(ids),
+                        "ci95": {k: list(v) for k, v in part.ci.items()},
+                    }
+            extra["by_domain"] = {
+                d: metrics_of(run, [r for r in test.scored if test.domain[r] == d], 0).metrics
+                for d in sorted({test.domain[r] for r in test.scored})
+            }
+            report.add_evaluation(name, evaluation, extra=extra)
+            m = evaluation.metrics
+            say(
+                f"{name}: ndcg@10={m['ndcg@10']:.4f} recall@100={m['recall@100']:.4f} "
+                f"mrr={m['mrr']:.4f}"
+            )
+
+        # the MiniLM dense index, scored per request like the generators
+        start = time.perf_counter()
+        found: dict[tuple[str, str], list[ProductKey]] = {}
+        for d in sorted({test.domain[r] for r in test.scored}):
+            texts_d = sorted({test.query[r] for r in test.scored if test.domain[r] == d})
+            results = dense.retrieve_many(texts_d, depth, Filters(domain=d))
+            for q, c in zip(texts_d, results, strict=True):
+                found[(d, q)] = list(c.keys)
+        dense_run = {r: found[(test.domain[r], test.query[r])] for r in test.scored}
+        seconds = (time.perf_counter() - start) / max(len(found), 1)
+        add(REFERENCE, dense_run, {"latency": {"ms_per_query": 1000 * seconds}})
+
+        with report.timer("genrec/reward_model"):
+            reward_model, reward_info = _reward_model(data, workspace, train_ids, cfg)
+            threshold = dense.calibrate()
+        report.config["genrec"]["reward"] = {**reward_info, "gate_threshold": threshold}
+
+        def reward(examples: GenRecExamples) -> Callable[[I64, I64], npt.NDArray[Any]]:
+            pages = data.train_pages
+
+            def score(example_rows: I64, rows: I64) -> npt.NDArray[Any]:
+                page = [pages[int(examples.page[e])] for e in example_rows.tolist()]
+                features = _features(
+                    data,
+                    [p.query for p in page],
+                    rows,
+                    np.array([p.timestamp for p in page], np.int64),
+                )
+                return hybrid_reward(reward_model, features, threshold)
+
+            return score
+
+        trained: dict[str, tuple[GenRec, dict[str, Any]]] = {}
+        nodes: dict[tuple[int, str], npt.NDArray[np.bool_]] = {}
+        queries = np.stack([data.query_vector[test.query[r]] for r in test.scored])
+        for name in systems:
+            with report.timer(f"genrec/train/{name}"):
+                model, info = _train(name, data, cfg, trained, reward, say)
+            run: dict[str, list[ProductKey]] = {}
+            times: list[float] = []
+            for i, rid in enumerate(test.scored):
+                key = (id(model), test.domain[rid])
+                if key not in nodes:
+                    nodes[key] = model.trie.allowed(data.domain_mask[test.domain[rid]])
+                begin = time.perf_counter()
+                rows, _ = model.retrieve(
+                    queries[i], hist[i], hist_stage[i], depth, cfg.beam, nodes[key]
+                )
+                times.append(1000 * (time.perf_counter() - begin))
+                run[rid] = [data.keys[r] for r in rows.tolist()]
+            prompt = model.prompt_tokens(hist)
+            is_active = (hist >= 0).sum(1) >= ACTIVE_HISTORY
+            add(
+                name,
+                run,
+                {
+                    "latency": {
+                        **_percentiles(times),
+                        "note": f"per request, top {depth}, beam {cfg.beam}: prompt encoding + "
+                        "constrained beam, query vector given, 1 thread",
+                    },
+                    "prompt": {
+                        "tokens_mean": float(prompt.mean()),
+                        "tokens_active_users_mean": float(prompt[is_active].mean())
+                        if is_active.any()
+                        else None,
+                    },
+                    "train": info,
+                },
+            )
 
 
 __all__ = [

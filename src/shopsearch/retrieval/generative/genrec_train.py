@@ -69,32 +69,32 @@ def train_genrec(
     config = config or GenRecTrainConfig()
     if len(keys) != len(texts):
         raise InvalidInputError(f"{len(keys)} keys but {len(texts)} texts: give one text each")
+    row_of = {key: row for row, key in enumerate(keys)}
+    if not any(key in row_of for page in pages.pages for key in page.items):
+        raise InvalidInputError(
+            "no logged page has a click, cart or purchase of a catalog product: GenRec learns "
+            "from logged searches with interactions ('shopsearch ingest events FILE -w W')"
+        )
     tell = say or (lambda _message: None)
     timings: dict[str, float] = {}
     start = time.monotonic()
     vectors = item_vectors(encoder, texts, cache_dir)
     queries = sorted({page.query for page in pages.pages})
-    found = np.asarray(encoder.encode_queries(queries), np.float32) if queries else None
+    found = np.asarray(encoder.encode_queries(queries), np.float32)
+    vector_of = dict(zip(queries, found, strict=True))
     timings["encode_s"] = time.monotonic() - start
     start = time.monotonic()
     seed = config.generator.seed
     quantizer = ResidualKMeans(config.levels, config.codewords, seed=seed).fit(vectors)
     ids = FixedSemanticIds(list(keys), quantizer.encode(vectors), config.levels)
     timings["ids_s"] = time.monotonic() - start
-    row_of = {key: row for row, key in enumerate(keys)}
-    vector_of = {} if found is None else dict(zip(queries, found, strict=True))
     examples = GenRecExamples.from_pages(
         pages.pages,
-        np.stack([vector_of[p.query] for p in pages.pages]) if pages.pages else np.zeros((0, 1)),
+        np.stack([vector_of[page.query] for page in pages.pages]),
         row_of,
         config.genrec.history,
         point_wise=not config.genrec.page_wise,
     )
-    if not len(examples):
-        raise InvalidInputError(
-            "no logged page has a click, cart or purchase of a catalog product: GenRec learns "
-            "from logged searches with interactions ('shopsearch ingest events FILE -w W')"
-        )
     with_history = int((examples.history >= 0).any(axis=1).sum())
     tell(
         f"GenRec: rq-fixed IDs of {len(keys)} products; page-wise SFT on {len(examples)} pages "

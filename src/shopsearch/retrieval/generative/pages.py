@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.errors import InvalidInputError
-from shopsearch.retrieval.mmse_samples import EVENT_STAGES
+from shopsearch.retrieval.mmse_samples import furthest_stages
 
 #: Most history items per request (GenRec's ``H``).
 HISTORY_SIZE = 20
@@ -63,16 +63,7 @@ def _interacted(
     """Request id → its interacted products (stage >= click) in page order."""
     _columns(impressions, "impressions", ("request_id", "product_id", "position"))
     _columns(interactions, "interactions", ("request_id", "product_id", "kind"))
-    reached: dict[tuple[str, str], float] = {}
-    for rid, pid, kind in zip(
-        interactions.column("request_id").to_pylist(),
-        interactions.column("product_id").to_pylist(),
-        interactions.column("kind").to_pylist(),
-        strict=True,
-    ):
-        stage = EVENT_STAGES.get(kind, 1.0)
-        if stage >= CLICK_STAGE:
-            reached[(rid, pid)] = max(reached.get((rid, pid), 0.0), stage)
+    reached = {k: v for k, v in furthest_stages(interactions).items() if v >= CLICK_STAGE}
     if not reached:
         return {}
     keys = pa.table(
