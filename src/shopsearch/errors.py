@@ -44,6 +44,10 @@ class NotFittedError(ShopSearchError, RuntimeError):
     """A fitted component was used before ``fit`` was called."""
 
 
+class ShardUnavailableError(ShopSearchError):
+    """Every replica of a search shard failed to answer (the search is refused, not partial)."""
+
+
 class RejectedRowsError(ShopSearchError):
     """Ingest stored the good rows but rejected some; the report lists each one.
 

@@ -32,11 +32,28 @@ def serve(
         typer.Option(min=1, max=64, help="Worker processes [default: serve.workers, 1]."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve the lexical index from shard actors on a Ray cluster: auto, HOST:PORT, "
+            'or local (start one here); needs pip install "shopsearch[ray]".'
+        ),
+    ] = None,
+    shards: Annotated[
+        int, typer.Option(min=1, help="Parts the catalog is split into (with --ray-address).")
+    ] = 2,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="Actors serving each part (with --ray-address).")
+    ] = 1,
 ) -> None:
     """Serve search, event logging, catalog updates and metrics over HTTP.
 
     Logged searches and events go to WORKSPACE/log and are compacted into the requests,
     impressions and interactions tables while serving and at shutdown (Ctrl-C).
+
+    With --ray-address the lexical index is split into --shards parts served by --replicas
+    Ray actors each; answers are those of one index, the catalog is read-only while sharded,
+    and this process stays the one writer of the event log.
     """
     from shopsearch.serve.runner import serve_workspace
 
@@ -55,4 +72,5 @@ def serve(
         workers=workers or settings.serve.workers,
         config=config,
         compute_threads=settings.serve.compute_threads,
+        shards=None if ray_address is None else f"{ray_address},{shards},{replicas}",
     )

@@ -64,6 +64,7 @@ from shopsearch.retrieval.base import (
     check_k,
 )
 from shopsearch.retrieval.lexical_query import (
+    TermBoost,
     boosted,
     facet_aggregation,
     filter_queries,
@@ -387,11 +388,9 @@ class LexicalRetriever(Retriever):
         head = frozenset(word for word, _ in analyzed)
         scored = self._words_query(query, head)
         if analyzed and scored is not None:
+            boost = head_boost(self.schema_, analyzed, self.head_boost, self._term_boost())
             scored = tantivy.Query.boolean_query(
-                [
-                    (tantivy.Occur.Must, scored),
-                    (tantivy.Occur.Should, head_boost(self.schema_, analyzed, self.head_boost)),
-                ]
+                [(tantivy.Occur.Must, scored), (tantivy.Occur.Should, boost)]
             )
         if plan is not None and plan.rewrites and scored is not None:
             alternatives = [(tantivy.Occur.Should, scored)]
@@ -404,7 +403,16 @@ class LexicalRetriever(Retriever):
             scored = tantivy.Query.boolean_query(alternatives)
         if plan is not None and scored is not None:
             scored = boosted(self.schema_, scored, plan.boosts)
-        return full_query(scored, filter_queries(self.schema_, filters))
+        return full_query(scored, filter_queries(self.schema_, filters) + self._restrictions())
+
+    def _term_boost(self) -> TermBoost | None:
+        """The boost of each term query (``None`` here: as meant; a shard's scores with the
+        catalog's statistics, :mod:`.lexical_shards`)."""
+        return None
+
+    def _restrictions(self) -> list[tantivy.Query]:
+        """Unscored clauses every search must also match (none here)."""
+        return []
 
     def _words_query(self, text: str, head: frozenset[str] = frozenset()) -> tantivy.Query | None:
         return text_query(
@@ -416,6 +424,7 @@ class LexicalRetriever(Retriever):
             self.fuzzy_min_length,
             self.min_match,
             head,
+            self._term_boost(),
         )
 
     def _top(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> Candidates:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import tantivy
@@ -37,6 +37,8 @@ from shopsearch.retrieval.lexical_schema import (
 
 #: Words after this many distinct ones are ignored (keeps pasted paragraphs fast).
 MAX_QUERY_WORDS = 32
+#: ``(field, term, boost) -> boost`` given to a term query (see :func:`text_query`).
+TermBoost = Callable[[str, str, float], float]
 
 
 def text_query(
@@ -48,11 +50,14 @@ def text_query(
     fuzzy_min_length: int,
     min_match: float,
     head: frozenset[str] = frozenset(),
+    term_boost: TermBoost | None = None,
 ) -> Query | None:
     """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words.
 
     Words whose folded form is in ``head`` must match (the product type); the others then only
     raise the score. Without a head word among the words, ``min_match`` applies as usual.
+    ``term_boost(field, term, boost)`` is the boost given to a term query meant to have
+    ``boost`` (a shard's, to score with the whole catalog's statistics; ``None``: ``boost``).
     """
     clauses: list[tuple[Occur, Query]] = []
     seen: set[str] = set()
@@ -63,7 +68,8 @@ def text_query(
         fuzzy = word.isalpha() and min(len(word), len(stem)) >= fuzzy_min_length
         fields = fuzzy_fields if fuzzy else ()
         occur = Occur.Must if word in head else Occur.Should
-        clauses.append((occur, _word_query(schema, stem, field_boosts, fields, fuzzy_boost)))
+        word_query = _word_query(schema, stem, field_boosts, fields, fuzzy_boost, term_boost)
+        clauses.append((occur, word_query))
         if len(clauses) == MAX_QUERY_WORDS:
             break
     if not clauses:
@@ -95,11 +101,17 @@ def boosted(
     return Query.boolean_query([(Occur.Must, match), *extra])
 
 
-def head_boost(schema: tantivy.Schema, head: Sequence[tuple[str, str]], weight: float) -> Query:
+def head_boost(
+    schema: tantivy.Schema,
+    head: Sequence[tuple[str, str]],
+    weight: float,
+    term_boost: TermBoost | None = None,
+) -> Query:
     """A query matching the products whose head phrase is ``head`` (its analyzed ``(word,
     stem)`` pairs, in order), scored BM25 on the ``head`` field times ``weight``."""
     term = head_term(stem for _, stem in head)
-    return Query.boost_query(Query.term_query(schema, HEAD_FIELD, term), weight)
+    boost = weight if term_boost is None else term_boost(HEAD_FIELD, term, weight)
+    return Query.boost_query(Query.term_query(schema, HEAD_FIELD, term), boost)
 
 
 def _word_query(
@@ -108,9 +120,16 @@ def _word_query(
     field_boosts: Mapping[str, float],
     fuzzy_fields: Sequence[str],
     fuzzy_boost: float,
+    term_boost: TermBoost | None,
 ) -> Query:
     clauses = [
-        (Occur.Should, Query.boost_query(Query.term_query(schema, field, stem), boost))
+        (
+            Occur.Should,
+            Query.boost_query(
+                Query.term_query(schema, field, stem),
+                boost if term_boost is None else term_boost(field, stem, boost),
+            ),
+        )
         for field, boost in field_boosts.items()
     ]
     clauses += [

@@ -161,14 +161,9 @@ class ProductText:
         """The tantivy document of this product under integer id ``row`` (measurements in its
         text normalised, bare numbers kept: see the module docstring)."""
         doc = tantivy.Document()
-        doc.add_text("title", _measured(self.title))
-        doc.add_text("brand", _measured(self.brand))
-        doc.add_text("category", _measured(" ".join(self.category)))
-        doc.add_text("description", _measured(self.description))
-        doc.add_text("attributes", _measured(attribute_text(self.attributes)))
-        leaf = self.category[-1:]
-        for term in head_terms([self.title, *leaf]):
-            doc.add_text(HEAD_FIELD, term)
+        for field, values in self.scored_texts().items():
+            for value in values:
+                doc.add_text(field, value)
         doc.add_text("key", key_term(self.key))
         doc.add_unsigned("row", row)
         doc.add_text("domain", self.domain)
@@ -181,6 +176,18 @@ class ProductText:
             doc.add_float("price", self.price)
         doc.add_boolean("in_stock", self.in_stock)
         return doc
+
+    def scored_texts(self) -> dict[str, list[str]]:
+        """The values of each BM25-scored field as the index receives them: the text fields
+        (one value each, measurements normalised) and the head phrases (one term each)."""
+        return {
+            "title": [_measured(self.title)],
+            "brand": [_measured(self.brand)],
+            "category": [_measured(" ".join(self.category))],
+            "description": [_measured(self.description)],
+            "attributes": [_measured(attribute_text(self.attributes))],
+            HEAD_FIELD: head_terms([self.title, *self.category[-1:]]),
+        }
 
 
 def head_term(stems: Iterable[str]) -> str:

@@ -33,6 +33,7 @@ from shopsearch.events.compaction import compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.events.records import LOG_TABLES
 from shopsearch.events.searches import SearchLog
+from shopsearch.pipeline.engine import Engine
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
@@ -43,6 +44,7 @@ from shopsearch.serve.routes_catalog import catalog_router
 from shopsearch.serve.routes_events import events_router
 from shopsearch.serve.routes_search import search_router
 from shopsearch.serve.routes_suggest import suggest_router
+from shopsearch.serve.shards import ShardPlan, shard_engine
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_compute_threads
 from shopsearch.store.workspace import Workspace
@@ -54,6 +56,9 @@ ENV_WORKSPACE = "SHOPSEARCH_SERVER_WORKSPACE"
 ENV_CONFIG = "SHOPSEARCH_SERVER_CONFIG"
 ENV_WORKERS = "SHOPSEARCH_SERVER_WORKERS"
 ENV_RUN = "SHOPSEARCH_SERVER_RUN"
+#: ``address,shards,replicas`` of a sharded lexical source (``serve --shards``; address
+#: ``local``: a Ray instance started here).
+ENV_SHARDS = "SHOPSEARCH_SERVER_SHARDS"
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -67,6 +72,7 @@ def create_app(
     compact_every_s: float = 30.0,
     follow_every_s: float = 1.0,
     log_linger_s: float = 0.005,
+    shards: ShardPlan | None = None,
 ) -> FastAPI:
     """The search API over ``workspace``'s current bundle.
 
@@ -81,15 +87,23 @@ def create_app(
         compact_every_s: period of the event log's compaction into the tables.
         follow_every_s: period of checking other workers' reload announcements.
         log_linger_s: longest a search's log line waits to share an fsync.
+        shards: serve the lexical source from shard actors on Ray (:mod:`.shards`); the
+            catalog is then read-only.
 
     Raises:
         WorkspaceError: the workspace has no bundle (build one with ``shopsearch index``).
     """
     metrics = Metrics()
+
+    def loaded(engine: Engine) -> None:
+        if shards is not None:  # the old engine's actors end with its last reference
+            shard_engine(engine, workspace.table("products"), shards)
+        metrics.watch_engine(engine)
+
     state = ServerState(
         workspace=workspace,
         settings=settings,
-        live=LiveEngine(workspace, settings, run_id, on_load=metrics.watch_engine),
+        live=LiveEngine(workspace, settings, run_id, on_load=loaded),
         log=EventLog(workspace.root / LOG_DIR, linger_s=log_linger_s, observer=metrics),
         searches=SearchLog(workspace),
         ids=RequestIds(workspace_secret(workspace)),
@@ -154,7 +168,16 @@ def app_from_env() -> FastAPI:
         settings,
         workers=int(os.environ.get(ENV_WORKERS, "1")),
         run_id=os.environ.get(ENV_RUN),
+        shards=shard_plan_from_env(os.environ.get(ENV_SHARDS)),
     )
+
+
+def shard_plan_from_env(value: str | None) -> ShardPlan | None:
+    """The :data:`ENV_SHARDS` value as a plan (``None``: not sharded)."""
+    if not value:
+        return None
+    address, shards, replicas = value.rsplit(",", 2)
+    return ShardPlan(None if address == "local" else address, int(shards), int(replicas))
 
 
 async def _every(seconds: float, job: Callable[[ServerState], None], state: ServerState) -> None:

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopsearch.catalog.limits import ID_RULE
-from shopsearch.errors import InvalidInputError
+from shopsearch.errors import InvalidInputError, ShardUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_input(request: Request, exc: Exception) -> Response:
         return error_response(400, "request", str(exc))
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return error_response(503, "", str(exc), {"Retry-After": "1"})
+
     async def crash(request: Request, exc: Exception) -> Response:
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "", f"internal error ({type(exc).__name__}); see the server log")
@@ -202,4 +205,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(InvalidInputError, invalid_input)
+    app.add_exception_handler(ShardUnavailableError, unavailable)
     app.add_exception_handler(Exception, crash)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import uvicorn
 
-from shopsearch.serve.app import ENV_CONFIG, ENV_RUN, ENV_WORKERS, ENV_WORKSPACE
+from shopsearch.errors import InvalidInputError
+from shopsearch.serve.app import (
+    ENV_CONFIG,
+    ENV_RUN,
+    ENV_SHARDS,
+    ENV_WORKERS,
+    ENV_WORKSPACE,
+    shard_plan_from_env,
+)
 from shopsearch.serve.engines import SIGNAL_DIR
 from shopsearch.serve.threads import thread_env
 from shopsearch.store.bundles import current_bundle
@@ -24,6 +32,7 @@ def serve_workspace(
     workers: int = 1,
     config: Path | None = None,
     compute_threads: int = 1,
+    shards: str | None = None,
 ) -> None:
     """Serve ``workspace`` until interrupted (Ctrl-C shuts down cleanly, compacting the log).
 
@@ -36,11 +45,21 @@ def serve_workspace(
         config: the TOML settings file, if not the workspace's own.
         compute_threads: threads of each worker's compute libraries (``serve.compute_threads``;
             0: library defaults); set in the environment before the workers start.
+        shards: ``address,shards,replicas`` to serve the lexical source from shard actors on
+            Ray (address ``local``: start one here); needs ``workers`` 1.
 
     Raises:
         WorkspaceError: the workspace has no bundle yet.
     """
     current_bundle(workspace)  # fail before starting when there is nothing to serve
+    if shards is not None:
+        if workers != 1:
+            raise InvalidInputError(
+                f"--shards serves from one front process; got workers={workers}: use "
+                "--workers 1 and raise --replicas for more shard throughput"
+            )
+        shard_plan_from_env(shards)  # a clear error before starting
+        os.environ[ENV_SHARDS] = shards
     run = uuid.uuid4().hex
     os.environ[ENV_WORKSPACE] = str(workspace.root.resolve())
     os.environ[ENV_WORKERS] = str(workers)
