@@ -125,6 +125,11 @@ class RayShards:
         ray = ray_module()
         first = {s: next(self._turns[s]) for s in args}
         pending = {s: self._submit(s, first[s], method, a) for s, a in args.items()}
+        try:  # the usual case: every shard answers, in one wait
+            values = ray.get(list(pending.values()), timeout=self.timeout_s)
+            return dict(zip(pending, values, strict=True))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            pass  # find which shards failed, and ask their next replicas
         answers: dict[int, object] = {}
         for s, ref in pending.items():
             tried = [first[s]]
