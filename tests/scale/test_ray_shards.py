@@ -5,6 +5,7 @@ missing a shard), and ``serve --shards`` answers as the unsharded server does.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +152,23 @@ def test_shard_plan_errors() -> None:
     assert shard_plan_from_env("local,4,2") == ShardPlan(None, 4, 2)
     assert shard_plan_from_env("10.0.0.1:6379,2,1") == ShardPlan("10.0.0.1:6379", 2, 1)
     assert shard_plan_from_env(None) is None
+
+
+@pytest.mark.slow
+def test_a_killed_shard_actor_is_restarted_and_serves_again(
+    cluster: None, products: pa.Table
+) -> None:
+    single = LexicalRetriever().index(products)
+    shards = start_shards(products, ShardPlan(shards=2, replicas=1))
+    sharded = ShardedLexical(shards, catalog_positions(products))
+    ray.kill(shards.actors[0][0], no_restart=False)  # a crash: Ray restarts it
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            found = sharded.search("grey sofa", 20)
+            break
+        except ShardUnavailableError:  # the search in flight when it died
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert same(single.search("grey sofa", 20), found)
+    shards.stop()

@@ -112,10 +112,15 @@ class RayShards:
     Args:
         actors: per shard, its replicas' actor handles.
         timeout_s: longest a replica may take before the next one is asked.
+        inputs: the object references the actors were built from, kept so that Ray can
+            restart a dead actor with them.
     """
 
-    def __init__(self, actors: list[list[Any]], timeout_s: float) -> None:
+    def __init__(
+        self, actors: list[list[Any]], timeout_s: float, inputs: tuple[object, ...] = ()
+    ) -> None:
         self.actors = actors
+        self.inputs = inputs
         self.shards = len(actors)
         self.timeout_s = timeout_s
         self._turns = [itertools.cycle(range(len(replicas))) for replicas in actors]
@@ -185,7 +190,7 @@ def start_shards(
         for part, own in zip(parts, owns, strict=True)
     ]
     ray.get([actor.size.remote() for replicas in actors for actor in replicas])
-    return RayShards(actors, plan.timeout_s)
+    return RayShards(actors, plan.timeout_s, (parts, catalog))
 
 
 def shard_engine(engine: Engine, products: pa.Table, plan: ShardPlan) -> RayShards:
