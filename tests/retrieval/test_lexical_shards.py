@@ -18,9 +18,11 @@ from shopsearch.retrieval.lexical_shards import (
     TIE_RTOL,
     CorpusStats,
     LexicalShard,
+    LocalShards,
     ShardedLexical,
     build_local_shards,
     catalog_positions,
+    ghost_plan,
     latest_products,
     partition,
     shard_of,
@@ -163,3 +165,29 @@ def test_shards_are_not_saved(products: pa.Table, tmp_path: object) -> None:
         sharded.save(tmp_path)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="build the shards"):
         sharded.index(products)
+
+
+def test_fewer_ghosts_than_the_catalog_bring_the_averages_to_within_half_a_token(
+    products: pa.Table, single: LexicalRetriever
+) -> None:
+    parts = partition(products, 2)
+    owns = [CorpusStats.of(latest_products(part)) for part in parts]
+    total = CorpusStats.total(owns)
+    ghosts, tokens = ghost_plan(total, owns[0], stats_docs=owns[0].docs + 10)
+    assert ghosts < total.docs - owns[0].docs
+    for name in tokens:
+        average = (owns[0].tokens[name] + tokens[name]) / (owns[0].docs + ghosts)
+        assert tokens[name] >= 0
+        assert abs(average - total.tokens[name] / total.docs) <= 0.5 / (owns[0].docs + ghosts)
+    shards = [LexicalShard(stats_docs=own.docs + 10).index_shard(part, total, own)
+              for part, own in zip(parts, owns, strict=True)]  # fmt: skip
+    assert shards[0].home_.searcher().num_docs == owns[0].docs + ghosts
+    sharded = ShardedLexical(LocalShards(shards), catalog_positions(products))
+    for query in QUERIES:  # close to one index's, not equal: the averages differ a little
+        one, many = single.search(query, 100), sharded.search(query, 100)
+        assert one.candidates.total == many.candidates.total
+        assert one.facets == many.facets
+        scores = dict(zip(many.candidates.keys, many.candidates.scores, strict=True))
+        for key, score in zip(one.candidates.keys, one.candidates.scores, strict=True):
+            if key in scores:
+                assert scores[key] == pytest.approx(score, rel=0.02)

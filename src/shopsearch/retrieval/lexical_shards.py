@@ -10,11 +10,12 @@ index lists. Two things make a shard score like the whole catalog rather than li
   are built) and boosts each term query by ``idf(catalog) / idf(shard)``.
 * **Document count and average field lengths**: these enter BM25 through tantivy's own
   statistics, which tantivy-py offers no way to pass in (tantivy itself can, through a
-  statistics provider). So a shard also holds *ghost documents*: as many as the rest of the
-  catalog has products, empty but for a filler word that brings each field's token count to the
-  catalog's. Its document count and every field's average length are then the catalog's, to the
-  bit; the ghosts never match a search (every shard query requires the ``row`` fast field, which
-  they lack). Their cost (a few bytes per ghost) is measured in RESULTS.md.
+  statistics provider). So a shard also holds *ghost documents*, empty but for a filler word,
+  that bring its document count and each field's token count to the catalog's: up to
+  :data:`STATS_DOCS` documents exactly (one ghost per product of the other shards), beyond
+  that to within half a token (:func:`ghost_plan`). The ghosts never match a search (every
+  shard query requires the ``row`` fast field, which they lack). What they cost is measured in
+  RESULTS.md.
 
 Scores then equal one index's up to float rounding: tantivy multiplies the boost into the
 term's f32 weight, so a term's score may differ from one index's in the last bits (measured: at
@@ -66,6 +67,9 @@ GHOST_TOKENS = 1 << 16
 #: Scores this close (relative) are tied in the merge: a shard's score may differ from one
 #: index's in the last bits (see :func:`tie_order`).
 TIE_RTOL = 1e-6
+#: Documents a shard holds at least (products and ghosts) when the catalog has more: enough
+#: that its average field lengths are the catalog's to 2.5e-7 (see :func:`ghost_plan`).
+STATS_DOCS = 2_000_000
 #: A shard lists every facet value, so that the merged counts are exact.
 ALL_VALUES = 2**31 - 1
 
@@ -134,6 +138,48 @@ def partition(products: pa.Table, shards: int) -> list[pa.Table]:
     return [products.take(np.flatnonzero(owner == s)) for s in range(shards)]
 
 
+def ghost_plan(
+    catalog: CorpusStats, own: CorpusStats, stats_docs: int
+) -> tuple[int, dict[str, int]]:
+    """How many ghost documents a shard holds and how many filler tokens per field they carry.
+
+    Up to ``stats_docs`` documents in all, the ghosts stand for every other product of the
+    catalog and bring each field's token count to the catalog's: document count and average
+    lengths are then the catalog's to the bit. A larger catalog gets ``stats_docs`` documents
+    (or the fewest that keep every field's filler count >= 0) with the tokens that bring each
+    average closest to the catalog's: off by at most half a token over ``stats_docs``
+    documents, 2.5e-7 of an average of one token at the default; the idf correction then uses
+    the shard's own document count.
+
+    Raises:
+        InvalidInputError: ``catalog`` does not hold ``own`` (fewer products or tokens).
+    """
+    if (
+        own.docs > catalog.docs
+        or any(own.tokens[name] > catalog.tokens[name] for name in SCORED_FIELDS)
+        or (own.docs == catalog.docs and own.tokens != catalog.tokens)
+    ):
+        raise InvalidInputError(
+            "the catalog statistics do not include this shard's products; give the sum of "
+            "every shard's CorpusStats"
+        )
+    everyone = catalog.docs - own.docs
+    needed = [  # fewest ghosts at which no field's average is above the catalog's
+        -(-own.tokens[name] * catalog.docs // catalog.tokens[name]) - own.docs
+        for name in SCORED_FIELDS
+        if catalog.tokens[name]
+    ]
+    ghosts = min(everyone, max(stats_docs - own.docs, *needed, 0))
+    if ghosts == everyone:
+        return ghosts, {name: catalog.tokens[name] - own.tokens[name] for name in SCORED_FIELDS}
+    docs = own.docs + ghosts
+    return ghosts, {
+        name: (2 * catalog.tokens[name] * docs + catalog.docs) // (2 * catalog.docs)
+        - own.tokens[name]
+        for name in SCORED_FIELDS
+    }
+
+
 def catalog_positions(products: pa.Table) -> dict[ProductKey, int]:
     """Each product's position in ``products``: where its key first came, as one index orders
     a key given twice."""
@@ -158,14 +204,23 @@ class LexicalShard(LexicalRetriever):
 
     Built with :meth:`index_shard`; it counts every facet value and is not saved (a shard is
     rebuilt from the catalog).
+
+    Args:
+        config: the lexical source's settings (:class:`LexicalRetriever`'s keyword arguments).
+        stats_docs: documents (products and ghosts) a shard holds at least, when the catalog
+            has more (:func:`ghost_plan`).
     """
 
     name: ClassVar[str] = "lexical-shard"
     #: field → term → idf(catalog) / idf(shard) of every term of the shard.
     scales_: dict[str, dict[str, float]]
 
-    def __init__(self, **config: object) -> None:
-        super().__init__(None, **{**config, "facet_size": ALL_VALUES})  # type: ignore[arg-type]
+    def __init__(
+        self, config: Mapping[str, object] | None = None, stats_docs: int = STATS_DOCS
+    ) -> None:
+        settings = {**(config or {}), "facet_size": ALL_VALUES}
+        super().__init__(None, **settings)  # type: ignore[arg-type]
+        self.stats_docs = stats_docs
 
     def index_shard(
         self, products: pa.Table, catalog: CorpusStats, own: CorpusStats | None = None
@@ -181,18 +236,12 @@ class LexicalShard(LexicalRetriever):
             InvalidInputError: ``catalog`` does not hold this shard (fewer products or tokens).
         """
         own = own if own is not None else CorpusStats.of(latest_products(products))
-        missing = {name: catalog.tokens[name] - own.tokens[name] for name in SCORED_FIELDS}
-        ghosts = catalog.docs - own.docs
-        if ghosts < 0 or min(missing.values()) < 0 or (ghosts == 0 and any(missing.values())):
-            raise InvalidInputError(
-                "the catalog statistics do not include this shard's products; give the sum of "
-                "every shard's CorpusStats"
-            )
+        ghosts, missing = ghost_plan(catalog, own, self.stats_docs)
         self.index(products)
-        docs = catalog.docs
+        docs = own.docs + ghosts
         self.scales_ = {
             name: {
-                term: idf(catalog.doc_freq[name][term], docs) / idf(n, docs)
+                term: idf(catalog.doc_freq[name][term], catalog.docs) / idf(n, docs)
                 for term, n in own.doc_freq[name].items()
             }
             for name in SCORED_FIELDS
@@ -270,7 +319,7 @@ def build_local_shards(
     catalog = CorpusStats.total(owns)
     return LocalShards(
         [
-            LexicalShard(**dict(config or {})).index_shard(part, catalog, own)
+            LexicalShard(config).index_shard(part, catalog, own)
             for part, own in zip(parts, owns, strict=True)
         ]
     )
@@ -435,6 +484,7 @@ __all__ = [
     "ShardedLexical",
     "build_local_shards",
     "catalog_positions",
+    "ghost_plan",
     "idf",
     "merge_counts",
     "merge_hits",

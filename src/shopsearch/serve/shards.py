@@ -77,7 +77,7 @@ class ShardServer:
     def __init__(
         self, products: pa.Table, catalog: CorpusStats, own: CorpusStats, config: dict[str, Any]
     ) -> None:
-        self.shard = LexicalShard(**config).index_shard(products, catalog, own)
+        self.shard = LexicalShard(config).index_shard(products, catalog, own)
 
     def search(self, query: str, k: int, filters: Filters | None, plan: QueryPlan | None) -> Hits:
         """The shard's top ``k``, match count and facets."""
