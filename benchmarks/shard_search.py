@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from shopsearch.bench.timing import percentiles_ms
+from shopsearch.ray_cluster import connect
 from shopsearch.retrieval.base import Hits
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.lexical_query import price_bucket_labels
@@ -33,7 +34,6 @@ from shopsearch.retrieval.lexical_shards import (
 from shopsearch.serve.shards import ShardPlan, start_shards
 from shopsearch.store.atomic import write_json
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.distributed import connect
 
 K = 100
 

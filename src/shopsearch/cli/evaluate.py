@@ -18,6 +18,7 @@ missing one it needs, is an error naming the option, the dataset and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -120,7 +121,9 @@ def _flags(name: str, members: Members) -> list[_Flag]:
     """
     from shopsearch.evaluate.options import suite_options
 
-    reserved = {"ctx", "report"} | ({"dataset"} if list(members) != [None] else set())
+    reserved = {"ctx", "report", *_CLUSTER_PARAMS} | (
+        {"dataset"} if list(members) != [None] else set()
+    )
     by_flag: dict[str, dict[str | None, SuiteOption]] = {}
     decls: dict[str, list[str]] = {}
     for dataset, suite in members.items():
@@ -142,6 +145,27 @@ def _flags(name: str, members: Members) -> list[_Flag]:
                     "give one of them another short flag"
                 )
     return [_Flag(_param(flag), tuple(decls[flag]), options) for flag, options in by_flag.items()]
+
+
+#: The options every ``shopsearch eval`` command adds to its suite's: where to run it.
+_CLUSTER_PARAMS = ("ray_address", "workers")
+
+
+def _cluster_params() -> list[inspect.Parameter]:
+    """``--ray-address`` and ``--workers`` (:mod:`shopsearch.evaluate.parallel`)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    address = typer.Option(
+        help="Run the suite's independent parts (models, bootstrap blocks) as Ray tasks: auto "
+        "(the cluster this machine joined), HOST:PORT, or local (start one here); the report "
+        'is the same as without it. Needs pip install "shopsearch[ray]".'
+    )
+    workers = typer.Option(help="CPUs of a local Ray instance (--ray-address local).", min=1)
+    return [
+        inspect.Parameter(
+            "ray_address", keyword, annotation=Annotated[str | None, address], default=None
+        ),
+        inspect.Parameter("workers", keyword, annotation=Annotated[int, workers], default=2),
+    ]
 
 
 def _param(flag: str) -> str:
@@ -219,6 +243,7 @@ def _command(name: str, members: Members) -> Any:
             annotation=Annotated[Path, typer.Option(help="Where to write the JSON report.")],
         ),
     ]
+    params.extend(_cluster_params())
     if datasets != [None]:
         help_text = f"The suite to run: {_or([str(d) for d in datasets])} (see above)."
         params.append(
@@ -270,6 +295,8 @@ def _callback(name: str, members: Members, flags: list[_Flag]) -> Callable[..., 
         from shopsearch.evaluate.options import suite_options
 
         report: Path = values.pop("report")
+        ray_address: str | None = values.pop("ray_address")
+        workers: int = values.pop("workers")
         dataset: str | None = values.pop("dataset") if None not in members else None
         if dataset not in members:
             raise InvalidInputError(
@@ -299,10 +326,20 @@ def _callback(name: str, members: Members, flags: list[_Flag]) -> Callable[..., 
                 f"{where} needs {' and '.join(missing)}; give "
                 f"{'it' if len(missing) == 1 else 'them'} (see 'shopsearch eval {name} --help')"
             )
-        with heartbeat(f"eval {suite.name}"):
+        with heartbeat(f"eval {suite.name}"), _where(ray_address, workers):
             result = suite()(suite.config_type(**config), say=say)
         result.write(report)
         console.print(result.render_table(), highlight=False)
         console.print(f"report written to {report}")
 
     return command
+
+
+def _where(ray_address: str | None, workers: int) -> contextlib.AbstractContextManager[None]:
+    """Where a suite runs: here, or on the Ray cluster ``--ray-address`` names."""
+    if ray_address is None:
+        return contextlib.nullcontext()
+    from shopsearch.evaluate.parallel import on_cluster
+    from shopsearch.ray_cluster import cluster_address
+
+    return on_cluster(cluster_address(ray_address), workers)

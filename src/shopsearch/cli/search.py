@@ -50,9 +50,10 @@ def index(
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
     if ray_address is not None:
-        address = None if ray_address == "local" else ray_address
+        from shopsearch.ray_cluster import cluster_address
+
         with heartbeat("encode on Ray"), step_progress("products") as advance:
-            warm_embeddings(ws, settings, address, workers, advance)
+            warm_embeddings(ws, settings, cluster_address(ray_address), workers, advance)
     with heartbeat("index"), step_progress("products") as advance:
         engine = build_index(ws, settings, progress=advance, say=say)
     console.print(f"indexed {len(engine.products)} products into {engine.bundle}")

@@ -62,13 +62,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
 from shopsearch.errors import InvalidInputError
+from shopsearch.evaluate.parallel import parallel_map
 
 __all__ = [
     "RANKING_METRICS",
@@ -774,23 +775,37 @@ def auc_ci(
     pos_counts = sparse.csr_array((y, (block, codes)), shape=shape)
     neg_counts = sparse.csr_array((1.0 - y, (block, codes)), shape=shape)
 
-    ones = np.ones(n_blocks)
     rng = np.random.default_rng(seed)
-    stats: list[FloatArray] = []
-    for counts in _resample_counts(rng, n_groups, n_resamples):
-        # Sub-chunk so the dense (tie blocks x resamples) matrices stay within the budget.
-        step = max(1, _CHUNK_ELEMENTS // n_blocks)
-        for start in range(0, len(counts), step):
-            weights = counts[start : start + step].T
-            pos = np.asarray(pos_counts @ weights)
-            neg = np.asarray(neg_counts @ weights)
-            below = np.cumsum(neg, axis=0)
-            below -= 0.5 * neg  # negatives strictly below, plus half the tied ones
-            wins = np.einsum("tb,tb->b", pos, below)
-            pairs = (ones @ pos) * (ones @ neg)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                stats.append(np.where(pairs > 0, wins / pairs, np.nan))
+    blocks = _resample_counts(rng, n_groups, n_resamples)
+    stats = parallel_map(_resampled_auc, blocks, _ClassCounts(pos_counts, neg_counts))
     return _finish_group_stats(np.concatenate(stats), alpha, "the AUC")
+
+
+class _ClassCounts(NamedTuple):
+    """Positives and negatives per (score tie block, group), tie blocks in score order."""
+
+    pos: sparse.csr_array
+    neg: sparse.csr_array
+
+
+def _resampled_auc(counts: _ClassCounts, weights: FloatArray) -> FloatArray:
+    """The AUC of each resample, given as a row of group multiplicities (``nan``: one class)."""
+    n_blocks = counts.pos.shape[0]
+    ones = np.ones(n_blocks)
+    stats: list[FloatArray] = []
+    # Sub-chunk so the dense (tie blocks x resamples) matrices stay within the budget.
+    step = max(1, _CHUNK_ELEMENTS // n_blocks)
+    for start in range(0, len(weights), step):
+        block = weights[start : start + step].T
+        pos = np.asarray(counts.pos @ block)
+        neg = np.asarray(counts.neg @ block)
+        below = np.cumsum(neg, axis=0)
+        below -= 0.5 * neg  # negatives strictly below, plus half the tied ones
+        wins = np.einsum("tb,tb->b", pos, below)
+        pairs = (ones @ pos) * (ones @ neg)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats.append(np.where(pairs > 0, wins / pairs, np.nan))
+    return np.concatenate(stats)
 
 
 def gauc_ci(
@@ -874,16 +889,34 @@ def group_bootstrap_ci(
     sizes = np.bincount(codes, minlength=n_groups)
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     rng = np.random.default_rng(seed)
-    stats: list[float] = []
     # Same resampling stream as auc_ci / gauc_ci: equal seeds give equal resamples.
-    for counts in _resample_counts(rng, n_groups, n_resamples):
-        for row in counts.astype(np.intp):
-            picked = np.repeat(np.arange(n_groups), row)
-            lengths = sizes[picked]
-            offsets = np.repeat(starts[picked] - np.cumsum(lengths) + lengths, lengths)
-            rows = by_group[offsets + np.arange(lengths.sum())]
-            try:
-                stats.append(float(metric(*(col[rows] for col in columns))))
-            except InvalidInputError:
-                stats.append(math.nan)
-    return _finish_group_stats(np.array(stats), alpha, "the metric")
+    blocks = _resample_counts(rng, n_groups, n_resamples)
+    rows = _GroupRows(metric, columns, by_group, sizes, starts)
+    stats = parallel_map(_resampled_metric, blocks, rows)
+    return _finish_group_stats(np.concatenate(stats), alpha, "the metric")
+
+
+class _GroupRows(NamedTuple):
+    """The row arrays of :func:`group_bootstrap_ci` and where each group's rows are."""
+
+    metric: Callable[..., float]
+    columns: list[npt.NDArray[Any]]
+    by_group: npt.NDArray[np.intp]  # row numbers, grouped
+    sizes: npt.NDArray[np.intp]  # rows per group
+    starts: npt.NDArray[np.intp]  # first position of each group in by_group
+
+
+def _resampled_metric(data: _GroupRows, counts: FloatArray) -> FloatArray:
+    """The metric of each resample, given as a row of group multiplicities (``nan``: failed)."""
+    stats: list[float] = []
+    groups = np.arange(len(data.sizes))
+    for row in counts.astype(np.intp):
+        picked = np.repeat(groups, row)
+        lengths = data.sizes[picked]
+        offsets = np.repeat(data.starts[picked] - np.cumsum(lengths) + lengths, lengths)
+        rows = data.by_group[offsets + np.arange(lengths.sum())]
+        try:
+            stats.append(float(data.metric(*(col[rows] for col in data.columns))))
+        except InvalidInputError:
+            stats.append(math.nan)
+    return np.array(stats, dtype=np.float64)

@@ -35,6 +35,7 @@ import orjson
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.evaluate.metrics import FloatArray, JudgedRun, bootstrap_ci, parse_metric
+from shopsearch.evaluate.parallel import parallel_map
 from shopsearch.store.atomic import write_json
 
 __all__ = [
@@ -129,12 +130,15 @@ def evaluate_run(
     per_query = {name: judged.metric(name, rel_threshold) for name in names}
     means = {name: float(values.mean()) for name, values in per_query.items()}
     ci: dict[str, tuple[float, float]] = {}
-    if n_resamples:
-        ci = {
-            name: bootstrap_ci(values, n_resamples=n_resamples, alpha=alpha, seed=seed)
-            for name, values in per_query.items()
-        }
+    if n_resamples:  # one task per metric on a cluster (shopsearch.evaluate.parallel)
+        bounds = parallel_map(_interval, per_query.values(), (n_resamples, alpha, seed))
+        ci = dict(zip(per_query, bounds, strict=True))
     return RunEvaluation(judged.query_ids, per_query, means, ci)
+
+
+def _interval(settings: tuple[int, float, int], values: FloatArray) -> tuple[float, float]:
+    n_resamples, alpha, seed = settings
+    return bootstrap_ci(values, n_resamples=n_resamples, alpha=alpha, seed=seed)
 
 
 # --------------------------------------------------------------------------- report

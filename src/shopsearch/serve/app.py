@@ -34,6 +34,7 @@ from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.events.records import LOG_TABLES
 from shopsearch.events.searches import SearchLog
 from shopsearch.pipeline.engine import Engine
+from shopsearch.ray_cluster import cluster_address
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
@@ -177,7 +178,7 @@ def shard_plan_from_env(value: str | None) -> ShardPlan | None:
     if not value:
         return None
     address, shards, replicas = value.rsplit(",", 2)
-    return ShardPlan(None if address == "local" else address, int(shards), int(replicas))
+    return ShardPlan(cluster_address(address), int(shards), int(replicas))
 
 
 async def _every(seconds: float, job: Callable[[ServerState], None], state: ServerState) -> None:

@@ -27,6 +27,7 @@ import pyarrow as pa
 from shopsearch.catalog.candidates import Facets, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, ShardUnavailableError
 from shopsearch.pipeline.engine import Engine
+from shopsearch.ray_cluster import connect, ray_module
 from shopsearch.retrieval.base import Hits, QueryPlan
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.lexical_shards import (
@@ -37,7 +38,6 @@ from shopsearch.retrieval.lexical_shards import (
     latest_products,
     partition,
 )
-from shopsearch.training.distributed import connect, ray_module
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ShardPlan:
 
     Attributes:
         address: the Ray cluster (``None``: a local one on 127.0.0.1, see
-            :func:`~shopsearch.training.distributed.connect`).
+            :func:`~shopsearch.ray_cluster.connect`).
         shards: parts the catalog is split into.
         replicas: actors serving each part.
         timeout_s: longest a replica may take to answer before the next one is asked.

@@ -25,34 +25,12 @@ import numpy.typing as npt
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Progress
+from shopsearch.ray_cluster import connect, ray_module
 from shopsearch.text.embedding_cache import EmbeddingCache
 from shopsearch.text.encoders import Encoder, FloatMatrix, cap_encoder_threads, make_encoder
 
 #: Texts per batch a worker encodes at once.
 BATCH = 256
-
-
-def ray_module() -> Any:
-    """The ``ray`` package, or a clear error when the extra is not installed."""
-    try:
-        import ray
-    except ImportError as exc:  # the default install is Ray-free
-        raise InvalidInputError(
-            'Ray is not installed; install the extra: pip install "shopsearch[ray]"'
-        ) from exc
-    return ray
-
-
-def connect(address: str | None, workers: int) -> None:
-    """Join (or start) the Ray cluster once per process (see the module docstring)."""
-    ray = ray_module()
-    if ray.is_initialized():
-        return
-    if address is None:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")  # fmt: skip
-    else:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 class _EncodeBatch:

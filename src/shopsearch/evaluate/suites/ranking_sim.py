@@ -25,7 +25,6 @@ copied into the report's ``config``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,9 +47,9 @@ from shopsearch.evaluate.metrics import (
 from shopsearch.evaluate.options import option
 from shopsearch.evaluate.report import UNDEFINED_KEY, Report
 from shopsearch.evaluate.suite import SUITES, Suite
+from shopsearch.evaluate.suites.click_samples import EncodedSamples, train_and_score
 from shopsearch.progress import Say
-from shopsearch.ranking.features import FeatureEncoder
-from shopsearch.ranking.ranker import Scores, train_ranker
+from shopsearch.ranking.ranker import Scores
 from shopsearch.ranking.registry import LIGHTGBM, check_model_name, model_names
 from shopsearch.ranking.samples import Samples, build_samples, split_by_time
 from shopsearch.ranking.train import TrainConfig
@@ -264,8 +263,7 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
             np.asarray(funnel.purchase_propensity, np.float64),
         )
     with report.timer("encode"):
-        encoder = FeatureEncoder(train.seq_kinds.shape[1]).fit(train)
-        train_batch, test_batch = encoder.transform(train), encoder.transform(test_samples)
+        data = EncodedSamples.fit(train, test_samples)
     report.dataset = {
         "train_impressions": len(train),
         "train_requests": train.n_requests,
@@ -284,15 +282,13 @@ def run_ranking_sim_suite(cfg: RankingSimConfig, say: Say | None = None) -> Repo
         {"click": logged, "cart": logged, "purchase": logged},
         cfg,
     )
+    systems = _systems(cfg.models)
+    tell(f"training {', '.join(name for name, _, _ in systems)}")
     train_cfg = TrainConfig(epochs=cfg.epochs, seed=cfg.seed)
-    for name, model, position_bias in _systems(cfg.models):
-        tell(f"training {name}")
-        start = time.perf_counter()
-        ranker = train_ranker(
-            train, model, position_bias, train_cfg, encoded=(encoder, train_batch)
-        )
-        report.timing(f"train/{name}", time.perf_counter() - start)
-        _evaluate(report, name, test, ranker.score_batch(test_batch), cfg)
+    trained = train_and_score(data, [(m, bias) for _, m, bias in systems], train_cfg)
+    for (name, _, _), (scores, seconds) in zip(systems, trained, strict=True):
+        report.timing(f"train/{name}", seconds)
+        _evaluate(report, name, test, scores, cfg)
     return report
 
 
