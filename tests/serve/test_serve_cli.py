@@ -16,3 +16,8 @@ def test_serve_with_shards_needs_one_worker(workspace, capsys):
     args = ["serve", "-w", str(workspace.root), "--ray-address", "local", "--shards", "2"]
     assert run([*args, "--workers", "2"]) == 2
     assert "--workers 1" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_serve_shards_need_a_ray_address(workspace, capsys):
+    assert run(["serve", "-w", str(workspace.root), "--shards", "2"]) == 2
+    assert "add --ray-address" in capsys.readouterr().err.replace("\n", "")

@@ -10,6 +10,7 @@ import typer
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console
 from shopsearch.config import load_settings
+from shopsearch.errors import InvalidInputError
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 
@@ -40,11 +41,13 @@ def serve(
         ),
     ] = None,
     shards: Annotated[
-        int, typer.Option(min=1, help="Parts the catalog is split into (with --ray-address).")
-    ] = 2,
+        int | None,
+        typer.Option(min=1, help="Parts the catalog is split into (with --ray-address) [2]."),
+    ] = None,
     replicas: Annotated[
-        int, typer.Option(min=1, help="Actors serving each part (with --ray-address).")
-    ] = 1,
+        int | None,
+        typer.Option(min=1, help="Actors serving each part (with --ray-address) [1]."),
+    ] = None,
 ) -> None:
     """Serve search, event logging, catalog updates and metrics over HTTP.
 
@@ -57,6 +60,11 @@ def serve(
     """
     from shopsearch.serve.runner import serve_workspace
 
+    if ray_address is None and (shards is not None or replicas is not None):
+        raise InvalidInputError(
+            "--shards and --replicas serve from a Ray cluster; add --ray-address "
+            "(auto, HOST:PORT, or local to start one here)"
+        )
     ws = Workspace.open(workspace)
     settings = load_settings(workspace, config)
     current_bundle(ws)  # a clear error naming 'shopsearch index' when there is none
@@ -72,5 +80,5 @@ def serve(
         workers=workers or settings.serve.workers,
         config=config,
         compute_threads=settings.serve.compute_threads,
-        shards=None if ray_address is None else f"{ray_address},{shards},{replicas}",
+        shards=None if ray_address is None else f"{ray_address},{shards or 2},{replicas or 1}",
     )
