@@ -84,6 +84,22 @@ def serve(
     connections: Annotated[
         int, typer.Option(min=1, help="Open-loop connections (most requests in flight).")
     ] = 32,
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="Open-loop load generator: python (in this process), hey (compiled; "
+            "apt-get install hey; caches off unless sized explicitly) or python,hey (each "
+            "rate with both, same server)."
+        ),
+    ] = "python",
+    hey_queries: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Distinct logged queries of a hey level, one hey process each (default: one "
+            "per connection, so arrivals are evenly spaced).",
+        ),
+    ] = None,
     workers: Annotated[
         str, typer.Option(help="Server worker processes; a comma list (1,2) measures each.")
     ] = "1",
@@ -110,7 +126,8 @@ def serve(
     """Requests/s and p50/p95/p99 of 'shopsearch serve': closed-loop clients and open-loop
     arrival rates, beside Engine.search in process.
 
-    The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process.
+    The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process
+    (--generator python) or as hey processes (--generator hey).
     """
     from shopsearch.bench.closed_loop import LoadBounds
     from shopsearch.bench.serve import OpenLoad, parse_levels, run_serve_bench
@@ -140,7 +157,11 @@ def serve(
             seed,
             say=say,
             open_load=OpenLoad(
-                _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
+                _rates(rate),
+                "poisson" if arrivals == "poisson" else "uniform",
+                connections,
+                [part.strip() for part in generator.split(",") if part.strip()],
+                hey_queries,
             ),
             overrides=overrides,
         )
