@@ -225,8 +225,10 @@ def hey_level(
         ends.extend(rows.ends)
         errors += sum(1 for s in rows.statuses if s != 200)
         latencies.extend(t for t, s in zip(rows.latencies, rows.statuses, strict=True) if s == 200)
-    # Every worker's ticker fires every 1 / pace seconds, the first one after 1 / pace.
-    scheduled = sum(p.connections * math.floor(seconds * p.per_connection_rps + 1e-9) for p in plan)
+    # Every worker's ticker fires every 1 / pace seconds, the first one after 1 / pace; a
+    # worker waiting for its tick when the duration ends still sends on that tick (hey checks
+    # for the stop only between requests), so it sends ceil(seconds * pace) requests.
+    scheduled = sum(p.connections * math.ceil(seconds * p.per_connection_rps - 1e-9) for p in plan)
     answered = len(ends)
     wall = max(max(ends, default=0.0), seconds)
     lat = np.asarray(latencies, np.float64) * 1000

@@ -190,6 +190,52 @@ def _serve_rows(result: dict[str, Any]) -> Iterable[str]:
     )
 
 
+@bench_app.command("stages")
+def stages(
+    workspace: WorkspaceOption,
+    report: ReportOption,
+    queries: Annotated[int, typer.Option(min=1, help="Logged queries timed.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for drawing logged queries.")] = 0,
+    caches: Annotated[
+        bool, typer.Option(help="Keep the query-vector and result caches on.")
+    ] = False,
+    ranking: Annotated[bool, typer.Option(help="Keep the ranking stage (if bundled).")] = True,
+    http: Annotated[bool, typer.Option(help="Also measure over HTTP (one worker).")] = True,
+) -> None:
+    """Per-stage milliseconds (each search's timings_ms: mean, p50, p99) of logged queries,
+    one at a time, in process and over HTTP, with CPU per search."""
+    from shopsearch.bench.stages import run_stages_bench
+
+    with heartbeat("bench stages"):
+        result = run_stages_bench(
+            Workspace.open(workspace),
+            load_settings(workspace),
+            queries,
+            seed,
+            caches=caches,
+            ranking=ranking,
+            http=http,
+            say=say,
+        )
+    _write_report(report, result, _stages_rows, ratios=False)
+
+
+def _stages_rows(result: dict[str, Any]) -> Iterable[str]:
+    inside, http = result["in_process"], result["http"]
+    yield f"{'timing':24} {'in process mean/p50/p99 ms':>28} {'HTTP mean/p50/p99 ms':>28}"
+    for key in [*inside, *(k for k in http if k not in inside)]:
+        cells = [
+            " ".join(
+                f"{row[k]:8.2f}" if k in row else f"{'-':>8}"
+                for k in ("mean_ms", "p50_ms", "p99_ms")
+            )
+            if row
+            else f"{'-':>26}"
+            for row in (inside.get(key), http.get(key))
+        ]
+        yield f"{key:24} {cells[0]:>28} {cells[1]:>28}"
+
+
 @bench_app.command("ranking")
 def ranking(
     workspace: WorkspaceOption,
