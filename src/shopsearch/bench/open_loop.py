@@ -206,4 +206,5 @@ def open_level(
         if run.lags
         else None,
         "client_cpu_share": cpu / wall,
+        "client_cpu_ms_per_request": 1000 * cpu / len(requests) if requests else None,
     }

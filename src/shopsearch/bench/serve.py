@@ -34,6 +34,10 @@ Two kinds of levels:
 - open loop (``--rate``): requests arrive at a fixed rate (Poisson or evenly spaced) over up to
   ``--connections`` connections, and latency counts from each request's scheduled time
   (:mod:`shopsearch.bench.open_loop`): the latency shoppers arriving at that rate would see.
+  ``--generator hey`` offers the same rates with ``hey``, a compiled load generator whose CPU
+  is small and reported (:mod:`shopsearch.bench.hey_loop`; it sends a few distinct queries and
+  times from the send, see there); ``--generator python,hey`` runs each rate with both on the
+  same server (rows ``rate-R`` and ``hey-rate-R``).
 
 Settings overrides (``--query-cache-size`` ...) reach the server as ``SHOPSEARCH_...``
 environment variables and the in-process engine as settings.
@@ -48,13 +52,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from shopsearch.bench.closed_loop import LoadBounds, load_level
+from shopsearch.bench.hey_loop import hey_binary, hey_level
 from shopsearch.bench.http_client import HOST, REQUEST_TIMEOUT_S, request_bytes, search_paths
 from shopsearch.bench.open_loop import Arrivals, open_level
 from shopsearch.bench.retrieval import bench_queries
@@ -70,6 +75,8 @@ from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 
 PAGE_SIZE = 10
+#: Open-loop load generators (:attr:`OpenLoad.generators`).
+GENERATORS = ("python", "hey")
 WARMUP_REQUESTS = 20
 
 
@@ -88,11 +95,23 @@ def parse_levels(text: str, name: str) -> list[int]:
 
 @dataclass(frozen=True)
 class OpenLoad:
-    """Open-loop levels: arrival rates (requests/s), arrival process, most connections."""
+    """Open-loop levels: arrival rates (requests/s), arrival process, most connections, and
+    the load generators offering them."""
 
     rates: Sequence[float] = ()
     arrivals: Arrivals = "poisson"
     connections: int = 32
+    #: Who offers each rate, in order: ``"python"`` (this process, :mod:`.open_loop`) and/or
+    #: ``"hey"`` (:mod:`.hey_loop`); with both, each rate runs twice on the same server.
+    generators: Sequence[str] = ("python",)
+    #: Distinct queries (one ``hey`` process each) of a ``hey`` level; ``None``: one per
+    #: connection, so each process has one worker and arrivals are evenly spaced.
+    hey_queries: int | None = None
+
+    @property
+    def hey_processes(self) -> int:
+        """The ``hey`` processes (= distinct queries) of a ``hey`` level."""
+        return self.hey_queries or self.connections
 
 
 def _open_count(rate: float, bounds: LoadBounds) -> int:
@@ -138,21 +157,62 @@ def _serve_levels(
             for rate in open_load.rates:
                 count = _open_count(rate, bounds)
                 part = requests[offset : offset + count]
+                paths = search_paths(stream[offset : offset + count], PAGE_SIZE)
                 offset += count
-                opened = partial(
-                    open_level, port, part, rate, open_load.connections, open_load.arrivals, seed
-                )
-                row = counted_level(port, pid, "open", opened)
-                levels[f"rate-{rate:g}"] = row
-                say(
-                    f"workers {workers}, {rate:g} req/s offered (open, {open_load.arrivals}): "
-                    f"{row['rps']:8.1f} req/s, p50 {_ms(row['p50_ms'])}, "
-                    f"p99 {_ms(row['p99_ms'])}, {row['errors']} errors, "
-                    f"cache hits {_share(row['query_cache']['hit_rate'])} "
-                    f"(results {_share(row['query_cache']['result_hit_rate'])}), "
-                    f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
-                )
+                for generator in open_load.generators:
+                    row = _open_row(port, pid, generator, part, paths, rate, open_load, seed)
+                    key = f"rate-{rate:g}" if generator == "python" else f"hey-rate-{rate:g}"
+                    levels[key] = row
+                    say(_open_line(workers, row, open_load))
     return levels
+
+
+def _open_row(
+    port: int,
+    pid: int,
+    generator: str,
+    requests: Sequence[bytes],
+    paths: Sequence[str],
+    rate: float,
+    open_load: OpenLoad,
+    seed: int,
+) -> dict[str, Any]:
+    """One open-loop level at ``rate`` by ``generator``, with the server's counters.
+
+    The Python generator sends ``requests`` (the level's part of the query stream); ``hey``
+    sends the first :attr:`OpenLoad.hey_processes` distinct ``paths`` of it for as long as the
+    Python generator would take (``len(requests) / rate`` seconds).
+    """
+    run: Callable[[], Mapping[str, Any]]
+    if generator == "hey":
+        seconds = len(requests) / rate
+        run = partial(
+            hey_level, port, paths, rate, open_load.connections, seconds, open_load.hey_processes
+        )
+    else:
+        run = partial(
+            open_level, port, requests, rate, open_load.connections, open_load.arrivals, seed
+        )
+    row = counted_level(port, pid, "open", run)
+    row.setdefault("generator", "python")
+    return row
+
+
+def _open_line(workers: int, row: Mapping[str, Any], open_load: OpenLoad) -> str:
+    how = (
+        f"hey, {row['queries']} queries, {row['missing']} missing"
+        if row["generator"] == "hey"
+        else f"python, {open_load.arrivals}"
+    )
+    return (
+        f"workers {workers}, {row['rate']:g} req/s offered (open, {how}): "
+        f"{row['rps']:8.1f} req/s, p50 {_ms(row['p50_ms'])}, "
+        f"p99 {_ms(row['p99_ms'])}, {row['errors']} errors, "
+        f"cache hits {_share(row['query_cache']['hit_rate'])} "
+        f"(results {_share(row['query_cache']['result_hit_rate'])}), "
+        f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request, "
+        f"client cpu {row['client_cpu_share']:.0%}"
+    )
 
 
 def _ms(value: float | int | None) -> str:
@@ -188,6 +248,36 @@ def _overridden(
         settings = settings.model_copy(update={section: part})
         env[f"SHOPSEARCH_{section.upper()}__{key.upper()}"] = str(value)
     return settings, env
+
+
+def _generator_overrides(
+    open_load: OpenLoad, overrides: Mapping[str, int], say: Say
+) -> dict[str, int]:
+    """``overrides``, checked against the generators; under ``hey`` both caches default to off.
+
+    ``hey`` repeats a few distinct queries (:mod:`shopsearch.bench.hey_loop`), so with the
+    caches on nearly every request would be a cache hit; unless a cache size is given
+    explicitly, runs with ``hey`` turn both caches off for every level (the Python levels of
+    the same run included, so they stay comparable).
+    """
+    unknown = [g for g in open_load.generators if g not in GENERATORS]
+    if unknown or not open_load.generators:
+        raise InvalidInputError(
+            f"generators {list(open_load.generators)} are not allowed; use one or both of "
+            f"{', '.join(GENERATORS)}"
+        )
+    if open_load.hey_queries is not None and open_load.hey_queries < 1:
+        raise InvalidInputError(
+            f"hey_queries={open_load.hey_queries} is not allowed; use hey_queries >= 1"
+        )
+    chosen = dict(overrides)
+    if "hey" in open_load.generators and open_load.rates:
+        hey_binary()  # fail before starting a server when hey is missing
+        off = [n for n in ("query_cache_size", "result_cache_size") if n not in chosen]
+        chosen.update(dict.fromkeys(off, 0))
+        if off:
+            say(f"hey repeats {open_load.hey_processes} queries: {', '.join(off)} set to 0")
+    return chosen
 
 
 def run_serve_bench(
@@ -232,7 +322,8 @@ def run_serve_bench(
         raise InvalidInputError(
             f"connections={open_load.connections} is not allowed; use connections >= 1"
         )
-    settings, env = _overridden(settings, overrides or {})
+    overrides = _generator_overrides(open_load, overrides or {}, say)
+    settings, env = _overridden(settings, overrides)
     current_bundle(workspace)  # fail before starting a server when there is nothing to serve
     products = workspace.table("products")
     total = (
@@ -278,8 +369,10 @@ def run_serve_bench(
             "rates": list(open_load.rates),
             "arrivals": open_load.arrivals,
             "connections": open_load.connections,
+            "generators": list(open_load.generators),
+            "hey_queries": open_load.hey_processes,
             "workers": list(workers),
-            "overrides": dict(overrides or {}),
+            "overrides": dict(overrides),
             "query_cache_size": settings.retrieval.query_cache_size,
             "result_cache_size": settings.retrieval.result_cache_size,
             "query_batch": settings.retrieval.query_batch,
@@ -288,7 +381,12 @@ def run_serve_bench(
             "size": PAGE_SIZE,
             "warmup_requests": WARMUP_REQUESTS,
             "request_timeout_s": REQUEST_TIMEOUT_S,
-            "client": "asyncio raw HTTP/1.1, keep-alive connections, same machine",
+            "client": "asyncio raw HTTP/1.1, keep-alive connections, same machine"
+            + (
+                " (open loop also: hey, one process per query)"
+                if "hey" in open_load.generators
+                else ""
+            ),
             "cpu_count": os.cpu_count(),
             "host": HOST,
             "served": "a hard-linked snapshot of the workspace (its logs stay untouched)",

@@ -84,6 +84,22 @@ def serve(
     connections: Annotated[
         int, typer.Option(min=1, help="Open-loop connections (most requests in flight).")
     ] = 32,
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="Open-loop load generator: python (in this process), hey (compiled; "
+            "apt-get install hey; caches off unless sized explicitly) or python,hey (each "
+            "rate with both, same server)."
+        ),
+    ] = "python",
+    hey_queries: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Distinct logged queries of a hey level, one hey process each (default: one "
+            "per connection, so arrivals are evenly spaced).",
+        ),
+    ] = None,
     workers: Annotated[
         str, typer.Option(help="Server worker processes; a comma list (1,2) measures each.")
     ] = "1",
@@ -110,7 +126,8 @@ def serve(
     """Requests/s and p50/p95/p99 of 'shopsearch serve': closed-loop clients and open-loop
     arrival rates, beside Engine.search in process.
 
-    The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process.
+    The server runs on 127.0.0.1 as a subprocess; the load generator runs in this process
+    (--generator python) or as hey processes (--generator hey).
     """
     from shopsearch.bench.closed_loop import LoadBounds
     from shopsearch.bench.serve import OpenLoad, parse_levels, run_serve_bench
@@ -140,7 +157,11 @@ def serve(
             seed,
             say=say,
             open_load=OpenLoad(
-                _rates(rate), "poisson" if arrivals == "poisson" else "uniform", connections
+                _rates(rate),
+                "poisson" if arrivals == "poisson" else "uniform",
+                connections,
+                [part.strip() for part in generator.split(",") if part.strip()],
+                hey_queries,
             ),
             overrides=overrides,
         )
@@ -167,6 +188,52 @@ def _serve_rows(result: dict[str, Any]) -> Iterable[str]:
         f"Engine.search in process: {engine['qps']:.1f} q/s, p50 {engine['p50_ms']:.2f} ms, "
         f"p99 {engine['p99_ms']:.2f} ms"
     )
+
+
+@bench_app.command("stages")
+def stages(
+    workspace: WorkspaceOption,
+    report: ReportOption,
+    queries: Annotated[int, typer.Option(min=1, help="Logged queries timed.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed for drawing logged queries.")] = 0,
+    caches: Annotated[
+        bool, typer.Option(help="Keep the query-vector and result caches on.")
+    ] = False,
+    ranking: Annotated[bool, typer.Option(help="Keep the ranking stage (if bundled).")] = True,
+    http: Annotated[bool, typer.Option(help="Also measure over HTTP (one worker).")] = True,
+) -> None:
+    """Per-stage milliseconds (each search's timings_ms: mean, p50, p99) of logged queries,
+    one at a time, in process and over HTTP, with CPU per search."""
+    from shopsearch.bench.stages import run_stages_bench
+
+    with heartbeat("bench stages"):
+        result = run_stages_bench(
+            Workspace.open(workspace),
+            load_settings(workspace),
+            queries,
+            seed,
+            caches=caches,
+            ranking=ranking,
+            http=http,
+            say=say,
+        )
+    _write_report(report, result, _stages_rows, ratios=False)
+
+
+def _stages_rows(result: dict[str, Any]) -> Iterable[str]:
+    inside, http = result["in_process"], result["http"]
+    yield f"{'timing':24} {'in process mean/p50/p99 ms':>28} {'HTTP mean/p50/p99 ms':>28}"
+    for key in [*inside, *(k for k in http if k not in inside)]:
+        cells = [
+            " ".join(
+                f"{row[k]:8.2f}" if k in row else f"{'-':>8}"
+                for k in ("mean_ms", "p50_ms", "p99_ms")
+            )
+            if row
+            else f"{'-':>26}"
+            for row in (inside.get(key), http.get(key))
+        ]
+        yield f"{key:24} {cells[0]:>28} {cells[1]:>28}"
 
 
 @bench_app.command("ranking")
