@@ -3,7 +3,6 @@ a run spread over Ray workers equal the local encoder's and land in the same emb
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,6 @@ from ..retrieval.test_sci import encoder, products, toy_log
 ray = pytest.importorskip("ray")
 # Ray's own modules warn about their deprecated settings on import
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")  # fmt: skip
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
