@@ -42,7 +42,7 @@ def _sparse_mean(param: torch.nn.Parameter, rows: int, total: float) -> torch.Te
         grad = torch.sparse_coo_tensor(empty, values, param.shape, check_invariants=False)
     weighted = (grad.detach().coalesce() * float(rows)).coalesce()
     dist.all_reduce(weighted, op=dist.ReduceOp.SUM)
-    return (weighted / max(total, 1.0)).coalesce()
+    return (weighted / total).coalesce()
 
 
 def _check(rank: int, world: int) -> None:
@@ -134,23 +134,24 @@ class TorchReplicas:
         import torch.distributed as dist
 
         params = [p for p in parameters if p.requires_grad]
-        # per parameter 0: no gradient, 1: a dense one, 2: a sparse one (on any replica)
-        layout = [0 if p.grad is None else 2 if p.grad.is_sparse else 1 for p in params]
-        reached = torch.tensor(layout, dtype=torch.int64)
-        dist.all_reduce(reached, op=dist.ReduceOp.MAX)
-        total = self.sum([float(rows)])[0]
+        # one exchange of the layout: per parameter how many replicas have a gradient, how
+        # many a sparse one (an embedding table's), and the rows of all replicas
+        have = [float(p.grad is not None) for p in params]
+        sparse = [float(p.grad is not None and p.grad.is_sparse) for p in params]
+        counts = self.sum([*have, *sparse, float(rows)])
+        total = max(counts[-1], 1.0)
         dense = []
-        for p, kind in zip(params, reached.tolist(), strict=True):
-            if kind == 2:
+        for i, p in enumerate(params):
+            if counts[len(params) + i] > 0:
                 p.grad = _sparse_mean(p, rows, total)
-            elif kind == 1:
+            elif counts[i] > 0:
                 dense.append(p)
         if not dense:
             return
         parts = [
-            torch.zeros(p.numel(), dtype=torch.float64)
+            torch.zeros(p.numel(), dtype=p.dtype)
             if p.grad is None
-            else p.grad.detach().reshape(-1).double() * rows
+            else p.grad.detach().reshape(-1) * float(rows)
             for p in dense
         ]
         flat = torch.cat(parts)
@@ -158,7 +159,7 @@ class TorchReplicas:
         start = 0
         for p in dense:
             n = p.numel()
-            p.grad = (flat[start : start + n] / max(total, 1.0)).reshape(p.shape).to(p.dtype)
+            p.grad = (flat[start : start + n] / total).reshape(p.shape)
             start += n
 
     def sync(self, module: torch.nn.Module, parameters: bool = False) -> None:
@@ -168,7 +169,9 @@ class TorchReplicas:
         import torch
         import torch.distributed as dist
 
-        tensors = list(module.buffers())
+        # the persistent buffers (running statistics); constants need no copy
+        state = module.state_dict(keep_vars=True)
+        tensors = [b for name, b in module.named_buffers() if name in state]
         if parameters:
             tensors += list(module.parameters())
         with torch.no_grad():
