@@ -5,6 +5,7 @@ bundle equal to a local run's."""
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,9 +59,12 @@ def test_train_on_ray_with_one_worker_equals_local(
 
 
 def test_train_on_ray_usage_errors(
-    tiny_workspace: Path, capsys: pytest.CaptureFixture[str]
+    tiny_workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = str(tiny_workspace)
     assert run(["train", "-w", root, "--ray-address", "local", "--workers", "0"]) == 2
     assert run(["train", "-w", root, "--stage", "rerank", "--ray-address", "local"]) == 2
     assert "--ray-address trains --stage ranking or retrieval" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert run(["train", "-w", root, "--ray-address", "local"]) == 2
+    assert 'pip install "shopsearch[ray]"' in capsys.readouterr().err

@@ -52,9 +52,8 @@ def train(
         str | None,
         typer.Option(
             help="Train the ranking model or the two-tower retrievers data-parallel on a Ray "
-            "cluster: auto (the cluster "
-            "this machine joined), HOST:PORT, or local (start one here); needs pip install "
-            '"shopsearch[ray]".'
+            "cluster: auto (the cluster this machine joined), HOST:PORT, or local (start one "
+            'here); needs pip install "shopsearch[ray]".'
         ),
     ] = None,
     workers: Annotated[int, typer.Option(help="Ray workers training at once.", min=1)] = 2,
@@ -91,8 +90,10 @@ def train(
         )
     backend = None
     if ray_address is not None:
+        from shopsearch.training.distributed import ray_module
         from shopsearch.training.distributed_train import RayTraining
 
+        ray_module()  # without the extra: the install command now, not after the samples
         address = None if ray_address == "local" else ray_address
         backend = RayTraining(address, workers, ray_storage)
     settings = load_settings(workspace, config)
