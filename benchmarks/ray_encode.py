@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from shopsearch.evaluate.suites.judged import catalog_table, read_judged
+from shopsearch.ray_cluster import connect
 from shopsearch.store.atomic import write_json
 from shopsearch.text.encoders import MiniLMEncoder
-from shopsearch.training.distributed import connect, encode_catalog
+from shopsearch.training.distributed import encode_catalog
 
 
 def main() -> None:

@@ -43,15 +43,17 @@ def main(argv: list[str] | None = None) -> None:
     Exit status: 0 success, 1 rows rejected by ingest, 2 any other user error.
     """
     _register()
+    from rich.markup import escape
+
     from shopsearch.cli.progress import console
 
     try:
         app(args=argv, standalone_mode=False)
     except RejectedRowsError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except ShopSearchError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (click.exceptions.Abort, typer.Abort):
         console.print("aborted")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if callable(show):
             show()
         else:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(int(getattr(exc, "exit_code", 2)))
     except FileNotFoundError as exc:
         console.print(f"[red]error:[/red] file not found: {exc.filename}", highlight=False)

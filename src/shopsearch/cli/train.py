@@ -5,7 +5,7 @@ prerank from the logged stream)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +15,9 @@ from shopsearch.cli.progress import console, heartbeat, progress_bar, say, step_
 from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shopsearch.retrieval.learned_train import TwoTowerBackend
 
 STAGES = ("ranking", "retrieval", "query", "relevance", "prerank", "rerank", "allocation")
 
@@ -45,6 +48,22 @@ def train(
         typer.Option(help="Most training epochs (relevance: the cross-encoder teacher's)."),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Train the ranking model or the two-tower retrievers data-parallel on a Ray "
+            "cluster: auto (the cluster this machine joined), HOST:PORT, or local (start one "
+            'here); needs pip install "shopsearch[ray]".'
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray workers training at once.", min=1)] = 2,
+    ray_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder or URI every Ray worker can write, for the trained model's hand-over "
+            "(default: a temporary folder, enough on one machine)."
+        ),
+    ] = None,
 ) -> None:
     """Train a stage on the workspace's logs and publish a new current bundle with it.
 
@@ -59,9 +78,23 @@ def train(
     from the logged lists; served with [rerank] method = "podm-mi");
     shopsearch train --workspace W --stage allocation (MODRL-TA traffic allocation: simulated
     interactions from the logs first, then the live logs served since its last training).
+    With --ray-address the ranking model (torch or LightGBM), or for --stage retrieval the
+    two-tower encoders, train on --workers Ray workers, each on its share of the logged requests
+    (queries); the bundle is the same as a local one's.
     """
     if stage not in STAGES:
         raise InvalidInputError(f"stage {stage!r} is not trainable here; use one of {STAGES}")
+    if ray_address is not None and stage not in ("ranking", "retrieval"):
+        raise InvalidInputError(
+            f"--ray-address trains --stage ranking or retrieval; train --stage {stage} without it"
+        )
+    backend = None
+    if ray_address is not None:
+        from shopsearch.ray_cluster import cluster_address, ray_module
+        from shopsearch.training.distributed_train import RayTraining
+
+        ray_module()  # without the extra: the install command now, not after the samples
+        backend = RayTraining(cluster_address(ray_address), workers, ray_storage)
     settings = load_settings(workspace, config)
     if stage == "query":
         _train_query(Workspace.open(workspace), settings, model)
@@ -79,7 +112,7 @@ def train(
         _train_allocation(Workspace.open(workspace), settings)
         return
     if stage == "retrieval":
-        _train_retrieval(Workspace.open(workspace), settings, model, epochs)
+        _train_retrieval(Workspace.open(workspace), settings, model, epochs, backend)
         return
     from shopsearch.training.ranking import train_ranking_bundle
 
@@ -103,7 +136,8 @@ def train(
                 f"validation loss {valid_loss:.4f}")  # fmt: skip
             advance(done, total)
 
-        bundle = train_ranking_bundle(Workspace.open(workspace), ranking, progress=epoch)
+        ws = Workspace.open(workspace)
+        bundle = train_ranking_bundle(ws, ranking, progress=epoch, backend=backend)
     console.print(f"trained ranking model {ranking.model!r}; published bundle {bundle}")
 
 
@@ -122,16 +156,21 @@ def _with_epochs(settings: Settings, section: str, field: str, epochs: int | Non
 
 
 def _train_retrieval(
-    workspace: Workspace, settings: Settings, model: str | None, epochs: int | None
+    workspace: Workspace,
+    settings: Settings,
+    model: str | None,
+    epochs: int | None,
+    backend: TwoTowerBackend | None = None,
 ) -> None:
-    """``--stage retrieval``: train the learned retrievers, publish them in a new bundle."""
+    """``--stage retrieval``: train the learned retrievers (the two-tower encoders on
+    ``backend``), publish them in a new bundle."""
     from shopsearch.retrieval.learned_train import check_models
     from shopsearch.training.retrieval import train_retrieval_bundle
 
     models = check_models([m.strip() for m in model.split(",") if m.strip()]) if model else []
     settings = _with_epochs(settings, "retrieval", "learned_epochs", epochs)
     with heartbeat("train"), step_progress() as progress:
-        bundle = train_retrieval_bundle(workspace, settings, models, progress, say)
+        bundle = train_retrieval_bundle(workspace, settings, models, progress, say, backend)
     console.print(f"trained learned retrieval; published bundle {bundle}")
 
 

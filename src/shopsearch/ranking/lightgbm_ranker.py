@@ -8,6 +8,7 @@ score per impression; it is saved as LightGBM's text model format (no pickles).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -76,10 +77,15 @@ class LightGBMRanker:
         self.threads = threads
 
     def fit(
-        self, batch: RankingBatch, labels: npt.NDArray[np.int32] | None = None
+        self,
+        batch: RankingBatch,
+        labels: npt.NDArray[np.int32] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> LightGBMRanker:
         """Fit on impressions grouped by request (rows of a request contiguous); ``labels``:
-        integer relevance levels per row (default :func:`funnel_grade`)."""
+        integer relevance levels per row (default :func:`funnel_grade`); ``params``: more
+        LightGBM parameters (a data-parallel worker's network: ``tree_learner``, ``machines``
+        ...; its ``batch`` is then its share of the requests)."""
         sizes = _group_sizes(batch.group.numpy())
         model = lgb.LGBMRanker(
             objective="lambdarank",
@@ -90,6 +96,7 @@ class LightGBMRanker:
             random_state=self.seed,
             n_jobs=self.threads,
             verbose=-1,
+            **(params or {}),
         )
         n_dense = batch.dense.shape[1]
         categorical = list(range(n_dense, n_dense + batch.sparse.shape[1]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,14 @@ from shopsearch.ranking.position_bias import (
 )
 from shopsearch.ranking.registry import LIGHTGBM, check_model_name, torch_model_class
 from shopsearch.ranking.samples import Samples
-from shopsearch.ranking.train import Progress, TrainConfig, fit, predict, split_by_group
+from shopsearch.ranking.train import (
+    Progress,
+    TrainConfig,
+    TrainResult,
+    fit,
+    predict,
+    split_by_group,
+)
 from shopsearch.store.atomic import write_json
 
 Scores = dict[str, npt.NDArray[np.float64]]
@@ -113,6 +120,28 @@ class Ranker:
         return cls(name, encoder, model, info)
 
 
+class Backend(Protocol):
+    """Where :func:`train_ranker` fits its model: on a cluster
+    (``shopsearch.training.distributed_train.RayTraining``) instead of in this process."""
+
+    def fit(
+        self,
+        model: RankingModel,
+        train: RankingBatch,
+        valid: RankingBatch | None = None,
+        config: TrainConfig | None = None,
+        progress: Progress | None = None,
+    ) -> TrainResult:
+        """Train a torch model as :func:`~shopsearch.ranking.train.fit` does."""
+        ...
+
+    def fit_lightgbm(
+        self, ranker: LightGBMRanker, batch: RankingBatch, labels: npt.NDArray[np.int32] | None
+    ) -> LightGBMRanker:
+        """Fit ``ranker`` on ``batch`` as :meth:`LightGBMRanker.fit` does."""
+        ...
+
+
 def train_ranker(
     train: Samples,
     name: str,
@@ -122,6 +151,7 @@ def train_ranker(
     valid_fraction: float = 0.1,
     progress: Progress | None = None,
     encoded: tuple[FeatureEncoder, RankingBatch] | None = None,
+    backend: Backend | None = None,
 ) -> Ranker:
     """Fit the encoder and the model ``name`` on ``train`` samples.
 
@@ -136,6 +166,7 @@ def train_ranker(
         progress: per-epoch callback.
         encoded: an encoder already fitted on ``train`` and its transform of ``train``
             (reused across models; left unchanged).
+        backend: where the model is fitted (default: here, by the local loop).
     """
     check_model_name(name)
     cfg = config or TrainConfig()
@@ -148,7 +179,8 @@ def train_ranker(
     if name == LIGHTGBM:
         ranker = LightGBMRanker(seed=cfg.seed, threads=cfg.threads, **(model_kwargs or {}))
         info["position_bias"] = "none"
-        return Ranker(name, encoder, ranker.fit(batch), info)
+        fitted = ranker.fit(batch) if backend is None else backend.fit_lightgbm(ranker, batch, None)
+        return Ranker(name, encoder, fitted, info)
     if position_bias == "ipw":
         props = propensities_of(train)
         weight = props.weights(train.rows["position"].to_numpy(), train.rows["click"].to_numpy())
@@ -158,7 +190,7 @@ def train_ranker(
     inner: RankingModel = torch_model_class(name)(encoder.spec_, **(model_kwargs or {}))
     model = PositionBiasModel(inner, position_bias)
     fit_part, valid_part = split_by_group(batch, valid_fraction, cfg.seed)
-    result = fit(model, fit_part, valid_part, cfg, progress)
+    result = (fit if backend is None else backend.fit)(model, fit_part, valid_part, cfg, progress)
     info["model_config"] = inner.get_config()
     info["history"] = result.history
     info["best_epoch"] = result.best_epoch
@@ -172,4 +204,4 @@ def propensities_of(samples: Samples) -> Propensities:
     return estimate_propensities(pair, rows["position"].to_numpy(), rows["click"].to_numpy())
 
 
-__all__ = ["Ranker", "Scores", "propensities_of", "train_ranker"]
+__all__ = ["Backend", "Ranker", "Scores", "propensities_of", "train_ranker"]

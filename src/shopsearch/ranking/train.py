@@ -2,6 +2,12 @@
 
 Validation is a split *by request* (never by row): :func:`split_by_group` keeps every
 impression of a request on one side. Training is seeded and uses ``threads`` torch threads.
+
+The same loop trains data-parallel: given :class:`~shopsearch.replicas.Replicas`, each replica
+runs it on its share of the requests (:func:`~shopsearch.replicas.shard_rows`) with
+``ceil(batch_size / world)`` rows per step, the gradients averaged across replicas before each
+step (``shopsearch.training.distributed_train`` launches it on Ray Train). One replica trains
+exactly as a local run.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.ranking.base import RankingBatch, RankingModel
+from shopsearch.replicas import Replicas, shard_rows
 
 #: ``progress(epoch, epochs, train_loss, valid_loss)`` after each epoch.
 Progress = Callable[[int, int, float, float], None]
@@ -85,7 +92,8 @@ def split_by_group(
     return batch.index(left_rows), batch.index(right_rows)
 
 
-def _mean_loss(model: RankingModel, batch: RankingBatch, cfg: TrainConfig) -> float:
+def _loss_total(model: RankingModel, batch: RankingBatch, cfg: TrainConfig) -> tuple[float, int]:
+    """The task loss summed over ``batch``'s rows, and the rows."""
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
@@ -97,7 +105,21 @@ def _mean_loss(model: RankingModel, batch: RankingBatch, cfg: TrainConfig) -> fl
             loss = model.loss(part, model(part), cfg.task_weights, regularise=False)
             total += float(loss) * len(part)
             n += len(part)
-    return total / max(n, 1)
+    return total, n
+
+
+def _shard(batch: RankingBatch, replicas: Replicas | None) -> RankingBatch:
+    """This replica's requests of ``batch`` (all of it without replicas or with one)."""
+    if replicas is None or replicas.world == 1:
+        return batch
+    rows = shard_rows(batch.group.numpy(), replicas.rank, replicas.world)
+    return batch.index(torch.from_numpy(rows))
+
+
+def _mean(totals: tuple[float, float], replicas: Replicas | None) -> float:
+    """``total / count`` over every replica."""
+    total, count = totals if replicas is None else replicas.sum(totals)
+    return total / max(count, 1)
 
 
 def fit(
@@ -106,6 +128,7 @@ def fit(
     valid: RankingBatch | None = None,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    replicas: Replicas | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train``, keeping the weights of the best ``valid`` loss.
 
@@ -116,6 +139,9 @@ def fit(
             the last weights are kept.
         config: the loop's hyper-parameters.
         progress: called after each epoch.
+        replicas: train as one data-parallel replica of these (see the module docstring);
+            every replica is given the same ``model``, ``train`` and ``valid`` and returns the
+            same weights.
 
     Raises:
         InvalidInputError: for an empty training batch or a non-finite loss.
@@ -124,8 +150,16 @@ def fit(
     if len(train) == 0:
         raise InvalidInputError("no training impressions; log some searches first")
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    rank = 0 if replicas is None else replicas.rank
+    torch.manual_seed(cfg.seed + rank)
+    generator = torch.Generator().manual_seed(cfg.seed + rank)
+    train, size = _shard(train, replicas), cfg.batch_size
+    if replicas is not None:
+        valid = None if valid is None else _shard(valid, replicas)
+        size = max(1, math.ceil(cfg.batch_size / replicas.world))
+        replicas.sync(model, parameters=True)
+    steps = math.ceil(len(train) / size)
+    steps = steps if replicas is None else replicas.most(steps)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, stale = math.inf, 0, None, 0
@@ -134,21 +168,14 @@ def fit(
         model.train()
         order = torch.randperm(len(train), generator=generator)
         running, seen = 0.0, 0
-        for begin in range(0, len(train), cfg.batch_size):
-            part = train.index(order[begin : begin + cfg.batch_size])
-            loss = model.loss(part, model(part), cfg.task_weights)
-            if not torch.isfinite(loss):
-                raise InvalidInputError(
-                    f"{model.name} loss became {float(loss)} in epoch {epoch}; lower the "
-                    f"learning rate (lr={cfg.lr})"
-                )
-            optimiser.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
-            running += float(loss.detach()) * len(part)
+        for step in range(steps):
+            part = train.index(order[step * size : (step + 1) * size])
+            running += _step(model, part, cfg, optimiser, replicas, epoch)
             seen += len(part)
-        train_loss = running / max(seen, 1)
-        valid_loss = _mean_loss(model, valid, cfg) if valid is not None else train_loss
+        train_loss = _mean((running, seen), replicas)
+        valid_loss = train_loss
+        if valid is not None:
+            valid_loss = _mean(_loss_total(model, valid, cfg), replicas)
         history.append(
             {
                 "train_loss": train_loss,
@@ -169,6 +196,35 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch)
+
+
+def _step(
+    model: RankingModel,
+    part: RankingBatch,
+    cfg: TrainConfig,
+    optimiser: torch.optim.Optimizer,
+    replicas: Replicas | None,
+    epoch: int,
+) -> float:
+    """One optimiser step on ``part`` (a replica with no rows left still joins the gradient
+    exchange); returns the loss summed over its rows."""
+    optimiser.zero_grad()
+    total = 0.0
+    if len(part):
+        loss = model.loss(part, model(part), cfg.task_weights)
+        if not torch.isfinite(loss):
+            raise InvalidInputError(
+                f"{model.name} loss became {float(loss)} in epoch {epoch}; lower the "
+                f"learning rate (lr={cfg.lr})"
+            )
+        loss.backward()  # type: ignore[no-untyped-call]
+        total = float(loss.detach()) * len(part)
+    if replicas is not None:
+        replicas.average_gradients(model.parameters(), len(part))
+    optimiser.step()
+    if replicas is not None:
+        replicas.sync(model)
+    return total
 
 
 def predict(

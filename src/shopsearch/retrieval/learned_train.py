@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from shopsearch.catalog.candidates import ProductKey
 from shopsearch.config import GenRecSettings, RetrievalSettings
 from shopsearch.errors import InvalidInputError
-from shopsearch.progress import Say, StepProgress
+from shopsearch.progress import Progress, Say, StepProgress
 from shopsearch.retrieval.base import Retriever
 from shopsearch.retrieval.consistent_index import LearnedCIRetriever, View
 from shopsearch.retrieval.generative.pages import PageSamples
@@ -288,6 +288,18 @@ class Learned:
     info: dict[str, dict[str, Any]]
 
 
+class TwoTowerBackend(Protocol):
+    """Where :func:`train_learned` fits its two-tower encoders (``two-tower``, ``gcn``,
+    ``sci-two-tower``, ``two-tower-pq``'s start): on a cluster
+    (``shopsearch.training.distributed_train.RayTraining``) instead of in this process."""
+
+    def fit_two_tower(
+        self, encoder: TwoTowerEncoder, samples: StagedSamples, progress: Progress | None = None
+    ) -> TwoTowerEncoder:
+        """``encoder`` (unfitted) trained on ``samples`` as :meth:`TwoTowerEncoder.fit` does."""
+        ...
+
+
 def pq_nbits(items: int) -> int:
     """8-bit codes, fewer on a catalog too small to train 256 codewords per sub-space."""
     return int(min(8, max(1, np.floor(np.log2(max(items, 2))))))
@@ -299,8 +311,12 @@ def train_learned(
     config: LearnedConfig,
     progress: StepProgress | None = None,
     say: Say | None = None,
+    backend: TwoTowerBackend | None = None,
 ) -> Learned:
     """Train the two-tower model on ``log`` and build each asked-for retriever over ``products``.
+
+    ``backend``: where the two-tower encoders are fitted (default: here). Poeem's joint
+    fine-tuning, SearchGCN's propagation and the generative models run here either way.
 
     Raises:
         InvalidInputError: an unknown model name or impossible settings (e.g. ``pq_m`` not
@@ -331,7 +347,13 @@ def train_learned(
         f"training the two-tower model on {len(samples.queries)} queries, "
         f"{len(samples.stage)} (query, product) pairs from {log.source}"
     )
-    encoder = TwoTowerEncoder(**settings).fit(samples, step("two-tower"))
+
+    def fit(encoder: TwoTowerEncoder, name: str) -> TwoTowerEncoder:
+        if backend is None:
+            return encoder.fit(samples, step(name))
+        return backend.fit_two_tower(encoder, samples, step(name))
+
+    encoder = fit(TwoTowerEncoder(**settings), "two-tower")
     base = {**encoder.get_config(), "loss_per_epoch": encoder.history_}
     base.pop("path", None)
     kwargs = {"hnsw_threshold": config.hnsw_threshold}
@@ -349,7 +371,7 @@ def train_learned(
         elif model == "sci-two-tower":
             tell(f"SCI: a two-tower model with the swapped loss at weight {config.sci_weight:g}")
             sci = TwoTowerEncoder(**{**settings, "symmetric_weight": config.sci_weight})
-            sci.fit(samples, step("sci-two-tower"))
+            sci = fit(sci, "sci-two-tower")
             out[model] = _served(sci, config).index(products, step("index sci-two-tower"))
             sci_config = {**sci.get_config(), "loss_per_epoch": sci.history_}
             sci_config.pop("path", None)
@@ -511,6 +533,7 @@ __all__ = [
     "Learned",
     "LearnedConfig",
     "LogSamples",
+    "TwoTowerBackend",
     "catalog_of",
     "check_models",
     "fit_weighted_fusion",

@@ -81,6 +81,7 @@ import numpy as np
 
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
 from shopsearch.progress import Progress
+from shopsearch.replicas import Replicas
 from shopsearch.retrieval.mmse_net import two_tower_net
 from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.mmse_train import (
@@ -361,8 +362,14 @@ class TwoTowerEncoder(Encoder):
         return vectors
 
     # -- training ----------------------------------------------------------------------------
-    def fit(self, samples: StagedSamples, progress: Progress | None = None) -> Self:
+    def fit(
+        self,
+        samples: StagedSamples,
+        progress: Progress | None = None,
+        replicas: Replicas | None = None,
+    ) -> Self:
         """Train both towers on staged samples (retrieval + ranking loss); returns ``self``.
+        With ``replicas``, as one data-parallel replica (see :func:`.mmse_train.train`).
 
         Raises:
             InvalidInputError: no pair reaches ``positive_stage``.
@@ -385,6 +392,7 @@ class TwoTowerEncoder(Encoder):
                 self.epochs,
                 self._settings(),
                 progress=progress,
+                replicas=replicas,
             )
             net.eval()
         self.net_ = net

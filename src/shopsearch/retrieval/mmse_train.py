@@ -12,6 +12,7 @@ same retrieval loss with queries through the item tower and items through the qu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from shopsearch.errors import InvalidInputError
 from shopsearch.progress import Progress
+from shopsearch.replicas import Replicas, shard_rows
 from shopsearch.retrieval.mmse_samples import IntArray, StagedSamples
 from shopsearch.text.encoders import FloatMatrix
 from shopsearch.text.hashed import Bags, HashedFeaturizer
@@ -170,6 +172,7 @@ def train(
     progress: Progress | None = None,
     extra_lr: float | None = None,
     tower_lr: float | None = None,
+    replicas: Replicas | None = None,
 ) -> list[float]:
     """Train ``net`` on ``samples`` (retrieval + ranking loss); the mean loss of each epoch.
 
@@ -187,11 +190,22 @@ def train(
         progress: told after each epoch.
         extra_lr: learning rate of ``extra`` (``None``: ``settings.lr``).
         tower_lr: learning rate of the towers (``None``: ``settings.lr``).
+        replicas: train as one data-parallel replica of these
+            (:mod:`shopsearch.replicas`): on the positives and ranking pairs of its share of
+            the queries, ``ceil(batch_size / world)`` positives per step, the gradients
+            averaged across replicas; one replica trains exactly as a local run.
     """
     import torch
 
     higher, lower = _ranking_pairs(samples)
-    rng = np.random.default_rng(settings.seed)
+    rank = 0 if replicas is None else replicas.rank
+    rng = np.random.default_rng(settings.seed + rank)
+    size = settings.batch_size
+    if replicas is not None and replicas.world > 1:
+        positives = positives[_shard(samples, positives, replicas)]
+        mine = _shard(samples, higher, replicas)
+        higher, lower = higher[mine], lower[mine]
+        size = max(1, math.ceil(size / replicas.world))
     # The hashed backbone's shared feature table takes sparse gradients: sparse Adam.
     table = [p for p in net.table.parameters() if p.requires_grad] if hasattr(net, "table") else []
     towers = tower_lr or settings.lr
@@ -203,31 +217,46 @@ def train(
     if extra:
         groups.append({"params": list(extra), "lr": extra_lr or settings.lr})
     dense = torch.optim.Adam(groups) if groups else None
-    size = settings.batch_size
     steps = max(1, len(positives) // size)
+    trained: list[torch.nn.Parameter] = [*net.parameters(), *extra]
+    if replicas is not None:
+        steps = replicas.most(steps)
+        replicas.sync(net, parameters=True)
     history = []
     for epoch in range(epochs):
         order = rng.permutation(positives)
-        total = 0.0
+        total, taken = 0.0, 0
         for step in range(steps):
             batch = order[step * size : (step + 1) * size]
-            pairs = rng.integers(0, len(higher), size=len(batch)) if len(higher) else None
-            sides = _Sides(net, queries, items, transform)
-            loss = _step_loss(sides, samples, batch, higher, lower, pairs, rng, settings)
             if dense is not None:
                 dense.zero_grad()
             if sparse is not None:
                 sparse.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
+            if len(batch):  # a replica with no positives left still joins the exchange
+                pairs = rng.integers(0, len(higher), size=len(batch)) if len(higher) else None
+                sides = _Sides(net, queries, items, transform)
+                loss = _step_loss(sides, samples, batch, higher, lower, pairs, rng, settings)
+                loss.backward()  # type: ignore[no-untyped-call]
+                total, taken = total + float(loss.detach()), taken + 1
+            if replicas is not None:
+                replicas.average_gradients(trained, len(batch))
             if dense is not None:
                 dense.step()
             if sparse is not None:
                 sparse.step()  # type: ignore[no-untyped-call]
-            total += float(loss.detach())
-        history.append(total / steps)
+            if replicas is not None:
+                replicas.sync(net)
+        sums = [total, float(taken)]
+        sums = sums if replicas is None else replicas.sum(sums)
+        history.append(sums[0] / max(sums[1], 1.0))
         if progress is not None:
             progress(epoch + 1, epochs)
     return history
+
+
+def _shard(samples: StagedSamples, rows: IntArray, replicas: Replicas) -> IntArray:
+    """Positions in ``rows`` (triples) of this replica's share of the queries."""
+    return shard_rows(samples.query_index[rows], replicas.rank, replicas.world)
 
 
 def _step_loss(

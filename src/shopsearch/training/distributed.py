@@ -133,4 +133,4 @@ def encode_catalog(
     return cache.encode_items(list(texts), progress, encode=RayEncoding(encoder, address, workers))
 
 
-__all__ = ["RayEncoding", "connect", "encode_catalog", "ray_module"]
+__all__ = ["RayEncoding", "encode_catalog"]

@@ -30,7 +30,7 @@ from shopsearch.pipeline.stages.rank import RANKING_DIR
 from shopsearch.pipeline.stages.relevance import RELEVANCE_DIR
 from shopsearch.ranking.dense_feature import DenseSimilarity
 from shopsearch.ranking.feature_names import RELEVANCE
-from shopsearch.ranking.ranker import train_ranker
+from shopsearch.ranking.ranker import Backend, train_ranker
 from shopsearch.ranking.registry import check_model_name
 from shopsearch.ranking.samples import PairFeature, build_samples
 from shopsearch.ranking.train import Progress, TrainConfig
@@ -87,6 +87,7 @@ def train_ranking_bundle(
     ranking: RankingSettings,
     progress: Progress | None = None,
     settings: Settings | None = None,
+    backend: Backend | None = None,
 ) -> Path:
     """Fit ``ranking.model`` on every logged impression; returns the published bundle.
 
@@ -99,6 +100,8 @@ def train_ranking_bundle(
         progress: per-epoch callback.
         settings: the configuration the new bundle is checked with (default: the workspace's,
             with ``ranking``).
+        backend: where the model is fitted (default: here; :class:`~shopsearch.training.
+            distributed_train.RayTraining`: on a Ray cluster).
     """
     check_model_name(ranking.model)
     settings = (settings or load_settings(workspace.root)).model_copy(update={"ranking": ranking})
@@ -110,7 +113,9 @@ def train_ranking_bundle(
     pair_features = {RELEVANCE: relevance} if relevance is not None else None
     samples = build_samples(workspace.connect(), similarity=similarity, pair_features=pair_features)
     config = TrainConfig(epochs=ranking.epochs)
-    ranker = train_ranker(samples, ranking.model, ranking.position_bias, config, progress=progress)
+    ranker = train_ranker(
+        samples, ranking.model, ranking.position_bias, config, progress=progress, backend=backend
+    )
     if similarity is not None:
         ranker.info["dense_space"] = similarity.space
     bundle = new_bundle_dir(workspace)

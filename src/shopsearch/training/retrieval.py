@@ -21,6 +21,7 @@ from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.retrieval.learned_train import (
     FUSION_HOLDOUT,
     LearnedConfig,
+    TwoTowerBackend,
     catalog_of,
     item_texts,
     source_name,
@@ -41,8 +42,10 @@ def train_retrieval_bundle(
     models: Sequence[str] = (),
     progress: StepProgress | None = None,
     say: Say | None = None,
+    backend: TwoTowerBackend | None = None,
 ) -> Path:
-    """Train the learned retrievers and publish a new current bundle that serves them.
+    """Train the learned retrievers and publish a new current bundle that serves them
+    (``backend``: where the two-tower encoders are fitted; default: here).
 
     Returns:
         The published bundle directory.
@@ -69,7 +72,7 @@ def train_retrieval_bundle(
     if "genrec" in config.models:
         pages = workspace_pages(workspace, train_ids, settings.retrieval.genrec.history)
         log = dataclasses.replace(log, pages=pages)
-    learned = train_learned(log, products, config, progress, say)
+    learned = train_learned(log, products, config, progress, say, backend)
 
     bundle = new_bundle_dir(workspace)
     try:

@@ -70,6 +70,7 @@ from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.lightgbm_ranker import LightGBMRanker, funnel_grade
 from shopsearch.ranking.models.baselines import DNN
 from shopsearch.ranking.position_bias import PositionBiasModel
+from shopsearch.ranking.ranker import Backend
 from shopsearch.ranking.registry import torch_model_class
 from shopsearch.ranking.samples import Samples
 from shopsearch.ranking.train import Progress, TrainConfig, fit, predict, split_by_group
@@ -196,11 +197,12 @@ def _train_one(
     valid_fraction: float,
     min_steps: int,
     progress: Progress | None,
+    backend: Backend | None = None,
 ) -> tuple[RankingModel, dict[str, Any]]:
     if isinstance(inner, PGTL) and len(batch):
         inner.fit_priors(batch)
     model = PositionBiasModel(inner, position_bias)
-    return model, _fit_more(model, batch, cfg, valid_fraction, min_steps, progress)
+    return model, _fit_more(model, batch, cfg, valid_fraction, min_steps, progress, backend)
 
 
 def _fit_more(
@@ -210,19 +212,21 @@ def _fit_more(
     valid_fraction: float,
     min_steps: int,
     progress: Progress | None,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` (new or already trained) on ``batch``, early stopping on a by-request
-    validation part when there are 20 requests or more."""
+    """Train ``model`` (new or already trained) on ``batch`` (here, or on ``backend``), early
+    stopping on a by-request validation part when there are 20 requests or more."""
     if len(batch) == 0:
         raise InvalidInputError("no training impressions for this method; check the domains")
+    train = fit if backend is None else backend.fit
     n_groups = int(torch.unique(batch.group).numel())
     if n_groups >= 20:
         fit_part, valid_part = split_by_group(batch, valid_fraction, cfg.seed)
         cfg = _enough_steps(cfg, len(fit_part), min_steps)
-        result = fit(model, fit_part, valid_part, cfg, progress)
+        result = train(model, fit_part, valid_part, cfg, progress)
     else:  # too few requests to hold some out: train every epoch, keep the last
         cfg = _enough_steps(cfg, len(batch), min_steps)
-        result = fit(model, batch, None, cfg, progress)
+        result = train(model, batch, None, cfg, progress)
     return {
         "history": result.history,
         "best_epoch": result.best_epoch,
@@ -256,6 +260,7 @@ def train_transfer(
     fine_tune_lr: float = 0.1,
     warm_start: bool = False,
     progress: Progress | None = None,
+    backend: Backend | None = None,
 ) -> TransferScorer:
     """Train transfer ``method`` on ``train`` (see the module docstring for each method).
 
@@ -279,6 +284,8 @@ def train_transfer(
             rows alone, then on the source and target rows (the target domain's own parts start
             from their initial values, e.g. CDAN-W's zero private encoder).
         progress: per-epoch callback.
+        backend: where each model is fitted (default: here; ``shopsearch.training.
+            distributed_train.RayTraining``: data-parallel on a Ray cluster).
 
     Raises:
         InvalidInputError: for an unknown method, unknown domains or no training rows.
@@ -311,6 +318,7 @@ def train_transfer(
                 valid_fraction,
                 min_steps,
                 progress,
+                backend,
             )
             scorer.per_domain[name] = model
             scorer.info[name] = info
@@ -319,8 +327,12 @@ def train_transfer(
         rows = _rows_of(batch, source_ids + target_ids)
         if len(rows) == 0:
             raise InvalidInputError("no training impressions for lightgbm-pooled")
-        scorer.booster = LightGBMRanker(seed=cfg.seed, threads=cfg.threads)
-        scorer.booster.fit(rows, graded_labels(rows))
+        booster = LightGBMRanker(seed=cfg.seed, threads=cfg.threads)
+        labels = graded_labels(rows)
+        if backend is None:
+            scorer.booster = booster.fit(rows, labels)
+        else:
+            scorer.booster = backend.fit_lightgbm(booster, rows, labels)
         return scorer
     if method in ("zero-shot", "fine-tune"):
         inner: RankingModel = PooledDNN(spec, **kwargs)
@@ -333,21 +345,23 @@ def train_transfer(
     if warm_start and (method in JOINT_MODELS or method in ABLATIONS):
         source_rows = _rows_of(batch, source_ids)
         scorer.model, scorer.info["source"] = _train_one(
-            inner, source_rows, cfg, position_bias, valid_fraction, min_steps, progress
+            inner, source_rows, cfg, position_bias, valid_fraction, min_steps, progress, backend
         )
         if isinstance(inner, PGTL):
             inner.fit_priors(rows)
-        scorer.info["all"] = _fit_more(scorer.model, rows, cfg, valid_fraction, min_steps, progress)
+        scorer.info["all"] = _fit_more(
+            scorer.model, rows, cfg, valid_fraction, min_steps, progress, backend
+        )
         return scorer
     scorer.model, info = _train_one(
-        inner, rows, cfg, position_bias, valid_fraction, min_steps, progress
+        inner, rows, cfg, position_bias, valid_fraction, min_steps, progress, backend
     )
     scorer.info["all"] = info
     if method == "fine-tune":
         tuned = replace(cfg, lr=cfg.lr * fine_tune_lr)
         target = _rows_of(batch, target_ids)
         scorer.info["target"] = _fit_more(
-            scorer.model, target, tuned, valid_fraction, min_steps, progress
+            scorer.model, target, tuned, valid_fraction, min_steps, progress, backend
         )
     return scorer
 
