@@ -183,3 +183,18 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model2vec(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Settings of a model2vec encoder distilled (once per session) from :func:`tiny_bert`:
+    ``Model2VecEncoder(**tiny_model2vec)`` loads it from its folder."""
+    from shopsearch.text.static_encoder import Model2VecEncoder
+
+    settings: dict[str, Any] = {
+        "pca_dims": 16,
+        "folder": str(tmp_path_factory.mktemp("model2vec")),
+        "source": str(tiny_bert),
+    }
+    Model2VecEncoder(**settings).distill()
+    return settings

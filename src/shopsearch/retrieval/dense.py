@@ -256,8 +256,20 @@ class DenseRetriever(Retriever):
     def for_index(
         cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
     ) -> DenseRetriever:
-        """A MiniLM source with the workspace's embedding cache and the serving settings."""
+        """A source over ``[retrieval] dense_encoder`` (MiniLM, or the model2vec encoder
+        distilled into ``cache_dir``'s sibling ``encoders/``) with the workspace's embedding
+        cache and the serving settings."""
+        encoder: Encoder | None = None
+        if settings.dense_encoder != MiniLMEncoder.name:
+            config: dict[str, object] = {}
+            if settings.dense_encoder == "model2vec":
+                config = {
+                    "pca_dims": settings.model2vec_dims,
+                    "folder": str(Path(cache_dir).parent / "encoders"),
+                }
+            encoder = make_encoder(settings.dense_encoder, config)
         return cls(
+            encoder=encoder,
             cache_dir=cache_dir,
             hnsw_threshold=settings.hnsw_threshold,
             query_cache_size=settings.query_cache_size,
