@@ -160,5 +160,10 @@ def test_dense_source_over_model2vec_saves_loads_and_has_its_own_space(
         before, after = retriever.retrieve(query, 10), loaded.retrieve(query, 10)
         assert before.keys == after.keys
         np.testing.assert_allclose(before.scores, after.scores, atol=1e-6)
-    minilm = DenseRetriever.for_index(tmp_path / "d2", RetrievalSettings(), cache)
-    assert isinstance(minilm.encoder, MiniLMEncoder)
+    default = DenseRetriever.for_index(tmp_path / "d2", RetrievalSettings(), cache)
+    assert isinstance(default.encoder, Model2VecEncoder)  # the default (RESULTS.md, issue 20)
+    assert default.encoder.pca_dims == 256
+    minilm = RetrievalSettings(dense_encoder="minilm")
+    assert isinstance(
+        DenseRetriever.for_index(tmp_path / "d3", minilm, cache).encoder, MiniLMEncoder
+    )
