@@ -138,13 +138,17 @@ def test_a_folder_of_other_settings_is_refused(
 
 
 def test_dense_source_over_model2vec_saves_loads_and_has_its_own_space(
-    tiny_model2vec: dict[str, Any], tmp_path: Path
+    tiny_model2vec: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = RetrievalSettings(dense_encoder="model2vec", model2vec_dims=16)
     cache = tmp_path / "cache" / "embeddings"
     source = DenseRetriever.for_index(tmp_path / "dense", settings, cache)
     assert isinstance(source.encoder, Model2VecEncoder)
-    assert source.encoder.folder == str(tmp_path / "cache" / "encoders")
+    assert source.encoder.folder == str(tmp_path.resolve() / "cache" / "encoders")
+    monkeypatch.chdir(tmp_path)  # a relative workspace path is recorded as an absolute folder
+    relative = DenseRetriever.for_index(Path("dense"), settings, Path("cache") / "embeddings")
+    assert isinstance(relative.encoder, Model2VecEncoder)
+    assert relative.encoder.folder == source.encoder.folder
     assert source.encoder.pca_dims == 16
     # the tiny BERT instead of the real MiniLM, distilled once for the session
     encoder = Model2VecEncoder(**tiny_model2vec)

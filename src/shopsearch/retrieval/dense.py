@@ -265,7 +265,8 @@ class DenseRetriever(Retriever):
             if settings.dense_encoder == "model2vec":
                 config = {
                     "pca_dims": settings.model2vec_dims,
-                    "folder": str(Path(cache_dir).parent / "encoders"),
+                    # absolute: the bundle records it, and is loaded from any directory
+                    "folder": str(Path(cache_dir).resolve().parent / "encoders"),
                 }
             encoder = make_encoder(settings.dense_encoder, config)
         return cls(
