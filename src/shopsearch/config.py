@@ -82,7 +82,9 @@ class RetrievalSettings(BaseModel):
     sources: list[str] = Field(["lexical", "dense"], min_length=1)
     #: Encoder of the ``dense`` source: ``minilm`` (all-MiniLM-L6-v2, a transformer per query)
     #: or ``model2vec`` (static token vectors distilled from that MiniLM once into
-    #: ``W/cache/encoders``, a table lookup per query; :mod:`shopsearch.text.static_encoder`).
+    #: the machine's encoder cache (``$SHOPSEARCH_ENCODER_DIR``, else
+    #: ``~/.cache/shopsearch/encoders``), a table lookup per query;
+    #: :mod:`shopsearch.text.static_encoder`).
     #: The default: on Home Depot its hybrid scored NDCG@10 0.980x MiniLM's for ~1/370 of the
     #: CPU per query encoding (RESULTS.md, issue 20).
     dense_encoder: Literal["minilm", "model2vec"] = "model2vec"

@@ -144,11 +144,10 @@ def test_dense_source_over_model2vec_saves_loads_and_has_its_own_space(
     cache = tmp_path / "cache" / "embeddings"
     source = DenseRetriever.for_index(tmp_path / "dense", settings, cache)
     assert isinstance(source.encoder, Model2VecEncoder)
-    assert source.encoder.folder == str(tmp_path.resolve() / "cache" / "encoders")
-    monkeypatch.chdir(tmp_path)  # a relative workspace path is recorded as an absolute folder
-    relative = DenseRetriever.for_index(Path("dense"), settings, Path("cache") / "embeddings")
-    assert isinstance(relative.encoder, Model2VecEncoder)
-    assert relative.encoder.folder == source.encoder.folder
+    # no path in the bundle: the machine's encoder cache, wherever the workspace is
+    assert source.encoder.folder is None
+    monkeypatch.setenv("SHOPSEARCH_ENCODER_DIR", str(tmp_path / "machine"))
+    assert source.encoder.model_dir().parent == tmp_path / "machine"
     assert source.encoder.pca_dims == 16
     # the tiny BERT instead of the real MiniLM, distilled once for the session
     encoder = Model2VecEncoder(**tiny_model2vec)

@@ -257,17 +257,15 @@ class DenseRetriever(Retriever):
         cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
     ) -> DenseRetriever:
         """A source over ``[retrieval] dense_encoder`` (MiniLM, or the model2vec encoder
-        distilled into ``cache_dir``'s sibling ``encoders/``) with the workspace's embedding
-        cache and the serving settings."""
+        distilled once per machine into :func:`~shopsearch.text.static_encoder.default_folder`)
+        with the workspace's embedding cache and the serving settings."""
         encoder: Encoder | None = None
         if settings.dense_encoder != MiniLMEncoder.name:
             config: dict[str, object] = {}
             if settings.dense_encoder == "model2vec":
-                config = {
-                    "pca_dims": settings.model2vec_dims,
-                    # absolute: the bundle records it, and is loaded from any directory
-                    "folder": str(Path(cache_dir).resolve().parent / "encoders"),
-                }
+                # no folder: the machine's encoder cache, so a bundle names no path and a
+                # moved workspace (or another machine) finds or re-distils the same model
+                config = {"pca_dims": settings.model2vec_dims}
             encoder = make_encoder(settings.dense_encoder, config)
         return cls(
             encoder=encoder,

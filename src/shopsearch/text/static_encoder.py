@@ -61,7 +61,8 @@ def default_folder() -> Path:
     """Where distilled models go when no folder is given.
 
     ``$SHOPSEARCH_ENCODER_DIR``, else ``$XDG_CACHE_HOME/shopsearch/encoders`` (``~/.cache``
-    when unset). ``shopsearch index`` passes the workspace's ``W/cache/encoders`` instead.
+    when unset): one distilled copy per machine, shared by every workspace; a bundle records
+    no path, so a moved workspace still finds it.
     """
     explicit = os.environ.get("SHOPSEARCH_ENCODER_DIR")
     if explicit:
