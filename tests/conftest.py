@@ -183,3 +183,37 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model2vec(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Settings of a model2vec encoder distilled (once per session) from :func:`tiny_bert`:
+    ``Model2VecEncoder(**tiny_model2vec)`` loads it from its folder."""
+    from shopsearch.text.static_encoder import Model2VecEncoder
+
+    settings: dict[str, Any] = {
+        "pca_dims": 16,
+        "folder": str(tmp_path_factory.mktemp("model2vec")),
+        "source": str(tiny_bert),
+    }
+    Model2VecEncoder(**settings).distill()
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model2vec_distillation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distilling the real MiniLM takes minutes: a test that would (a dense source indexed with
+    the default ``[retrieval] dense_encoder``) fails at once, saying what to do instead."""
+    from shopsearch.text.static_encoder import Model2VecEncoder
+
+    distill = Model2VecEncoder.distill
+
+    def guarded(self: Model2VecEncoder) -> Path:
+        if self.source is None and not (self.model_dir() / "shopsearch-distill.json").is_file():
+            raise AssertionError(
+                "this test would distil the real MiniLM (minutes): set [retrieval] "
+                "dense_encoder = 'minilm', or use the tiny_model2vec fixture"
+            )
+        return distill(self)
+
+    monkeypatch.setattr(Model2VecEncoder, "distill", guarded)

@@ -80,7 +80,9 @@ def test_load_uses_the_current_bundle_and_updates_are_incremental(workspace):
 
 @pytest.mark.slow
 def test_hybrid_with_minilm_finds_synonyms_and_nothing_for_gibberish(workspace):
-    engine = build_index(workspace, Settings())
+    settings = Settings()
+    settings.retrieval.dense_encoder = "minilm"
+    engine = build_index(workspace, settings)
     dense = engine.retrieval.sources["dense"]
     assert 0 < dense.match_threshold_ < 1  # the noise level, fitted at indexing
     response = engine.search(SearchParams("couch", explain=True))

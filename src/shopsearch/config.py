@@ -78,8 +78,18 @@ class RetrievalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Sources ``shopsearch index`` builds, by registry name (``lexical``: tantivy BM25;
-    #: ``dense``: MiniLM + faiss); learned sources come from ``train --stage retrieval``.
+    #: ``dense``: ``dense_encoder`` + faiss); learned sources come from ``train --stage retrieval``.
     sources: list[str] = Field(["lexical", "dense"], min_length=1)
+    #: Encoder of the ``dense`` source: ``minilm`` (all-MiniLM-L6-v2, a transformer per query)
+    #: or ``model2vec`` (static token vectors distilled from that MiniLM once into
+    #: the machine's encoder cache (``$SHOPSEARCH_ENCODER_DIR``, else
+    #: ``~/.cache/shopsearch/encoders``), a table lookup per query;
+    #: :mod:`shopsearch.text.static_encoder`).
+    #: The default: on Home Depot its hybrid scored NDCG@10 0.980x MiniLM's for ~1/370 of the
+    #: CPU per query encoding (RESULTS.md, issue 20).
+    dense_encoder: Literal["minilm", "model2vec"] = "model2vec"
+    #: Vector length of the ``model2vec`` encoder (PCA of MiniLM's 384).
+    model2vec_dims: int = Field(256, ge=8, le=384)
     #: ``weighted``: weighted score fusion whose weights ``shopsearch index`` and ``train
     #: --stage retrieval`` fit on the workspace's held-out logged clicks or judgments (rrf when
     #: there are none); ``rrf``: reciprocal-rank fusion, nothing fitted.

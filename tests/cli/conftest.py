@@ -31,7 +31,9 @@ def indexed_workspace(root: Path, products: pd.DataFrame, sources: list[str]) ->
     products.to_csv(csv, index=False)
     assert run(["ingest", "products", str(csv), "-w", str(root), "--add-domains"]) == 0
     listed = ", ".join(f'"{source}"' for source in sources)
-    (root / "shopsearch.toml").write_text(f"[retrieval]\nsources = [{listed}]\n")
+    # MiniLM, not the default model2vec: distilling the real MiniLM would take minutes
+    toml = f'[retrieval]\nsources = [{listed}]\ndense_encoder = "minilm"\n'
+    (root / "shopsearch.toml").write_text(toml)
     assert run(["index", "-w", str(root)]) == 0
     return root
 

@@ -19,12 +19,28 @@ import pytest
 from shopsearch.retrieval.learned_train import Learned
 from shopsearch.text.encoders import ENCODERS, Encoder, MiniLMEncoder, make_encoder
 
-#: Registered encoder name → a fitted instance built from the trained learned models, or
-#: ``None`` for an encoder whose model is too slow to load in these tests (config checks only).
-BUILDERS: dict[str, Callable[[Learned], Encoder] | None] = {
+
+def _learned(request: pytest.FixtureRequest) -> Learned:
+    learned: Learned = request.getfixturevalue("learned")
+    return learned
+
+
+def _model2vec(request: pytest.FixtureRequest) -> Encoder:
+    """model2vec distilled from the tiny random BERT (MiniLM's tokenizer), not the real MiniLM
+    (minutes): same code path, seconds."""
+    from shopsearch.text.static_encoder import Model2VecEncoder
+
+    return Model2VecEncoder(**request.getfixturevalue("tiny_model2vec"))
+
+
+#: Registered encoder name → a fitted instance built from the test's fixtures (the trained
+#: learned models, a tiny BERT), or ``None`` for an encoder whose model is too slow to load in
+#: these tests (config checks only).
+BUILDERS: dict[str, Callable[[pytest.FixtureRequest], Encoder] | None] = {
     "minilm": None,
-    "mmse": lambda learned: learned.encoder,
-    "search-gcn": lambda learned: learned.retrievers["gcn"].encoder,
+    "mmse": lambda request: _learned(request).encoder,
+    "search-gcn": lambda request: _learned(request).retrievers["gcn"].encoder,
+    "model2vec": _model2vec,
 }
 
 NAMES = ENCODERS.names()
@@ -40,12 +56,12 @@ def encoder(request: pytest.FixtureRequest) -> Callable[[str], Encoder]:
         if name not in BUILDERS:
             pytest.fail(
                 f"encoder {name!r} is registered but tests/contracts/test_encoders.py has no "
-                f"builder for it: add BUILDERS[{name!r}] = lambda learned: <a fitted encoder>"
+                f"builder for it: add BUILDERS[{name!r}] = lambda request: <a fitted encoder>"
             )
         build = BUILDERS[name]
         if build is None:
             pytest.skip(f"{name}: loading its model is too slow for the contract tests")
-        built = build(request.getfixturevalue("learned"))
+        built = build(request)
         assert isinstance(built, ENCODERS.get(name))
         return built
 

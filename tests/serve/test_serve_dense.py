@@ -16,6 +16,7 @@ def test_put_and_delete_reach_the_dense_index_and_its_bundle(
     ws = make_workspace(tmp_path / "ws")
     settings = Settings(serve={"admin_token": admin["Authorization"].split()[1]})
     settings.retrieval.sources = ["lexical", "dense"]
+    settings.retrieval.dense_encoder = "minilm"  # distilling model2vec from it takes minutes
     build_index(ws, settings)
     product = {"title": "Velvet chesterfield sofa", "brand": "Regal", "category": "Furniture"}
     with serve(ws, settings) as client:

@@ -60,7 +60,8 @@ def test_registry() -> None:
         "query_threads": 1,
     }
     with pytest.raises(
-        InvalidInputError, match="unknown encoder 'nope'; encoders are minilm, mmse, search-gcn"
+        InvalidInputError,
+        match=r"unknown encoder 'nope'; encoders are minilm, model2vec, mmse, search-gcn",
     ):
         make_encoder("nope")
     with pytest.raises(InvalidInputError, match="dtype='float16'"):

@@ -256,8 +256,19 @@ class DenseRetriever(Retriever):
     def for_index(
         cls, folder: Path, settings: RetrievalSettings, cache_dir: Path
     ) -> DenseRetriever:
-        """A MiniLM source with the workspace's embedding cache and the serving settings."""
+        """A source over ``[retrieval] dense_encoder`` (MiniLM, or the model2vec encoder
+        distilled once per machine into :func:`~shopsearch.text.static_encoder.default_folder`)
+        with the workspace's embedding cache and the serving settings."""
+        encoder: Encoder | None = None
+        if settings.dense_encoder != MiniLMEncoder.name:
+            config: dict[str, object] = {}
+            if settings.dense_encoder == "model2vec":
+                # no folder: the machine's encoder cache, so a bundle names no path and a
+                # moved workspace (or another machine) finds or re-distils the same model
+                config = {"pca_dims": settings.model2vec_dims}
+            encoder = make_encoder(settings.dense_encoder, config)
         return cls(
+            encoder=encoder,
             cache_dir=cache_dir,
             hnsw_threshold=settings.hnsw_threshold,
             query_cache_size=settings.query_cache_size,

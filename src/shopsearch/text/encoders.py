@@ -347,12 +347,14 @@ class MiniLMEncoder(Encoder):
         return encode_by_length(texts, self._forward, self._dim, self.batch_size, progress)
 
 
-#: Encoder name → class (:mod:`shopsearch.registry`); the learned encoders of
-#: :mod:`shopsearch.retrieval` register themselves from their modules.
+#: Encoder name → class (:mod:`shopsearch.registry`); the static ``model2vec`` encoder
+#: (:mod:`shopsearch.text.static_encoder`) and the learned encoders of :mod:`shopsearch.retrieval`
+#: register themselves from their modules.
 ENCODERS: Registry[type[Encoder]] = Registry(
     "encoders",
     modules=(
         "shopsearch.text.encoders",
+        "shopsearch.text.static_encoder",
         "shopsearch.retrieval.mmse",
         "shopsearch.retrieval.search_gcn",
     ),

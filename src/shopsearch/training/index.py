@@ -1,7 +1,8 @@
 """``shopsearch index``: index the workspace's products into a new current bundle.
 
 The bundle's ``retrieval/`` holds one folder per source of ``[retrieval] sources``, each built by
-its registered class's ``for_index`` (``lexical``: tantivy; ``dense``: MiniLM vectors in faiss,
+its registered class's ``for_index`` (``lexical``: tantivy; ``dense``: vectors of ``[retrieval]
+dense_encoder``, model2vec or MiniLM, in faiss,
 with product embeddings cached by content hash in ``W/cache/embeddings``), and the hybrid
 retriever's fusion settings.
 """

@@ -10,6 +10,12 @@ Systems: ``baseline/bm25s`` (bm25s, numba, default parameters, titles, English s
 reciprocal-rank fusion) and ``shopsearch/hybrid`` (the two by weighted score fusion, weights
 fitted on the training judgments when given, else reciprocal-rank fusion).
 
+``--other-dense model2vec`` adds the same three over the static model2vec encoder distilled from
+MiniLM (:mod:`shopsearch.text.static_encoder`; distilled once into ``cache_dir/encoders``):
+``shopsearch/dense-model2vec``, ``hybrid-rrf-model2vec`` and ``hybrid-model2vec`` (weights
+fitted on the same training queries). Every dense system reports ``query_encoding``: wall and
+process-CPU microseconds per query, ``query_cost_queries`` test queries encoded one at a time.
+
 With ``--train`` two more: ``shopsearch/two-tower`` (the MMSE two-tower encoder of
 :mod:`shopsearch.retrieval.mmse` trained on the training judgments, grades as stages: hashed
 n-gram towers post-fused with the frozen MiniLM vectors (learned fusion weight), which come from
@@ -83,7 +89,7 @@ from shopsearch.retrieval.mmse import TwoTowerEncoder
 from shopsearch.retrieval.mmse_samples import StagedSamples
 from shopsearch.retrieval.poeem import PoeemIndex, code_bytes, post_hoc_pq, search
 from shopsearch.retrieval.search_gcn import SearchGCNEncoder
-from shopsearch.text.encoders import MiniLMEncoder
+from shopsearch.text.encoders import Encoder, MiniLMEncoder
 from shopsearch.text.product_text import product_texts
 
 DEPTH = 100
@@ -162,6 +168,21 @@ class RelevanceSuiteConfig:
     relevance_depth: Annotated[
         int, option("Hybrid candidates per test query the relevance models re-rank")
     ] = 50
+    other_dense: Annotated[
+        tuple[str, ...],
+        option(
+            "Comma list of dense encoders measured beside MiniLM (model2vec): each adds "
+            "shopsearch/dense-NAME, hybrid-rrf-NAME and hybrid-NAME (weights fitted on the same "
+            "training queries as shopsearch/hybrid's)",
+            default_text="none",
+        ),
+    ] = ()
+    model2vec_dims: Annotated[
+        int, option("Vector length of the model2vec encoder (PCA of MiniLM's 384)", low=8)
+    ] = 256
+    query_cost_queries: Annotated[
+        int, option("Test queries each dense encoder encodes one at a time to time it", low=0)
+    ] = 500
     relevance: dict[str, Any] | None = None
     fusion_queries: int = 2000
     fusion_holdout: int = 1000
@@ -205,6 +226,48 @@ def _index_size(dense: DenseRetriever) -> dict[str, float]:
     }
 
 
+#: ``--other-dense`` names: dense encoders measured beside MiniLM.
+OTHER_DENSE = ("model2vec",)
+
+
+def _other_dense(names: Sequence[str]) -> list[str]:
+    """The ``--other-dense`` names; a clear error for an unknown one."""
+    unknown = [n for n in names if n not in OTHER_DENSE]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown dense encoder(s) {', '.join(map(repr, unknown))} in --other-dense; use "
+            f"a comma list of {', '.join(OTHER_DENSE)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _other_encoder(name: str, config: RelevanceSuiteConfig) -> Encoder:
+    """The ``--other-dense`` encoder ``name``; model2vec distils into ``cache_dir/encoders``."""
+    from shopsearch.text.static_encoder import Model2VecEncoder
+
+    return Model2VecEncoder(
+        pca_dims=config.model2vec_dims, folder=str(config.cache_dir / "encoders")
+    )
+
+
+def query_cost(encoder: Encoder, queries: Sequence[str], n: int) -> dict[str, float]:
+    """Microseconds of wall and process CPU time per query, encoding ``n`` of ``queries`` one at
+    a time (as a search does on a query-cache miss), after encoding the first one to warm up."""
+    sample = list(queries[:n])
+    if not sample:
+        return {}
+    encoder.encode_queries(sample[:1])
+    wall, cpu = time.perf_counter(), time.process_time()
+    for query in sample:
+        encoder.encode_queries([query])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "queries": len(sample),
+        "us_per_query_wall": 1e6 * wall / len(sample),
+        "us_per_query_cpu": 1e6 * cpu / len(sample),
+    }
+
+
 def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Report:
     """Build every system on the catalog, retrieve for every test query, return the report."""
     if not config.test:
@@ -217,6 +280,7 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
         chosen_systems(config.generative)
     if config.learned != ("none",):
         learned_systems(config.learned)
+    other_dense = _other_dense(config.other_dense)
     test = read_judged(config.dataset, config.test, config.rel_threshold)
     train: JudgedSet | None = None
     if config.train:
@@ -317,28 +381,42 @@ def run_relevance_suite(config: RelevanceSuiteConfig, say: Say = print) -> Repor
     say("encoding the catalog with MiniLM (cached by content hash)")
     with report.timer("index/dense"):
         dense = DenseRetriever(MiniLMEncoder(), cache_dir=config.cache_dir).index(catalog)
-    start = time.perf_counter()
-    score(
-        "shopsearch/dense",
-        dense.retrieve_many(queries, DEPTH),
-        time.perf_counter() - start,
-        _index_size(dense),
-    )
-
-    hybrid = HybridRetriever({"lexical": lexical, "dense": dense}, fusion="rrf")
-    start = time.perf_counter()
-    run = hybrid.retrieve_many(queries, DEPTH)
-    score("shopsearch/hybrid-rrf", run, time.perf_counter() - start)
+    fit_queries: list[str] = []
     if train is not None:
         fit_queries = sorted(train.qrels)
         random.Random(config.seed).shuffle(fit_queries)
         fit_queries = fit_queries[: config.fusion_queries]
-        with report.timer("fit/hybrid_fusion"):
-            hybrid.fit_fusion(fit_queries, [train.qrels[q] for q in fit_queries])
-        report.config["hybrid_weights"] = dict(hybrid.weighting_.weights_)
-    report.config["hybrid_fusion"] = hybrid.fusion
-    start = time.perf_counter()
-    score("shopsearch/hybrid", hybrid.retrieve_many(queries, DEPTH), time.perf_counter() - start)
+    dense_sources = [("", dense)]
+    for name in other_dense:
+        encoder = _other_encoder(name, config)
+        say(f"encoding the catalog with {name} (distilled once into {config.cache_dir})")
+        with report.timer(f"index/dense-{name}"):
+            dense_sources.append(
+                (f"-{name}", DenseRetriever(encoder, cache_dir=config.cache_dir).index(catalog))
+            )
+    hybrid = HybridRetriever({"lexical": lexical, "dense": dense}, fusion="rrf")
+    for suffix, source in dense_sources:
+        start = time.perf_counter()
+        found = source.retrieve_many(queries, DEPTH)
+        seconds = time.perf_counter() - start
+        cost = query_cost(source.encoder, queries, config.query_cost_queries)
+        report.config[f"dense{suffix}_vector_space"] = source.vector_space
+        score(f"shopsearch/dense{suffix}", found, seconds, _index_size(source),
+              extra={"query_encoding": cost})  # fmt: skip
+        both = HybridRetriever({"lexical": lexical, "dense": source}, fusion="rrf")
+        start = time.perf_counter()
+        run = both.retrieve_many(queries, DEPTH)
+        score(f"shopsearch/hybrid-rrf{suffix}", run, time.perf_counter() - start)
+        if train is not None:
+            with report.timer(f"fit/hybrid{suffix}_fusion"):
+                both.fit_fusion(fit_queries, [train.qrels[q] for q in fit_queries])
+            report.config[f"hybrid{suffix}_weights"] = dict(both.weighting_.weights_)
+        report.config[f"hybrid{suffix}_fusion"] = both.fusion
+        start = time.perf_counter()
+        score(f"shopsearch/hybrid{suffix}", both.retrieve_many(queries, DEPTH),
+              time.perf_counter() - start)  # fmt: skip
+        if not suffix:
+            hybrid = both
     if train is not None and config.query_components != ("none",):
         _query_system(config, catalog, train, queries, hybrid, report, score, say)
     if train is not None and config.relevance_models != ("none",):
