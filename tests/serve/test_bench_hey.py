@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -17,17 +18,14 @@ from shopsearch.bench.hey_loop import (
     start_offsets,
 )
 from shopsearch.cli import main
-from shopsearch.config import Settings
-from shopsearch.datasets.base import LoadedData
 from shopsearch.errors import InvalidInputError, ShopSearchError
-from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.index import build_index
 
 needs_hey = pytest.mark.skipif(shutil.which("hey") is None, reason="hey is not installed")
 
 
-def _workspace(root: Path) -> Workspace:
+def _products() -> pd.DataFrame:
+    """The tiny catalog of these tests."""
     things = ["sofa", "table", "lamp", "chair", "rug"]
     rows = [
         ("us", f"p{i}", f"grey {things[i % 5]} {i}", "acme", "Home", 10.0 + i, True)
@@ -36,12 +34,7 @@ def _workspace(root: Path) -> Workspace:
     products = pd.DataFrame(
         rows, columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"]
     )
-    ws = Workspace.create(root)
-    ingest(ws, LoadedData("generic", products=products), add_domains=True)
-    settings = Settings()
-    settings.retrieval.sources = ["lexical"]
-    build_index(ws, settings)
-    return ws
+    return products
 
 
 def test_plan_splits_connections_and_paces_every_worker_at_rate_over_connections() -> None:
@@ -90,9 +83,12 @@ def test_csv_rows_give_latency_status_and_end_time() -> None:
 
 
 def test_missing_hey_and_bad_generators_fail_before_a_server_starts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    make_workspace: Callable[..., Workspace],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ws = _workspace(tmp_path / "ws")
+    ws = make_workspace(tmp_path / "ws", _products())
     base = ["bench", "serve", "-w", str(ws.root), "--report", str(tmp_path / "r.json")]
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--rate", "5", "--generator", "wrk"])
@@ -109,8 +105,10 @@ def test_missing_hey_and_bad_generators_fail_before_a_server_starts(
 
 @needs_hey
 @pytest.mark.timeout(120)
-def test_hey_and_python_offer_the_same_rate_on_one_server(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path / "ws")
+def test_hey_and_python_offer_the_same_rate_on_one_server(
+    tmp_path: Path, make_workspace: Callable[..., Workspace]
+) -> None:
+    ws = make_workspace(tmp_path / "ws", _products())
     report = tmp_path / "report.json"
     main(
         [

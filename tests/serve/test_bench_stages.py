@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -10,14 +11,11 @@ import pytest
 
 from shopsearch.bench.stages import summarise
 from shopsearch.cli import main
-from shopsearch.config import Settings
-from shopsearch.datasets.base import LoadedData
-from shopsearch.ingest.workspace import ingest
 from shopsearch.store.workspace import Workspace
-from shopsearch.training.index import build_index
 
 
-def _workspace(root: Path) -> Workspace:
+def _products() -> pd.DataFrame:
+    """The tiny catalog of these tests."""
     rows = [
         ("us", f"p{i}", f"oak {['desk', 'shelf', 'bed'][i % 3]} {i}", "b", "Home", 5.0 + i, True)
         for i in range(12)
@@ -25,12 +23,7 @@ def _workspace(root: Path) -> Workspace:
     products = pd.DataFrame(
         rows, columns=["domain", "product_id", "title", "brand", "category", "price", "in_stock"]
     )
-    ws = Workspace.create(root)
-    ingest(ws, LoadedData("generic", products=products), add_domains=True)
-    settings = Settings()
-    settings.retrieval.sources = ["lexical"]
-    build_index(ws, settings)
-    return ws
+    return products
 
 
 def test_summarise_gives_mean_and_percentiles_per_key() -> None:
@@ -43,8 +36,10 @@ def test_summarise_gives_mean_and_percentiles_per_key() -> None:
 
 
 @pytest.mark.timeout(90)
-def test_stages_are_timed_in_process_and_over_http(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path / "ws")
+def test_stages_are_timed_in_process_and_over_http(
+    tmp_path: Path, make_workspace: Callable[..., Workspace]
+) -> None:
+    ws = make_workspace(tmp_path / "ws", _products())
     report = tmp_path / "stages.json"
     main(["bench", "stages", "-w", str(ws.root), "--report", str(report), "--queries", "15"])
     result = orjson.loads(report.read_bytes())
@@ -65,8 +60,10 @@ def test_stages_are_timed_in_process_and_over_http(tmp_path: Path) -> None:
     assert http["server_cpu"]["mean_ms"] > 0
 
 
-def test_no_http_measures_in_process_only(tmp_path: Path) -> None:
-    ws = _workspace(tmp_path / "ws")
+def test_no_http_measures_in_process_only(
+    tmp_path: Path, make_workspace: Callable[..., Workspace]
+) -> None:
+    ws = make_workspace(tmp_path / "ws", _products())
     report = tmp_path / "stages.json"
     main(
         [

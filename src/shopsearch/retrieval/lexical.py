@@ -78,6 +78,7 @@ from shopsearch.retrieval.lexical_schema import (
     QueryAnalyzer,
     build_schema,
     key_term,
+    latest_products,
     read_products,
 )
 from shopsearch.retrieval.lexical_store import (
@@ -193,16 +194,16 @@ class LexicalRetriever(Retriever):
         """
         self._check_params()
         self._generation += 1
-        latest = {product.key: product for product in read_products(products)}
+        latest = latest_products(products)
         home = IndexHome.create(self.index_dir, build_schema())
         with home.writer() as writer:
-            for row, product in enumerate(latest.values()):
+            for row, product in enumerate(latest):
                 writer.add_document(product.document(row))
         self.home_ = home
         self.schema_ = home.index.schema
         self.analyzer_ = QueryAnalyzer()
-        self.rows_ = {key: row for row, key in enumerate(latest)}
-        self.keys_ = dict(enumerate(latest))
+        self.rows_ = {product.key: row for row, product in enumerate(latest)}
+        self.keys_ = {row: product.key for row, product in enumerate(latest)}
         self.next_row_ = len(latest)
         self._persist()
         self._generation += 1

@@ -262,3 +262,21 @@ def read_products(products: pa.Table) -> Iterator[ProductText]:
             attributes=attrs or "",
             in_stock=bool(in_stock),
         )
+
+
+def latest_products(products: pa.Table) -> list[ProductText]:
+    """The products as the lexical index keeps them: a key given twice keeps its last row,
+    in the place where it first came."""
+    return list({product.key: product for product in read_products(products)}.values())
+
+
+def product_keys(products: pa.Table) -> list[ProductKey]:
+    """The ``(domain, product_id)`` of each row of a ``products`` table, in order."""
+    return [
+        (str(domain), str(product_id))
+        for domain, product_id in zip(
+            products.column("domain").to_pylist(),
+            products.column("product_id").to_pylist(),
+            strict=True,
+        )
+    ]

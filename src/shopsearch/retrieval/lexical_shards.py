@@ -55,7 +55,8 @@ from shopsearch.retrieval.lexical_schema import (
     ProductText,
     index_analyzer,
     key_term,
-    read_products,
+    latest_products,
+    product_keys,
 )
 
 #: The BM25-scored fields whose statistics a shard shares with the catalog.
@@ -129,12 +130,7 @@ def partition(products: pa.Table, shards: int) -> list[pa.Table]:
     """``products`` split into ``shards`` tables by :func:`shard_of` (rows keep their order)."""
     if shards < 1:
         raise InvalidInputError(f"shards={shards} is not allowed; use >= 1")
-    keys = zip(
-        products.column("domain").to_pylist(),
-        products.column("product_id").to_pylist(),
-        strict=True,
-    )
-    owner = np.fromiter((shard_of((str(d), str(p)), shards) for d, p in keys), np.int64)
+    owner = np.fromiter((shard_of(key, shards) for key in product_keys(products)), np.int64)
     return [products.take(np.flatnonzero(owner == s)) for s in range(shards)]
 
 
@@ -183,20 +179,10 @@ def ghost_plan(
 def catalog_positions(products: pa.Table) -> dict[ProductKey, int]:
     """Each product's position in ``products``: where its key first came, as one index orders
     a key given twice."""
-    keys = zip(
-        products.column("domain").to_pylist(),
-        products.column("product_id").to_pylist(),
-        strict=True,
-    )
     positions: dict[ProductKey, int] = {}
-    for i, (domain, product_id) in enumerate(keys):
-        positions.setdefault((str(domain), str(product_id)), i)
+    for i, key in enumerate(product_keys(products)):
+        positions.setdefault(key, i)
     return positions
-
-
-def latest_products(products: pa.Table) -> list[ProductText]:
-    """The products as one index keeps them: a key given twice keeps its last row."""
-    return list({p.key: p for p in read_products(products)}.values())
 
 
 class LexicalShard(LexicalRetriever):
@@ -486,6 +472,7 @@ __all__ = [
     "catalog_positions",
     "ghost_plan",
     "idf",
+    "latest_products",
     "merge_counts",
     "merge_hits",
     "partition",

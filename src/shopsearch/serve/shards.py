@@ -24,11 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from shopsearch.catalog.candidates import Facets, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, ShardUnavailableError
 from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import connect, ray_module
-from shopsearch.retrieval.base import Hits, QueryPlan
 from shopsearch.retrieval.lexical import LexicalRetriever
 from shopsearch.retrieval.lexical_shards import (
     CorpusStats,
@@ -71,35 +69,20 @@ class ShardPlan:
             raise InvalidInputError(f"timeout_s={self.timeout_s}: use a time > 0")
 
 
-class ShardServer:
-    """The work of one shard actor: a lexical shard built from its products."""
+class ShardServer(LexicalShard):
+    """A shard actor's lexical shard, built from its products when the actor starts (and
+    again when Ray restarts it); its ``search``, ``matching_keys`` and ``facets_of`` are what
+    :class:`RayShards` calls."""
 
     def __init__(
         self, products: pa.Table, catalog: CorpusStats, own: CorpusStats, config: dict[str, Any]
     ) -> None:
-        self.shard = LexicalShard(config).index_shard(products, catalog, own)
-
-    def search(self, query: str, k: int, filters: Filters | None, plan: QueryPlan | None) -> Hits:
-        """The shard's top ``k``, match count and facets."""
-        return self.shard.search(query, k, filters, plan)
-
-    def matching_keys(
-        self,
-        query: str,
-        filters: Filters | None,
-        keys: list[ProductKey],
-        plan: QueryPlan | None,
-    ) -> set[ProductKey]:
-        """Which of ``keys`` (this shard's) match."""
-        return self.shard.matching_keys(query, filters, keys, plan)
-
-    def facets_of(self, keys: list[ProductKey]) -> Facets:
-        """Facet counts of exactly ``keys`` (this shard's)."""
-        return self.shard.facets_of(keys)
+        super().__init__(config)
+        self.index_shard(products, catalog, own)
 
     def size(self) -> int:
         """How many products the shard holds (answers once it is built)."""
-        return len(self.shard)
+        return len(self)
 
 
 def _shard_stats(products: pa.Table) -> CorpusStats:
