@@ -167,6 +167,9 @@ class RankingSettings(BaseModel):
     w_click: float = 1.0
     w_cart: float = 2.0
     w_purchase: float = 4.0
+    #: What scores a torch model at serving: ``onnx`` (ONNX Runtime on the graph exported
+    #: with the model; torch when a model cannot be exported) or ``torch``.
+    runtime: Literal["onnx", "torch"] = "onnx"
 
 
 class RelevanceSettings(BaseModel):

@@ -15,9 +15,11 @@ A :class:`FeatureSpec` describes the tensors' shapes and vocabularies; the sampl
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 TASKS = ("click", "cart", "purchase")
@@ -95,6 +97,13 @@ class RankingBatch:
         return int(self.item.shape[0])
 
     @property
+    def size(self) -> int:
+        """The number of rows, symbolic under ``torch.export`` (``len()`` would fix it to the
+        example's: models use this in ``forward``)."""
+        size: int = self.item.shape[0]
+        return size
+
+    @property
     def seq_mask(self) -> Tensor:
         """bool ``[B, L]``: which sequence slots hold a behaviour."""
         return self.seq_kinds > 0
@@ -107,6 +116,15 @@ class RankingBatch:
     def index(self, rows: Tensor) -> RankingBatch:
         """The sub-batch of ``rows``."""
         return RankingBatch(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    @classmethod
+    def concat(cls, batches: Sequence[RankingBatch]) -> RankingBatch:
+        """The rows of ``batches`` one after the other (one or more batches)."""
+        if len(batches) == 1:
+            return batches[0]
+        return cls(
+            **{f.name: torch.cat([getattr(b, f.name) for b in batches]) for f in fields(cls)}
+        )
 
 
 @dataclass

@@ -3,11 +3,16 @@
 :func:`train_ranker` fits any registered model on training samples (encoder fitted on them;
 validation split by request; IPW propensities estimated by EM on the training logs when asked).
 :meth:`Ranker.save` writes ``config.json``, ``encoder.json`` and ``model.safetensors`` (or
-LightGBM's ``lightgbm.txt``) — no pickles; :meth:`Ranker.load` reads them back.
+LightGBM's ``lightgbm.txt``) — no pickles — and, for a torch model, ``model.onnx``
+(:mod:`~shopsearch.ranking.onnx_scorer`; left out with a warning when the export fails or
+disagrees with torch); :meth:`Ranker.load` reads them back, scoring with ONNX Runtime when
+asked (``runtime="onnx"``; a ranker saved without ``model.onnx`` is exported as it loads).
 """
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,11 +23,12 @@ import orjson
 import torch
 from safetensors.torch import load_file, save_file
 
-from shopsearch.errors import WorkspaceError
+from shopsearch.errors import InvalidInputError, WorkspaceError
 from shopsearch.ranking.base import RankingBatch, RankingModel
 from shopsearch.ranking.feature_names import DENSE_SIM
 from shopsearch.ranking.features import FeatureEncoder
 from shopsearch.ranking.lightgbm_ranker import LightGBMRanker
+from shopsearch.ranking.onnx_scorer import OnnxExportError, OnnxScorer, export_onnx
 from shopsearch.ranking.position_bias import (
     PositionBiasModel,
     Propensities,
@@ -44,6 +50,10 @@ from shopsearch.store.atomic import write_json
 Scores = dict[str, npt.NDArray[np.float64]]
 _CONFIG = "config.json"
 _WEIGHTS = "model.safetensors"
+_ONNX = "model.onnx"
+#: How a torch model scores at serving: ONNX Runtime (its exported graph) or torch.
+RUNTIMES: tuple[str, ...] = ("onnx", "torch")
+log = logging.getLogger(__name__)
 
 
 class Ranker:
@@ -54,6 +64,7 @@ class Ranker:
         encoder: the fitted feature encoder.
         model: a :class:`PositionBiasModel` or a :class:`LightGBMRanker`.
         info: what the ranker was trained with (saved in ``config.json``).
+        onnx: the model's ONNX Runtime session, when it scores with it.
     """
 
     def __init__(
@@ -62,11 +73,20 @@ class Ranker:
         encoder: FeatureEncoder,
         model: PositionBiasModel | LightGBMRanker,
         info: dict[str, Any],
+        onnx: OnnxScorer | None = None,
     ) -> None:
         self.name = name
         self.encoder = encoder
         self.model = model
         self.info = info
+        self.onnx = onnx
+
+    @property
+    def runtime(self) -> str:
+        """What scores at serving: ``onnx``, ``torch`` or ``lightgbm``."""
+        if isinstance(self.model, LightGBMRanker):
+            return "lightgbm"
+        return "torch" if self.onnx is None else "onnx"
 
     @property
     def dense_space(self) -> str | None:
@@ -82,6 +102,8 @@ class Ranker:
         if isinstance(self.model, LightGBMRanker):
             score = self.model.predict(batch)
             return {"click": score, "cart": score, "purchase": score}
+        if self.onnx is not None:
+            return self.onnx.score(batch)
         return predict(self.model, batch)
 
     def score(self, samples: Samples) -> Scores:
@@ -98,12 +120,26 @@ class Ranker:
         else:
             state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
             save_file(state, str(path / _WEIGHTS))
+            try:
+                export_onnx(self.model, self.encoder.spec_, path / _ONNX)
+            except OnnxExportError as exc:
+                log.warning("%s; the ranker scores with torch", exc)
         write_json(path / _CONFIG, {"model": self.name, **self.info})
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> Ranker:
-        """A ranker saved by :meth:`save`."""
+    def load(cls, folder: str | Path, runtime: str = "torch", threads: int = 1) -> Ranker:
+        """A ranker saved by :meth:`save`.
+
+        Args:
+            folder: the saved ranker.
+            runtime: ``onnx`` to score a torch model with ONNX Runtime (its saved
+                ``model.onnx``, else exported now; torch, with a warning, when the export
+                fails), ``torch`` to score with torch.
+            threads: ONNX Runtime's intra-op threads.
+        """
+        if runtime not in RUNTIMES:
+            raise InvalidInputError(f"unknown ranking runtime {runtime!r}; use one of {RUNTIMES}")
         path = Path(folder)
         try:
             info: dict[str, Any] = orjson.loads((path / _CONFIG).read_bytes())
@@ -117,7 +153,23 @@ class Ranker:
         model = PositionBiasModel(inner, info["position_bias"])
         model.load_state_dict(load_file(str(path / _WEIGHTS)))
         model.eval()
-        return cls(name, encoder, model, info)
+        onnx = _onnx_session(path / _ONNX, model, encoder, threads) if runtime == "onnx" else None
+        return cls(name, encoder, model, info, onnx)
+
+
+def _onnx_session(
+    saved: Path, model: PositionBiasModel, encoder: FeatureEncoder, threads: int
+) -> OnnxScorer | None:
+    """An ONNX Runtime session of the saved graph, else of one exported now (``None``, with a
+    warning, when the export fails: the ranker scores with torch)."""
+    if saved.is_file():
+        return OnnxScorer(saved, threads)
+    with tempfile.TemporaryDirectory(prefix="shopsearch-onnx-") as tmp:
+        try:
+            return OnnxScorer(export_onnx(model, encoder.spec_, Path(tmp) / _ONNX), threads)
+        except OnnxExportError as exc:
+            log.warning("%s; the ranker scores with torch", exc)
+            return None
 
 
 class Backend(Protocol):
@@ -204,4 +256,4 @@ def propensities_of(samples: Samples) -> Propensities:
     return estimate_propensities(pair, rows["position"].to_numpy(), rows["click"].to_numpy())
 
 
-__all__ = ["Backend", "Ranker", "Scores", "propensities_of", "train_ranker"]
+__all__ = ["RUNTIMES", "Backend", "Ranker", "Scores", "propensities_of", "train_ranker"]

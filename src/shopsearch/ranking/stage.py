@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from shopsearch.catalog.candidates import Candidates
 from shopsearch.config import RankingSettings
 from shopsearch.errors import InvalidInputError
+from shopsearch.ranking.base import RankingBatch
 from shopsearch.ranking.dense_feature import DenseSimilarity, VectorSource
 from shopsearch.ranking.feature_names import RELEVANCE
 from shopsearch.ranking.ranker import Ranker
@@ -122,7 +124,7 @@ class RankingStage:
                 source, for models saved before spaces were recorded).
         """
         value = RankingValue(settings.value, settings.w_click, settings.w_cart, settings.w_purchase)
-        ranker = Ranker.load(folder)
+        ranker = Ranker.load(folder, settings.runtime, max(1, torch.get_num_threads()))
         space = ranker.dense_space
         source = vectors(space) if space is not None and vectors is not None else None
         return cls(ranker, ServingFeatures.from_workspace(workspace), value, source)
@@ -159,23 +161,30 @@ class RankingStage:
         n = min(depth, len(fused))
         now = int(time.time() * 1e6)
         tasks = {t: np.full(len(fused), np.nan) for t in ("click", "cart", "purchase")}
-        price = np.zeros(n)
         domains = [key[0] for key in fused.keys[:n]]
         similarity = self.similarity
         if similarity is not None and query_vector is not None:
             similarity = similarity.with_query_vector(query, query_vector)
+        # Features per domain (each domain has its own tables), one model call for all.
+        batches, prices, rows = [], [], []
         for domain in dict.fromkeys(domains):
             idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
             ids = [fused.keys[i][1] for i in idx]
             part = {name: np.asarray(v, np.float64)[idx] for name, v in (given or {}).items()}
-            batch, prices = self.features.batch(
+            batch, price = self.features.batch(
                 self.ranker.encoder, query, domain, ids, user_id, now, similarity,
                 predicted_leaf, part,
             )  # fmt: skip
-            scores = self.ranker.score_batch(batch)
+            batches.append(batch)
+            prices.append(price)
+            rows.append(idx)
+        order_in = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        price = np.zeros(n)
+        price[order_in] = np.concatenate(prices) if prices else np.zeros(0)
+        if batches:
+            scores = self.ranker.score_batch(RankingBatch.concat(batches))
             for task in tasks:
-                tasks[task][idx] = scores[task]
-            price[idx] = prices
+                tasks[task][order_in] = scores[task]
         value = self.value.score(
             tasks["click"][:n], tasks["cart"][:n], tasks["purchase"][:n], price
         )

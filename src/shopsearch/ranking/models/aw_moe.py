@@ -166,7 +166,7 @@ class AWMoE(RankingModel):
             batch,
             extra=interest,
         )
-        size, n_experts = len(batch), self.n_experts
+        size, n_experts = batch.size, self.n_experts
         hidden = torch.relu(hidden.view(size, n_experts, -1)).transpose(0, 1)
         return torch.relu(torch.baddbmm(self.expert_b2, hidden, self.expert_w2))
 
@@ -194,7 +194,7 @@ class AWMoE(RankingModel):
 
     def extra_loss(self, batch: RankingBatch, outputs: TaskOutputs) -> Tensor:
         """``contrastive_weight`` times InfoNCE between the full and masked gate outputs."""
-        if "masked_gate_logits" not in outputs.extras or len(batch) < 2:
+        if "masked_gate_logits" not in outputs.extras or batch.size < 2:
             return outputs.p_click.new_zeros(())
         contrast = info_nce(
             outputs.extras["gate_logits"], outputs.extras["masked_gate_logits"], self.temperature

@@ -189,7 +189,7 @@ class MMoE(RankingModel):
             batch,
             extra=embedder.sequence_mean(batch),
         )
-        size, n_experts, width = len(batch), self.n_experts, 2 * self.expert_dim
+        size, n_experts, width = batch.size, self.n_experts, 2 * self.expert_dim
         hidden = torch.relu(out[:, : n_experts * width].view(size, n_experts, width))
         experts = torch.relu(torch.baddbmm(stacks.b2, hidden.transpose(0, 1), stacks.w2))
         gates = gate_softmax(out[:, n_experts * width :].view(size, len(TASKS), n_experts))
@@ -348,7 +348,7 @@ class _CGCLevel(nn.Module):
         output is ``None`` where :meth:`forward` would pass ``x`` through (no shared gate)."""
         folded = stacks.fold
         out = fold(embedder, folded.fold_params, lambda: folded.fold_layers, batch, extra=extra)
-        size, n_all, width = len(batch), stacks.w1.shape[0], stacks.w1.shape[2]
+        size, n_all, width = batch.size, stacks.w1.shape[0], stacks.w1.shape[2]
         hidden = torch.relu(out[:, : n_all * width].view(size, n_all, width))
         every = torch.relu(torch.baddbmm(folded.b2, hidden.transpose(0, 1), folded.w2))
         every = every.transpose(0, 1)

@@ -235,7 +235,7 @@ class KFAtt(RankingModel):
 
     def query_vector(self, batch: RankingBatch) -> Tensor:
         """``[B, (depth + 1) * d]`` the query's category path and the candidate's leaf category."""
-        categories = self.embedder.category(batch.query_category).reshape(len(batch), -1)
+        categories = self.embedder.category(batch.query_category).reshape(batch.size, -1)
         candidate = self.embedder.category(batch.item_category[:, -1])
         return torch.cat([categories, candidate], dim=-1)
 

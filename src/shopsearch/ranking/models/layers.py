@@ -122,7 +122,7 @@ class FeatureEmbedder(nn.Module):
         """
         parts = (batch.seq_items, batch.seq_categories, batch.seq_kinds, batch.seq_age)
         if shared_rows(*parts):
-            return self.embed_sequence(*(t[:1] for t in parts)).expand(len(batch), -1, -1)
+            return self.embed_sequence(*(t[:1] for t in parts)).expand(batch.size, -1, -1)
         return self.embed_sequence(*parts)
 
     def sequence_mean(self, batch: RankingBatch) -> Tensor:
@@ -142,7 +142,7 @@ class FeatureEmbedder(nn.Module):
         embedded = self.embed_sequence(*parts)
         count = (parts[2] > 0).sum(dim=1, keepdim=True).clamp(min=1).to(embedded.dtype)
         mean = embedded.sum(dim=1) / count
-        return mean.expand(len(batch), -1) if shared else mean
+        return mean.expand(batch.size, -1) if shared else mean
 
     def embed_sequence(
         self, items: Tensor, categories: Tensor, kinds: Tensor, age: Tensor
@@ -159,7 +159,7 @@ class FeatureEmbedder(nn.Module):
 
     def forward(self, batch: RankingBatch, dense: Tensor | None = None) -> Tensor:
         """``[B, output_dim]``: dense features (``dense`` overrides the batch's) + embeddings."""
-        size = len(batch)
+        size = batch.size
         parts = [batch.dense if dense is None else dense]
         if len(self.spec.sparse_names):
             sparse = self.sparse(batch.sparse + self.sparse_offsets)
