@@ -55,6 +55,7 @@ def test_ranker_saves_the_graph_and_loads_either_runtime(
     ranker = train_ranker(train, "dnn", "feature", TrainConfig(epochs=1, batch_size=512))
     folder = ranker.save(tmp_path / "ranking")
     assert (folder / "model.onnx").is_file()
+    assert not (folder / "model.onnx.data").exists()
     onnx, plain = Ranker.load(folder, "onnx"), Ranker.load(folder, "torch")
     assert (onnx.runtime, plain.runtime) == ("onnx", "torch")
     got, want = onnx.score(test), plain.score(test)

@@ -151,6 +151,7 @@ def export_onnx(model: RankingModel, spec: FeatureSpec, path: Path) -> Path:
                 output_names=list(TASKS),
                 dynamic_shapes={name: {0: rows} for name in INPUTS},
                 dynamo=True,
+                external_data=False,  # one file: the weights are small
                 verbose=False,
             )
         scorer = OnnxScorer(path, threads=1)
