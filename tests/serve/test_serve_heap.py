@@ -31,7 +31,10 @@ def test_settle_heap_collects_garbage_cycles_then_freezes_the_rest() -> None:
         gc.unfreeze()
 
 
-def test_the_served_engine_is_frozen_after_loading_and_after_each_reload(workspace) -> None:
+def test_the_served_engine_is_frozen_after_loading_and_after_each_reload(
+    workspace, monkeypatch
+) -> None:
+    monkeypatch.delenv("SHOPSEARCH_SERVE__FREEZE_HEAP", raising=False)  # conftest: off
     try:
         gc.unfreeze()
         LiveEngine(workspace, Settings(serve={"freeze_heap": False}), None)
