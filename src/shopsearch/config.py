@@ -307,6 +307,10 @@ class ServeSettings(BaseModel):
     #: full collection no longer stalls every search in the worker for ~170 ms (50k
     #: products; :mod:`shopsearch.serve.heap`).
     freeze_heap: bool = True
+    #: Seconds between compactions of the event log into the workspace tables while serving
+    #: (reading the log is Python work that competes with searches for the GIL and the cores;
+    #: the log is compacted at shutdown and by any command that reads the tables anyway).
+    compact_every_s: float = Field(30.0, gt=0.0, le=86_400.0)
     #: Largest request body accepted (bytes); a larger one is answered 413 before it is read
     #: (from its Content-Length, or counted as it streams). 2 MiB holds the largest batch of
     #: events (1,000, every id at its 256-character limit).

@@ -70,7 +70,7 @@ def create_app(
     *,
     workers: int = 1,
     run_id: str | None = None,
-    compact_every_s: float = 30.0,
+    compact_every_s: float | None = None,
     follow_every_s: float = 1.0,
     log_linger_s: float = 0.005,
     shards: ShardPlan | None = None,
@@ -85,7 +85,8 @@ def create_app(
         settings: limits, retrieval and the admin token.
         workers: worker processes serving this workspace (catalog writes need 1).
         run_id: shared by the workers of one ``shopsearch serve`` (reload announcements).
-        compact_every_s: period of the event log's compaction into the tables.
+        compact_every_s: period of the event log's compaction into the tables (default:
+            ``serve.compact_every_s``).
         follow_every_s: period of checking other workers' reload announcements.
         log_linger_s: longest a search's log line waits to share an fsync.
         shards: serve the lexical source from shard actors on Ray (:mod:`.shards`); the
@@ -118,7 +119,9 @@ def create_app(
         state.log.start()
         state.searches.start()
         tasks = [
-            asyncio.create_task(_every(compact_every_s, _compact, state)),
+            asyncio.create_task(
+                _every(compact_every_s or settings.serve.compact_every_s, _compact, state)
+            ),
             asyncio.create_task(_every(follow_every_s, _follow, state)),
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
