@@ -343,10 +343,13 @@ def run_serve_bench(
     say("timing Engine.search in process, one query at a time (same warm-up, first level)")
     with compute_threads_limited(settings.serve.compute_threads):  # as a server worker runs
         engine = Engine.load(workspace, settings)
+        domain = engine.resolve_domain(None)  # the market the server searches without one
         first = stream[WARMUP_REQUESTS : WARMUP_REQUESTS + max(answered, 1)]
         for query in stream[:WARMUP_REQUESTS]:
-            engine.search(SearchParams(query, size=PAGE_SIZE))
-        timed = measure(lambda q: engine.search(SearchParams(q, size=PAGE_SIZE)), first, warmup=0)
+            engine.search(SearchParams(query, domain, size=PAGE_SIZE))
+        timed = measure(
+            lambda q: engine.search(SearchParams(q, domain, size=PAGE_SIZE)), first, warmup=0
+        )
     return {
         "suite": "bench/serve",
         "dataset": {
