@@ -7,7 +7,7 @@ import weakref
 
 from shopsearch.config import Settings
 from shopsearch.serve.engines import LiveEngine
-from shopsearch.serve.heap import settle_heap
+from shopsearch.serve.heap import CollectorPauses, settle_heap
 
 
 class _Node:
@@ -46,3 +46,23 @@ def test_the_served_engine_is_frozen_after_loading_and_after_each_reload(
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_collector_pauses_are_reported_by_generation_until_stopped() -> None:
+    seen: list[tuple[int, float]] = []
+    pauses = CollectorPauses(lambda generation, seconds: seen.append((generation, seconds)))
+    pauses.start()
+    gc.collect()
+    pauses.stop()
+    generation, seconds = seen[-1]
+    assert generation == 2
+    assert seconds >= 0.0
+    count = len(seen)
+    gc.collect()
+    assert len(seen) == count
+
+
+def test_metrics_report_the_collector_pauses(client) -> None:
+    gc.collect()
+    text = client.get("/metrics").text
+    assert 'shopsearch_gc_pause_seconds_count{generation="2"}' in text

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
+from typing import Any
 
 
 def settle_heap() -> float:
@@ -28,4 +30,28 @@ def settle_heap() -> float:
     return 1000 * (time.perf_counter() - start)
 
 
-__all__ = ["settle_heap"]
+class CollectorPauses:
+    """Reports every collection's generation and duration (seconds) to ``observe``, from
+    :meth:`start` to :meth:`stop` (the server's ``shopsearch_gc_pause_seconds``)."""
+
+    def __init__(self, observe: Callable[[int, float], None]) -> None:
+        self.observe = observe
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.observe(int(info["generation"]), time.perf_counter() - self._started)
+
+    def start(self) -> None:
+        """Begin reporting."""
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        """Stop reporting."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+
+__all__ = ["CollectorPauses", "settle_heap"]

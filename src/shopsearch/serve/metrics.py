@@ -69,6 +69,13 @@ class Metrics:
             buckets=_SECONDS,
             registry=registry,
         )
+        self.gc_pauses = Histogram(
+            "shopsearch_gc_pause_seconds",
+            "Stops of the cyclic garbage collector (every thread waits), by generation.",
+            ["generation"],
+            buckets=_SECONDS,
+            registry=registry,
+        )
         self.written_lines = Counter(
             "shopsearch_event_log_lines",
             "Lines written and fsync'd to the event log.",
@@ -190,6 +197,10 @@ class Metrics:
                 evicted.inc(evictions)
 
         return observe
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        """One collection of ``generation`` took ``seconds``."""
+        self.gc_pauses.labels(str(generation)).observe(seconds)
 
     def log_written(self, lines: int, nbytes: int, seconds: float) -> None:
         """Event log observer: a batch was written."""
