@@ -284,6 +284,11 @@ class SearchSettings(BaseModel):
     max_size: int = Field(100, ge=1)
     max_page: int = Field(100, ge=1)
     max_query_chars: int = Field(512, ge=1)
+    #: Answers of recent anonymous searches kept (by query, market, filters, page and size)
+    #: until the next catalog write or reload; 0 turns the cache off. A search with a user id
+    #: is always computed (ranking reads the user's behaviour), and so is one whose stream
+    #: is recorded.
+    response_cache_size: int = Field(4096, ge=0, le=1_000_000)
 
 
 class ServeSettings(BaseModel):

@@ -155,7 +155,11 @@ def test_hey_and_python_offer_the_same_rate_on_one_server(
     assert hey["client_cpu_ms_per_request"] > 0
     assert hey["server_cpu_ms_per_request"] > 0
     # hey repeats 3 queries: both caches were turned off, for the python level too
-    assert result["config"]["overrides"] == {"query_cache_size": 0, "result_cache_size": 0}
+    assert result["config"]["overrides"] == {
+        "query_cache_size": 0,
+        "result_cache_size": 0,
+        "response_cache_size": 0,
+    }
     assert result["config"]["generators"] == ["python", "hey"]
     for level in (python, hey):
         assert level["query_cache"]["result_hit_rate"] in (None, 0.0)

@@ -150,7 +150,8 @@ def _serve_levels(
                     f"workers {workers}, {clients:3} clients (closed): {row['rps']:8.1f} req/s, "
                     f"p50 {_ms(row['p50_ms'])}, p99 {_ms(row['p99_ms'])}, "
                     f"{row['errors']} errors, cache hits {_share(row['query_cache']['hit_rate'])}"
-                    f" (results {_share(row['query_cache']['result_hit_rate'])})"
+                    f" (results {_share(row['query_cache']['result_hit_rate'])}, answers "
+                    f"{_share(row['query_cache'].get('response_hit_rate'))})"
                     f", server cpu {_ms(row['server_cpu_ms_per_request'])}/request"
                     f", client cpu {row['client_cpu_share']:.0%}"
                 )
@@ -209,7 +210,8 @@ def _open_line(workers: int, row: Mapping[str, Any], open_load: OpenLoad) -> str
         f"{row['rps']:8.1f} req/s, p50 {_ms(row['p50_ms'])}, "
         f"p99 {_ms(row['p99_ms'])}, {row['errors']} errors, "
         f"cache hits {_share(row['query_cache']['hit_rate'])} "
-        f"(results {_share(row['query_cache']['result_hit_rate'])}), "
+        f"(results {_share(row['query_cache']['result_hit_rate'])}, answers "
+        f"{_share(row['query_cache'].get('response_hit_rate'))}), "
         f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request, "
         f"client cpu {row['client_cpu_share']:.0%}"
     )
@@ -227,6 +229,7 @@ def _share(value: float | int | None) -> str:
 OVERRIDES = {
     "query_cache_size": ("retrieval", "query_cache_size"),
     "result_cache_size": ("retrieval", "result_cache_size"),
+    "response_cache_size": ("search", "response_cache_size"),
     "query_batch": ("retrieval", "query_batch"),
     "search_concurrency": ("serve", "search_concurrency"),
     "compute_threads": ("serve", "compute_threads"),
@@ -273,7 +276,8 @@ def _generator_overrides(
     chosen = dict(overrides)
     if "hey" in open_load.generators and open_load.rates:
         hey_binary()  # fail before starting a server when hey is missing
-        off = [n for n in ("query_cache_size", "result_cache_size") if n not in chosen]
+        caches = ("query_cache_size", "result_cache_size", "response_cache_size")
+        off = [n for n in caches if n not in chosen]
         chosen.update(dict.fromkeys(off, 0))
         if off:
             say(f"hey repeats {open_load.hey_processes} queries: {', '.join(off)} set to 0")
@@ -378,6 +382,7 @@ def run_serve_bench(
             "overrides": dict(overrides),
             "query_cache_size": settings.retrieval.query_cache_size,
             "result_cache_size": settings.retrieval.result_cache_size,
+            "response_cache_size": settings.search.response_cache_size,
             "query_batch": settings.retrieval.query_batch,
             "search_concurrency": settings.serve.search_concurrency,
             "compute_threads": settings.serve.compute_threads,

@@ -82,7 +82,17 @@ def _metric_sums(port: int) -> dict[str, float]:
     (summed over sources and, with several workers, over workers)."""
     status, body = get(port, "/metrics")
     sums = dict.fromkeys(
-        ("hit", "miss", "result_hit", "result_miss", "batch_sum", "batch_count"), 0.0
+        (
+            "hit",
+            "miss",
+            "result_hit",
+            "result_miss",
+            "response_hit",
+            "response_miss",
+            "batch_sum",
+            "batch_count",
+        ),
+        0.0,
     )
     if status != 200:
         return sums
@@ -92,6 +102,9 @@ def _metric_sums(port: int) -> dict[str, float]:
             sums[kind] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("shopsearch_result_cache_lookups_total{"):
             kind = "result_hit" if 'result="hit"' in line else "result_miss"
+            sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_response_cache_lookups_total{"):
+            kind = "response_hit" if 'result="hit"' in line else "response_miss"
             sums[kind] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("shopsearch_query_encode_batch_size_sum{"):
             sums["batch_sum"] += float(line.rsplit(" ", 1)[1])
@@ -104,12 +117,15 @@ def _cache_delta(before: dict[str, float], after: dict[str, float]) -> dict[str,
     hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
     result_hits = after["result_hit"] - before["result_hit"]
     result_lookups = result_hits + after["result_miss"] - before["result_miss"]
+    response_hits = after["response_hit"] - before["response_hit"]
+    response_lookups = response_hits + after["response_miss"] - before["response_miss"]
     batches = after["batch_count"] - before["batch_count"]
     return {
         "hits": hits,
         "misses": misses,
         "hit_rate": hits / (hits + misses) if hits + misses else None,
         "result_hit_rate": result_hits / result_lookups if result_lookups else None,
+        "response_hit_rate": response_hits / response_lookups if response_lookups else None,
         "encode_batches": batches,
         "mean_encode_batch": (after["batch_sum"] - before["batch_sum"]) / batches
         if batches

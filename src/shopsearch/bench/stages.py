@@ -73,11 +73,16 @@ def _settings_env(
         retrieval = retrieval.model_copy(update={"query_cache_size": 0, "result_cache_size": 0})
         env["SHOPSEARCH_RETRIEVAL__QUERY_CACHE_SIZE"] = "0"
         env["SHOPSEARCH_RETRIEVAL__RESULT_CACHE_SIZE"] = "0"
+        env["SHOPSEARCH_SEARCH__RESPONSE_CACHE_SIZE"] = "0"
+    search = settings.search
+    if not caches:
+        search = search.model_copy(update={"response_cache_size": 0})
     rank = settings.ranking
     if not ranking:
         rank = rank.model_copy(update={"enabled": False})
         env["SHOPSEARCH_RANKING__ENABLED"] = "false"
-    return settings.model_copy(update={"retrieval": retrieval, "ranking": rank}), env
+    update = {"retrieval": retrieval, "ranking": rank, "search": search}
+    return settings.model_copy(update=update), env
 
 
 def _in_process(

@@ -111,6 +111,10 @@ def serve(
         int | None,
         typer.Option(min=0, help="Override retrieval.result_cache_size (0: cache off)."),
     ] = None,
+    response_cache_size: Annotated[
+        int | None,
+        typer.Option(min=0, help="Override search.response_cache_size (0: cache off)."),
+    ] = None,
     query_batch: Annotated[
         int | None, typer.Option(min=1, help="Override retrieval.query_batch (1: no batching).")
     ] = None,
@@ -140,6 +144,7 @@ def serve(
         for name, value in (
             ("query_cache_size", query_cache_size),
             ("result_cache_size", result_cache_size),
+            ("response_cache_size", response_cache_size),
             ("query_batch", query_batch),
             ("search_concurrency", search_concurrency),
             ("compute_threads", compute_threads),

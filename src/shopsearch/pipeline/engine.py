@@ -23,6 +23,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,7 @@ from shopsearch.retrieval.base import ServingOptions
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.store.bundles import bundle_meta, current_bundle
 from shopsearch.store.workspace import Workspace
+from shopsearch.text.query_cache import LRUCache
 
 if TYPE_CHECKING:
     from shopsearch.ranking.stage import RankingStage
@@ -89,6 +91,8 @@ class Engine:
         self.bundle = bundle
         self.workspace = workspace
         self._declared: list[str] | None = None  # the workspace's domains, read once
+        #: Answers of anonymous searches (:meth:`search`); cleared by every catalog write.
+        self.responses: LRUCache[SearchResponse] = LRUCache(settings.search.response_cache_size)
         retrieval.configure(
             ServingOptions(
                 result_cache_size=settings.retrieval.result_cache_size,
@@ -179,14 +183,26 @@ class Engine:
         return filters
 
     def search(self, params: SearchParams) -> SearchResponse:
-        """Run one search through every stage and cut the requested page."""
+        """Run one search through every stage and cut the requested page.
+
+        An anonymous search (no user id) whose stream is not recorded may be answered from
+        :attr:`responses`: the same request's earlier answer (every stage is deterministic
+        without a user, and the cache is cleared by every catalog write), with a fresh request
+        id and ``timings_ms`` ``{"cache", "total"}``. The answer is shared: treat it as read-only.
+        """
         began = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        stream = self._stream_recorder(params, request_id)
+        key = _response_key(params) if stream is None and params.user_id is None else None
+        if key is not None:
+            cached = self.responses.lookup([key])[0]
+            if cached is not None:
+                ms = 1000 * (time.perf_counter() - began)
+                return replace(cached, request_id=request_id, timings_ms={"cache": ms, "total": ms})
         state = self._start(params)
         filters = state.filters
         timings: dict[str, float] = {}
         reports: list[StageReport] = []
-        request_id = uuid.uuid4().hex
-        stream = self._stream_recorder(params, request_id)
         for name, stage in self.stages:
             if isinstance(stage, Absent):
                 n = len(state.candidates)
@@ -210,7 +226,7 @@ class Engine:
         notice, suggestion = None, None
         if state.total == 0:
             notice, suggestion = self._nothing(params, filters, state.query.text)
-        return SearchResponse(
+        response = SearchResponse(
             request_id,
             items,
             state.total,
@@ -224,6 +240,9 @@ class Engine:
             list(state.query.intents),
             None if stream is None else stream.entries,
         )
+        if key is not None:
+            self.responses.store([key], [response])
+        return response
 
     def _start(self, params: SearchParams) -> SearchState:
         """A new search's state, after checking the request against the limits."""
@@ -308,6 +327,7 @@ class Engine:
         self.retrieval.upsert(products)
         self.products.upsert(products)
         self._declared = None  # a write may add a domain
+        self.responses.clear()
         self._save_sources()
 
     def delete_products(self, keys: Iterable[ProductKey]) -> int:
@@ -319,12 +339,21 @@ class Engine:
         known = sum(self.products.get(key) is not None for key in unique)
         self.retrieval.delete(unique)
         self.products.delete(unique)
+        self.responses.clear()
         self._save_sources()
         return known
 
     def _save_sources(self) -> None:
         if self.bundle is not None:
             self.retrieval.save(self.bundle / RETRIEVAL_DIR)
+
+
+def _response_key(params: SearchParams) -> tuple[object, ...]:
+    """What an anonymous search's answer depends on."""
+    return (
+        params.query, params.domain, params.filters, params.page, params.size,
+        params.explain, params.correct,
+    )  # fmt: skip
 
 
 __all__ = ["RETRIEVAL_DIR", "Engine", "ResultItem", "SearchParams", "SearchResponse"]

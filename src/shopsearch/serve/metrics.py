@@ -124,6 +124,19 @@ class Metrics:
             ["source"],
             registry=registry,
         )
+        self.response_cache = Counter(
+            "shopsearch_response_cache_lookups",
+            "Response cache lookups of anonymous searches (the whole answer), by result (hit, "
+            "miss); source is always 'engine'.",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.response_cache_evictions = Counter(
+            "shopsearch_response_cache_evictions",
+            "Answers dropped from a full response cache (least recently used).",
+            ["source"],
+            registry=registry,
+        )
         self.encode_batches = Histogram(
             "shopsearch_query_encode_batch_size",
             "Distinct queries encoded per forward pass (concurrent searches batched), by source.",
@@ -160,8 +173,12 @@ class Metrics:
 
     def watch_engine(self, engine: Engine) -> None:
         """Count the query-vector cache and encoding batches of ``engine``'s sources with
-        vectors, and the result cache of its sources that count facets."""
+        vectors, the result cache of its sources that count facets, and its response cache."""
         from shopsearch.retrieval.base import ServingOptions
+
+        engine.responses.observer = self._cache_observer(
+            self.response_cache, self.response_cache_evictions, "engine"
+        )
 
         for name, source in engine.retrieval.sources.items():
             options = ServingOptions()
