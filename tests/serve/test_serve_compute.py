@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 
 import pytest
+from fastapi.responses import Response
 
 from shopsearch.serve.app import create_app
+from shopsearch.serve.routes_search import on_compute_threads
 
 
 def test_searches_run_on_the_compute_threads_which_stop_at_shutdown(workspace, serve, monkeypatch):
@@ -41,3 +45,21 @@ def test_the_log_linger_comes_from_the_settings(workspace, config):
     settings = config()
     settings.serve.log_linger_s = 0.2
     assert create_app(workspace, settings).state.shop.log.linger_s == 0.2
+
+
+def test_the_hop_to_the_compute_threads_keeps_the_context(workspace, config):
+    state = create_app(workspace, config()).state.shop
+    seen = contextvars.ContextVar("seen", default="unset")
+    endpoint = on_compute_threads(
+        state, lambda: Response(f"{seen.get()} {threading.current_thread().name}")
+    )
+
+    async def call() -> Response:
+        seen.set("request")
+        return await endpoint()
+
+    try:
+        answer = bytes(asyncio.run(call()).body).decode()
+    finally:
+        state.close()
+    assert answer.startswith("request shopsearch-search")

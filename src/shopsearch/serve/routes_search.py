@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import re
 import typing
@@ -54,7 +55,8 @@ def on_compute_threads(
     @functools.wraps(func)
     async def endpoint(*args: Any, **kwargs: Any) -> Response:
         call = functools.partial(func, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(state.compute, call)
+        context = contextvars.copy_context()  # as anyio's hop does (e.g. tracing spans)
+        return await asyncio.get_running_loop().run_in_executor(state.compute, context.run, call)
 
     return endpoint
 
