@@ -291,6 +291,10 @@ class SearchSettings(BaseModel):
     response_cache_size: int = Field(4096, ge=0, le=1_000_000)
 
 
+#: The HTTP servers ``shopsearch serve`` can run the app under.
+HttpServer = Literal["uvicorn", "granian"]
+
+
 class ServeSettings(BaseModel):
     """The HTTP server."""
 
@@ -299,6 +303,8 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65_535)
     workers: int = Field(1, ge=1, le=64)
+    #: The HTTP server running the app's workers (``shopsearch serve --server``).
+    server: HttpServer = "uvicorn"
     #: Searches in progress at once per worker; more wait their turn (first come, first
     #: served). Enough for every connection of the expected load: concurrent searches share
     #: query-encoding batches, and with ``compute_threads`` 1 they do not oversubscribe.
@@ -320,6 +326,11 @@ class ServeSettings(BaseModel):
     #: (from its Content-Length, or counted as it streams). 2 MiB holds the largest batch of
     #: events (1,000, every id at its 256-character limit).
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=1 << 30)
+    #: Longest a search's event log line waits for company before it is written and fsync'd
+    #: (seconds): searches served meanwhile share that write and fsync. Posted events do not
+    #: wait (they are answered once fsync'd, and take the waiting lines along), and a clean
+    #: shutdown writes every waiting line; a crash loses at most this much of searches.
+    log_linger_s: float = Field(0.05, ge=0.0, le=1.0)
     #: How far an event's timestamp may lie before its search, or after the server's clock
     #: (seconds; clients' clocks drift).
     event_time_tolerance_s: float = Field(300.0, ge=0.0, le=86_400.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 
 import pytest
 
@@ -64,6 +65,38 @@ def test_submitted_lines_are_written_within_the_linger(tmp_path):
         assert [r["request_id"] for r in _records(tmp_path / "log")] == [f"r{i}" for i in range(50)]
     finally:
         log.close()
+
+
+def test_lines_submitted_within_the_linger_share_one_write(tmp_path):
+    observer = Counting()
+    log = EventLog(tmp_path / "log", linger_s=1.0, observer=observer)
+    log.start()
+    try:
+        for i in range(20):
+            assert log.submit(_line(i))
+        deadline = time.monotonic() + 30
+        while observer.lines < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        log.close()
+    assert (observer.writes, observer.lines) == (1, 20)
+
+
+def test_a_durable_write_does_not_wait_for_lingering_lines(tmp_path):
+    log = EventLog(tmp_path / "log", linger_s=60.0)
+    log.start()
+    try:
+        assert log.submit(_line(0))
+        start = time.monotonic()
+        asyncio.run(log.write(_line(1)))  # takes the lingering line along
+        assert time.monotonic() - start < 30
+        assert [r["request_id"] for r in _records(tmp_path / "log")] == ["r0", "r1"]
+        assert log.submit(_line(2))
+    finally:
+        start = time.monotonic()
+        log.close()  # writes what still lingers, without waiting out the linger
+    assert time.monotonic() - start < 30
+    assert [r["request_id"] for r in _records(tmp_path / "log")] == ["r0", "r1", "r2"]
 
 
 def test_the_segment_is_locked_while_open_and_rotates_by_size(tmp_path):

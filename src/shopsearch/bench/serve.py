@@ -66,7 +66,7 @@ from shopsearch.bench.retrieval import bench_queries
 from shopsearch.bench.server import check_search, server_process, snapshot_workspace
 from shopsearch.bench.server_counters import counted_level
 from shopsearch.bench.timing import measure
-from shopsearch.config import Settings
+from shopsearch.config import HttpServer, Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.progress import Say
@@ -128,12 +128,13 @@ def _serve_levels(
     env: Mapping[str, str],
     seed: int,
     say: Say,
+    server: HttpServer | None,
 ) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory(dir=workspace.dir("cache"), prefix="bench-serve-") as tmp:
         served = snapshot_workspace(workspace, Path(tmp) / "workspace")
         say(f"starting shopsearch serve with {workers} worker(s)")
         log = Path(tmp) / "server.log"
-        with server_process(served, workers, log, env) as (port, pid):
+        with server_process(served, workers, log, env, server) as (port, pid):
             requests = request_bytes(port, search_paths(stream, PAGE_SIZE))
             check_search(port, search_paths(stream[:1], PAGE_SIZE)[0], log)
             warm = requests[:WARMUP_REQUESTS]
@@ -294,6 +295,7 @@ def run_serve_bench(
     say: Say = print,
     open_load: OpenLoad = OpenLoad(),
     overrides: Mapping[str, int] | None = None,
+    server: HttpServer | None = None,
 ) -> dict[str, Any]:
     """Load ``shopsearch serve`` at each level, then time ``Engine.search`` alone.
 
@@ -310,6 +312,7 @@ def run_serve_bench(
         open_load: open-loop levels (arrival rates), run after the closed-loop ones.
         overrides: settings for this run (names in :data:`OVERRIDES`), for the server and the
             in-process engine alike.
+        server: the HTTP server (``None``: ``settings.serve.server``).
 
     Returns:
         The report: ``suite``, ``dataset``, ``levels``, ``more_workers``, ``engine``,
@@ -337,7 +340,9 @@ def run_serve_bench(
     )
     stream = bench_queries(workspace, products, total, seed)
     by_workers = {
-        w: _serve_levels(workspace, w, stream, concurrency, open_load, bounds, env, seed, say)
+        w: _serve_levels(
+            workspace, w, stream, concurrency, open_load, bounds, env, seed, say, server
+        )
         for w in workers
     }
     levels = by_workers[workers[0]]
@@ -379,6 +384,7 @@ def run_serve_bench(
             "generators": list(open_load.generators),
             "hey_queries": open_load.hey_processes,
             "workers": list(workers),
+            "server": server or settings.serve.server,
             "overrides": dict(overrides),
             "query_cache_size": settings.retrieval.query_cache_size,
             "result_cache_size": settings.retrieval.result_cache_size,

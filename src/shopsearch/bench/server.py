@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from shopsearch.bench.http_client import HOST, get
+from shopsearch.config import HttpServer
 from shopsearch.errors import ShopSearchError
 from shopsearch.events.log import LOG_DIR
 from shopsearch.serve.engines import SIGNAL_DIR
@@ -68,7 +69,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> Non
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
-        process.terminate()  # uvicorn shuts its workers down on SIGTERM
+        process.terminate()  # uvicorn and granian shut their workers down on SIGTERM
         try:
             process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -81,7 +82,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_server(
-    workspace: Path, workers: int, log: Path, env: Mapping[str, str] | None = None
+    workspace: Path,
+    workers: int,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    server: HttpServer | None = None,
 ) -> Iterator[int]:
     """Run ``shopsearch serve`` on 127.0.0.1 until the block ends; yields its port.
 
@@ -90,14 +95,20 @@ def running_server(
         workers: server worker processes.
         log: file receiving the server's output (its tail is shown if it fails to start).
         env: extra environment variables of the server (settings overrides).
+        server: the HTTP server (``serve --server``; ``None``: the workspace's
+            ``serve.server``).
     """
-    with server_process(workspace, workers, log, env) as (port, _):
+    with server_process(workspace, workers, log, env, server) as (port, _):
         yield port
 
 
 @contextlib.contextmanager
 def server_process(
-    workspace: Path, workers: int, log: Path, env: Mapping[str, str] | None = None
+    workspace: Path,
+    workers: int,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    server: HttpServer | None = None,
 ) -> Iterator[tuple[int, int]]:
     """:func:`running_server`, yielding its port and the server's process id."""
     port = _free_port()
@@ -114,6 +125,7 @@ def server_process(
         str(port),
         "--workers",
         str(workers),
+        *(() if server is None else ("--server", server)),
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -32,7 +32,7 @@ from shopsearch.bench.http_client import get, search_paths
 from shopsearch.bench.retrieval import bench_queries
 from shopsearch.bench.server import check_search, server_process, snapshot_workspace
 from shopsearch.bench.server_counters import server_cpu_seconds
-from shopsearch.config import Settings
+from shopsearch.config import HttpServer, Settings
 from shopsearch.errors import InvalidInputError
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.progress import Say
@@ -104,14 +104,17 @@ def _in_process(
 
 
 def _over_http(
-    workspace: Workspace, queries: Sequence[str], env: Mapping[str, str]
+    workspace: Workspace,
+    queries: Sequence[str],
+    env: Mapping[str, str],
+    server: HttpServer | None,
 ) -> dict[str, Any]:
     samples: dict[str, list[float]] = defaultdict(list)
     paths = search_paths(queries, PAGE_SIZE)
     with tempfile.TemporaryDirectory(dir=workspace.dir("cache"), prefix="bench-stages-") as tmp:
         served = snapshot_workspace(workspace, Path(tmp) / "workspace")
         log = Path(tmp) / "server.log"
-        with server_process(served, 1, log, env) as (port, pid):
+        with server_process(served, 1, log, env, server) as (port, pid):
             check_search(port, paths[0], log)
             for path in paths[:WARMUP]:
                 get(port, path)
@@ -139,6 +142,7 @@ def run_stages_bench(
     ranking: bool = True,
     http: bool = True,
     say: Say = print,
+    server: HttpServer | None = None,
 ) -> dict[str, Any]:
     """Per-stage timings of ``queries`` logged queries, in process and (``http``) over HTTP.
 
@@ -151,6 +155,7 @@ def run_stages_bench(
         ranking: keep the ranking stage (when the bundle has one).
         http: also measure over HTTP.
         say: progress messages.
+        server: the HTTP server (``None``: ``settings.serve.server``).
 
     Returns:
         ``suite``, ``dataset``, ``in_process`` and ``http`` (timing key → ``mean_ms``,
@@ -167,7 +172,7 @@ def run_stages_bench(
     over_http: dict[str, Any] = {}
     if http:
         say(f"over HTTP: {queries} queries, one at a time, one server worker")
-        over_http = _over_http(workspace, stream, env)
+        over_http = _over_http(workspace, stream, env, server)
     return {
         "suite": "bench/stages",
         "dataset": {
@@ -187,6 +192,7 @@ def run_stages_bench(
             "warmup": WARMUP,
             "size": PAGE_SIZE,
             "compute_threads": settings.serve.compute_threads,
+            "server": server or settings.serve.server,
             "stages": list(settings.pipeline.stages),
         },
     }

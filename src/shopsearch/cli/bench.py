@@ -10,6 +10,7 @@ import typer
 
 from shopsearch.cli.app import app
 from shopsearch.cli.progress import console, heartbeat, say
+from shopsearch.cli.serve import ServerOption
 from shopsearch.config import load_settings
 from shopsearch.store.atomic import write_json
 from shopsearch.store.workspace import Workspace
@@ -126,6 +127,7 @@ def serve(
         typer.Option(min=0, help="Override serve.compute_threads (0: library defaults)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling queries and arrivals.")] = 0,
+    server: ServerOption = None,
 ) -> None:
     """Requests/s and p50/p95/p99 of 'shopsearch serve': closed-loop clients and open-loop
     arrival rates, beside Engine.search in process.
@@ -169,6 +171,7 @@ def serve(
                 hey_queries,
             ),
             overrides=overrides,
+            server=None if server is None else server.value,
         )
     _write_report(report, result, _serve_rows, ratios=True)
 
@@ -206,6 +209,7 @@ def stages(
     ] = False,
     ranking: Annotated[bool, typer.Option(help="Keep the ranking stage (if bundled).")] = True,
     http: Annotated[bool, typer.Option(help="Also measure over HTTP (one worker).")] = True,
+    server: ServerOption = None,
 ) -> None:
     """Per-stage milliseconds (each search's timings_ms: mean, p50, p99) of logged queries,
     one at a time, in process and over HTTP, with CPU per search."""
@@ -221,6 +225,7 @@ def stages(
             ranking=ranking,
             http=http,
             say=say,
+            server=None if server is None else server.value,
         )
     _write_report(report, result, _stages_rows, ratios=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,23 @@ WorkspaceOption = Annotated[Path, typer.Option("--workspace", "-w", help="Worksp
 HostOption = Annotated[
     str | None, typer.Option(help="Address to listen on [default: serve.host, 127.0.0.1].")
 ]
+
+
 PortOption = Annotated[
     int | None, typer.Option(min=1, max=65_535, help="TCP port [default: serve.port, 8000].")
+]
+
+
+class HttpServerChoice(StrEnum):
+    """``--server`` values (:data:`shopsearch.config.HttpServer`)."""
+
+    uvicorn = "uvicorn"
+    granian = "granian"
+
+
+ServerOption = Annotated[
+    HttpServerChoice | None,
+    typer.Option(help="HTTP server [default: serve.server, uvicorn]."),
 ]
 
 
@@ -48,6 +64,7 @@ def serve(
         int | None,
         typer.Option(min=1, help="Actors serving each part (with --ray-address) [1]."),
     ] = None,
+    server: ServerOption = None,
 ) -> None:
     """Serve search, event logging, catalog updates and metrics over HTTP.
 
@@ -81,4 +98,5 @@ def serve(
         config=config,
         compute_threads=settings.serve.compute_threads,
         shards=None if ray_address is None else f"{ray_address},{shards or 2},{replicas or 1}",
+        server=settings.serve.server if server is None else server.value,
     )

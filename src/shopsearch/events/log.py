@@ -187,11 +187,15 @@ class EventLog:
             raise RuntimeError("the event log is not running; start() it (server start-up)")
 
     def _enqueue(self, entry: _Entry) -> None:
-        if not self._queue:
+        first = not self._queue
+        if first:
             self._first_at = time.monotonic()
         self._queue.append(entry)
         self._queued_bytes += len(entry.data)
-        self._cond.notify_all()
+        # The writer waits for a first line, then for its linger deadline: a line joining a
+        # lingering batch need not wake it (a wake-up per search cost CPU), an urgent one must.
+        if first or self._urgent:
+            self._cond.notify_all()
 
     # -- the writer thread -----------------------------------------------------------------------
     def _run(self) -> None:

@@ -73,7 +73,6 @@ def create_app(
     run_id: str | None = None,
     compact_every_s: float | None = None,
     follow_every_s: float = 1.0,
-    log_linger_s: float = 0.005,
     shards: ShardPlan | None = None,
 ) -> FastAPI:
     """The search API over ``workspace``'s current bundle.
@@ -89,7 +88,6 @@ def create_app(
         compact_every_s: period of the event log's compaction into the tables (default:
             ``serve.compact_every_s``).
         follow_every_s: period of checking other workers' reload announcements.
-        log_linger_s: longest a search's log line waits to share an fsync.
         shards: serve the lexical source from shard actors on Ray (:mod:`.shards`); the
             catalog is then read-only.
 
@@ -107,7 +105,9 @@ def create_app(
         workspace=workspace,
         settings=settings,
         live=LiveEngine(workspace, settings, run_id, on_load=loaded),
-        log=EventLog(workspace.root / LOG_DIR, linger_s=log_linger_s, observer=metrics),
+        log=EventLog(
+            workspace.root / LOG_DIR, linger_s=settings.serve.log_linger_s, observer=metrics
+        ),
         searches=SearchLog(workspace),
         ids=RequestIds(workspace_secret(workspace)),
         metrics=metrics,
@@ -216,6 +216,7 @@ def _read_log(state: ServerState) -> None:
 
 
 def _shutdown(state: ServerState) -> None:
+    state.close()  # searches of clients that went away may still be logging
     state.log.close()
     state.searches.close()
     try:

@@ -150,6 +150,10 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        # Labelled children by label values, so a request does not look them up again
+        # (``labels()`` takes a lock and builds a key per call); a race only looks one up twice.
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram, Counter | None]] = {}
+        self._stage: dict[str, Histogram] = {}
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""
@@ -161,15 +165,29 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(route, "server" if status >= 500 else "client").inc()
+        key = (route, method, status)
+        children = self._answered.get(key)
+        if children is None:
+            kind = "server" if status >= 500 else "client"
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+                self.errors.labels(route, kind) if status >= 400 else None,
+            )
+            self._answered[key] = children
+        requests, latency, errors = children
+        requests.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def observe_stages(self, timings_ms: Mapping[str, float]) -> None:
         """Record one search's stage timings."""
         for stage, ms in timings_ms.items():
-            self.stages.labels(stage).observe(ms / 1000.0)
+            child = self._stage.get(stage)
+            if child is None:
+                child = self._stage[stage] = self.stages.labels(stage)
+            child.observe(ms / 1000.0)
 
     def watch_engine(self, engine: Engine) -> None:
         """Count the query-vector cache and encoding batches of ``engine``'s sources with

@@ -1,4 +1,11 @@
-"""Running the app under uvicorn for ``shopsearch serve`` and ``shopsearch demo``."""
+"""Running the app under uvicorn or granian for ``shopsearch serve`` and ``shopsearch demo``.
+
+Both run the factory :func:`shopsearch.serve.app.app_from_env` in each worker process with its
+lifespan (the event log starts at start-up, and is flushed and compacted at shutdown), stop
+gracefully on SIGTERM or Ctrl-C, and see the same environment (the workspace, the compute
+thread limits and, with several workers, ``PROMETHEUS_MULTIPROC_DIR``), set before workers
+start.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-import uvicorn
-
+from shopsearch.config import HttpServer, ServeSettings
 from shopsearch.errors import InvalidInputError
 from shopsearch.serve.app import (
     ENV_CONFIG,
@@ -23,6 +29,10 @@ from shopsearch.serve.threads import thread_env
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
 
+_APP = "shopsearch.serve.app:app_from_env"
+#: Seconds uvicorn waits for open requests at shutdown (the lifespan's shutdown is not timed).
+GRACEFUL_SHUTDOWN_S = 10
+
 
 def serve_workspace(
     workspace: Workspace,
@@ -33,6 +43,7 @@ def serve_workspace(
     config: Path | None = None,
     compute_threads: int = 1,
     shards: str | None = None,
+    server: HttpServer | None = None,
 ) -> None:
     """Serve ``workspace`` until interrupted (Ctrl-C shuts down cleanly, compacting the log).
 
@@ -47,6 +58,8 @@ def serve_workspace(
             0: library defaults); set in the environment before the workers start.
         shards: ``address,shards,replicas`` to serve the lexical source from shard actors on
             Ray (address ``local``: start one here); needs ``workers`` 1.
+        server: the HTTP server, ``uvicorn`` or ``granian`` (``None``: ``serve.server``'s
+            default).
 
     Raises:
         WorkspaceError: the workspace has no bundle yet.
@@ -73,15 +86,46 @@ def serve_workspace(
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     try:
-        uvicorn.run(
-            "shopsearch.serve.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        if (server or ServeSettings().server) == "granian":
+            _run_granian(host, port, workers)
+        else:
+            _run_uvicorn(host, port, workers)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         (run_dir / f"reload-{run}.json").unlink(missing_ok=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        _APP,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def _run_granian(host: str, port: int, workers: int) -> None:
+    import multiprocessing
+
+    from granian.constants import Interfaces
+    from granian.server import Server as Granian
+
+    # Granian starts workers with this process's start method. Forked workers would inherit
+    # the modules imported here (prometheus_client, loaded before PROMETHEUS_MULTIPROC_DIR was
+    # set, would keep each worker's metrics in memory, so /metrics would not sum them; compute
+    # libraries would keep this process's thread settings): spawn them fresh, as uvicorn does.
+    multiprocessing.set_start_method("spawn", force=True)
+    Granian(
+        _APP,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,  # with the lifespan protocol
+        workers=workers,
+        factory=True,
+        log_access=False,  # no kill timeout: a worker's shutdown compacts the log, untimed
+    ).serve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -68,6 +69,8 @@ class ServerState:
         domains: the workspace's domains (re-read on reload and when a write names a new one).
         search_slots: at most ``serve.search_concurrency`` searches compute at once; the rest
             wait their turn, first come first served, instead of thrashing the CPU.
+        compute: the threads searches run on (``serve.search_concurrency`` of them), off the
+            event loop; shut down with :meth:`close`.
     """
 
     workspace: Workspace
@@ -80,9 +83,16 @@ class ServerState:
     workers: int
     domains: list[Domain]
     search_slots: FairSemaphore = field(init=False)
+    compute: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.search_slots = FairSemaphore(self.settings.serve.search_concurrency)
+        slots = self.settings.serve.search_concurrency
+        self.search_slots = FairSemaphore(slots)
+        self.compute = ThreadPoolExecutor(slots, thread_name_prefix="shopsearch-search")
+
+    def close(self) -> None:
+        """Wait for the searches still computing and stop the compute threads."""
+        self.compute.shutdown(wait=True)
 
     def refresh_domains(self) -> list[Domain]:
         """Re-read the workspace's domains."""
