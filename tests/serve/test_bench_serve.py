@@ -87,6 +87,9 @@ def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     assert 0 < opened["p50_ms"] <= opened["p99_ms"] <= opened["max_ms"]
     assert opened["service_p50_ms"] <= opened["max_ms"]
     assert opened["query_cache"]["hit_rate"] is None  # lexical only: no dense cache
+    assert set(opened["gc_pauses"]) == {"0", "1", "2"}
+    assert opened["gc_pauses"]["0"]["count"] >= 0
+    assert opened["gc_pauses"]["0"]["seconds"] >= 0
     for clients, level in result["levels"].items():
         assert level["mode"] == "closed"
         assert level["clients"] == int(clients)

@@ -48,18 +48,17 @@ def test_the_served_engine_is_frozen_after_loading_and_after_each_reload(
         gc.unfreeze()
 
 
-def test_collector_pauses_are_reported_by_generation_until_stopped() -> None:
-    seen: list[tuple[int, float]] = []
-    pauses = CollectorPauses(lambda generation, seconds: seen.append((generation, seconds)))
+def test_collector_pauses_are_recorded_by_generation_until_stopped() -> None:
+    pauses = CollectorPauses()
     pauses.start()
     gc.collect()
     pauses.stop()
-    generation, seconds = seen[-1]
+    generation, seconds = pauses.drain()[-1]
     assert generation == 2
     assert seconds >= 0.0
-    count = len(seen)
+    assert pauses.drain() == []
     gc.collect()
-    assert len(seen) == count
+    assert pauses.drain() == []
 
 
 def test_metrics_report_the_collector_pauses(client) -> None:

@@ -16,6 +16,9 @@ from typing import Any
 
 from shopsearch.bench.http_client import get
 
+#: The garbage collector's generations (``shopsearch_gc_pause_seconds{generation}``).
+GENERATIONS = (0, 1, 2)
+
 
 def counted_level(
     port: int, pid: int, mode: str, run: Callable[[], Mapping[str, Any]]
@@ -31,11 +34,21 @@ def counted_level(
     Returns:
         ``mode``, the level's row, ``query_cache`` (query-vector cache hits, misses and hit
         rate, lexical result-cache hit rate, encoding batches and their mean size) and the
-        server's CPU (``server_cpu_ms_per_request``, ``server_cpu_share``, ``capacity_rps``).
+        server's CPU (``server_cpu_ms_per_request``, ``server_cpu_share``, ``capacity_rps``),
+        and ``gc_pauses``: the garbage collector's stops during the level per generation
+        (``count``, ``seconds``), summed over the workers.
     """
     before, cpu = _metric_sums(port), server_cpu_seconds(pid)
     row: dict[str, Any] = {"mode": mode, **run()}
-    row["query_cache"] = _cache_delta(before, _metric_sums(port))
+    after = _metric_sums(port)
+    row["query_cache"] = _cache_delta(before, after)
+    row["gc_pauses"] = {
+        str(g): {
+            "count": after[f"gc{g}_count"] - before[f"gc{g}_count"],
+            "seconds": after[f"gc{g}_sum"] - before[f"gc{g}_sum"],
+        }
+        for g in GENERATIONS
+    }
     row.update(_server_cpu(cpu, server_cpu_seconds(pid), row))
     return row
 
@@ -94,6 +107,7 @@ def _metric_sums(port: int) -> dict[str, float]:
         ),
         0.0,
     )
+    sums.update({f"gc{g}_{part}": 0.0 for g in GENERATIONS for part in ("count", "sum")})
     if status != 200:
         return sums
     for line in body.decode(errors="replace").splitlines():
@@ -106,6 +120,12 @@ def _metric_sums(port: int) -> dict[str, float]:
         elif line.startswith("shopsearch_response_cache_lookups_total{"):
             kind = "response_hit" if 'result="hit"' in line else "response_miss"
             sums[kind] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shopsearch_gc_pause_seconds_"):
+            name, _, value = line.rpartition(" ")
+            for g in GENERATIONS:
+                if f'generation="{g}"' in name and ("_count{" in name or "_sum{" in name):
+                    part = "count" if "_count{" in name else "sum"
+                    sums[f"gc{g}_{part}"] += float(value)
         elif line.startswith("shopsearch_query_encode_batch_size_sum{"):
             sums["batch_sum"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("shopsearch_query_encode_batch_size_count{"):

@@ -37,7 +37,6 @@ from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import cluster_address
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
-from shopsearch.serve.heap import CollectorPauses
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
 from shopsearch.serve.middleware import BodyLimitMiddleware, HeadAsGetMiddleware
 from shopsearch.serve.request_ids import RequestIds, workspace_secret
@@ -117,8 +116,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pauses = CollectorPauses(metrics.gc_paused)
-        pauses.start()
+        metrics.collections.start()
         state.log.start()
         state.searches.start()
         tasks = [
@@ -135,7 +133,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(_shutdown, state)
-            pauses.stop()
+            metrics.collections.stop()
 
     app = FastAPIOffline(
         title="shopsearch",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections import deque
 from typing import Any
 
 
@@ -31,27 +31,42 @@ def settle_heap() -> float:
 
 
 class CollectorPauses:
-    """Reports every collection's generation and duration (seconds) to ``observe``, from
-    :meth:`start` to :meth:`stop` (the server's ``shopsearch_gc_pause_seconds``)."""
+    """Every collection's generation and duration (seconds), from :meth:`start` to
+    :meth:`stop`, kept until :meth:`drain` (the server's ``shopsearch_gc_pause_seconds``).
 
-    def __init__(self, observe: Callable[[int, float], None]) -> None:
-        self.observe = observe
+    The collector's callback only appends to a deque: it runs wherever a collection starts,
+    possibly inside code holding a lock (a Prometheus value's, for one), so it must not take
+    one itself; the pauses are handed on later, from ordinary code.
+    """
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self._pending: deque[tuple[int, float]] = deque(maxlen=keep)
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.observe(int(info["generation"]), time.perf_counter() - self._started)
+            self._pending.append((int(info["generation"]), time.perf_counter() - self._started))
 
     def start(self) -> None:
-        """Begin reporting."""
+        """Begin recording."""
         gc.callbacks.append(self._callback)
 
     def stop(self) -> None:
-        """Stop reporting."""
+        """Stop recording."""
         if self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
+
+    def drain(self) -> list[tuple[int, float]]:
+        """The pauses recorded since the last drain, oldest first."""
+        out: list[tuple[int, float]] = []
+        while self._pending:
+            try:
+                out.append(self._pending.popleft())
+            except IndexError:  # drained by another thread meanwhile
+                break
+        return out
 
 
 __all__ = ["CollectorPauses", "settle_heap"]

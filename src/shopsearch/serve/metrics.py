@@ -25,6 +25,8 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopsearch.serve.heap import CollectorPauses
+
 if TYPE_CHECKING:
     from shopsearch.pipeline.engine import Engine
 
@@ -76,6 +78,9 @@ class Metrics:
             buckets=_SECONDS,
             registry=registry,
         )
+        #: Records the collector's pauses (started and stopped by the app's lifespan); they
+        #: reach ``gc_pauses`` with each answered request and each scrape.
+        self.collections = CollectorPauses()
         self.written_lines = Counter(
             "shopsearch_event_log_lines",
             "Lines written and fsync'd to the event log.",
@@ -157,6 +162,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format."""
+        self.observe_gc()
         if self.multiprocess:
             merged = CollectorRegistry()
             MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
@@ -180,6 +186,7 @@ class Metrics:
         latency.observe(seconds)
         if errors is not None:
             errors.inc()
+        self.observe_gc()
 
     def observe_stages(self, timings_ms: Mapping[str, float]) -> None:
         """Record one search's stage timings."""
@@ -233,9 +240,10 @@ class Metrics:
 
         return observe
 
-    def gc_paused(self, generation: int, seconds: float) -> None:
-        """One collection of ``generation`` took ``seconds``."""
-        self.gc_pauses.labels(str(generation)).observe(seconds)
+    def observe_gc(self) -> None:
+        """Move the collector's pauses recorded by :attr:`collections` into the histogram."""
+        for generation, seconds in self.collections.drain():
+            self.gc_pauses.labels(str(generation)).observe(seconds)
 
     def log_written(self, lines: int, nbytes: int, seconds: float) -> None:
         """Event log observer: a batch was written."""
