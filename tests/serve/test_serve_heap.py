@@ -7,7 +7,7 @@ import weakref
 
 from shopsearch.config import Settings
 from shopsearch.serve.engines import LiveEngine
-from shopsearch.serve.heap import CollectorPauses, settle_heap
+from shopsearch.serve.heap import CollectorPauses, freeze_new, settle_heap
 
 
 class _Node:
@@ -65,3 +65,18 @@ def test_metrics_report_the_collector_pauses(client) -> None:
     gc.collect()
     text = client.get("/metrics").text
     assert 'shopsearch_gc_pause_seconds_count{generation="2"}' in text
+
+
+def test_freeze_new_collects_new_cycles_and_freezes_what_survives() -> None:
+    try:
+        settle_heap()
+        cycle = _Node()
+        gone = weakref.ref(cycle)
+        kept = _Node()
+        del cycle
+        assert any(o is kept for o in gc.get_objects())  # not frozen yet
+        freeze_new()
+        assert gone() is None
+        assert all(o is not kept for o in gc.get_objects())  # frozen now
+    finally:
+        gc.unfreeze()

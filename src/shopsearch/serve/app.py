@@ -37,6 +37,7 @@ from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import cluster_address
 from shopsearch.serve.engines import LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
+from shopsearch.serve.heap import freeze_new
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
 from shopsearch.serve.middleware import BodyLimitMiddleware, HeadAsGetMiddleware
 from shopsearch.serve.request_ids import RequestIds, workspace_secret
@@ -126,6 +127,8 @@ def create_app(
             asyncio.create_task(_every(follow_every_s, _follow, state)),
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
+        if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
+            tasks.append(asyncio.create_task(_every(settings.serve.freeze_every_s, _freeze, state)))
         try:
             yield
         finally:
@@ -207,6 +210,10 @@ def _follow(state: ServerState) -> None:
     if state.live.follow() is not None:
         state.metrics.reloads.labels("ok").inc()
         state.refresh_domains()
+
+
+def _freeze(state: ServerState) -> None:
+    freeze_new()
 
 
 def _read_log(state: ServerState) -> None:
