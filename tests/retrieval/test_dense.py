@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -430,3 +431,56 @@ def test_a_key_given_twice_keeps_its_last_row() -> None:
     retriever.upsert(make_products([rows[2], {**rows[2], "title": "otter canoe"}]))
     assert retriever.retrieve("otter canoe", k=1).keys == [("us", "p2")]
     assert retriever.retrieve("x", k=10).total == 3
+
+
+def _market_retriever(rows: list[dict[str, Any]]) -> DenseRetriever:
+    """HNSW with a graph per market: every market has more than ``exact_limit`` rows."""
+    return DenseRetriever(
+        encoder=HashEncoder(size=32), hnsw_threshold=0, hnsw_m=8, ef_search=16, exact_limit=50
+    ).index(make_products(rows))
+
+
+def test_each_large_market_gets_its_own_graph_searched_under_its_filter() -> None:
+    rows = catalog(300)  # 150 in us, 150 in de
+    retriever = _market_retriever(rows)
+    assert {d: g.ntotal for d, g in retriever.market_graphs_.items()} == {"us": 150, "de": 150}
+    by_key = {(r["domain"], r["product_id"]): r for r in rows}
+    for query in ("red shoe", "wood desk lamp"):
+        got = retriever.retrieve(query, k=40, filters=Filters(domain="de"))
+        assert len(got) == 40
+        assert {key[0] for key in got.keys} == {"de"}
+        want, true_score = brute_force(rows, retriever.encoder, query, 40, Filters(domain="de"))
+        floor = true_score[want[-1]] - 1e-6
+        assert sum(true_score[key] >= floor for key in got.keys) / 40 >= 0.9
+        assert all(by_key[key]["domain"] == "de" for key in got.keys)
+    alone = [{**row, "domain": "us"} for row in rows]
+    assert _market_retriever(alone).market_graphs_ == {}  # one market: the whole index is it
+    flat = DenseRetriever(encoder=HashEncoder(size=32)).index(make_products(rows))
+    assert flat.market_graphs_ == {}
+
+
+def test_market_graphs_follow_upserts_deletes_and_a_save(tmp_path: Path) -> None:
+    with ENCODERS.registered(HashEncoder.name, HashEncoder):
+        retriever = _market_retriever(catalog(300))
+        new = {"domain": "de", "product_id": "n1", "title": "zebra striped umbrella"}
+        retriever.upsert(make_products([new]))
+        assert retriever.market_graphs_["de"].ntotal == 151
+        de = Filters(domain="de")
+        assert retriever.retrieve("zebra umbrella", k=1, filters=de).keys == [("de", "n1")]
+        assert retriever.delete([("de", "n1")]) == 1
+        assert ("de", "n1") not in retriever.retrieve("zebra umbrella", k=100, filters=de).keys
+        retriever.save(tmp_path / "dense")
+        loaded = DenseRetriever.load(tmp_path / "dense")
+        assert set(loaded.market_graphs_) == {"us", "de"}
+        for query in ("red shoe", "phone"):
+            a = retriever.retrieve(query, k=20, filters=de)
+            b = loaded.retrieve(query, k=20, filters=de)
+            assert a.keys == b.keys
+        # a folder saved before market graphs: every market searches the whole index
+        config = orjson.loads((tmp_path / "dense" / "config.json").read_bytes())
+        del config["market_graphs"]
+        (tmp_path / "dense" / "config.json").write_bytes(orjson.dumps(config))
+        older = DenseRetriever.load(tmp_path / "dense")
+        assert older.market_graphs_ == {}
+        got = older.retrieve("red shoe", k=20, filters=de)
+        assert {key[0] for key in got.keys} == {"de"}

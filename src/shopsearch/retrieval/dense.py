@@ -196,6 +196,8 @@ class DenseRetriever(Retriever):
         self._batcher = QueryBatcher(self.encoder.encode_queries, query_batch)
         self._encoder_id: tuple[str, str] | None = None
         self._encoder_id_lock = threading.Lock()
+        #: Each large market's own HNSW graph (ids: rows of the whole), see :meth:`_search`.
+        self.market_graphs_: dict[str, faiss.Index] = {}
 
     # -- building ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -248,9 +250,29 @@ class DenseRetriever(Retriever):
         else:
             self.index_ = self.exact_index_ = faiss.IndexFlatIP(dim)
             self.index_.add(self.vectors_)
+        self._build_market_graphs()
 
     def _is_hnsw(self) -> bool:
         return self.exact_index_ is not self.index_
+
+    def _build_market_graphs(self) -> None:
+        """One HNSW graph per market with more than ``exact_limit`` rows, when the catalog
+        has several markets and the whole is an HNSW index (see :meth:`_search`)."""
+        self.market_graphs_ = {}
+        rows = self.rows_
+        if not self._is_hnsw() or len(rows.domain_codes) < 2:
+            return
+        for domain, code in rows.domain_codes.items():
+            members = np.flatnonzero((rows.domain == code) & rows.alive)
+            if len(members) <= self.exact_limit:
+                continue
+            graph = faiss.IndexHNSWFlat(
+                self.vectors_.shape[1], self.hnsw_m, faiss.METRIC_INNER_PRODUCT
+            )
+            graph.hnsw.efConstruction = self.ef_construction
+            market = faiss.IndexIDMap(graph)
+            market.add_with_ids(self.vectors_[members], members.astype(np.int64))
+            self.market_graphs_[domain] = market
 
     @classmethod
     def for_index(
@@ -310,11 +332,23 @@ class DenseRetriever(Retriever):
             self.rows_.update(old[same], products.filter(pa.array(same)))
         self.rows_.kill(old[known & ~same])
         if not same.all():
+            first = len(self.rows_)
             self.rows_.append(products.filter(pa.array(~same)))
             self.vectors_ = np.concatenate([self.vectors_, vectors[~same]])
             self.index_.add(vectors[~same])
+            self._add_to_market_graphs(np.arange(first, len(self.rows_)))
         self._maintain()
         return self
+
+    def _add_to_market_graphs(self, rows: npt.NDArray[np.int64]) -> None:
+        """Add new ``rows`` to their market's graph (a market without one has too few rows
+        for it until the next rebuild: it is searched exactly or on the whole index)."""
+        names = {code: name for name, code in self.rows_.domain_codes.items()}
+        for code in np.unique(self.rows_.domain[rows]).tolist():
+            graph = self.market_graphs_.get(names[code])
+            if graph is not None:
+                members = rows[self.rows_.domain[rows] == code]
+                graph.add_with_ids(self.vectors_[members], members.astype(np.int64))
 
     def delete(self, keys: Iterable[ProductKey]) -> int:
         """Remove products by key; unknown keys are ignored. Returns how many were removed."""
@@ -486,12 +520,20 @@ class DenseRetriever(Retriever):
         return self.exact_index_.search(queries, k, params=params)
 
     def _hnsw(
-        self, queries: FloatMatrix, k: int, ef: int, selector: faiss.IDSelector | None
+        self,
+        queries: FloatMatrix,
+        k: int,
+        ef: int,
+        selector: faiss.IDSelector | None,
+        index: faiss.Index | None = None,
     ) -> tuple[FloatMatrix, npt.NDArray[np.int64]]:
+        """HNSW search of the whole index, or of a market's graph (ids are the whole's rows;
+        the selector is read on them)."""
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing in stubs
         params.efSearch = ef
         params.sel = selector
-        return self.index_.search(queries, k, params=params)
+        # an IndexIDMap hands the parameters on, reading the selector on its own ids
+        return (self.index_ if index is None else index).search(queries, k, params=params)
 
     def _filter_mask(self, filters: Filters | None) -> tuple[Mask | None, int]:
         """Rows that may be returned (``None``: every row) and how many there are."""
@@ -512,13 +554,17 @@ class DenseRetriever(Retriever):
         if mask is not None:
             bits = np.packbits(mask, bitorder="little")  # read by the selector until we return
             selector = faiss.IDSelectorBitmap(n_rows, faiss.swig_ptr(bits))
+        market = self.market_graphs_.get(filters.domain) if filters and filters.domain else None
         if not self._is_hnsw() or (mask is not None and allowed <= self.exact_limit):
             scores, ids = self._exact(queries, k, selector)
         else:
+            # The graph of the filter's market when there is one: a market's share of the
+            # whole would otherwise need ef scaled by whole / allowed (3x for a third).
+            index, n_graph = (self.index_, n_rows) if market is None else (market, market.ntotal)
             ef = max(self.ef_search, k)
             if mask is not None:
-                ef = min(-(-ef * n_rows // allowed), n_rows)
-            scores, ids = self._hnsw(queries, k, ef, selector)
+                ef = min(-(-ef * n_graph // allowed), n_graph)
+            scores, ids = self._hnsw(queries, k, ef, selector, index)
             short = (ids < 0).any(axis=1)
             if short.any():
                 scores[short], ids[short] = self._exact(queries[short], k, selector)
@@ -567,6 +613,11 @@ class DenseRetriever(Retriever):
         path = Path(path)
         with atomic_path(path / "index.faiss") as tmp:
             faiss.write_index(self.index_, str(tmp))
+        markets: dict[str, str] = {}
+        for number, (domain, graph) in enumerate(sorted(self.market_graphs_.items())):
+            markets[domain] = f"market-{number}.faiss"
+            with atomic_path(path / markets[domain]) as tmp:
+                faiss.write_index(graph, str(tmp))
         write_parquet(path / "rows.parquet", self.rows_.to_table())
         write_json(
             path / "config.json",
@@ -583,6 +634,7 @@ class DenseRetriever(Retriever):
                 "index": "hnsw" if self._is_hnsw() else "flat",
                 "rows": len(self.rows_),
                 "match_threshold": self.match_threshold_,
+                "market_graphs": markets,
             },
         )
 
@@ -639,4 +691,7 @@ class DenseRetriever(Retriever):
             retriever.exact_index_ = index
         retriever.vectors_ = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), np.float32)
         retriever.match_threshold_ = config.get("match_threshold")
+        # saved before market graphs: every market is searched on the whole index
+        for domain, name in config.get("market_graphs", {}).items():
+            retriever.market_graphs_[domain] = faiss.read_index(str(path / name))
         return retriever
