@@ -105,7 +105,9 @@ def test_cache_off_encodes_every_query_and_still_counts() -> None:
 def test_metrics_count_the_engines_query_cache_and_batches() -> None:
     encoder = CaselessEncoder()
     dense = DenseRetriever(encoder=encoder, query_cache_size=1).index(products())
-    engine = Engine(HybridRetriever({"dense": dense}), ProductLookup(products()), Settings())
+    # the answer cache off: the repeated "sofa" must reach the query-vector cache
+    settings = Settings(search={"response_cache_size": 0})
+    engine = Engine(HybridRetriever({"dense": dense}), ProductLookup(products()), settings)
     metrics = Metrics()
     metrics.watch_engine(engine)
     for query in ("sofa", "Sofa", "desk", "sofa"):
