@@ -237,7 +237,7 @@ OVERRIDES = {
 }
 
 
-def _overridden(
+def with_overrides(
     settings: Settings, overrides: Mapping[str, int]
 ) -> tuple[Settings, dict[str, str]]:
     """``settings`` with ``overrides`` applied, and the server's environment for them."""
@@ -330,7 +330,7 @@ def run_serve_bench(
             f"connections={open_load.connections} is not allowed; use connections >= 1"
         )
     overrides = _generator_overrides(open_load, overrides or {}, say)
-    settings, env = _overridden(settings, overrides)
+    settings, env = with_overrides(settings, overrides)
     current_bundle(workspace)  # fail before starting a server when there is nothing to serve
     products = workspace.table("products")
     total = (

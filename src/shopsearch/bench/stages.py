@@ -30,6 +30,7 @@ import orjson
 
 from shopsearch.bench.http_client import get, search_paths
 from shopsearch.bench.retrieval import bench_queries
+from shopsearch.bench.serve import with_overrides
 from shopsearch.bench.server import check_search, server_process, snapshot_workspace
 from shopsearch.bench.server_counters import server_cpu_seconds
 from shopsearch.config import HttpServer, Settings
@@ -67,22 +68,13 @@ def _settings_env(
     settings: Settings, caches: bool, ranking: bool
 ) -> tuple[Settings, dict[str, str]]:
     """``settings`` with the caches and the ranking stage as asked, and the server's env."""
-    env: dict[str, str] = {}
-    retrieval = settings.retrieval
-    if not caches:
-        retrieval = retrieval.model_copy(update={"query_cache_size": 0, "result_cache_size": 0})
-        env["SHOPSEARCH_RETRIEVAL__QUERY_CACHE_SIZE"] = "0"
-        env["SHOPSEARCH_RETRIEVAL__RESULT_CACHE_SIZE"] = "0"
-        env["SHOPSEARCH_SEARCH__RESPONSE_CACHE_SIZE"] = "0"
-    search = settings.search
-    if not caches:
-        search = search.model_copy(update={"response_cache_size": 0})
-    rank = settings.ranking
+    off = dict.fromkeys(("query_cache_size", "result_cache_size", "response_cache_size"), 0)
+    settings, env = with_overrides(settings, {} if caches else off)
     if not ranking:
-        rank = rank.model_copy(update={"enabled": False})
+        rank = settings.ranking.model_copy(update={"enabled": False})
+        settings = settings.model_copy(update={"ranking": rank})
         env["SHOPSEARCH_RANKING__ENABLED"] = "false"
-    update = {"retrieval": retrieval, "ranking": rank, "search": search}
-    return settings.model_copy(update=update), env
+    return settings, env
 
 
 def _in_process(

@@ -39,11 +39,8 @@ def freeze_new() -> float:
 
 def settle_heap() -> float:
     """Collect, then freeze every surviving object; the milliseconds it took."""
-    start = time.perf_counter()
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    return 1000 * (time.perf_counter() - start)
+    gc.unfreeze()  # the frozen objects are collected again too
+    return freeze_new()
 
 
 class CollectorPauses:
