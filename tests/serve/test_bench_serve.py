@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from shopsearch.bench.serve import parse_levels
+from shopsearch.bench.server_counters import worker_split
 from shopsearch.cli import main
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
@@ -90,6 +91,11 @@ def test_bench_serve_reports_every_level_without_errors(tmp_path: Path) -> None:
     assert set(opened["gc_pauses"]) == {"0", "1", "2"}
     assert opened["gc_pauses"]["0"]["count"] >= 0
     assert opened["gc_pauses"]["0"]["seconds"] >= 0
+    split = opened["worker_cpu"]
+    assert split["shares"]
+    assert sum(split["shares"]) == pytest.approx(1.0, abs=0.01)
+    assert split["shares"] == sorted(split["shares"], reverse=True)
+    assert split["busiest_utilisation"] > 0
     for clients, level in result["levels"].items():
         assert level["mode"] == "closed"
         assert level["clients"] == int(clients)
@@ -146,3 +152,13 @@ def test_levels_must_be_positive_integers() -> None:
     for bad in ("", "0,8", "one", "1;8"):
         with pytest.raises(InvalidInputError, match="comma list of positive integers"):
             parse_levels(bad, "concurrency")
+
+
+def test_worker_split_orders_processes_by_their_share_of_the_level() -> None:
+    before = {10: 1.0, 11: 2.0}
+    after = {10: 4.0, 11: 3.0, 12: 0.0}  # 12: started during the level, used nothing
+    split = worker_split(before, after, seconds=5.0)
+    assert split["shares"] == [0.75, 0.25, 0.0]
+    assert split["busiest_utilisation"] == pytest.approx(3.0 / 5.0)
+    assert worker_split({}, {}, 5.0) == {"shares": [], "busiest_utilisation": None}
+    assert worker_split(before, before, 5.0)["busiest_utilisation"] is None  # no CPU used

@@ -214,6 +214,7 @@ def _open_line(workers: int, row: Mapping[str, Any], open_load: OpenLoad) -> str
         f"(results {_share(row['query_cache']['result_hit_rate'])}, answers "
         f"{_share(row['query_cache'].get('response_hit_rate'))}), "
         f"server cpu {_ms(row['server_cpu_ms_per_request'])}/request, "
+        f"busiest worker {_share(row['worker_cpu']['busiest_utilisation'])} of a core, "
         f"client cpu {row['client_cpu_share']:.0%}"
     )
 
@@ -234,6 +235,7 @@ OVERRIDES = {
     "query_batch": ("retrieval", "query_batch"),
     "search_concurrency": ("serve", "search_concurrency"),
     "compute_threads": ("serve", "compute_threads"),
+    "gil_switch_interval_us": ("serve", "gil_switch_interval_us"),
 }
 
 

@@ -1,7 +1,8 @@
 """What the server under test counts about itself while a level runs.
 
-Its CPU time, read from ``/proc`` for its whole process group (:func:`server_cpu_seconds`), and
-its query-cache, result-cache and encoding-batch counters, read from ``/metrics``.
+Its CPU time, read from ``/proc`` for each process of its process group
+(:func:`process_cpu_seconds`; summed: :func:`server_cpu_seconds`), and its query-cache,
+result-cache and encoding-batch counters, read from ``/metrics``.
 :func:`counted_level` reads both before and after a level and adds the differences to the
 level's row.
 """
@@ -35,10 +36,12 @@ def counted_level(
         ``mode``, the level's row, ``query_cache`` (query-vector cache hits, misses and hit
         rate, lexical result-cache hit rate, encoding batches and their mean size) and the
         server's CPU (``server_cpu_ms_per_request``, ``server_cpu_share``, ``capacity_rps``),
-        and ``gc_pauses``: the garbage collector's stops during the level per generation
-        (``count``, ``seconds``), summed over the workers.
+        ``gc_pauses``: the garbage collector's stops during the level per generation
+        (``count``, ``seconds``), summed over the workers, and ``worker_cpu``: how the CPU
+        was split over the server's processes (see :func:`worker_split`).
     """
-    before, cpu = _metric_sums(port), server_cpu_seconds(pid)
+    before, processes = _metric_sums(port), process_cpu_seconds(pid)
+    cpu = sum(processes.values()) if processes else None
     row: dict[str, Any] = {"mode": mode, **run()}
     after = _metric_sums(port)
     row["query_cache"] = _cache_delta(before, after)
@@ -49,25 +52,58 @@ def counted_level(
         }
         for g in GENERATIONS
     }
-    row.update(_server_cpu(cpu, server_cpu_seconds(pid), row))
+    later = process_cpu_seconds(pid)
+    row.update(_server_cpu(cpu, sum(later.values()) if later else None, row))
+    row["worker_cpu"] = worker_split(processes, later, row["seconds"])
     return row
 
 
-def server_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds (user + system) used so far by the processes of ``pid``'s process group.
+def process_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each process of ``pid``'s process group.
 
     The server runs in a session of its own, so this is the server and all its workers. Linux
-    only (reads ``/proc``); ``None`` elsewhere.
+    only (reads ``/proc``); empty elsewhere.
     """
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    total, found = 0, False
+    found: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) == pid:  # field 5 of stat: the process group
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-                found = True
-    return total / ticks if found else None
+                found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds used so far by the server and its workers (``None``: not found)."""
+    found = process_cpu_seconds(pid)
+    return sum(found.values()) if found else None
+
+
+def worker_split(
+    before: Mapping[int, float], after: Mapping[int, float], seconds: float
+) -> dict[str, Any]:
+    """How a level's server CPU fell on its processes.
+
+    Each worker keeps the keep-alive connections it accepted, so the load of a level with few
+    long-lived connections can fall unevenly; a worker is one thread of search work, and the
+    busiest one queues first.
+
+    Returns:
+        ``shares``: each process's part of the server's CPU during the level, largest first
+        (the supervisor of several workers is among them, near 0); ``busiest_utilisation``:
+        the busiest process's CPU seconds per second of the level (1.0 = one core all the
+        time; ``None`` without CPU figures).
+    """
+    used = {p: after[p] - before.get(p, 0.0) for p in after}
+    total = sum(used.values())
+    if not used or total <= 0 or seconds <= 0:
+        return {"shares": [], "busiest_utilisation": None}
+    ordered = sorted(used.values(), reverse=True)
+    return {
+        "shares": [round(v / total, 3) for v in ordered],
+        "busiest_utilisation": ordered[0] / seconds,
+    }
 
 
 def _server_cpu(
