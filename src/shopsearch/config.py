@@ -327,6 +327,11 @@ class ServeSettings(BaseModel):
     #: (reading the log is Python work that competes with searches for the GIL and the cores;
     #: the log is compacted at shutdown and by any command that reads the tables anyway).
     compact_every_s: float = Field(30.0, gt=0.0, le=86_400.0)
+    #: How long a worker's thread may hold the GIL while another waits for it
+    #: (``sys.setswitchinterval``, microseconds). A search gives the GIL up at every call
+    #: into tantivy, faiss or ONNX Runtime and must win it back from whichever thread took
+    #: it; Python's default is 5,000.
+    gil_switch_interval_us: int = Field(5000, ge=50, le=100_000)
     #: Largest request body accepted (bytes); a larger one is answered 413 before it is read
     #: (from its Content-Length, or counted as it streams). 2 MiB holds the largest batch of
     #: events (1,000, every id at its 256-character limit).

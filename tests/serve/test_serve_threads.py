@@ -141,3 +141,16 @@ def test_limit_this_thread_reaches_threads_started_after_the_process_limit() -> 
     assert limited == 1
     if cores > 1:  # the bug this guards against: the thread kept every core
         assert unlimited == cores
+
+
+def test_the_server_sets_the_gil_switch_interval_while_it_runs(workspace, serve, config) -> None:
+    settings = config()
+    settings.serve.gil_switch_interval_us = 2000
+    before = sys.getswitchinterval()
+    try:
+        with serve(workspace, settings) as client:
+            assert sys.getswitchinterval() == pytest.approx(0.002)
+            assert client.get("/search", params={"q": "lamp"}).status_code == 200
+        assert sys.getswitchinterval() == before  # restored when the app stops
+    finally:
+        sys.setswitchinterval(before)

@@ -126,6 +126,10 @@ def serve(
         int | None,
         typer.Option(min=0, help="Override serve.compute_threads (0: library defaults)."),
     ] = None,
+    gil_switch_interval_us: Annotated[
+        int | None,
+        typer.Option(min=50, help="Override serve.gil_switch_interval_us (Python's: 5000)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling queries and arrivals.")] = 0,
     server: ServerOption = None,
 ) -> None:
@@ -150,6 +154,7 @@ def serve(
             ("query_batch", query_batch),
             ("search_concurrency", search_concurrency),
             ("compute_threads", compute_threads),
+            ("gil_switch_interval_us", gil_switch_interval_us),
         )
         if value is not None
     }

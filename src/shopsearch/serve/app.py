@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.serve.gil_switch_interval_us / 1e6)
         metrics.collections.start()
         state.log.start()
         state.searches.start()
@@ -137,6 +140,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(_shutdown, state)
             metrics.collections.stop()
+            sys.setswitchinterval(interval)
 
     app = FastAPIOffline(
         title="shopsearch",
