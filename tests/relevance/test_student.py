@@ -63,6 +63,9 @@ def test_the_product_side_is_computed_once(student: BERT2DNNStudent, tmp_path: P
     np.testing.assert_allclose(by_vectors, student.score(["kettle"] * len(WORDS), titles),
                                atol=1e-6)  # fmt: skip
     assert WORDS[int(by_vectors.argmax())] == "kettle"
+    # Query and product share one side: the query's vector is the text's product vector.
+    np.testing.assert_allclose(student.query_vector("oak kettle by acme"),
+                               vectors[[WORDS.index("kettle")]], atol=1e-6)  # fmt: skip
     student.save(tmp_path / "student")
     loaded = BERT2DNNStudent.load(tmp_path / "student")
     np.testing.assert_allclose(loaded.score_vectors("kettle", vectors), by_vectors, atol=1e-6)

@@ -211,11 +211,19 @@ class BERT2DNNStudent:
                 out[i : i + 4096] = self.network_.side(_padded(rows[i : i + 4096])).numpy()
             return out
 
+    def query_vector(self, query: str) -> F32:
+        """``[1, dim]``: the query side of ``query``."""
+        with torch.inference_mode():
+            return np.asarray(
+                self.network_.side(_padded([features(self.featurizer, query)])).numpy(),
+                np.float32,
+            )
+
     def score_vectors(self, query: str, products: F32) -> F32:
         """The student's probability of relevance of ``query`` to products given by their
         :meth:`product_vectors`."""
         with torch.inference_mode():
-            q = self.network_.side(_padded([features(self.featurizer, query)]))
+            q = torch.from_numpy(self.query_vector(query))
             p = torch.from_numpy(products)
             logits = self.network_.logits(q.expand(len(p), -1), p)
             return np.asarray(torch.sigmoid(logits).numpy(), np.float32)
