@@ -161,15 +161,18 @@ class RankingStage:
         n = min(depth, len(fused))
         now = int(time.time() * 1e6)
         tasks = {t: np.full(len(fused), np.nan) for t in ("click", "cart", "purchase")}
-        domains = [key[0] for key in fused.keys[:n]]
+        keys = fused.keys[:n]
+        by_domain: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_domain.setdefault(key[0], []).append(i)
         similarity = self.similarity
         if similarity is not None and query_vector is not None:
             similarity = similarity.with_query_vector(query, query_vector)
         # Features per domain (each domain has its own tables), one model call for all.
         batches, prices, rows = [], [], []
-        for domain in dict.fromkeys(domains):
-            idx = np.array([i for i, d in enumerate(domains) if d == domain], dtype=np.int64)
-            ids = [fused.keys[i][1] for i in idx]
+        for domain, at in by_domain.items():
+            idx = np.asarray(at, dtype=np.int64)
+            ids = [keys[i][1] for i in at]
             part = {name: np.asarray(v, np.float64)[idx] for name, v in (given or {}).items()}
             batch, price = self.features.batch(
                 self.ranker.encoder, query, domain, ids, user_id, now, similarity,
