@@ -67,3 +67,20 @@ def test_the_benchmark_counts_the_sockets_listening_on_a_port() -> None:
         finally:
             for sock in workers:
                 sock.close()
+
+
+def test_a_worker_that_cannot_listen_stops_the_supervisor_instead_of_restarting() -> None:
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    from shopsearch.serve.runner import OwnSocketWorker
+
+    with socket.socket() as other:  # a program without SO_REUSEPORT holds the port
+        other.bind((HOST, 0))
+        other.listen(1)
+        config = uvicorn.Config("shopsearch.serve.app:app_from_env", host=HOST,
+                                port=other.getsockname()[1], factory=True)  # fmt: skip
+        worker = OwnSocketWorker(config, [])
+        with pytest.raises(SystemExit) as stopped:
+            worker.target()
+        assert stopped.value.code == STARTUP_FAILURE

@@ -14,12 +14,14 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
 from shopsearch.config import HttpServer, ServeSettings
@@ -152,7 +154,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
     the kernel spreads new connections over the workers by their addresses.
     """
     sock = _reuse_port_socket(host)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
@@ -170,7 +176,12 @@ class OwnSocketWorker(multiprocess.Process):
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve on a new socket bound to the configured address (``sockets`` is empty)."""
-        super().target([listening_socket(self.config.host, self.config.port)])
+        try:
+            own = listening_socket(self.config.host, self.config.port)
+        except OSError as exc:  # the supervisor stops instead of restarting the worker
+            logging.getLogger("uvicorn.error").error("worker cannot listen: %s", exc)
+            sys.exit(STARTUP_FAILURE)
+        super().target([own])
 
 
 def _run_granian(host: str, port: int, workers: int) -> None:
