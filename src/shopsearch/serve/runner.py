@@ -136,11 +136,11 @@ def reserved_port(host: str, port: int) -> Iterator[int]:
     Workers' own sockets (:func:`listening_socket`) join it; it takes no connections itself
     (only listening sockets do), and keeps the port from other programs between restarts.
     """
-    with _reuse_port_socket(host) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    with sock:
         yield int(sock.getsockname()[1])
 
 
@@ -153,20 +153,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
     other idled (measured: 98% of the CPU on one worker, p99 in seconds). With a socket each,
     the kernel spreads new connections over the workers by their addresses.
     """
-    sock = _reuse_port_socket(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
-    return sock
-
-
-def _reuse_port_socket(host: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return sock
 
 
