@@ -321,8 +321,9 @@ class ServeSettings(BaseModel):
     #: With ``freeze_heap``: every so many seconds, collect the objects created since the
     #: last freeze and freeze the survivors (the caches' entries, kept for minutes), so a
     #: full collection never walks more than this many seconds of objects; 0: freeze only
-    #: after a load.
-    freeze_every_s: float = Field(10.0, ge=0.0, le=86_400.0)
+    #: after a load. Each pause is about proportional to the searches since the last one:
+    #: every 10 s it was ~50 ms at 150 searches/s per worker, every 1 s ~4 ms (RESULTS.md).
+    freeze_every_s: float = Field(1.0, ge=0.0, le=86_400.0)
     #: Seconds between compactions of the event log into the workspace tables while serving
     #: (reading the log is Python work that competes with searches for the GIL and the cores;
     #: the log is compacted at shutdown and by any command that reads the tables anyway).
