@@ -324,6 +324,11 @@ class ServeSettings(BaseModel):
     #: after a load. Each pause is about proportional to the searches since the last one:
     #: every 10 s it was ~50 ms at 150 searches/s per worker, every 1 s ~4 ms (RESULTS.md).
     freeze_every_s: float = Field(1.0, ge=0.0, le=86_400.0)
+    #: Answer a well-formed ``GET /search`` without FastAPI's routing and per-parameter
+    #: handling: its query is validated in one pass against the route's own parameter
+    #: declarations, and anything refused (or any other request) goes through FastAPI as
+    #: before (:mod:`shopsearch.serve.search_fast_path`). false: every request through FastAPI.
+    search_fast_path: bool = True
     #: Seconds between compactions of the event log into the workspace tables while serving
     #: (reading the log is Python work that competes with searches for the GIL and the cores;
     #: the log is compacted at shutdown and by any command that reads the tables anyway).

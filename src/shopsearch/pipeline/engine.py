@@ -20,7 +20,6 @@ so (``notice``) and, when the filters are what left nothing, suggests the search
 from __future__ import annotations
 
 import time
-import uuid
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -45,6 +44,7 @@ from shopsearch.pipeline.stage import STAGES, Absent, Stage, StageContext
 from shopsearch.pipeline.stages.rank import RankStage
 from shopsearch.pipeline.state import QueryInfo, SearchState
 from shopsearch.pipeline.stream import StreamRecorder
+from shopsearch.random_pool import RANDOM
 from shopsearch.retrieval.base import ServingOptions
 from shopsearch.retrieval.hybrid import HybridRetriever
 from shopsearch.store.bundles import bundle_meta, current_bundle
@@ -191,7 +191,7 @@ class Engine:
         id and ``timings_ms`` ``{"cache", "total"}``. The answer is shared: treat it as read-only.
         """
         began = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = RANDOM.hex(16)
         stream = self._stream_recorder(params, request_id)
         key = _response_key(params) if stream is None and params.user_id is None else None
         if key is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -45,8 +46,9 @@ from shopsearch.serve.request_ids import RequestIds, workspace_secret
 from shopsearch.serve.routes_admin import admin_router
 from shopsearch.serve.routes_catalog import catalog_router
 from shopsearch.serve.routes_events import events_router
-from shopsearch.serve.routes_search import search_router
+from shopsearch.serve.routes_search import search_endpoint, search_router
 from shopsearch.serve.routes_suggest import suggest_router
+from shopsearch.serve.search_fast_path import SearchFastPath
 from shopsearch.serve.shards import ShardPlan, shard_engine
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_compute_threads
@@ -153,9 +155,21 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve.max_body_bytes)
     app.add_middleware(HeadAsGetMiddleware, paths=frozenset({"/health"}))
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
-    for router in (search_router, suggest_router, events_router, catalog_router, admin_router):
+    search = search_endpoint(state)
+    searching = search_router(state, search)
+    app.include_router(searching)
+    for router in (suggest_router, events_router, catalog_router, admin_router):
         app.include_router(router(state))
+    if settings.serve.search_fast_path:
+        route = next(r for r in searching.routes if isinstance(r, APIRoute) and r.path == "/search")
+        app.add_middleware(
+            SearchFastPath,
+            state=state,
+            route=route,
+            search=search,
+            handlers=app.exception_handlers,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every answer
     if (STATIC_DIR / "index.html").exists():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

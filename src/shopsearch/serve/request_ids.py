@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopsearch.errors import WorkspaceError
+from shopsearch.random_pool import RANDOM
 from shopsearch.store.atomic import fsync_dir
 from shopsearch.store.workspace import Workspace
 
@@ -63,7 +64,7 @@ class RequestIds:
         """A new request id for a search by ``user_id`` in ``domain``."""
         raw_domain = domain.encode()
         payload = b"".join(
-            (os.urandom(_NONCE), len(raw_domain).to_bytes(2, "big"), raw_domain, user_id.encode())
+            (RANDOM.take(_NONCE), len(raw_domain).to_bytes(2, "big"), raw_domain, user_id.encode())
         )
         return f"{_b64(payload)}.{_b64(self._tag(payload))}"
 

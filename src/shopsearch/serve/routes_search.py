@@ -42,6 +42,13 @@ def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
     return func
 
 
+async def compute(state: ServerState, call: Callable[[], Response]) -> Response:
+    """``call()`` on ``state.compute``'s threads, in a copy of this context (as anyio's hop
+    does, e.g. for tracing spans)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(state.compute, context.run, call)
+
+
 def on_compute_threads(
     state: ServerState, func: Callable[..., Response]
 ) -> Callable[..., Awaitable[Response]]:
@@ -54,18 +61,16 @@ def on_compute_threads(
 
     @functools.wraps(func)
     async def endpoint(*args: Any, **kwargs: Any) -> Response:
-        call = functools.partial(func, *args, **kwargs)
-        context = contextvars.copy_context()  # as anyio's hop does (e.g. tracing spans)
-        return await asyncio.get_running_loop().run_in_executor(state.compute, context.run, call)
+        return await compute(state, functools.partial(func, *args, **kwargs))
 
     return endpoint
 
 
-def search_router(state: ServerState) -> APIRouter:
-    """The read-only search endpoints, with limits from ``state.settings``."""
+def search_endpoint(state: ServerState) -> Callable[..., Response]:
+    """The plain function behind ``GET /search`` (its parameters are the query's, with their
+    limits from ``state.settings``); it raises :class:`ApiError` for a request it refuses."""
     limits = state.settings.search
     threads = state.settings.serve.compute_threads
-    router = APIRouter()
 
     def search(
         q: Annotated[
@@ -163,12 +168,18 @@ def search_router(state: ServerState) -> APIRouter:
         state.metrics.observe_stages(response.timings_ms)
         return json_response(payload)
 
+    return with_local_annotations(search, locals())
+
+
+def search_router(state: ServerState, search: Callable[..., Response]) -> APIRouter:
+    """The read-only search endpoints; ``search`` is :func:`search_endpoint`'s function."""
+    router = APIRouter()
     router.get(
         "/search",
         response_model=SearchOut,
         responses=error_responses(400, 422),
         summary="Search the catalog",
-    )(on_compute_threads(state, with_local_annotations(search, locals())))
+    )(on_compute_threads(state, search))
 
     @router.get("/domains", response_model=DomainsOut, summary="The markets")
     def domains() -> Response:
