@@ -306,9 +306,12 @@ class ServeSettings(BaseModel):
     #: The HTTP server running the app's workers (``shopsearch serve --server``).
     server: HttpServer = "uvicorn"
     #: Searches in progress at once per worker; more wait their turn (first come, first
-    #: served). Enough for every connection of the expected load: concurrent searches share
-    #: query-encoding batches, and with ``compute_threads`` 1 they do not oversubscribe.
-    search_concurrency: int = Field(32, ge=1, le=256)
+    #: served). A worker's searches share one GIL: with many in progress each slows the
+    #: others and a new request waits behind all of them. 4 at a time (still enough for a
+    #: cached answer to pass a long search) gave about half the p99 of 32 at 300 and 500
+    #: req/s offered (RESULTS.md, issue 20). More may pay with an encoder that batches
+    #: concurrent queries (MiniLM; ``[retrieval] query_batch``).
+    search_concurrency: int = Field(4, ge=1, le=256)
     #: Threads of each worker's compute libraries (torch intra-op, faiss and BLAS OpenMP,
     #: tokenizers); concurrent searches are the parallelism, more threads oversubscribe the
     #: cores. 0 leaves the libraries' defaults (every core).
