@@ -140,3 +140,27 @@ def test_filters_that_leave_nothing_suggest_the_search_without_them(engine: Engi
     assert response.suggestion.query == "shoes"
     assert response.suggestion.dropped == ("brand", "price")
     assert response.suggestion.total == 30
+
+
+def test_a_complete_lexical_list_skips_the_matching_query(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lexical source's whole matching set is in its list when its total fits, so no other
+    candidate can be in it; a cut list still asks which of the others match."""
+    hybrid = engine.retrieval
+    lexical = hybrid.sources["lexical"]
+    asked: list[int] = []
+    real = lexical.matching_keys
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lexical, "matching_keys", counting)
+    whole = engine.search(SearchParams("shoes", size=50))
+    assert (whole.total, asked) == (30, [])
+    monkeypatch.setattr(hybrid, "per_source_k", 10)
+    cut = hybrid.search("shoes", 10, Filters(domain="us"))
+    assert len(asked) == 1
+    assert cut.candidates.total == 30
+    assert len(cut.candidates) == 10

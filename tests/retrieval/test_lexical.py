@@ -486,3 +486,21 @@ def test_raw_tantivy_baseline(tmp_path: Path) -> None:
     raw.save(tmp_path / "raw")
     loaded = RawTantivyRetriever.load(tmp_path / "raw")
     assert loaded.retrieve("sofa", k=10).keys == raw.retrieve("sofa", k=10).keys
+
+
+def test_matching_keys_and_facets_of_are_the_same_for_few_and_many_keys(
+    lexical: LexicalRetriever,
+) -> None:
+    """A few keys are asked as a union of term queries, many as one term-set query (faster from
+    about 500 keys on): both find the same products, unknown keys match nothing."""
+    known: list[ProductKey] = [("us", "1"), ("us", "2"), ("us", "4"), ("de", "1"), ("de", "2")]
+    unknown: list[ProductKey] = [("us", f"missing-{i}") for i in range(400)]
+    us, anywhere = Filters(domain="us"), None
+    for query, filters, want in [
+        ("sofa", us, {("us", "1"), ("us", "2")}),
+        ("headphones", anywhere, {("us", "4"), ("de", "2")}),
+    ]:
+        assert lexical.matching_keys(query, filters, known) == want
+        assert lexical.matching_keys(query, filters, known + unknown) == want
+    assert lexical.facets_of(known + unknown) == lexical.facets_of(known)
+    assert sum(lexical.facets_of(known)["brand"].values()) == len(known)

@@ -171,7 +171,11 @@ class HybridRetriever(Retriever):
         base = hits[counted]
         lexical = set(base.candidates.keys)
         others = list(dict.fromkeys(k for k in [*close, *loose] if k not in lexical))
-        in_set = self.sources[counted].matching_keys(query, filters, others, plan)
+        complete = base.candidates.total is not None and base.candidates.total <= len(lexical)
+        # A lexical list that holds its whole matching set leaves no other candidate in it.
+        in_set = (
+            set() if complete else self.sources[counted].matching_keys(query, filters, others, plan)
+        )
         extra = list(dict.fromkeys(k for k in close if k not in lexical and k not in in_set))
         total = (base.candidates.total or len(lexical)) + len(extra)
         facets = base.facets or {}

@@ -104,6 +104,10 @@ DEFAULT_FIELD_BOOSTS: Mapping[str, float] = {
 }
 DEFAULT_FUZZY_FIELDS = ("title", "brand", "category")
 DEFAULT_PRICE_BUCKETS = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+#: Up to this many products, a key set is a union of term queries: on 50k products it finds
+#: 100 keys in 0.36 ms against the term-set query's 0.64 (200: 0.68 against 0.82); from about
+#: 500 keys on, the term-set query is faster (1,000: 2.4 against 3.6 ms).
+_FEW_KEYS = 256
 
 
 @RETRIEVERS.register()
@@ -350,9 +354,14 @@ class LexicalRetriever(Retriever):
 
     def _key_set(self, keys: Sequence[ProductKey]) -> tantivy.Query:
         terms = [key_term(key) for key in keys]
-        return tantivy.Query.const_score_query(
-            tantivy.Query.term_set_query(self.schema_, "key", terms), 0.0
-        )
+        if len(terms) <= _FEW_KEYS:
+            term = tantivy.Query.term_query
+            exact = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Should, term(self.schema_, "key", t)) for t in terms]
+            )
+        else:
+            exact = tantivy.Query.term_set_query(self.schema_, "key", terms)
+        return tantivy.Query.const_score_query(exact, 0.0)
 
     def configure_results(
         self, cache_size: int | None = None, observer: CacheObserver | None = None
@@ -432,11 +441,11 @@ class LexicalRetriever(Retriever):
         if searcher.num_docs == 0:
             return Candidates.empty()
         result = searcher.search(query, limit=min(k, searcher.num_docs), count=True)
-        hits = result.hits
-        rows = cast(list[int], searcher.fast_field_values("row", [address for _, address in hits]))
+        scores, addresses = zip(*result.hits, strict=True) if result.hits else ((), ())
+        rows = cast(list[int], searcher.fast_field_values("row", list(addresses)))
         return Candidates(
-            keys=[self.keys_[row] for row in rows],
-            scores=np.array([score for score, _ in hits], dtype=np.float32),
+            keys=list(map(self.keys_.__getitem__, rows)),
+            scores=np.fromiter(scores, np.float32, len(scores)),
             total=result.count,  # type: ignore[attr-defined]  # missing from tantivy's stub
         )
 
