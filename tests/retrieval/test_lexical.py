@@ -504,3 +504,22 @@ def test_matching_keys_and_facets_of_are_the_same_for_few_and_many_keys(
         assert lexical.matching_keys(query, filters, known + unknown) == want
     assert lexical.facets_of(known + unknown) == lexical.facets_of(known)
     assert sum(lexical.facets_of(known)["brand"].values()) == len(known)
+
+
+def test_keys_read_from_different_files_share_their_strings(tmp_path: Path) -> None:
+    """The lexical and the dense row maps are read from different files; their keys' strings
+    are interned, so a search's lookups of one source's keys in the other's map compare
+    addresses, not bytes (``product_key``)."""
+    from shopsearch.retrieval.dense_rows import ProductRows
+
+    LexicalRetriever().index(products(CATALOG)).save(tmp_path / "lexical")
+    loaded = LexicalRetriever.load(tmp_path / "lexical")
+    rows = ProductRows()
+    rows.append(products(CATALOG))  # its own pyarrow → Python strings
+    assert len(loaded.keys_) == len(CATALOG)
+    for key in loaded.keys_.values():
+        other = rows.keys[rows.row_of[key]]
+        assert other == key
+        assert other is not key
+        assert other[0] is key[0]
+        assert other[1] is key[1]

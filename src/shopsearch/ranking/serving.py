@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class _Domain:
 
     def __init__(self, records: list[_Record], counts: dict[str, tuple[float, ...]]) -> None:
         n = len(records)
-        self.pids = [str(r[0]) for r in records]
+        self.pids = [sys.intern(str(r[0])) for r in records]  # see product_key
         self.index = {pid: i for i, pid in enumerate(self.pids)}
         self.price = np.zeros(n + 1)
         self.cat_median = np.full(n + 1, math.nan)

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from shopsearch.catalog.candidates import Filters, ProductKey
+from shopsearch.catalog.candidates import Filters, ProductKey, product_keys
 
 Mask = npt.NDArray[np.bool_]
 #: Brand code of a product without a brand (no brand filter matches it).
@@ -92,7 +92,7 @@ class ProductRows:
         """Add one alive row per product of ``table`` (keys must not be alive already)."""
         start = len(self)
         domains = table.column("domain").to_pylist()
-        new_keys = list(zip(domains, table.column("product_id").to_pylist(), strict=True))
+        new_keys = product_keys(domains, table.column("product_id").to_pylist())
         cols = self._columns(table)
         self.keys.extend(new_keys)
         self.row_of.update(zip(new_keys, range(start, start + len(new_keys)), strict=True))

@@ -39,7 +39,7 @@ import orjson
 import pyarrow as pa
 import tantivy
 
-from shopsearch.catalog.candidates import ProductKey
+from shopsearch.catalog.candidates import ProductKey, product_key
 from shopsearch.errors import InvalidInputError
 from shopsearch.text.heads import head_phrases
 from shopsearch.text.units import normalize_units
@@ -154,8 +154,8 @@ class ProductText:
 
     @property
     def key(self) -> ProductKey:
-        """``(domain, product_id)``."""
-        return (self.domain, self.product_id)
+        """``(domain, product_id)`` (:func:`~shopsearch.catalog.candidates.product_key`)."""
+        return product_key(self.domain, self.product_id)
 
     def document(self, row: int) -> tantivy.Document:
         """The tantivy document of this product under integer id ``row`` (measurements in its

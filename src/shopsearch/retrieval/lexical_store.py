@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tantivy
 
-from shopsearch.catalog.candidates import ProductKey
+from shopsearch.catalog.candidates import ProductKey, product_keys
 from shopsearch.errors import WorkspaceError
 from shopsearch.retrieval.lexical_schema import ANALYZER, index_analyzer
 from shopsearch.store.atomic import write_parquet
@@ -128,10 +128,5 @@ def read_rows(path: Path) -> dict[ProductKey, int]:
     if not path.exists():
         raise WorkspaceError(f"{path} is missing; give a directory written by save()")
     table = pq.read_table(path)
-    return dict(
-        zip(
-            zip(table["domain"].to_pylist(), table["product_id"].to_pylist(), strict=True),
-            table["row"].to_pylist(),
-            strict=True,
-        )
-    )
+    keys = product_keys(table["domain"].to_pylist(), table["product_id"].to_pylist())
+    return dict(zip(keys, table["row"].to_pylist(), strict=True))
