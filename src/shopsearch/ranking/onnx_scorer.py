@@ -7,16 +7,26 @@ keeping it: a model whose export fails or disagrees is served by torch instead
 (:class:`OnnxExportError`). :class:`OnnxScorer` scores a :class:`RankingBatch` with it: the same
 ``click``/``cart``/``purchase`` probabilities as :func:`~shopsearch.ranking.train.predict`
 (positions 0, as at serving), within float32 rounding.
+
+A served request's rows share one user's behaviour sequence (one row expanded). The models embed
+such a sequence once (:func:`~shopsearch.ranking.models.layers.shared_rows`), but a graph traced
+on rows of their own embeds it for every row: about half of the DNN's graph time at 180 rows.
+So a second graph is exported beside the first (:func:`shared_graph_path`) whose sequence
+inputs are the one row, expanded inside, so that the shared path is what is traced;
+:class:`OnnxScorer` runs it on a batch whose sequence tensors are one row expanded, and the
+first graph on any other batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +35,7 @@ from torch import Tensor, nn
 
 from shopsearch.errors import ShopSearchError
 from shopsearch.ranking.base import FeatureSpec, RankingBatch, RankingModel
+from shopsearch.ranking.models.layers import shared_rows
 from shopsearch.ranking.train import predict
 
 #: The batch tensors the exported graph reads, in order (the rest are labels and weights).
@@ -41,9 +52,12 @@ INPUTS: tuple[str, ...] = (
     "seq_age",
 )
 TASKS: tuple[str, ...] = ("click", "cart", "purchase")
+#: The inputs of the behaviour sequence: one row in the shared-sequence graph.
+SEQUENCE_INPUTS: tuple[str, ...] = ("seq_items", "seq_categories", "seq_kinds", "seq_age")
 #: Largest difference from torch an exported graph may have on the check batch.
 TOLERANCE = 1e-5
 _CHECK_ROWS = 16
+log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 
 
@@ -80,6 +94,32 @@ class _TensorInputs(nn.Module):
         )  # fmt: skip
         out = self.model(batch)
         return out.p_click, out.p_cart, out.p_purchase
+
+
+class _SharedSequenceInputs(_TensorInputs):
+    """:class:`_TensorInputs` with the sequence tensors given as one row (``[1, L]``) and
+    expanded over the rows inside, so the models' shared-sequence path is traced."""
+
+    def forward(
+        self,
+        dense: Tensor,
+        sparse: Tensor,
+        item: Tensor,
+        item_category: Tensor,
+        query_category: Tensor,
+        domain: Tensor,
+        seq_items: Tensor,
+        seq_categories: Tensor,
+        seq_kinds: Tensor,
+        seq_age: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``p_click``, ``p_cart``, ``p_purchase`` of each row (one sequence for all)."""
+        rows = dense.shape[0]
+        seq = (seq_items, seq_categories, seq_kinds, seq_age)
+        return super().forward(
+            dense, sparse, item, item_category, query_category, domain,
+            *(t.expand(rows, -1) for t in seq),
+        )  # fmt: skip
 
 
 def check_batch(spec: FeatureSpec, rows: int = _CHECK_ROWS, seed: int = 0) -> RankingBatch:
@@ -127,37 +167,67 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def shared_graph_path(path: Path) -> Path:
+    """Where the shared-sequence graph of the graph at ``path`` is (``model.shared.onnx``)."""
+    return path.with_suffix(".shared.onnx")
+
+
 def export_onnx(model: RankingModel, spec: FeatureSpec, path: Path) -> Path:
-    """Export ``model`` to ``path`` and check it against torch on :func:`check_batch`.
+    """Export ``model`` to ``path`` and check it against torch on :func:`check_batch`; then the
+    shared-sequence graph to :func:`shared_graph_path`, kept only when it exports and agrees.
 
     Raises:
         OnnxExportError: the exporter failed, or the graph's probabilities differ from
             torch's by more than :data:`TOLERANCE` (nothing is left at ``path``).
     """
     model.eval()
-    example = check_batch(spec)
-    args = tuple(getattr(example, name) for name in INPUTS)
-    rows = torch.export.Dim("rows", min=1, max=1_000_000)
+    shared = shared_graph_path(path)
+    shared.unlink(missing_ok=True)  # never beside a graph of another model
+    # Two sizes: the exporter falls back to fixed shapes when the rows cannot stay dynamic.
+    checks = [check_batch(spec), check_batch(spec, rows=3, seed=1)]
+    _export(_TensorInputs(model), checks, path, min_rows=1)
+    try:
+        # At least 2 rows: one row is not "shared", and the models' test of it is traced.
+        _export(_SharedSequenceInputs(model), [_one_sequence(b) for b in checks], shared, 2)
+    except OnnxExportError as exc:
+        log.info("no shared-sequence graph for %s (%s); one graph serves every batch", path, exc)
+    return path
+
+
+def _one_sequence(batch: RankingBatch) -> RankingBatch:
+    """``batch`` with its first row's sequence expanded over every row (a served request)."""
+    one = {
+        name: getattr(batch, name)[:1].expand_as(getattr(batch, name)) for name in SEQUENCE_INPUTS
+    }
+    return dataclasses.replace(batch, **one)
+
+
+def _export(module: _TensorInputs, checks: list[RankingBatch], path: Path, min_rows: int) -> None:
+    """Export ``module`` to ``path`` (rows dynamic from ``min_rows``; for a shared-sequence
+    module the sequence inputs are one row) and compare it with torch on ``checks``."""
+    model = module.model
+    shared = isinstance(module, _SharedSequenceInputs)
+    rows = torch.export.Dim("rows", min=min_rows, max=1_000_000)
+    dynamic = {name: None if shared and name in SEQUENCE_INPUTS else {0: rows} for name in INPUTS}
+    args = tuple(_feed_tensor(checks[0], name, shared) for name in INPUTS)
     try:
         # Traced with autograd on: the models' inference fast paths (cached fused weights,
         # keyed by data pointers) stay out of the graph; the check below compares the graph
         # with them.
         with _quiet_exporter(), torch.enable_grad():
             torch.onnx.export(
-                _TensorInputs(model),
+                module,
                 args,
                 str(path),
                 input_names=list(INPUTS),
                 output_names=list(TASKS),
-                dynamic_shapes={name: {0: rows} for name in INPUTS},
+                dynamic_shapes=dynamic,
                 dynamo=True,
                 external_data=False,  # one file: the weights are small
                 verbose=False,
             )
-        scorer = OnnxScorer(path, threads=1)
-        # Two sizes: the exporter falls back to fixed shapes when the rows cannot stay dynamic.
-        checks = [example, check_batch(spec, rows=3, seed=1)]
-        got = [scorer.score(batch) for batch in checks]
+        session = _session(path, threads=1)
+        got = [_run(session, batch, shared) for batch in checks]
     except Exception as exc:  # the exporter raises many kinds; any means "serve with torch"
         path.unlink(missing_ok=True)
         raise OnnxExportError(f"ONNX export of {_name(model)} failed: {exc}") from exc
@@ -170,11 +240,32 @@ def export_onnx(model: RankingModel, spec: FeatureSpec, path: Path) -> Path:
         raise OnnxExportError(
             f"ONNX export of {_name(model)} differs from torch by {diff:.2e} (> {TOLERANCE})"
         )
-    return path
+
+
+def _feed_tensor(batch: RankingBatch, name: str, shared: bool) -> Tensor:
+    tensor: Tensor = getattr(batch, name)
+    return tensor[:1] if shared and name in SEQUENCE_INPUTS else tensor
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, batch: RankingBatch, shared: bool) -> dict[str, F64]:
+    feed = {name: _feed_tensor(batch, name, shared).contiguous().numpy() for name in INPUTS}
+    outputs = session.run(list(TASKS), feed)
+    return {task: np.asarray(out, np.float64) for task, out in zip(TASKS, outputs, strict=True)}
 
 
 class OnnxScorer:
-    """An exported ranking model in an ONNX Runtime session.
+    """An exported ranking model in ONNX Runtime sessions: the graph at ``path``, and its
+    shared-sequence graph when one was exported beside it (:func:`shared_graph_path`).
 
     Args:
         path: the ``.onnx`` file of :func:`export_onnx`.
@@ -182,23 +273,18 @@ class OnnxScorer:
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = _session(path, threads)
+        shared = shared_graph_path(path)
+        self.shared_session = _session(shared, threads) if shared.is_file() else None
 
     def score(self, batch: RankingBatch) -> dict[str, F64]:
         """``{"click", "cart", "purchase"}`` probabilities per row, as float64."""
         if len(batch) == 0:
             return {task: np.zeros(0) for task in TASKS}
-        feed = {name: getattr(batch, name).contiguous().numpy() for name in INPUTS}
-        outputs = self.session.run(list(TASKS), feed)
-        return {task: np.asarray(out, np.float64) for task, out in zip(TASKS, outputs, strict=True)}
+        sequence = [getattr(batch, name) for name in SEQUENCE_INPUTS]
+        if self.shared_session is not None and shared_rows(*sequence):
+            return _run(self.shared_session, batch, shared=True)
+        return _run(self.session, batch, shared=False)
 
 
 __all__ = [
@@ -209,6 +295,7 @@ __all__ = [
     "OnnxScorer",
     "check_batch",
     "export_onnx",
+    "shared_graph_path",
 ]
 
 

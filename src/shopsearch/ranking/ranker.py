@@ -3,10 +3,11 @@
 :func:`train_ranker` fits any registered model on training samples (encoder fitted on them;
 validation split by request; IPW propensities estimated by EM on the training logs when asked).
 :meth:`Ranker.save` writes ``config.json``, ``encoder.json`` and ``model.safetensors`` (or
-LightGBM's ``lightgbm.txt``) — no pickles — and, for a torch model, ``model.onnx``
-(:mod:`~shopsearch.ranking.onnx_scorer`; left out with a warning when the export fails or
-disagrees with torch); :meth:`Ranker.load` reads them back, scoring with ONNX Runtime when
-asked (``runtime="onnx"``; a ranker saved without ``model.onnx`` is exported as it loads).
+LightGBM's ``lightgbm.txt``) — no pickles — and, for a torch model, ``model.onnx`` and its
+shared-sequence graph ``model.shared.onnx`` (:mod:`~shopsearch.ranking.onnx_scorer`; left out
+with a warning when the export fails or disagrees with torch); :meth:`Ranker.load` reads them
+back, scoring with ONNX Runtime when asked (``runtime="onnx"``; a ranker saved without
+``model.onnx`` is exported as it loads).
 """
 
 from __future__ import annotations
