@@ -10,9 +10,11 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pytest
+from tantivy import Occur, Query
 
 from shopsearch.catalog.candidates import Candidates, Filters, ProductKey
 from shopsearch.errors import InvalidInputError, NotFittedError, WorkspaceError
+from shopsearch.retrieval.fuzzy_terms import FuzzyTerms
 from shopsearch.retrieval.lexical import DEFAULT_PRICE_BUCKETS, LexicalRetriever
 from shopsearch.retrieval.lexical_query import price_bucket_labels
 from shopsearch.retrieval.lexical_schema import QueryAnalyzer, index_analyzer
@@ -523,3 +525,35 @@ def test_keys_read_from_different_files_share_their_strings(tmp_path: Path) -> N
         assert other is not key
         assert other[0] is key[0]
         assert other[1] is key[1]
+
+
+def test_the_union_of_neighbours_matches_and_scores_as_tantivys_fuzzy_query() -> None:
+    lexical = LexicalRetriever().index(products(CATALOG))
+    searcher = lexical._fitted().searcher()
+    schema = lexical.schema_
+    for field in ("title", "brand", "category"):
+        terms = FuzzyTerms(t for t, _ in searcher.terms_with_prefix(field, ""))
+        vocabulary = [t for t, _ in searcher.terms_with_prefix(field, "")]
+        typos = [t[:1] + t[2:] for t in vocabulary] + [t[::-1] for t in vocabulary]
+        typos += [t[1] + t[0] + t[2:] for t in vocabulary if len(t) > 1] + ["zzzzz"]
+        for word in vocabulary + typos:
+            fuzzy = Query.boost_query(Query.fuzzy_term_query(schema, field, word, 1, True), 2.5)
+            near = terms.neighbours(word)
+            union = Query.boolean_query(
+                [(Occur.Should, Query.term_query(schema, field, t)) for t in near]
+            )
+            ours = Query.const_score_query(union, 2.5) if near else Query.empty_query()
+            want = searcher.search(fuzzy, limit=100).hits
+            got = searcher.search(ours, limit=100).hits
+            assert sorted((s, a.doc) for s, a in got) == sorted((s, a.doc) for s, a in want), (
+                field,
+                word,
+            )
+
+
+def test_the_neighbours_follow_index_writes() -> None:
+    lexical = LexicalRetriever().index(products(CATALOG))
+    assert lexical.retrieve("zepelin", k=10).keys == []
+    lexical.upsert(products([product("us", "z1", "Zeppelin model kit")]))
+    assert lexical.retrieve("zepelin", k=10).keys == [("us", "z1")]
+    assert lexical.retrieve("zeppelni", k=10).keys == [("us", "z1")]  # a swap

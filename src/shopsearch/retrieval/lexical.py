@@ -63,6 +63,7 @@ from shopsearch.retrieval.base import (
     ServingOptions,
     check_k,
 )
+from shopsearch.retrieval.fuzzy_terms import FuzzyTerms
 from shopsearch.retrieval.lexical_query import (
     TermBoost,
     boosted,
@@ -182,6 +183,8 @@ class LexicalRetriever(Retriever):
         # recent search() results; the generation in each key changes with every index write
         self.results: LRUCache[Hits] = LRUCache(0)
         self._generation = 0
+        # each fuzzy field's terms by their neighbours, for the index of one generation
+        self._fuzzy_terms: tuple[int, dict[str, FuzzyTerms]] = (-1, {})
 
     # -- building ------------------------------------------------------------------------------
     @classmethod
@@ -433,9 +436,25 @@ class LexicalRetriever(Retriever):
             self.fuzzy_boost,
             self.fuzzy_min_length,
             self.min_match,
+            self._neighbours,
             head,
             self._term_boost(),
         )
+
+    def _neighbours(self, field: str, word: str) -> Sequence[str]:
+        """The terms of ``field`` within one edit of ``word`` in the index as it is now (the
+        terms are read again after every index write, on the first search that asks)."""
+        generation, by_field = self._fuzzy_terms
+        current = self._generation  # before the searcher: a write after it rebuilds again
+        if generation != current:
+            searcher = self._fitted().searcher()
+            by_field = {
+                name: FuzzyTerms(term for term, _ in searcher.terms_with_prefix(name, ""))
+                for name in self.fuzzy_fields
+            }
+            self._fuzzy_terms = (current, by_field)
+        terms = by_field.get(field)
+        return () if terms is None else terms.neighbours(word)
 
     def _top(self, searcher: tantivy.Searcher, query: tantivy.Query, k: int) -> Candidates:
         if searcher.num_docs == 0:

@@ -39,6 +39,9 @@ from shopsearch.retrieval.lexical_schema import (
 MAX_QUERY_WORDS = 32
 #: ``(field, term, boost) -> boost`` given to a term query (see :func:`text_query`).
 TermBoost = Callable[[str, str, float], float]
+#: ``(field, word) -> terms``: the field's terms within one edit of the word
+#: (:class:`~shopsearch.retrieval.fuzzy_terms.FuzzyTerms`).
+Neighbours = Callable[[str, str], Sequence[str]]
 
 
 def text_query(
@@ -49,10 +52,14 @@ def text_query(
     fuzzy_boost: float,
     fuzzy_min_length: int,
     min_match: float,
+    neighbours: Neighbours,
     head: frozenset[str] = frozenset(),
     term_boost: TermBoost | None = None,
 ) -> Query | None:
     """The scored part of a query for analyzed ``(word, stem)`` pairs; ``None`` if no words.
+
+    A long enough alphabetic word also matches, in ``fuzzy_fields``, the terms one edit away
+    (``neighbours``), scoring ``fuzzy_boost`` times the field's boost.
 
     Words whose folded form is in ``head`` must match (the product type); the others then only
     raise the score. Without a head word among the words, ``min_match`` applies as usual.
@@ -68,7 +75,9 @@ def text_query(
         fuzzy = word.isalpha() and min(len(word), len(stem)) >= fuzzy_min_length
         fields = fuzzy_fields if fuzzy else ()
         occur = Occur.Must if word in head else Occur.Should
-        word_query = _word_query(schema, stem, field_boosts, fields, fuzzy_boost, term_boost)
+        word_query = _word_query(
+            schema, stem, field_boosts, fields, fuzzy_boost, neighbours, term_boost
+        )
         clauses.append((occur, word_query))
         if len(clauses) == MAX_QUERY_WORDS:
             break
@@ -120,6 +129,7 @@ def _word_query(
     field_boosts: Mapping[str, float],
     fuzzy_fields: Sequence[str],
     fuzzy_boost: float,
+    neighbours: Neighbours,
     term_boost: TermBoost | None,
 ) -> Query:
     clauses = [
@@ -132,16 +142,14 @@ def _word_query(
         )
         for field, boost in field_boosts.items()
     ]
-    clauses += [
-        (
-            Occur.Should,
-            Query.boost_query(
-                Query.fuzzy_term_query(schema, field, stem, 1, True),
-                fuzzy_boost * field_boosts.get(field, 1.0),
-            ),
-        )
-        for field in fuzzy_fields
-    ]
+    for field in fuzzy_fields:
+        near = neighbours(field, stem)
+        if near:  # as tantivy's FuzzyTermQuery: a constant score for any of the terms
+            union = Query.boolean_query(
+                [(Occur.Should, Query.term_query(schema, field, t)) for t in near]
+            )
+            score = fuzzy_boost * field_boosts.get(field, 1.0)
+            clauses.append((Occur.Should, Query.const_score_query(union, score)))
     return Query.boolean_query(clauses)
 
 
