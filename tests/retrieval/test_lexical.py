@@ -557,3 +557,16 @@ def test_the_neighbours_follow_index_writes() -> None:
     lexical.upsert(products([product("us", "z1", "Zeppelin model kit")]))
     assert lexical.retrieve("zepelin", k=10).keys == [("us", "z1")]
     assert lexical.retrieve("zeppelni", k=10).keys == [("us", "z1")]  # a swap
+
+
+def test_deleting_keeps_the_fuzzy_terms_and_writes_find_them_before_the_next_search() -> None:
+    lexical = LexicalRetriever().index(products(CATALOG))
+    found = lexical._fuzzy_terms
+    assert found[0] == lexical._generation  # found by index(), not by the first search
+    lexical.delete([("us", "1")])
+    assert lexical._fuzzy_terms[1] is found[1]  # the same terms, still current
+    assert lexical._fuzzy_terms[0] == lexical._generation
+    assert ("us", "2") in lexical.retrieve("soffa", k=10).keys  # "sofa" one edit away
+    lexical.upsert(products([product("us", "z2", "Zeppelin poster")]))
+    assert lexical._fuzzy_terms[0] == lexical._generation
+    assert lexical._fuzzy_terms[1] is not found[1]
