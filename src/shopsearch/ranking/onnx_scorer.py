@@ -66,11 +66,16 @@ class OnnxExportError(ShopSearchError):
 
 
 class _TensorInputs(nn.Module):
-    """The model as a function of the serving tensors (positions 0, no labels)."""
+    """The model as a function of the serving tensors (positions 0, no labels).
 
-    def __init__(self, model: RankingModel) -> None:
+    ``shared_sequence``: the sequence tensors are given as one row (``[1, L]``) and expanded
+    over the rows inside, so the models' shared-sequence path is what is traced.
+    """
+
+    def __init__(self, model: RankingModel, shared_sequence: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.shared_sequence = shared_sequence
 
     def forward(
         self,
@@ -86,6 +91,11 @@ class _TensorInputs(nn.Module):
         seq_age: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``p_click``, ``p_cart``, ``p_purchase`` of each row."""
+        if self.shared_sequence:
+            rows = dense.shape[0]
+            seq_items, seq_categories, seq_kinds, seq_age = (
+                t.expand(rows, -1) for t in (seq_items, seq_categories, seq_kinds, seq_age)
+            )
         zeros = torch.zeros_like(domain)
         labels = torch.zeros_like(seq_age[:, 0])
         batch = RankingBatch(
@@ -94,32 +104,6 @@ class _TensorInputs(nn.Module):
         )  # fmt: skip
         out = self.model(batch)
         return out.p_click, out.p_cart, out.p_purchase
-
-
-class _SharedSequenceInputs(_TensorInputs):
-    """:class:`_TensorInputs` with the sequence tensors given as one row (``[1, L]``) and
-    expanded over the rows inside, so the models' shared-sequence path is traced."""
-
-    def forward(
-        self,
-        dense: Tensor,
-        sparse: Tensor,
-        item: Tensor,
-        item_category: Tensor,
-        query_category: Tensor,
-        domain: Tensor,
-        seq_items: Tensor,
-        seq_categories: Tensor,
-        seq_kinds: Tensor,
-        seq_age: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``p_click``, ``p_cart``, ``p_purchase`` of each row (one sequence for all)."""
-        rows = dense.shape[0]
-        seq = (seq_items, seq_categories, seq_kinds, seq_age)
-        return super().forward(
-            dense, sparse, item, item_category, query_category, domain,
-            *(t.expand(rows, -1) for t in seq),
-        )  # fmt: skip
 
 
 def check_batch(spec: FeatureSpec, rows: int = _CHECK_ROWS, seed: int = 0) -> RankingBatch:
@@ -188,7 +172,7 @@ def export_onnx(model: RankingModel, spec: FeatureSpec, path: Path) -> Path:
     _export(_TensorInputs(model), checks, path, min_rows=1)
     try:
         # At least 2 rows: one row is not "shared", and the models' test of it is traced.
-        _export(_SharedSequenceInputs(model), [_one_sequence(b) for b in checks], shared, 2)
+        _export(_TensorInputs(model, True), [_one_sequence(b) for b in checks], shared, 2)
     except OnnxExportError as exc:
         log.info("no shared-sequence graph for %s (%s); one graph serves every batch", path, exc)
     return path
@@ -206,7 +190,7 @@ def _export(module: _TensorInputs, checks: list[RankingBatch], path: Path, min_r
     """Export ``module`` to ``path`` (rows dynamic from ``min_rows``; for a shared-sequence
     module the sequence inputs are one row) and compare it with torch on ``checks``."""
     model = module.model
-    shared = isinstance(module, _SharedSequenceInputs)
+    shared = module.shared_sequence
     rows = torch.export.Dim("rows", min=min_rows, max=1_000_000)
     dynamic = {name: None if shared and name in SEQUENCE_INPUTS else {0: rows} for name in INPUTS}
     args = tuple(_feed_tensor(checks[0], name, shared) for name in INPUTS)
