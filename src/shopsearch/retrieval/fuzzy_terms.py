@@ -12,7 +12,8 @@ candidates match): on 50k products the fuzzy clauses were a third of each evalua
 their one-character deletions (the symmetric-deletion idea of SymSpell, Garbe 2012: two words
 one edit apart share a string that each becomes by deleting at most one character), and the
 lexical source asks tantivy for the union of those terms with a constant score: the same
-products and the same scores (``tests/retrieval/test_fuzzy_terms.py``).
+products and the same scores (``tests/retrieval/test_lexical.py``; the neighbours themselves:
+``tests/retrieval/test_fuzzy_terms.py``).
 """
 
 from __future__ import annotations

@@ -449,8 +449,8 @@ class LexicalRetriever(Retriever):
         )
 
     def _neighbours(self, field: str, word: str) -> Sequence[str]:
-        """The terms of ``field`` within one edit of ``word`` in the index as it is now (the
-        terms are read again after every index write, on the first search that asks)."""
+        """The terms of ``field`` within one edit of ``word`` in the index as it is now (found
+        by every write and load; found here only if the index changed some other way)."""
         generation, by_field = self._fuzzy_terms
         if generation != self._generation:
             by_field = self._find_fuzzy_terms()
