@@ -31,8 +31,13 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The suite on TEST_WORKERS processes (pytest-xdist), one test file per process at a time, so a
+# module's fixtures (a Ray cluster, a built shop) stay in one process: 8.6 against 12.3 minutes
+# on 2 cores. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+
 unit: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: lint unit
 
