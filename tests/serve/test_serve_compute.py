@@ -63,3 +63,91 @@ def test_the_hop_to_the_compute_threads_keeps_the_context(workspace, config):
     finally:
         state.close()
     assert answer.startswith("request shopsearch-search")
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("workers", "setting", "on_loop"),
+    [(2, None, True), (1, None, False), (1, True, True), (2, False, False)],
+)
+def test_searches_run_on_the_event_loop_by_default_with_several_workers(
+    workspace, serve, config, monkeypatch, workers, setting, on_loop
+):
+    settings = config()
+    settings.serve.search_on_event_loop = setting
+    where: list[tuple[bool, str]] = []
+    with serve(workspace, settings, workers=workers) as client:
+        engine = client.app.state.shop.live.current.engine
+        search = engine.search
+
+        def recorded(*args, **kwargs):
+            where.append((_on_event_loop(), threading.current_thread().name))
+            return search(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "search", recorded)
+        answer = client.get("/search", params={"q": "grey sofa", "domain": "us"})
+        assert answer.status_code == 200
+        assert answer.json()["items"]
+        bad = client.get("/search", params={"q": "grey", "domain": "xx"})
+        assert bad.status_code == 400  # refused before the engine, answered as before
+        assert bad.json()["error"]["parameter"] == "domain"
+        via_fastapi = client.get("/search", params={"q": "grey", "size": "5", "x": "1"})
+        assert via_fastapi.status_code == 200
+    assert len(where) == 2
+    for loop, thread in where:
+        assert loop is on_loop
+        assert thread.startswith("shopsearch-search") is not on_loop
+
+
+def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
+    workspace, serve, config, monkeypatch
+):
+    settings = config()
+    settings.serve.search_on_event_loop = True
+    with serve(workspace, settings) as client:
+        live = client.app.state.shop.live
+        engine = live.current.engine
+        search = engine.search
+        threads: list[str] = []
+
+        def recorded(*args, **kwargs):
+            threads.append(threading.current_thread().name)
+            return search(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "search", recorded)
+        holding, release = threading.Event(), threading.Event()
+
+        def write() -> None:
+            with live.writing():
+                holding.set()
+                release.wait(10)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert holding.wait(10)
+        assert live.changing()
+        answers: list[int] = []
+        searcher = threading.Thread(
+            target=lambda: answers.append(
+                client.get("/search", params={"q": "sofa", "domain": "us"}).status_code
+            )
+        )
+        searcher.start()
+        searcher.join(0.5)
+        assert searcher.is_alive()  # waits for the write ...
+        assert client.get("/health").status_code == 200  # ... off the event loop
+        release.set()
+        writer.join(10)
+        searcher.join(10)
+        assert not live.changing()
+        assert answers == [200]
+        assert threads[0].startswith("shopsearch-search")
+        assert client.get("/search", params={"q": "sofa", "domain": "us"}).status_code == 200
+        assert not threads[1].startswith("shopsearch-search")  # the engine is free again

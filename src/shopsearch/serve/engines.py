@@ -64,6 +64,11 @@ class ReadWriteLock:
                 if not self._readers:
                     self._cond.notify_all()
 
+    def writer_active(self) -> bool:
+        """Whether a writer holds or waits for the lock, so :meth:`read` would wait now (a
+        hint read without the lock: it may change the moment after)."""
+        return self._writing or self._waiting_writers > 0
+
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         """Hold the lock alone."""
@@ -144,6 +149,11 @@ class LiveEngine:
         """The current engine, safe from catalog writes until the block ends."""
         with self._rw.read():
             yield self.current
+
+    def changing(self) -> bool:
+        """Whether a catalog write or a swap holds or waits for the engine, so
+        :meth:`reading` would wait now (a hint: it may change the moment after)."""
+        return self._rw.writer_active()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Engine]:

@@ -45,7 +45,15 @@ def with_local_annotations(func: F, namespace: dict[str, Any]) -> F:
 async def compute(state: ServerState, call: Callable[[], Response]) -> Response:
     """``call()`` on ``state.compute``'s threads, in a copy of this context (as anyio's hop
     does, e.g. for tracing spans). ``run_in_executor`` without its per-call checks (is ``call``
-    a coroutine function; 0.8% of a worker's CPU under load)."""
+    a coroutine function; 0.8% of a worker's CPU under load).
+
+    With ``state.on_loop``, ``call()`` runs right here on the event loop instead, unless a
+    catalog write or an engine swap holds or waits for the engine (then the search would
+    block the loop until the write ends, so it goes to the threads as before). A worker per
+    core then computes one search at a time and hands no search, and no GIL, between threads.
+    """
+    if state.on_loop and not state.live.changing():
+        return call()
     context = contextvars.copy_context()
     future = state.compute.submit(context.run, call)
     return await asyncio.wrap_future(future, loop=asyncio.get_running_loop())

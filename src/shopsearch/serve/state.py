@@ -71,6 +71,8 @@ class ServerState:
             wait their turn, first come first served, instead of thrashing the CPU.
         compute: the threads searches run on (``serve.search_concurrency`` of them), off the
             event loop; shut down with :meth:`close`.
+        on_loop: searches run on the event loop itself, one at a time, when the engine is
+            free (``serve.search_on_event_loop``; by default with several workers).
     """
 
     workspace: Workspace
@@ -84,11 +86,14 @@ class ServerState:
     domains: list[Domain]
     search_slots: FairSemaphore = field(init=False)
     compute: ThreadPoolExecutor = field(init=False)
+    on_loop: bool = field(init=False)
 
     def __post_init__(self) -> None:
         slots = self.settings.serve.search_concurrency
         self.search_slots = FairSemaphore(slots)
         self.compute = ThreadPoolExecutor(slots, thread_name_prefix="shopsearch-search")
+        on_loop = self.settings.serve.search_on_event_loop
+        self.on_loop = self.workers > 1 if on_loop is None else on_loop
 
     def close(self) -> None:
         """Wait for the searches still computing and stop the compute threads."""
