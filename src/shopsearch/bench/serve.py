@@ -393,6 +393,8 @@ def run_serve_bench(
             "response_cache_size": settings.search.response_cache_size,
             "query_batch": settings.retrieval.query_batch,
             "search_concurrency": settings.serve.search_concurrency,
+            # unset: on the loop exactly when the server has several workers
+            "search_on_event_loop": settings.serve.search_on_event_loop,
             "compute_threads": settings.serve.compute_threads,
             "size": PAGE_SIZE,
             "warmup_requests": WARMUP_REQUESTS,
