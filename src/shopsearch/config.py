@@ -313,11 +313,13 @@ class ServeSettings(BaseModel):
     #: concurrent queries (MiniLM; ``[retrieval] query_batch``).
     search_concurrency: int = Field(4, ge=1, le=256)
     #: Run each search on the worker's event loop instead of handing it to a thread: no
-    #: thread hop, and the worker's threads no longer take the GIL from each other mid-search;
-    #: a request waits in the socket instead of the thread queue. The loop answers nothing
-    #: else while a search computes, and a search that would wait for a catalog write still
-    #: goes to a thread. Unset: on the loop when ``workers`` > 1 (a worker per core, no catalog
-    #: writes); with one worker, threads (its concurrent searches overlap their native work).
+    #: thread hop, and the worker's threads no longer take the GIL from each other mid-search.
+    #: The loop answers nothing else while a search computes (the next requests wait for
+    #: it), a search that would wait for a catalog write still goes to a thread, and
+    #: ``search_concurrency`` and the batching of concurrent queries (``[retrieval]
+    #: query_batch``) no longer apply: one search at a time. Unset: on the loop when
+    #: ``workers`` > 1 (a worker per core, no catalog writes); with one worker, threads (its
+    #: concurrent searches overlap their native work). true is refused with ``--shards``.
     #: At 300 req/s on 2 workers: lower CPU per request and p99 (RESULTS.md, issue 20).
     search_on_event_loop: bool | None = None
     #: Threads of each worker's compute libraries (torch intra-op, faiss and BLAS OpenMP,

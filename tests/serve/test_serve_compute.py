@@ -9,8 +9,10 @@ import threading
 import pytest
 from fastapi.responses import Response
 
+from shopsearch.errors import InvalidInputError
 from shopsearch.serve.app import create_app
 from shopsearch.serve.routes_search import on_compute_threads
+from shopsearch.serve.shards import ShardPlan
 
 
 def test_searches_run_on_the_compute_threads_which_stop_at_shutdown(workspace, serve, monkeypatch):
@@ -74,14 +76,21 @@ def _on_event_loop() -> bool:
 
 
 @pytest.mark.parametrize(
-    ("workers", "setting", "on_loop"),
-    [(2, None, True), (1, None, False), (1, True, True), (2, False, False)],
+    ("workers", "setting", "on_loop", "fast_path"),
+    [
+        (2, None, True, True),
+        (2, None, True, False),
+        (1, None, False, True),
+        (1, True, True, True),
+        (2, False, False, True),
+    ],
 )
 def test_searches_run_on_the_event_loop_by_default_with_several_workers(
-    workspace, serve, config, monkeypatch, workers, setting, on_loop
+    workspace, serve, config, monkeypatch, workers, setting, on_loop, fast_path
 ):
     settings = config()
     settings.serve.search_on_event_loop = setting
+    settings.serve.search_fast_path = fast_path  # false: FastAPI's route calls the search
     where: list[tuple[bool, str]] = []
     with serve(workspace, settings, workers=workers) as client:
         engine = client.app.state.shop.live.current.engine
@@ -98,8 +107,7 @@ def test_searches_run_on_the_event_loop_by_default_with_several_workers(
         bad = client.get("/search", params={"q": "grey", "domain": "xx"})
         assert bad.status_code == 400  # refused before the engine, answered as before
         assert bad.json()["error"]["parameter"] == "domain"
-        via_fastapi = client.get("/search", params={"q": "grey", "size": "5", "x": "1"})
-        assert via_fastapi.status_code == 200
+        assert client.get("/search", params={"q": "grey", "size": "5"}).status_code == 200
     assert len(where) == 2
     for loop, thread in where:
         assert loop is on_loop
@@ -112,7 +120,8 @@ def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
     settings = config()
     settings.serve.search_on_event_loop = True
     with serve(workspace, settings) as client:
-        live = client.app.state.shop.live
+        state = client.app.state.shop
+        live = state.live
         engine = live.current.engine
         search = engine.search
         threads: list[str] = []
@@ -122,6 +131,14 @@ def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
             return search(*args, **kwargs)
 
         monkeypatch.setattr(engine, "search", recorded)
+        handed = threading.Event()  # the search was handed to the compute threads
+        submit = state.compute.submit
+
+        def recorded_submit(*args, **kwargs):
+            handed.set()
+            return submit(*args, **kwargs)
+
+        monkeypatch.setattr(state.compute, "submit", recorded_submit)
         holding, release = threading.Event(), threading.Event()
 
         def write() -> None:
@@ -140,9 +157,10 @@ def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
             )
         )
         searcher.start()
-        searcher.join(0.5)
-        assert searcher.is_alive()  # waits for the write ...
-        assert client.get("/health").status_code == 200  # ... off the event loop
+        assert handed.wait(10)  # handed to a thread, where it waits for the write ...
+        assert client.get("/health").status_code == 200  # ... while the loop answers
+        assert searcher.is_alive()
+        assert not threads  # the engine has not searched yet
         release.set()
         writer.join(10)
         searcher.join(10)
@@ -151,3 +169,10 @@ def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
         assert threads[0].startswith("shopsearch-search")
         assert client.get("/search", params={"q": "sofa", "domain": "us"}).status_code == 200
         assert not threads[1].startswith("shopsearch-search")  # the engine is free again
+
+
+def test_searching_on_the_event_loop_is_refused_with_shards(workspace, config):
+    settings = config()
+    settings.serve.search_on_event_loop = True
+    with pytest.raises(InvalidInputError, match="--shards"):
+        create_app(workspace, settings, shards=ShardPlan(None, 2, 1))

@@ -31,6 +31,7 @@ from fastapi_offline import FastAPIOffline
 
 import shopsearch
 from shopsearch.config import Settings, load_settings
+from shopsearch.errors import InvalidInputError
 from shopsearch.events.compaction import compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.events.records import LOG_TABLES
@@ -96,7 +97,14 @@ def create_app(
 
     Raises:
         WorkspaceError: the workspace has no bundle (build one with ``shopsearch index``).
+        InvalidInputError: ``serve.search_on_event_loop`` is true with ``shards`` (the loop
+            would wait for the shard actors' answers).
     """
+    if shards is not None and settings.serve.search_on_event_loop:
+        raise InvalidInputError(
+            "[serve] search_on_event_loop = true with --shards would block the event loop "
+            "while the shard actors answer; unset it (sharded searches run on threads)"
+        )
     metrics = Metrics()
 
     def loaded(engine: Engine) -> None:

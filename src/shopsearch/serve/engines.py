@@ -151,7 +151,7 @@ class LiveEngine:
             yield self.current
 
     def changing(self) -> bool:
-        """Whether a catalog write or a swap holds or waits for the engine, so
+        """Whether a catalog write (:meth:`writing`) holds or waits for the engine, so
         :meth:`reading` would wait now (a hint: it may change the moment after)."""
         return self._rw.writer_active()
 

@@ -48,9 +48,11 @@ async def compute(state: ServerState, call: Callable[[], Response]) -> Response:
     a coroutine function; 0.8% of a worker's CPU under load).
 
     With ``state.on_loop``, ``call()`` runs right here on the event loop instead, unless a
-    catalog write or an engine swap holds or waits for the engine (then the search would
-    block the loop until the write ends, so it goes to the threads as before). A worker per
-    core then computes one search at a time and hands no search, and no GIL, between threads.
+    catalog write holds or waits for the engine (then the search would block the loop until
+    the write ends, so it goes to the threads as before; a write that starts between this
+    check and the search's read of the engine still holds the loop up until it ends). A
+    worker per core then computes one search at a time and hands no search, and no GIL,
+    between threads.
     """
     if state.on_loop and not state.live.changing():
         return call()
