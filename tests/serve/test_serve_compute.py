@@ -15,18 +15,27 @@ from shopsearch.serve.routes_search import on_compute_threads
 from shopsearch.serve.shards import ShardPlan
 
 
+def _before_each_call(monkeypatch, owner, name, note) -> None:
+    """Make ``owner.name(...)`` call ``note()`` first (e.g. to record the calling thread)."""
+    method = getattr(owner, name)
+
+    def noted(*args, **kwargs):
+        note()
+        return method(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, noted)
+
+
+def _thread() -> str:
+    return threading.current_thread().name
+
+
 def test_searches_run_on_the_compute_threads_which_stop_at_shutdown(workspace, serve, monkeypatch):
     threads: list[str] = []
     with serve(workspace) as client:
         state = client.app.state.shop
         engine = state.live.current.engine
-        search = engine.search
-
-        def recorded(*args, **kwargs):
-            threads.append(threading.current_thread().name)
-            return search(*args, **kwargs)
-
-        monkeypatch.setattr(engine, "search", recorded)
+        _before_each_call(monkeypatch, engine, "search", lambda: threads.append(_thread()))
         answer = client.get("/search", params={"q": "grey sofa", "domain": "us"})
         assert answer.status_code == 200
         assert answer.json()["items"]
@@ -94,13 +103,9 @@ def test_searches_run_on_the_event_loop_by_default_with_several_workers(
     where: list[tuple[bool, str]] = []
     with serve(workspace, settings, workers=workers) as client:
         engine = client.app.state.shop.live.current.engine
-        search = engine.search
-
-        def recorded(*args, **kwargs):
-            where.append((_on_event_loop(), threading.current_thread().name))
-            return search(*args, **kwargs)
-
-        monkeypatch.setattr(engine, "search", recorded)
+        _before_each_call(
+            monkeypatch, engine, "search", lambda: where.append((_on_event_loop(), _thread()))
+        )
         answer = client.get("/search", params={"q": "grey sofa", "domain": "us"})
         assert answer.status_code == 200
         assert answer.json()["items"]
@@ -122,23 +127,12 @@ def test_a_search_waiting_for_a_catalog_write_leaves_the_event_loop_free(
     with serve(workspace, settings) as client:
         state = client.app.state.shop
         live = state.live
-        engine = live.current.engine
-        search = engine.search
         threads: list[str] = []
-
-        def recorded(*args, **kwargs):
-            threads.append(threading.current_thread().name)
-            return search(*args, **kwargs)
-
-        monkeypatch.setattr(engine, "search", recorded)
+        _before_each_call(
+            monkeypatch, live.current.engine, "search", lambda: threads.append(_thread())
+        )
         handed = threading.Event()  # the search was handed to the compute threads
-        submit = state.compute.submit
-
-        def recorded_submit(*args, **kwargs):
-            handed.set()
-            return submit(*args, **kwargs)
-
-        monkeypatch.setattr(state.compute, "submit", recorded_submit)
+        _before_each_call(monkeypatch, state.compute, "submit", handed.set)
         holding, release = threading.Event(), threading.Event()
 
         def write() -> None:
