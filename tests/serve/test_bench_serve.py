@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -9,7 +11,7 @@ import pandas as pd
 import pytest
 
 from shopsearch.bench.serve import parse_levels
-from shopsearch.bench.server_counters import worker_split
+from shopsearch.bench.server_counters import server_cpu_seconds, worker_split
 from shopsearch.cli import main
 from shopsearch.config import Settings
 from shopsearch.datasets.base import LoadedData
@@ -162,3 +164,39 @@ def test_worker_split_orders_processes_by_their_share_of_the_level() -> None:
     assert split["busiest_utilisation"] == pytest.approx(3.0 / 5.0)
     assert worker_split({}, {}, 5.0) == {"shares": [], "busiest_utilisation": None}
     assert worker_split(before, before, 5.0)["busiest_utilisation"] is None  # no CPU used
+
+
+def test_server_cpu_is_counted_below_one_clock_tick() -> None:
+    """A process group's CPU is read to the nanosecond, not in /proc's 10 ms clock ticks."""
+    spin = (
+        "import sys, time\n"
+        "print('ready', flush=True)\n"
+        "for _ in sys.stdin:\n"
+        "    end = time.process_time() + 0.003\n"
+        "    while time.process_time() < end: pass\n"
+        "    print('done', flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", spin],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"  # started: its start-up is not counted
+        before = server_cpu_seconds(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+        after = server_cpu_seconds(child.pid)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+        child.stdout.close()
+    assert before is not None
+    assert after is not None
+    # 3 ms of spinning and a line read and written: not 0 and not a whole 10 ms tick
+    assert 0.003 <= after - before < 0.009
