@@ -2,13 +2,15 @@
 
 Each server runs ``shopsearch serve`` in a subprocess on 127.0.0.1 with two workers: searches
 and posted events are answered, ``/metrics`` sums the workers' counts (the Prometheus
-multiprocess folder), and a graceful stop (SIGTERM) flushes and compacts the event log into the
-tables, so an acknowledged event is stored.
+multiprocess folder), an answer one worker computed is a cache hit on the other (shared
+answers), and a graceful stop (SIGTERM) flushes and compacts the event log into the tables, so
+an acknowledged event is stored and the run's folders are removed.
 """
 
 from __future__ import annotations
 
 import http.client
+import time
 
 import orjson
 import pytest
@@ -58,10 +60,26 @@ def test_two_workers_serve_count_and_compact_at_shutdown(workspace, tmp_path, se
                 break
         assert status == 200, body
         assert _searches_counted(port) == 3
+        # the worker that answers a search first shares the answer: a cache hit on either
+        journals = workspace.root / SIGNAL_DIR
+        deadline = time.monotonic() + 30  # both workers reading the other's from here on
+        while len(list(journals.glob("answers-*/*.answers"))) < 2 < deadline - time.monotonic():
+            time.sleep(0.1)
+        timings = []
+        for n in range(7):  # new connections, spread over both workers
+            status, body = get(port, "/search?q=leather+sofa&domain=us")
+            assert status == 200
+            ids.append(orjson.loads(body)["request_id"])
+            timings.append(sorted(orjson.loads(body)["timings_ms"]))
+            if n == 0:
+                time.sleep(1.5)  # the other worker reads the journals every 0.1 s
+        assert "retrieve" in timings[0]
+        assert timings[1:] == [["cache", "total"]] * 6
     assert not list((workspace.root / LOG_DIR).glob("*.wal"))  # compacted at shutdown
     assert sorted(workspace.table("requests")["request_id"].to_pylist()) == sorted(ids)
     assert workspace.table("interactions")["request_id"].to_pylist() == [ids[0]]
     assert not list((workspace.root / SIGNAL_DIR).glob("metrics-*"))
+    assert not list((workspace.root / SIGNAL_DIR).glob("answers-*"))
 
 
 def test_an_unknown_server_is_refused(workspace, capsys):

@@ -395,6 +395,7 @@ def run_serve_bench(
             "search_concurrency": settings.serve.search_concurrency,
             # unset: on the loop exactly when the server has several workers
             "search_on_event_loop": settings.serve.search_on_event_loop,
+            "share_answers": settings.serve.share_answers,  # with several workers
             "compute_threads": settings.serve.compute_threads,
             "size": PAGE_SIZE,
             "warmup_requests": WARMUP_REQUESTS,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +93,9 @@ class Engine:
         self._declared: list[str] | None = None  # the workspace's domains, read once
         #: Answers of anonymous searches (:meth:`search`); cleared by every catalog write.
         self.responses: LRUCache[SearchResponse] = LRUCache(settings.search.response_cache_size)
+        #: Called with each answer :meth:`search` stores in :attr:`responses`, and its key
+        #: (a server passes them to its other workers' caches).
+        self.on_answer: Callable[[Hashable, SearchResponse], None] | None = None
         retrieval.configure(
             ServingOptions(
                 result_cache_size=settings.retrieval.result_cache_size,
@@ -242,6 +245,8 @@ class Engine:
         )
         if key is not None:
             self.responses.store([key], [response])
+            if self.on_answer is not None:
+                self.on_answer(key, response)
         return response
 
     def _start(self, params: SearchParams) -> SearchState:

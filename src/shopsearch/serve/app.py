@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -38,7 +39,7 @@ from shopsearch.events.records import LOG_TABLES
 from shopsearch.events.searches import SearchLog
 from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import cluster_address
-from shopsearch.serve.engines import LiveEngine
+from shopsearch.serve.engines import SIGNAL_DIR, LiveEngine
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.heap import freeze_new
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
@@ -51,6 +52,12 @@ from shopsearch.serve.routes_search import search_endpoint, search_router
 from shopsearch.serve.routes_suggest import suggest_router
 from shopsearch.serve.search_fast_path import SearchFastPath
 from shopsearch.serve.shards import ShardPlan, shard_engine
+from shopsearch.serve.shared_answers import (
+    READ_EVERY_S,
+    SharedAnswers,
+    bundle_of,
+    journal_folder,
+)
 from shopsearch.serve.state import ServerState
 from shopsearch.serve.threads import limit_compute_threads
 from shopsearch.store.workspace import Workspace
@@ -106,11 +113,14 @@ def create_app(
             "while the shard actors answer; unset it (sharded searches run on threads)"
         )
     metrics = Metrics()
+    shared = _shared_answers(workspace, settings, workers, run_id)
 
     def loaded(engine: Engine) -> None:
         if shards is not None:  # the old engine's actors end with its last reference
             shard_engine(engine, workspace.table("products"), shards)
         metrics.watch_engine(engine)
+        if shared is not None:
+            engine.on_answer = functools.partial(shared.publish, bundle_of(engine))
 
     state = ServerState(
         workspace=workspace,
@@ -140,6 +150,9 @@ def create_app(
             asyncio.create_task(_every(follow_every_s, _follow, state)),
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
+        if shared is not None:  # what the others answered while this worker loaded, first
+            shared.absorb(state.live.current.engine)
+            tasks.append(asyncio.create_task(_absorb_answers(shared, state)))
         if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
             tasks.append(asyncio.create_task(_every(settings.serve.freeze_every_s, _freeze, state)))
         try:
@@ -149,6 +162,8 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(_shutdown, state)
+            if shared is not None:
+                shared.close()
             metrics.collections.stop()
             sys.setswitchinterval(interval)
 
@@ -188,6 +203,18 @@ def create_app(
     return app
 
 
+def _shared_answers(
+    workspace: Workspace, settings: Settings, workers: int, run_id: str | None
+) -> SharedAnswers | None:
+    """The journal of this worker's answers for the others (``serve.share_answers``), when
+    there are others and answers are cached."""
+    if not (workers > 1 and run_id and settings.serve.share_answers):
+        return None
+    if settings.search.response_cache_size == 0:
+        return None
+    return SharedAnswers(journal_folder(workspace.root / SIGNAL_DIR, run_id))
+
+
 def app_from_env() -> FastAPI:
     """The app of one ``shopsearch serve`` worker, configured through the environment.
 
@@ -222,6 +249,18 @@ async def _every(seconds: float, job: Callable[[ServerState], None], state: Serv
             await asyncio.to_thread(job, state)
         except Exception:  # a failed round is logged; the next round tries again
             logger.exception("background job %s failed", job.__name__)
+
+
+async def _absorb_answers(shared: SharedAnswers, state: ServerState) -> None:
+    """The other workers' new answers into this worker's cache every :data:`READ_EVERY_S`, on
+    the event loop: a few records at a time between requests, not a burst on a thread that
+    takes the GIL from a search."""
+    while True:
+        await asyncio.sleep(READ_EVERY_S)
+        try:
+            shared.absorb(state.live.current.engine)
+        except Exception:  # a failed round is logged; the next round tries again
+            logger.exception("reading the other workers' answers failed")
 
 
 def _compact(state: ServerState) -> None:

@@ -35,6 +35,7 @@ from shopsearch.serve.app import (
     shard_plan_from_env,
 )
 from shopsearch.serve.engines import SIGNAL_DIR
+from shopsearch.serve.shared_answers import journal_folder
 from shopsearch.serve.threads import thread_env
 from shopsearch.store.bundles import current_bundle
 from shopsearch.store.workspace import Workspace
@@ -102,6 +103,7 @@ def serve_workspace(
             _run_uvicorn(host, port, workers)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(journal_folder(run_dir, run), ignore_errors=True)
         (run_dir / f"reload-{run}.json").unlink(missing_ok=True)
 
 

@@ -1,0 +1,187 @@
+"""Answers shared between the workers of one ``shopsearch serve``.
+
+Each worker keeps its own response cache (:attr:`Engine.responses`, anonymous searches), and
+the kernel spreads connections over the workers, so with N workers a repeated search misses
+once per worker, and each cache holds only the searches its own connections sent. Here every
+answer a worker computes and caches is also appended to a journal of its own in the run's
+folder (:meth:`SharedAnswers.publish`); every :data:`READ_EVERY_S` each worker reads what the
+others appended since (:meth:`SharedAnswers.absorb`) into its own cache, once more before it
+starts serving (what they answered while it loaded). An answer is only taken for the bundle it
+was computed with, so a reload never serves another bundle's answers.
+
+A journal is a sequence of files ``<worker>-<n>.answers``, each record a 4-byte length and the
+pickled ``(bundle, key, answer)``; a writer starts a new file past ``max_file_bytes`` and
+deletes its file before the last, so a reader more than a whole file behind skips what it
+missed (a cache loses nothing it needs). The files are written and read only by the workers
+of one server, in the workspace; the server removes the folder when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import re
+import struct
+import threading
+from collections.abc import Generator, Hashable, Iterator
+from pathlib import Path
+
+from shopsearch.pipeline.engine import Engine
+from shopsearch.pipeline.request import SearchResponse
+
+logger = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<I")
+_NAME = re.compile(r"^(?P<worker>[0-9a-z]+)-(?P<n>[0-9]{6})\.answers$")
+#: Seconds between a worker's readings of the other workers' journals.
+READ_EVERY_S = 0.1
+#: Size at which a writer starts its next file.
+MAX_FILE_BYTES = 16 << 20
+
+
+def journal_folder(run_dir: Path, run_id: str) -> Path:
+    """The folder of one server run's journals in its workspace's ``serve/`` folder."""
+    return run_dir / f"answers-{run_id}"
+
+
+def bundle_of(engine: Engine) -> str:
+    """The bundle an engine's answers belong to (its directory name)."""
+    return engine.bundle.name if engine.bundle is not None else ""
+
+
+class SharedAnswers:
+    """One worker's journal of its answers, and its reading of the other workers' journals.
+
+    Args:
+        folder: the run's folder, shared by its workers (made if missing).
+        worker: this worker's name in the folder (its pid by default).
+        max_file_bytes: size at which a journal file is followed by the next.
+    """
+
+    def __init__(
+        self, folder: Path, worker: str | None = None, max_file_bytes: int = MAX_FILE_BYTES
+    ) -> None:
+        self.folder = folder
+        self.worker = worker or str(os.getpid())
+        self.max_file_bytes = max_file_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._number = 0
+        self._written = 0
+        self._fd: int | None = self._open(0)
+        # peers' journals as they are now are not read: their answers are for older traffic
+        self._positions: dict[str, tuple[int, int]] = {}
+        for worker_name, number, path in self._journals():
+            if worker_name != self.worker:
+                with contextlib.suppress(OSError):
+                    self._positions[worker_name] = (number, path.stat().st_size)
+
+    def _path(self, number: int) -> Path:
+        return self.folder / f"{self.worker}-{number:06d}.answers"
+
+    def _open(self, number: int) -> int:
+        return os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def publish(self, bundle: str, key: Hashable, answer: SearchResponse) -> None:
+        """Append ``answer`` (cached under ``key`` for ``bundle``) for the other workers."""
+        payload = pickle.dumps((bundle, key, answer), protocol=pickle.HIGHEST_PROTOCOL)
+        record = _HEADER.pack(len(payload)) + payload
+        with self._lock:
+            if self._fd is None:
+                return
+            if self._written and self._written + len(record) > self.max_file_bytes:
+                self._next_file()
+            os.write(self._fd, record)  # one write per record: readers see whole records
+            self._written += len(record)
+
+    def _next_file(self) -> None:
+        assert self._fd is not None
+        os.close(self._fd)
+        self._number += 1
+        self._fd = self._open(self._number)
+        self._written = 0
+        # readers still on the file before this one finish it; the one before that goes
+        self._path(self._number - 2).unlink(missing_ok=True)
+
+    def absorb(self, engine: Engine) -> int:
+        """Store the other workers' new answers of ``engine``'s bundle in its response cache.
+
+        Returns:
+            how many answers were stored.
+        """
+        bundle = bundle_of(engine)
+        keys: list[Hashable] = []
+        answers: list[SearchResponse] = []
+        for payload in self._new_records():
+            try:
+                made_for, key, answer = pickle.loads(payload)  # written by this server's workers
+            except Exception:  # a record this worker cannot read is a cache entry less
+                logger.warning("skipped an unreadable answer in %s", self.folder, exc_info=True)
+                continue
+            if made_for == bundle:
+                keys.append(key)
+                answers.append(answer)
+        engine.responses.store(keys, answers)
+        return len(keys)
+
+    def _journals(self) -> list[tuple[str, int, Path]]:
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.folder.iterdir():
+                match = _NAME.match(path.name)
+                if match:
+                    found.append((match["worker"], int(match["n"]), path))
+        return sorted(found)
+
+    def _new_records(self) -> Iterator[bytes]:
+        files: dict[str, list[int]] = {}
+        for worker_name, number, _ in self._journals():
+            if worker_name != self.worker:
+                files.setdefault(worker_name, []).append(number)
+        for worker_name, numbers in files.items():
+            number, offset = self._positions.get(worker_name, (numbers[0], 0))
+            if number not in numbers:  # deleted while this reader was a whole file behind
+                later = [n for n in numbers if n > number]
+                if not later:
+                    continue
+                number, offset = later[0], 0
+            while True:
+                path = self.folder / f"{worker_name}-{number:06d}.answers"
+                offset = yield from _records(path, offset)
+                if number + 1 not in numbers:
+                    break
+                # the writer wrote its last record here before making the next file
+                offset = yield from _records(path, offset)
+                number, offset = number + 1, 0
+            self._positions[worker_name] = (number, offset)
+
+    def close(self) -> None:
+        """Stop publishing (the folder stays for the other workers until the server ends)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _records(path: Path, offset: int) -> Generator[bytes, None, int]:
+    """The whole records of ``path`` from ``offset``; returns the offset after the last."""
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read()
+    except FileNotFoundError:
+        return offset
+    at = 0
+    while at + _HEADER.size <= len(data):
+        (size,) = _HEADER.unpack_from(data, at)
+        end = at + _HEADER.size + size
+        if end > len(data):  # still being written
+            break
+        yield data[at + _HEADER.size : end]
+        at = end
+    return offset + at
+
+
+__all__ = ["MAX_FILE_BYTES", "READ_EVERY_S", "SharedAnswers", "bundle_of", "journal_folder"]
