@@ -121,6 +121,7 @@ def create_app(
         metrics.watch_engine(engine)
         if shared is not None:
             engine.on_answer = functools.partial(shared.publish, bundle_of(engine))
+            engine.responses.fallback = functools.partial(shared.answer, bundle_of(engine))
 
     state = ServerState(
         workspace=workspace,
@@ -151,7 +152,7 @@ def create_app(
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
         if shared is not None:  # what the others answered while this worker loaded, first
-            shared.absorb(state.live.current.engine)
+            shared.absorb(bundle_of(state.live.current.engine))
             tasks.append(asyncio.create_task(_absorb_answers(shared, state)))
         if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
             tasks.append(asyncio.create_task(_every(settings.serve.freeze_every_s, _freeze, state)))
@@ -212,7 +213,10 @@ def _shared_answers(
         return None
     if settings.search.response_cache_size == 0:
         return None
-    return SharedAnswers(journal_folder(workspace.root / SIGNAL_DIR, run_id))
+    return SharedAnswers(
+        journal_folder(workspace.root / SIGNAL_DIR, run_id),
+        capacity=settings.search.response_cache_size,
+    )
 
 
 def app_from_env() -> FastAPI:
@@ -252,13 +256,13 @@ async def _every(seconds: float, job: Callable[[ServerState], None], state: Serv
 
 
 async def _absorb_answers(shared: SharedAnswers, state: ServerState) -> None:
-    """The other workers' new answers into this worker's cache every :data:`READ_EVERY_S`, on
-    the event loop: a few records at a time between requests, not a burst on a thread that
-    takes the GIL from a search."""
+    """Read the other workers' new answers every :data:`READ_EVERY_S`, on the event loop: a
+    few records at a time between requests, not a burst on a thread that takes the GIL from a
+    search."""
     while True:
         await asyncio.sleep(READ_EVERY_S)
         try:
-            shared.absorb(state.live.current.engine)
+            shared.absorb(bundle_of(state.live.current.engine))
         except Exception:  # a failed round is logged; the next round tries again
             logger.exception("reading the other workers' answers failed")
 

@@ -4,16 +4,20 @@ Each worker keeps its own response cache (:attr:`Engine.responses`, anonymous se
 the kernel spreads connections over the workers, so with N workers a repeated search misses
 once per worker, and each cache holds only the searches its own connections sent. Here every
 answer a worker computes and caches is also appended to a journal of its own in the run's
-folder (:meth:`SharedAnswers.publish`); every :data:`READ_EVERY_S` each worker reads what the
-others appended since (:meth:`SharedAnswers.absorb`) into its own cache, once more before it
-starts serving (what they answered while it loaded). An answer is only taken for the bundle it
-was computed with, so a reload never serves another bundle's answers.
+folder (:meth:`SharedAnswers.publish`). Every :data:`READ_EVERY_S` each worker reads what the
+others appended since (:meth:`SharedAnswers.absorb`), and once more before it starts serving
+(what they answered while it loaded). It keeps their answers as the bytes read, by key, until
+its cache misses one (:meth:`SharedAnswers.answer`, the cache's ``fallback``): only answers
+asked for are unpickled, so the others' answers cost no objects for the garbage collector to
+walk. An answer is only given for the bundle it was computed with, so a reload never serves
+another bundle's answers.
 
-A journal is a sequence of files ``<worker>-<n>.answers``, each record a 4-byte length and the
-pickled ``(bundle, key, answer)``; a writer starts a new file past ``max_file_bytes`` and
-deletes its file before the last, so a reader more than a whole file behind skips what it
-missed (a cache loses nothing it needs). The files are written and read only by the workers
-of one server, in the workspace; the server removes the folder when it stops.
+A journal is a sequence of files ``<worker>-<n>.answers``, each record two 4-byte lengths, the
+pickled ``(bundle, key)`` and the pickled answer; a writer starts a new file past
+``max_file_bytes`` and deletes its file before the last, so a reader more than a whole file
+behind skips what it missed (a cache loses nothing it needs). The files are written and read
+only by the workers of one server, in the workspace; the server removes the folder when it
+stops.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pickle
 import re
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Generator, Hashable, Iterator
 from pathlib import Path
 
@@ -33,7 +38,7 @@ from shopsearch.pipeline.request import SearchResponse
 
 logger = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<I")
+_HEADER = struct.Struct("<II")  # lengths of the pickled (bundle, key) and answer
 _NAME = re.compile(r"^(?P<worker>[0-9a-z]+)-(?P<n>[0-9]{6})\.answers$")
 #: Seconds between a worker's readings of the other workers' journals.
 READ_EVERY_S = 0.1
@@ -58,16 +63,24 @@ class SharedAnswers:
         folder: the run's folder, shared by its workers (made if missing).
         worker: this worker's name in the folder (its pid by default).
         max_file_bytes: size at which a journal file is followed by the next.
+        capacity: most of the others' answers kept waiting to be asked for (the oldest go).
     """
 
     def __init__(
-        self, folder: Path, worker: str | None = None, max_file_bytes: int = MAX_FILE_BYTES
+        self,
+        folder: Path,
+        worker: str | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        capacity: int = 4096,
     ) -> None:
         self.folder = folder
         self.worker = worker or str(os.getpid())
         self.max_file_bytes = max_file_bytes
+        self.capacity = capacity
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._waiting: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._waiting_bundle = ""
         self._number = 0
         self._written = 0
         self._fd: int | None = self._open(0)
@@ -86,8 +99,9 @@ class SharedAnswers:
 
     def publish(self, bundle: str, key: Hashable, answer: SearchResponse) -> None:
         """Append ``answer`` (cached under ``key`` for ``bundle``) for the other workers."""
-        payload = pickle.dumps((bundle, key, answer), protocol=pickle.HIGHEST_PROTOCOL)
-        record = _HEADER.pack(len(payload)) + payload
+        meta = pickle.dumps((bundle, key), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        record = _HEADER.pack(len(meta), len(payload)) + meta + payload
         with self._lock:
             if self._fd is None:
                 return
@@ -105,26 +119,52 @@ class SharedAnswers:
         # readers still on the file before this one finish it; the one before that goes
         self._path(self._number - 2).unlink(missing_ok=True)
 
-    def absorb(self, engine: Engine) -> int:
-        """Store the other workers' new answers of ``engine``'s bundle in its response cache.
+    def absorb(self, bundle: str) -> int:
+        """Read the other workers' new answers; keep those of ``bundle`` until asked for.
 
         Returns:
-            how many answers were stored.
+            how many answers were kept.
         """
-        bundle = bundle_of(engine)
-        keys: list[Hashable] = []
-        answers: list[SearchResponse] = []
-        for payload in self._new_records():
+        kept = 0
+        for meta, payload in self._new_records():
             try:
-                made_for, key, answer = pickle.loads(payload)  # written by this server's workers
+                made_for, key = pickle.loads(meta)  # written by this server's workers
             except Exception:  # a record this worker cannot read is a cache entry less
                 logger.warning("skipped an unreadable answer in %s", self.folder, exc_info=True)
                 continue
-            if made_for == bundle:
-                keys.append(key)
-                answers.append(answer)
-        engine.responses.store(keys, answers)
-        return len(keys)
+            if made_for != bundle:
+                continue
+            with self._lock:
+                if self._waiting_bundle != bundle:
+                    self._waiting.clear()
+                    self._waiting_bundle = bundle
+                self._waiting[key] = payload
+                self._waiting.move_to_end(key)
+                while len(self._waiting) > self.capacity:
+                    self._waiting.popitem(last=False)
+            kept += 1
+        return kept
+
+    def answer(self, bundle: str, key: Hashable) -> SearchResponse | None:
+        """Another worker's answer under ``key`` for ``bundle`` (``None``: none), once: the
+        asking cache keeps it from then on."""
+        with self._lock:
+            if self._waiting_bundle != bundle:
+                return None
+            payload = self._waiting.pop(key, None)
+        if payload is None:
+            return None
+        try:
+            answer: SearchResponse = pickle.loads(payload)
+        except Exception:
+            logger.warning("skipped an unreadable answer in %s", self.folder, exc_info=True)
+            return None
+        return answer
+
+    def waiting(self) -> int:
+        """How many of the others' answers wait to be asked for."""
+        with self._lock:
+            return len(self._waiting)
 
     def _journals(self) -> list[tuple[str, int, Path]]:
         found = []
@@ -135,7 +175,7 @@ class SharedAnswers:
                     found.append((match["worker"], int(match["n"]), path))
         return sorted(found)
 
-    def _new_records(self) -> Iterator[bytes]:
+    def _new_records(self) -> Iterator[tuple[bytes, bytes]]:
         files: dict[str, list[int]] = {}
         for worker_name, number, _ in self._journals():
             if worker_name != self.worker:
@@ -165,8 +205,9 @@ class SharedAnswers:
                 self._fd = None
 
 
-def _records(path: Path, offset: int) -> Generator[bytes, None, int]:
-    """The whole records of ``path`` from ``offset``; returns the offset after the last."""
+def _records(path: Path, offset: int) -> Generator[tuple[bytes, bytes], None, int]:
+    """The whole records of ``path`` from ``offset``, each ``(meta, answer)`` bytes; returns the
+    offset after the last."""
     try:
         with path.open("rb") as file:
             file.seek(offset)
@@ -175,11 +216,12 @@ def _records(path: Path, offset: int) -> Generator[bytes, None, int]:
         return offset
     at = 0
     while at + _HEADER.size <= len(data):
-        (size,) = _HEADER.unpack_from(data, at)
-        end = at + _HEADER.size + size
+        meta_size, answer_size = _HEADER.unpack_from(data, at)
+        start = at + _HEADER.size
+        end = start + meta_size + answer_size
         if end > len(data):  # still being written
             break
-        yield data[at + _HEADER.size : end]
+        yield data[start : start + meta_size], data[start + meta_size : end]
         at = end
     return offset + at
 

@@ -65,6 +65,10 @@ class LRUCache(Generic[V]):
             stored, and misses are still counted).
         observer: called with ``(hits, misses, evictions)`` of each :meth:`lookup` and
             :meth:`store` round, outside the lock.
+
+    Attributes:
+        fallback: asked for each key :meth:`lookup` misses (outside the lock); a value it
+            returns is stored and counted as a hit (e.g. another process's answer).
     """
 
     def __init__(self, capacity: int, observer: CacheObserver | None = None) -> None:
@@ -72,6 +76,7 @@ class LRUCache(Generic[V]):
             raise ValueError(f"capacity={capacity} is not allowed; use capacity >= 0 (0: off)")
         self.capacity = capacity
         self.observer = observer
+        self.fallback: Callable[[Hashable], V | None] | None = None
         self._values: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
@@ -90,6 +95,7 @@ class LRUCache(Generic[V]):
         ranking feature reusing the vector retrieval just encoded) is left out of the stats.
         """
         found: list[V | None] = []
+        fallback = self.fallback
         with self._lock:
             for key in keys:
                 value = self._values.get(key)
@@ -97,7 +103,17 @@ class LRUCache(Generic[V]):
                     self._values.move_to_end(key)
                 found.append(value)
             hits = sum(v is not None for v in found)
-            if count:
+            if count and fallback is None:
+                self._hits += hits
+                self._misses += len(found) - hits
+        if fallback is not None and hits < len(found):
+            for i, key in enumerate(keys):
+                if found[i] is None and (value := fallback(key)) is not None:
+                    found[i] = value
+                    self.store([key], [value])
+            hits = sum(v is not None for v in found)
+        if fallback is not None and count:
+            with self._lock:
                 self._hits += hits
                 self._misses += len(found) - hits
         if self.observer is not None and found and count:
