@@ -323,7 +323,7 @@ class ServeSettings(BaseModel):
     #: At 300 req/s on 2 workers: lower CPU per request and p99 (RESULTS.md, issue 20).
     search_on_event_loop: bool | None = None
     #: With several workers, each worker's new cached answers (``[search]
-    #: response_cache_size``) also go to the other workers' caches, through journal files in
+    #: response_cache_size``) also reach the other workers' caches, through journal files in
     #: the workspace's ``serve/`` folder read every 0.1 s: a repeated search then misses once
     #: per server instead of once per worker.
     share_answers: bool = True
