@@ -65,6 +65,7 @@ def test_two_workers_serve_count_and_compact_at_shutdown(workspace, tmp_path, se
         deadline = time.monotonic() + 30  # both workers reading the other's from here on
         while len(list(journals.glob("answers-*/*.answers"))) < 2 < deadline - time.monotonic():
             time.sleep(0.1)
+        assert len(list(journals.glob("answers-*/*.answers"))) == 2
         timings = []
         for n in range(7):  # new connections, spread over both workers
             status, body = get(port, "/search?q=leather+sofa&domain=us")

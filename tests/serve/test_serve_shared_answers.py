@@ -40,8 +40,9 @@ def _records(journal: Path) -> list[tuple[str, tuple[object, ...], SearchRespons
 
 def _shared(engine: Engine, answers: SharedAnswers) -> None:
     """What the server does with each engine it loads."""
-    engine.on_answer = functools.partial(answers.publish, bundle_of(engine))
-    engine.responses.fallback = functools.partial(answers.answer, bundle_of(engine))
+    tag = answers.new_load(bundle_of(engine))
+    engine.on_answer = functools.partial(answers.publish, tag)
+    engine.responses.fallback = functools.partial(answers.answer, tag)
 
 
 def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, tmp_path) -> None:
@@ -52,10 +53,10 @@ def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, t
     _shared(first, mine)
     _shared(second, theirs)
     computed = first.search(SearchParams("grey sofa", "us"))
-    bundle = bundle_of(second)
-    assert theirs.absorb(bundle) == 1
-    assert theirs.absorb(bundle) == 0  # nothing new
-    assert mine.absorb(bundle) == 0  # a worker does not read its own journal
+    assert theirs.tag == mine.tag == f"{bundle_of(second)}#0"
+    assert theirs.absorb() == 1
+    assert theirs.absorb() == 0  # nothing new
+    assert mine.absorb() == 0  # a worker does not read its own journal
     answer = second.search(SearchParams("grey sofa", "us"))
     assert set(answer.timings_ms) == {"cache", "total"}
     assert answer.request_id != computed.request_id
@@ -66,11 +67,29 @@ def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, t
     assert set(second.search(SearchParams("grey sofa", "us")).timings_ms) == {"cache", "total"}
     # the answer second computed for another search is not sent back to second
     second.search(SearchParams("oak table", "us"))
-    assert mine.absorb(bundle) == 1
-    assert theirs.absorb(bundle) == 0
+    assert mine.absorb() == 1
+    assert theirs.absorb() == 0
     # a user's search is not cached, so not shared either
     first.search(SearchParams("grey sofa", "us", user_id="u1"))
-    assert theirs.absorb(bundle) == 0
+    assert theirs.absorb() == 0
+
+
+def test_a_reload_of_the_same_bundle_shares_nothing_from_before_it(workspace, tmp_path) -> None:
+    first = Engine.load(workspace, lexical_settings())
+    second = Engine.load(workspace, lexical_settings())
+    mine = SharedAnswers(tmp_path, worker="a")
+    theirs = SharedAnswers(tmp_path, worker="b")
+    _shared(first, mine)
+    _shared(second, theirs)
+    first.search(SearchParams("grey sofa", "us"))  # before the reload
+    assert theirs.absorb() == 1
+    reloaded = Engine.load(workspace, lexical_settings())  # a new snapshot of the log
+    _shared(reloaded, theirs)
+    assert theirs.tag == f"{bundle_of(reloaded)}#1"
+    assert theirs.waiting() == 0  # what waited for the engine before goes
+    assert "retrieve" in reloaded.search(SearchParams("grey sofa", "us")).timings_ms
+    first.search(SearchParams("oak table", "us"))  # a worker that has not followed yet
+    assert theirs.absorb() == 0
 
 
 def test_answers_of_another_bundle_are_not_given(tmp_path) -> None:
@@ -101,6 +120,32 @@ def test_a_cache_miss_asks_the_fallback_and_counts_a_hit() -> None:
     assert cache.lookup(["b"]) == ["from elsewhere"]  # kept from then on
     assert cache.lookup(["b"], count=False) == ["from elsewhere"]
     assert cache.stats().hits == 3
+
+
+def test_a_failing_write_ends_publishing_and_no_search_fails(tmp_path, monkeypatch, caplog) -> None:
+    writer = SharedAnswers(tmp_path, worker="a")
+    reader = SharedAnswers(tmp_path, worker="b")
+
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("shopsearch.serve.shared_answers.os.write", full_disk)
+    writer.publish("bundle-1", ("q",), _answer(1))  # no exception
+    monkeypatch.undo()
+    assert "stopped sharing answers" in caplog.text
+    writer.publish("bundle-1", ("r",), _answer(2))  # publishing has ended
+    assert reader.absorb("bundle-1") == 0
+
+
+def test_a_worker_starting_mid_record_reads_from_the_next_whole_one(tmp_path) -> None:
+    journal = tmp_path / "z-000000.answers"
+    second = _record("bundle-1", ("second",), _answer(2))
+    journal.write_bytes(_record("bundle-1", ("first",), _answer(1)) + second[:7])
+    reader = SharedAnswers(tmp_path, worker="b")  # "z" is half way through its second record
+    with journal.open("ab") as file:
+        file.write(second[7:])
+    assert reader.absorb("bundle-1") == 1
+    assert reader.answer("bundle-1", ("second",)) is not None
 
 
 def test_journals_written_before_a_worker_starts_are_not_read(tmp_path) -> None:
@@ -189,13 +234,13 @@ def test_a_server_of_several_workers_takes_the_others_answers(serve, workspace) 
     folder = journal_folder(workspace.root / SIGNAL_DIR, "run1")
     with serve(workspace, workers=2, run_id="run1") as client:
         first = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
-        (journal,) = folder.glob("*.answers")  # this worker's own: the warm-up search's
-        bundle, key, answer = _records(journal)[-1]  # answer, then this search's
+        (journal,) = folder.glob("*.answers")  # this worker's own
+        ((tag, key, answer),) = _records(journal)  # the warm-up search is not cached
         assert (key[0], answer.total) == ("grey sofa", first["total"])
         # another worker's answer to a search this worker has not seen
         other = SharedAnswers(folder, worker="peer")
         theirs = ("oak table", *key[1:])
-        other.publish(bundle, theirs, SearchResponse("x", [], 4242, {}, {"total": 1.0}))
+        other.publish(tag, theirs, SearchResponse("x", [], 4242, {}, {"total": 1.0}))
         time.sleep(1.0)  # the worker reads the others' journals every 0.1 s
         again = client.get("/search", params={"q": "oak table", "domain": "us"}).json()
         assert again["total"] == 4242

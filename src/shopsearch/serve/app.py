@@ -119,9 +119,10 @@ def create_app(
         if shards is not None:  # the old engine's actors end with its last reference
             shard_engine(engine, workspace.table("products"), shards)
         metrics.watch_engine(engine)
-        if shared is not None:
-            engine.on_answer = functools.partial(shared.publish, bundle_of(engine))
-            engine.responses.fallback = functools.partial(shared.answer, bundle_of(engine))
+        if shared is not None:  # answers shared with the other workers' same load
+            tag = shared.new_load(bundle_of(engine))
+            engine.on_answer = functools.partial(shared.publish, tag)
+            engine.responses.fallback = functools.partial(shared.answer, tag)
 
     state = ServerState(
         workspace=workspace,
@@ -152,8 +153,8 @@ def create_app(
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
         if shared is not None:  # what the others answered while this worker loaded, first
-            shared.absorb(bundle_of(state.live.current.engine))
-            tasks.append(asyncio.create_task(_absorb_answers(shared, state)))
+            shared.absorb()
+            tasks.append(asyncio.create_task(_absorb_answers(shared)))
         if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
             tasks.append(asyncio.create_task(_every(settings.serve.freeze_every_s, _freeze, state)))
         try:
@@ -255,14 +256,14 @@ async def _every(seconds: float, job: Callable[[ServerState], None], state: Serv
             logger.exception("background job %s failed", job.__name__)
 
 
-async def _absorb_answers(shared: SharedAnswers, state: ServerState) -> None:
-    """Read the other workers' new answers every :data:`READ_EVERY_S`, on the event loop: a
-    few records at a time between requests, not a burst on a thread that takes the GIL from a
-    search."""
+async def _absorb_answers(shared: SharedAnswers) -> None:
+    """Read the other workers' new answers every :data:`READ_EVERY_S`, on the event loop
+    between requests (a tenth of a second's answers at a time), not on a thread that would
+    take the GIL from a search."""
     while True:
         await asyncio.sleep(READ_EVERY_S)
         try:
-            shared.absorb(bundle_of(state.live.current.engine))
+            shared.absorb()
         except Exception:  # a failed round is logged; the next round tries again
             logger.exception("reading the other workers' answers failed")
 

@@ -203,7 +203,8 @@ class LiveEngine:
         engine = Engine.load(self.workspace, self.settings, bundle)
         if self.on_load is not None:
             self.on_load(engine)
-        engine.search(SearchParams("warm up", size=1))
+        # a recorded stream is never answered from a cache: the pipeline itself runs
+        engine.search(SearchParams("warm up", size=1, record_stream=True))
         return engine
 
     def _bundle_path(self, name: str | None) -> Path:

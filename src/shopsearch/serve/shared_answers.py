@@ -29,6 +29,7 @@ import pickle
 import re
 import struct
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Generator, Hashable, Iterator
 from pathlib import Path
@@ -61,7 +62,8 @@ class SharedAnswers:
 
     Args:
         folder: the run's folder, shared by its workers (made if missing).
-        worker: this worker's name in the folder (its pid by default).
+        worker: this worker's name in the folder (default: its pid and a random suffix, so a
+            new process with a dead one's pid starts journals of its own).
         max_file_bytes: size at which a journal file is followed by the next.
         capacity: most of the others' answers kept waiting to be asked for (the oldest go).
     """
@@ -74,22 +76,39 @@ class SharedAnswers:
         capacity: int = 4096,
     ) -> None:
         self.folder = folder
-        self.worker = worker or str(os.getpid())
+        self.worker = worker or f"{os.getpid()}x{uuid.uuid4().hex[:8]}"
         self.max_file_bytes = max_file_bytes
         self.capacity = capacity
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._waiting: OrderedDict[Hashable, bytes] = OrderedDict()
         self._waiting_bundle = ""
+        self._loads = 0
+        #: The tag of the engine loaded last (:meth:`new_load`): what :meth:`absorb` keeps.
+        self.tag = ""
         self._number = 0
         self._written = 0
         self._fd: int | None = self._open(0)
         # peers' journals as they are now are not read: their answers are for older traffic
         self._positions: dict[str, tuple[int, int]] = {}
         for worker_name, number, path in self._journals():
-            if worker_name != self.worker:
-                with contextlib.suppress(OSError):
-                    self._positions[worker_name] = (number, path.stat().st_size)
+            if worker_name != self.worker:  # after the last whole record (one may be half written)
+                self._positions[worker_name] = (number, _end_of_records(path))
+
+    def new_load(self, bundle: str) -> str:
+        """The tag of the answers of an engine just loaded from ``bundle``, from now on the one
+        :meth:`absorb` keeps.
+
+        Each load of a worker counts (a reload of the same bundle takes a new snapshot of the
+        log for the ranking features), so answers are only shared between engines of the
+        same bundle and the same reload: every worker follows each reload once.
+        """
+        with self._lock:
+            self.tag = f"{bundle}#{self._loads}"
+            self._loads += 1
+            self._waiting.clear()
+            self._waiting_bundle = self.tag
+            return self.tag
 
     def _path(self, number: int) -> Path:
         return self.folder / f"{self.worker}-{number:06d}.answers"
@@ -97,59 +116,68 @@ class SharedAnswers:
     def _open(self, number: int) -> int:
         return os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
-    def publish(self, bundle: str, key: Hashable, answer: SearchResponse) -> None:
-        """Append ``answer`` (cached under ``key`` for ``bundle``) for the other workers."""
-        meta = pickle.dumps((bundle, key), protocol=pickle.HIGHEST_PROTOCOL)
-        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        record = _HEADER.pack(len(meta), len(payload)) + meta + payload
-        with self._lock:
-            if self._fd is None:
-                return
-            if self._written and self._written + len(record) > self.max_file_bytes:
-                self._next_file()
-            os.write(self._fd, record)  # one write per record: readers see whole records
-            self._written += len(record)
+    def publish(self, tag: str, key: Hashable, answer: SearchResponse) -> None:
+        """Append ``answer`` (cached under ``key`` by an engine of ``tag``) for the other
+        workers. A failure (a full disk) is logged and ends publishing: the search that
+        computed the answer is not failed for it."""
+        try:
+            meta = pickle.dumps((tag, key), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            record = _HEADER.pack(len(meta), len(payload)) + meta + payload
+            with self._lock:
+                if self._fd is None:
+                    return
+                if self._written and self._written + len(record) > self.max_file_bytes:
+                    self._next_file()
+                written = os.write(self._fd, record)  # one write: readers see whole records
+                self._written += written
+                if written != len(record):
+                    raise OSError(f"wrote {written} of {len(record)} bytes")
+        except Exception:
+            logger.warning("stopped sharing answers through %s", self.folder, exc_info=True)
+            self.close()
 
     def _next_file(self) -> None:
         assert self._fd is not None
+        new = self._open(self._number + 1)  # the old one stays until the new one is open
         os.close(self._fd)
-        self._number += 1
-        self._fd = self._open(self._number)
-        self._written = 0
+        self._fd, self._number, self._written = new, self._number + 1, 0
         # readers still on the file before this one finish it; the one before that goes
         self._path(self._number - 2).unlink(missing_ok=True)
 
-    def absorb(self, bundle: str) -> int:
-        """Read the other workers' new answers; keep those of ``bundle`` until asked for.
+    def absorb(self, tag: str | None = None) -> int:
+        """Read the other workers' new answers; keep those of ``tag`` (default: :attr:`tag`)
+        until asked for. Everything new is read in one call.
 
         Returns:
             how many answers were kept.
         """
+        tag = self.tag if tag is None else tag
         kept = 0
         for meta, payload in self._new_records():
             try:
                 made_for, key = pickle.loads(meta)  # written by this server's workers
+                if made_for != tag:
+                    continue
+                with self._lock:
+                    if self._waiting_bundle != tag:
+                        self._waiting.clear()
+                        self._waiting_bundle = tag
+                    self._waiting[key] = payload
+                    self._waiting.move_to_end(key)
+                    while len(self._waiting) > self.capacity:
+                        self._waiting.popitem(last=False)
             except Exception:  # a record this worker cannot read is a cache entry less
                 logger.warning("skipped an unreadable answer in %s", self.folder, exc_info=True)
                 continue
-            if made_for != bundle:
-                continue
-            with self._lock:
-                if self._waiting_bundle != bundle:
-                    self._waiting.clear()
-                    self._waiting_bundle = bundle
-                self._waiting[key] = payload
-                self._waiting.move_to_end(key)
-                while len(self._waiting) > self.capacity:
-                    self._waiting.popitem(last=False)
             kept += 1
         return kept
 
-    def answer(self, bundle: str, key: Hashable) -> SearchResponse | None:
-        """Another worker's answer under ``key`` for ``bundle`` (``None``: none), once: the
-        asking cache keeps it from then on."""
+    def answer(self, tag: str, key: Hashable) -> SearchResponse | None:
+        """Another worker's answer under ``key`` for an engine of ``tag`` (``None``: none),
+        once: the asking cache keeps it from then on."""
         with self._lock:
-            if self._waiting_bundle != bundle:
+            if self._waiting_bundle != tag:
                 return None
             payload = self._waiting.pop(key, None)
         if payload is None:
@@ -189,11 +217,11 @@ class SharedAnswers:
                 number, offset = later[0], 0
             while True:
                 path = self.folder / f"{worker_name}-{number:06d}.answers"
+                # complete if the listing above showed the next file: the writer made that
+                # after its last record here
                 offset = yield from _records(path, offset)
                 if number + 1 not in numbers:
                     break
-                # the writer wrote its last record here before making the next file
-                offset = yield from _records(path, offset)
                 number, offset = number + 1, 0
             self._positions[worker_name] = (number, offset)
 
@@ -203,6 +231,16 @@ class SharedAnswers:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def _end_of_records(path: Path) -> int:
+    """The offset after the last whole record of ``path`` (0: none, or no file)."""
+    records = _records(path, 0)
+    while True:
+        try:
+            next(records)
+        except StopIteration as end:
+            return int(end.value)
 
 
 def _records(path: Path, offset: int) -> Generator[tuple[bytes, bytes], None, int]:
