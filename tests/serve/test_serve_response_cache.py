@@ -9,10 +9,16 @@ from shopsearch.pipeline.engine import Engine, SearchParams
 from .conftest import lexical_settings
 
 
-def _engine(workspace, size: int = 16) -> Engine:
+def _settings(size: int = 16) -> Settings:
+    """No search drawn for stream recording (1% by default), which skips the cache."""
     settings: Settings = lexical_settings()
     settings.search.response_cache_size = size
-    return Engine.load(workspace, settings)
+    settings.pipeline.stream_sample = 0.0
+    return settings
+
+
+def _engine(workspace, size: int = 16) -> Engine:
+    return Engine.load(workspace, _settings(size))
 
 
 def _ids(response) -> list[str]:
@@ -58,8 +64,9 @@ def test_a_catalog_write_empties_the_cache(client, admin) -> None:
     assert found() == []
 
 
-def test_the_server_counts_response_cache_hits(client) -> None:
-    for _ in range(3):
-        assert client.get("/search", params={"q": "grey"}).status_code == 200
-    text = client.get("/metrics").text
+def test_the_server_counts_response_cache_hits(serve, workspace) -> None:
+    with serve(workspace, _settings()) as client:
+        for _ in range(3):
+            assert client.get("/search", params={"q": "grey"}).status_code == 200
+        text = client.get("/metrics").text
     assert 'shopsearch_response_cache_lookups_total{result="hit",source="engine"} 2.0' in text

@@ -18,6 +18,13 @@ from shopsearch.text.query_cache import LRUCache
 from .conftest import lexical_settings
 
 
+def _settings():
+    """No search drawn for stream recording (1% by default), which skips the caches."""
+    settings = lexical_settings()
+    settings.pipeline.stream_sample = 0.0
+    return settings
+
+
 def _answer(n: int) -> SearchResponse:
     return SearchResponse(f"id{n}", [], n, {}, {"total": 1.0})
 
@@ -46,8 +53,8 @@ def _shared(engine: Engine, answers: SharedAnswers) -> None:
 
 
 def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, tmp_path) -> None:
-    first = Engine.load(workspace, lexical_settings())
-    second = Engine.load(workspace, lexical_settings())
+    first = Engine.load(workspace, _settings())
+    second = Engine.load(workspace, _settings())
     mine = SharedAnswers(tmp_path / "run", worker="a")
     theirs = SharedAnswers(tmp_path / "run", worker="b")
     _shared(first, mine)
@@ -75,15 +82,15 @@ def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, t
 
 
 def test_a_reload_of_the_same_bundle_shares_nothing_from_before_it(workspace, tmp_path) -> None:
-    first = Engine.load(workspace, lexical_settings())
-    second = Engine.load(workspace, lexical_settings())
+    first = Engine.load(workspace, _settings())
+    second = Engine.load(workspace, _settings())
     mine = SharedAnswers(tmp_path, worker="a")
     theirs = SharedAnswers(tmp_path, worker="b")
     _shared(first, mine)
     _shared(second, theirs)
     first.search(SearchParams("grey sofa", "us"))  # before the reload
     assert theirs.absorb() == 1
-    reloaded = Engine.load(workspace, lexical_settings())  # a new snapshot of the log
+    reloaded = Engine.load(workspace, _settings())  # a new snapshot of the log
     _shared(reloaded, theirs)
     assert theirs.tag == f"{bundle_of(reloaded)}#1"
     assert theirs.waiting() == 0  # what waited for the engine before goes
@@ -232,7 +239,7 @@ def test_an_unreadable_record_is_skipped_and_reading_goes_on(tmp_path, caplog) -
 
 def test_a_server_of_several_workers_takes_the_others_answers(serve, workspace) -> None:
     folder = journal_folder(workspace.root / SIGNAL_DIR, "run1")
-    with serve(workspace, workers=2, run_id="run1") as client:
+    with serve(workspace, _settings(), workers=2, run_id="run1") as client:
         first = client.get("/search", params={"q": "grey sofa", "domain": "us"}).json()
         (journal,) = folder.glob("*.answers")  # this worker's own
         ((tag, key, answer),) = _records(journal)  # the warm-up search is not cached
