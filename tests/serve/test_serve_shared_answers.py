@@ -11,8 +11,8 @@ from pathlib import Path
 
 from shopsearch.pipeline.engine import Engine, SearchParams
 from shopsearch.pipeline.request import SearchResponse
-from shopsearch.serve.engines import SIGNAL_DIR
-from shopsearch.serve.shared_answers import SharedAnswers, bundle_of, journal_folder
+from shopsearch.serve.engines import SIGNAL_DIR, bundle_name
+from shopsearch.serve.shared_answers import SharedAnswers, journal_folder
 from shopsearch.text.query_cache import LRUCache
 
 from .conftest import lexical_settings
@@ -47,7 +47,7 @@ def _records(journal: Path) -> list[tuple[str, tuple[object, ...], SearchRespons
 
 def _shared(engine: Engine, answers: SharedAnswers) -> None:
     """What the server does with each engine it loads."""
-    tag = answers.new_load(bundle_of(engine))
+    tag = answers.new_load(bundle_name(engine))
     engine.on_answer = functools.partial(answers.publish, tag)
     engine.responses.fallback = functools.partial(answers.answer, tag)
 
@@ -60,7 +60,7 @@ def test_an_answer_one_worker_computes_is_a_cache_hit_for_the_other(workspace, t
     _shared(first, mine)
     _shared(second, theirs)
     computed = first.search(SearchParams("grey sofa", "us"))
-    assert theirs.tag == mine.tag == f"{bundle_of(second)}#0"
+    assert theirs.tag == mine.tag == f"{bundle_name(second)}#0"
     assert theirs.absorb() == 1
     assert theirs.absorb() == 0  # nothing new
     assert mine.absorb() == 0  # a worker does not read its own journal
@@ -92,7 +92,7 @@ def test_a_reload_of_the_same_bundle_shares_nothing_from_before_it(workspace, tm
     assert theirs.absorb() == 1
     reloaded = Engine.load(workspace, _settings())  # a new snapshot of the log
     _shared(reloaded, theirs)
-    assert theirs.tag == f"{bundle_of(reloaded)}#1"
+    assert theirs.tag == f"{bundle_name(reloaded)}#1"
     assert theirs.waiting() == 0  # what waited for the engine before goes
     assert "retrieve" in reloaded.search(SearchParams("grey sofa", "us")).timings_ms
     first.search(SearchParams("oak table", "us"))  # a worker that has not followed yet

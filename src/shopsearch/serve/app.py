@@ -39,7 +39,7 @@ from shopsearch.events.records import LOG_TABLES
 from shopsearch.events.searches import SearchLog
 from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import cluster_address
-from shopsearch.serve.engines import SIGNAL_DIR, LiveEngine
+from shopsearch.serve.engines import SIGNAL_DIR, LiveEngine, bundle_name
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.heap import freeze_new
 from shopsearch.serve.metrics import Metrics, MetricsMiddleware
@@ -55,7 +55,6 @@ from shopsearch.serve.shards import ShardPlan, shard_engine
 from shopsearch.serve.shared_answers import (
     READ_EVERY_S,
     SharedAnswers,
-    bundle_of,
     journal_folder,
 )
 from shopsearch.serve.state import ServerState
@@ -120,7 +119,7 @@ def create_app(
             shard_engine(engine, workspace.table("products"), shards)
         metrics.watch_engine(engine)
         if shared is not None:  # answers shared with the other workers' same load
-            tag = shared.new_load(bundle_of(engine))
+            tag = shared.new_load(bundle_name(engine))
             engine.on_answer = functools.partial(shared.publish, tag)
             engine.responses.fallback = functools.partial(shared.answer, tag)
 
@@ -212,7 +211,7 @@ def _shared_answers(
     there are others and answers are cached."""
     if not (workers > 1 and run_id and settings.serve.share_answers):
         return None
-    if settings.search.response_cache_size == 0:
+    if settings.search.response_cache_size == 0:  # nothing cached, nothing to share
         return None
     return SharedAnswers(
         journal_folder(workspace.root / SIGNAL_DIR, run_id),

@@ -96,7 +96,7 @@ class Served:
     @property
     def bundle(self) -> str:
         """The bundle directory name."""
-        return self.engine.bundle.name if self.engine.bundle is not None else "(in memory)"
+        return bundle_name(self.engine)
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,11 @@ class LiveEngine:
             return None
         self._seen_signal = signal.get("generation")
         return self.reload(signal.get("bundle"))
+
+
+def bundle_name(engine: Engine) -> str:
+    """The directory name of ``engine``'s bundle (``(in memory)`` for an engine built here)."""
+    return engine.bundle.name if engine.bundle is not None else "(in memory)"
 
 
 def _served(engine: Engine) -> Served:

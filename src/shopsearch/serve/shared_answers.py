@@ -34,7 +34,6 @@ from collections import OrderedDict
 from collections.abc import Generator, Hashable, Iterator
 from pathlib import Path
 
-from shopsearch.pipeline.engine import Engine
 from shopsearch.pipeline.request import SearchResponse
 
 logger = logging.getLogger(__name__)
@@ -50,11 +49,6 @@ MAX_FILE_BYTES = 16 << 20
 def journal_folder(run_dir: Path, run_id: str) -> Path:
     """The folder of one server run's journals in its workspace's ``serve/`` folder."""
     return run_dir / f"answers-{run_id}"
-
-
-def bundle_of(engine: Engine) -> str:
-    """The bundle an engine's answers belong to (its directory name)."""
-    return engine.bundle.name if engine.bundle is not None else ""
 
 
 class SharedAnswers:
@@ -264,4 +258,4 @@ def _records(path: Path, offset: int) -> Generator[tuple[bytes, bytes], None, in
     return offset + at
 
 
-__all__ = ["MAX_FILE_BYTES", "READ_EVERY_S", "SharedAnswers", "bundle_of", "journal_folder"]
+__all__ = ["MAX_FILE_BYTES", "READ_EVERY_S", "SharedAnswers", "journal_folder"]

@@ -102,17 +102,13 @@ class LRUCache(Generic[V]):
                 if value is not None:
                     self._values.move_to_end(key)
                 found.append(value)
-            hits = sum(v is not None for v in found)
-            if count and fallback is None:
-                self._hits += hits
-                self._misses += len(found) - hits
-        if fallback is not None and hits < len(found):
+        if fallback is not None:
             for i, key in enumerate(keys):
                 if found[i] is None and (value := fallback(key)) is not None:
                     found[i] = value
                     self.store([key], [value])
-            hits = sum(v is not None for v in found)
-        if fallback is not None and count:
+        hits = sum(v is not None for v in found)
+        if count:
             with self._lock:
                 self._hits += hits
                 self._misses += len(found) - hits
