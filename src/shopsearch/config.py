@@ -347,9 +347,11 @@ class ServeSettings(BaseModel):
     #: declarations, and anything refused (or any other request) goes through FastAPI as
     #: before (:mod:`shopsearch.serve.search_fast_path`). false: every request through FastAPI.
     search_fast_path: bool = True
-    #: Seconds between compactions of the event log into the workspace tables while serving
-    #: (reading the log is Python work that competes with searches for the GIL and the cores;
-    #: the log is compacted at shutdown and by any command that reads the tables anyway).
+    #: Seconds between compactions of the event log into the workspace tables while serving.
+    #: Each worker runs them in a helper process of its own at low CPU priority
+    #: (:mod:`shopsearch.serve.background`; on a thread of the worker, reading the log held the
+    #: GIL and stopped its searches for 200-500 ms a round); the log is compacted at shutdown
+    #: and by any command that reads the tables anyway.
     compact_every_s: float = Field(30.0, gt=0.0, le=86_400.0)
     #: How long a worker's thread may hold the GIL while another waits for it
     #: (``sys.setswitchinterval``, microseconds). A search gives the GIL up at every call

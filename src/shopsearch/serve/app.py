@@ -5,12 +5,13 @@ Life cycle of one process: the engine of the current bundle (or of the bundle th
 workers switched to) is loaded when the app is created; at start-up the event log opens its
 segment and the process starts following every worker's log (:class:`SearchLog`, which
 ``POST /events`` checks events against); while serving, the log is compacted into the workspace
-tables every ``compact_every_s``, and reload announcements and the other workers' log lines are
-followed every ``follow_every_s``; at shutdown the log is flushed and closed and compacted once
-more. The web page (``static/``) is served at ``/``, the API docs at ``/docs`` and ``/redoc``
-from files installed with the package (``fastapi-offline``), so they work without a network.
-Bodies over ``[serve] max_body_bytes`` are refused with 413 before they are read, and
-``HEAD /health`` answers as ``GET /health`` without the body.
+tables every ``compact_every_s`` by a helper process at low priority (:mod:`.background`), and
+reload announcements and the other workers' log lines are followed every ``follow_every_s``; at
+shutdown the log is flushed and closed and compacted once more. The web page (``static/``) is
+served at ``/``, the API docs at ``/docs`` and ``/redoc`` from files installed with the package
+(``fastapi-offline``), so they work without a network. Bodies over ``[serve] max_body_bytes``
+are refused with 413 before they are read, and ``HEAD /health`` answers as ``GET /health``
+without the body.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from fastapi_offline import FastAPIOffline
 import shopsearch
 from shopsearch.config import Settings, load_settings
 from shopsearch.errors import InvalidInputError
-from shopsearch.events.compaction import compact_event_log
+from shopsearch.events.compaction import CompactionResult, compact_event_log
 from shopsearch.events.log import LOG_DIR, EventLog
 from shopsearch.events.records import LOG_TABLES
 from shopsearch.events.searches import SearchLog
 from shopsearch.pipeline.engine import Engine
 from shopsearch.ray_cluster import cluster_address
+from shopsearch.serve.background import BackgroundProcess, compact_at
 from shopsearch.serve.engines import SIGNAL_DIR, LiveEngine, bundle_name
 from shopsearch.serve.errors import JsonResponse, install_error_handlers
 from shopsearch.serve.heap import freeze_new
@@ -144,10 +146,11 @@ def create_app(
         metrics.collections.start()
         state.log.start()
         state.searches.start()
+        helper = BackgroundProcess()
+        helper.start()  # before the first search: starting it stops this process a moment
+        compact_every = compact_every_s or settings.serve.compact_every_s
         tasks = [
-            asyncio.create_task(
-                _every(compact_every_s or settings.serve.compact_every_s, _compact, state)
-            ),
+            asyncio.create_task(_compact_every(compact_every, state, helper)),
             asyncio.create_task(_every(follow_every_s, _follow, state)),
             asyncio.create_task(_every(follow_every_s, _read_log, state)),
         ]
@@ -162,6 +165,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(helper.close)
             await asyncio.to_thread(_shutdown, state)
             if shared is not None:
                 shared.close()
@@ -267,8 +271,23 @@ async def _absorb_answers(shared: SharedAnswers) -> None:
             logger.exception("reading the other workers' answers failed")
 
 
+async def _compact_every(seconds: float, state: ServerState, helper: BackgroundProcess) -> None:
+    """Compact the event log every ``seconds`` in ``helper``'s process (see
+    :mod:`.background`: on a thread here it stopped this worker's searches)."""
+    root = str(state.workspace.root)
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            _count_compacted(state, await helper.run(compact_at, root))
+        except Exception:  # a failed round is logged; the next round tries again
+            logger.exception("compacting the event log failed")
+
+
 def _compact(state: ServerState) -> None:
-    result = compact_event_log(state.workspace)
+    _count_compacted(state, compact_event_log(state.workspace))
+
+
+def _count_compacted(state: ServerState, result: CompactionResult) -> None:
     for table in LOG_TABLES:
         rows = getattr(result, table)
         if rows:
