@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Niceness added to the helper process (0-19; higher: the kernel runs it after the workers).
 NICENESS = 10
+#: Seconds between the helper's checks that the worker that started it is alive.
+PARENT_CHECK_S = 1.0
 
 T = TypeVar("T")
 
@@ -40,8 +45,21 @@ def compact_at(root: str) -> CompactionResult:
     return compact_event_log(Workspace.open(Path(root)))
 
 
-def _lower_priority() -> None:
+def _in_background() -> None:
+    """The helper's set-up: lower priority; Ctrl-C left to the worker that owns it (which
+    stops it after its current job), not a traceback from each helper; and an end when that
+    worker dies without stopping it (killed): the helper holds its own job queue's both ends,
+    so it would otherwise wait for a job forever."""
     os.nice(NICENESS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """Exit this process once ``parent`` is no longer its parent (checked every second)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)  # a compaction cut short is redone: it is crash-safe
 
 
 class BackgroundProcess:
@@ -65,7 +83,7 @@ class BackgroundProcess:
                 max_workers=1,
                 # a fresh interpreter: a fork would copy the engine and the caller's threads
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lower_priority,
+                initializer=_in_background,
             )
             self._pool.submit(os.getpid)  # the pool starts its process on the first job
         return self._pool
@@ -86,4 +104,4 @@ class BackgroundProcess:
             self._pool = None
 
 
-__all__ = ["NICENESS", "BackgroundProcess", "compact_at"]
+__all__ = ["NICENESS", "PARENT_CHECK_S", "BackgroundProcess", "compact_at"]
