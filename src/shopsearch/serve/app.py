@@ -147,19 +147,19 @@ def create_app(
         state.log.start()
         state.searches.start()
         helper = BackgroundProcess()
-        helper.start()  # before the first search: starting it stops this process a moment
         compact_every = compact_every_s or settings.serve.compact_every_s
-        tasks = [
-            asyncio.create_task(_compact_every(compact_every, state, helper)),
-            asyncio.create_task(_every(follow_every_s, _follow, state)),
-            asyncio.create_task(_every(follow_every_s, _read_log, state)),
-        ]
-        if shared is not None:  # what the others answered while this worker loaded, first
-            shared.absorb()
-            tasks.append(asyncio.create_task(_absorb_answers(shared)))
-        if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
-            tasks.append(asyncio.create_task(_every(settings.serve.freeze_every_s, _freeze, state)))
+        tasks: list[asyncio.Task[None]] = []
         try:
+            helper.start()  # before the first search: starting it stops this process a moment
+            tasks.append(asyncio.create_task(_compact_every(compact_every, state, helper)))
+            tasks.append(asyncio.create_task(_every(follow_every_s, _follow, state)))
+            tasks.append(asyncio.create_task(_every(follow_every_s, _read_log, state)))
+            if shared is not None:  # what the others answered while this worker loaded, first
+                shared.absorb()
+                tasks.append(asyncio.create_task(_absorb_answers(shared)))
+            if settings.serve.freeze_heap and settings.serve.freeze_every_s > 0:
+                freeze = _every(settings.serve.freeze_every_s, _freeze, state)
+                tasks.append(asyncio.create_task(freeze))
             yield
         finally:
             for task in tasks:

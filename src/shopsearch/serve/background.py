@@ -5,10 +5,10 @@ impressions) is about a second of Python work: reading and checking each line, b
 tables. On a thread of the serving worker it held the worker's GIL, and every search of that
 worker stopped with it: one stall of 200-500 ms per worker per round, the slowest requests of
 an open-loop benchmark (RESULTS.md, issue 20). So each worker hands its rounds to one helper
-process of its own (spawned once, at ``nice`` :data:`NICENESS`, so the kernel runs searches
-first when the cores are busy) and only counts the rows it moved. The compaction itself is
-the same crash-safe, workspace-locked :func:`~shopsearch.events.compaction.compact_event_log`
-any command runs.
+process of its own (started with the worker, again if it dies; at ``nice``
+:data:`NICENESS`, about a tenth of a worker's share of busy cores) and only counts the rows it
+moved. The compaction itself is the same crash-safe, workspace-locked
+:func:`~shopsearch.events.compaction.compact_event_log` any command runs.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from shopsearch.events.compaction import CompactionResult
 
-#: Niceness added to the helper process (0-19; higher: the kernel runs it after the workers).
+#: Niceness added to the helper process (0-19; higher: a smaller share of busy cores).
 NICENESS = 10
-#: Seconds between the helper's checks that the worker that started it is alive.
-PARENT_CHECK_S = 1.0
 
 T = TypeVar("T")
 
@@ -52,25 +50,27 @@ def _in_background() -> None:
     so it would otherwise wait for a job forever."""
     os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_end_with_parent, daemon=True).start()
 
 
-def _end_with(parent: int) -> None:
-    """Exit this process once ``parent`` is no longer its parent (checked every second)."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_S)
-    os._exit(0)  # a compaction cut short is redone: it is crash-safe
+def _end_with_parent() -> None:
+    """Exit this process once the process that started it has ended (its sentinel, a pipe
+    made at the start, so a parent killed before this runs is seen too)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(0)  # a compaction cut short is redone: it is crash-safe
 
 
 class BackgroundProcess:
     """One helper process that runs jobs at lower CPU priority.
 
     A job is a picklable module-level function and its arguments; it runs in the helper, so
-    its Python work never holds the caller's GIL. If the helper dies, that job raises
-    :class:`~concurrent.futures.process.BrokenProcessPool` and the next job starts a new one.
-    Starting one stops the caller for a moment (its memory is mapped for the new process:
-    ~85 ms from a 1 GB process), so a server starts it before its first search
-    (:meth:`start`), not on a later job.
+    its Python work never holds the caller's GIL. If the helper dies during a job, that job
+    raises :class:`~concurrent.futures.process.BrokenProcessPool` and the next job starts a
+    new helper; one found dead before a job is replaced for that job. Starting a helper stops
+    the caller for a moment (its memory is mapped for the new process: ~85 ms from a 1 GB
+    process), so a server starts it before its first search (:meth:`start`).
     """
 
     def __init__(self) -> None:
@@ -90,11 +90,16 @@ class BackgroundProcess:
 
     async def run(self, job: Callable[..., T], *args: object) -> T:
         """``job(*args)`` in the helper process, awaited without blocking the event loop."""
-        pool = self.start()
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, job, *args)
+            queued = loop.run_in_executor(self.start(), job, *args)
+        except BrokenProcessPool:  # the helper died between jobs: this job gets a new one
+            await asyncio.to_thread(self.close)
+            queued = loop.run_in_executor(self.start(), job, *args)
+        try:
+            return await queued
         except BrokenProcessPool:
-            self.close()
+            await asyncio.to_thread(self.close)
             raise
 
     def close(self) -> None:
@@ -104,4 +109,4 @@ class BackgroundProcess:
             self._pool = None
 
 
-__all__ = ["NICENESS", "PARENT_CHECK_S", "BackgroundProcess", "compact_at"]
+__all__ = ["NICENESS", "BackgroundProcess", "compact_at"]
