@@ -22,7 +22,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -250,37 +250,41 @@ def shard_plan_from_env(value: str | None) -> ShardPlan | None:
     return ShardPlan(cluster_address(address), int(shards), int(replicas))
 
 
-async def _every(seconds: float, job: Callable[[ServerState], None], state: ServerState) -> None:
+async def _rounds(seconds: float, one_round: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``one_round`` every ``seconds``; a failed round is logged and the next tries again."""
     while True:
         await asyncio.sleep(seconds)
         try:
-            await asyncio.to_thread(job, state)
-        except Exception:  # a failed round is logged; the next round tries again
-            logger.exception("background job %s failed", job.__name__)
+            await one_round()
+        except Exception:
+            logger.exception("%s failed", what)
+
+
+async def _every(seconds: float, job: Callable[[ServerState], None], state: ServerState) -> None:
+    """``job(state)`` every ``seconds``, on a thread."""
+    await _rounds(seconds, lambda: asyncio.to_thread(job, state), f"background job {job.__name__}")
 
 
 async def _absorb_answers(shared: SharedAnswers) -> None:
     """Read the other workers' new answers every :data:`READ_EVERY_S`, on the event loop
     between requests (a tenth of a second's answers at a time), not on a thread that would
     take the GIL from a search."""
-    while True:
-        await asyncio.sleep(READ_EVERY_S)
-        try:
-            shared.absorb()
-        except Exception:  # a failed round is logged; the next round tries again
-            logger.exception("reading the other workers' answers failed")
+
+    async def absorb() -> None:
+        shared.absorb()
+
+    await _rounds(READ_EVERY_S, absorb, "reading the other workers' answers")
 
 
 async def _compact_every(seconds: float, state: ServerState, helper: BackgroundProcess) -> None:
     """Compact the event log every ``seconds`` in ``helper``'s process (see
     :mod:`.background`: on a thread here it stopped this worker's searches)."""
     root = str(state.workspace.root)
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            _count_compacted(state, await helper.run(compact_at, root))
-        except Exception:  # a failed round is logged; the next round tries again
-            logger.exception("compacting the event log failed")
+
+    async def compact() -> None:
+        _count_compacted(state, await helper.run(compact_at, root))
+
+    await _rounds(seconds, compact, "compacting the event log")
 
 
 def _compact(state: ServerState) -> None:
