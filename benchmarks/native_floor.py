@@ -6,7 +6,8 @@ off, as ``bench stages`` does, and times every call into the native libraries th
 uses, on the calling thread's CPU clock:
 
 - tantivy: the top-``k`` searches (the lexical list and the fusion's matching query), the
-  facet aggregations and the reads of the ``row`` fast field;
+  facet aggregations and the reads of the ``row`` fast field, each by the retriever method
+  that made it (``search``, ``matching_keys``, ``facets_of``);
 - faiss: the HNSW searches (with their parameter set-up, a few Python lines);
 - ONNX Runtime: the ranking model's session runs;
 - the tokenizer (Rust ``tokenizers``) of the static query encoder.
@@ -21,6 +22,7 @@ stage it has, whatever the Python around them costs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,13 +45,17 @@ from shopsearch.text.static_encoder import Model2VecEncoder
 spent: Counter[str] = Counter()
 
 
-def _timed(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(name: str, call: Callable[..., Any], by_caller: bool = False) -> Callable[..., Any]:
+    """``call`` with its thread CPU added to ``spent[name]`` (``by_caller``: to
+    ``spent[f"{name} (in <the function that called its caller>)"]``)."""
+
     def run(*args: Any, **kwargs: Any) -> Any:
+        label = f"{name} (in {sys._getframe(2).f_code.co_name})" if by_caller else name
         start = time.thread_time()
         try:
             return call(*args, **kwargs)
         finally:
-            spent[name] += time.thread_time() - start
+            spent[label] += time.thread_time() - start
 
     return run
 
@@ -57,10 +63,13 @@ def _timed(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
 class _Timed:
     """``target`` with the named methods timed under ``label: method``; the rest passed on."""
 
-    def __init__(self, target: Any, label: str, methods: tuple[str, ...]) -> None:
+    def __init__(
+        self, target: Any, label: str, methods: tuple[str, ...], by_caller: bool = False
+    ) -> None:
         self._target = target
         for method in methods:
-            setattr(self, method, _timed(f"{label} {method}", getattr(target, method)))
+            timed = _timed(f"{label} {method}", getattr(target, method), by_caller)
+            setattr(self, method, timed)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
@@ -78,7 +87,7 @@ def native_calls_timed() -> Iterator[None]:
         if not isinstance(self._tokenizer, _Timed):
             self._tokenizer = _Timed(self._tokenizer, "tokenizer", ("encode_batch_fast",))
 
-    IndexHome.searcher = lambda self: _Timed(searcher(self), "tantivy", tantivy_calls)
+    IndexHome.searcher = lambda self: _Timed(searcher(self), "tantivy", tantivy_calls, True)
     onnx_scorer._session = lambda path, threads: _Timed(
         session(path, threads), "onnxruntime", ("run",)
     )
@@ -124,7 +133,7 @@ def main() -> None:
                 f"{native_ms:.2f} ms ({100 * native_ms / total_ms:.0f}%) in native calls"
             )
             for name, ms in calls.items():
-                print(f"    {name:32s} {ms:.3f} ms")
+                print(f"    {name:46s} {ms:.3f} ms")
     report = {
         "suite": "benchmarks/native_floor",
         "workspace": str(args.workspace),
