@@ -335,11 +335,16 @@ class LexicalRetriever(Retriever):
         if cached is not None:
             return set(cached.candidates.keys)
         searcher = self._fitted().searcher()
-        built = tantivy.Query.boolean_query(
-            [
-                (tantivy.Occur.Must, self._query(query, filters, plan)),
-                (tantivy.Occur.Must, self._key_set(keys)),
-            ]
+        # Which keys match, not how well: a constant score spares BM25 of every clause
+        # (0.45 -> 0.28 ms of tantivy per call on logged queries of a 51k-product shop).
+        built = tantivy.Query.const_score_query(
+            tantivy.Query.boolean_query(
+                [
+                    (tantivy.Occur.Must, self._query(query, filters, plan)),
+                    (tantivy.Occur.Must, self._key_set(keys)),
+                ]
+            ),
+            1.0,
         )
         found = self._top(searcher, built, len(keys))
         self.results.store([cache_key], [Hits(found)])
