@@ -8,13 +8,14 @@ uses, on the calling thread's CPU clock:
 - tantivy: the top-``k`` searches (the lexical list and the fusion's matching query), the
   facet aggregations and the reads of the ``row`` fast field, each by the retriever method
   that made it (``search``, ``matching_keys``, ``facets_of``);
-- faiss: the HNSW searches (with their parameter set-up, a few Python lines);
+- faiss: the HNSW and exact searches (with their parameter set-up, a few Python lines);
 - ONNX Runtime: the ranking model's session runs;
 - the tokenizer (Rust ``tokenizers``) of the static query encoder.
 
-What is left is Python (the pipeline's orchestration, features, fusion, numpy). The native
-calls alone bound how low the CPU of an uncached search can go while the pipeline keeps every
-stage it has, whatever the Python around them costs.
+What is left is Python (the pipeline's orchestration, features, fusion) and smaller native
+work it drives: numpy and torch arrays, building tantivy's query objects, pyarrow. So the timed
+calls are a lower bound on the native work, and they bound how low the CPU of an uncached
+search can go while the pipeline keeps every stage it has, whatever the Python costs.
 
     python benchmarks/native_floor.py -w W --queries 1000 --rounds 3 --report native.json
 """
@@ -77,9 +78,12 @@ class _Timed:
 
 @contextmanager
 def native_calls_timed() -> Iterator[None]:
-    """Time the native calls of every engine loaded inside the block (see the module)."""
+    """Time the native calls of every engine loaded inside the block (see the module).
+
+    The classes and the module are restored at its end; sessions and tokenizers made inside
+    it keep their timing wrappers (this script uses them only inside it)."""
     searcher, session = IndexHome.searcher, onnx_scorer._session
-    hnsw, load = DenseRetriever._hnsw, Model2VecEncoder._load
+    hnsw, exact, load = DenseRetriever._hnsw, DenseRetriever._exact, Model2VecEncoder._load
     tantivy_calls = ("search", "aggregate", "fast_field_values")
 
     def load_timed(self: Model2VecEncoder) -> None:
@@ -92,12 +96,14 @@ def native_calls_timed() -> Iterator[None]:
         session(path, threads), "onnxruntime", ("run",)
     )
     DenseRetriever._hnsw = _timed("faiss hnsw search", hnsw)
+    DenseRetriever._exact = _timed("faiss exact search", exact)
     Model2VecEncoder._load = load_timed
     try:
         yield
     finally:
         IndexHome.searcher, onnx_scorer._session = searcher, session
-        DenseRetriever._hnsw, Model2VecEncoder._load = hnsw, load
+        DenseRetriever._hnsw, DenseRetriever._exact = hnsw, exact
+        Model2VecEncoder._load = load
 
 
 def main() -> None:
