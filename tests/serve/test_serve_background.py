@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -33,9 +34,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _until(done: float, check: object) -> None:
-    deadline = time.monotonic() + done
-    while not check() and time.monotonic() < deadline:  # type: ignore[operator]
+def _until(seconds: float, check: Callable[[], bool]) -> None:
+    """Wait until ``check()`` holds, at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
