@@ -1,19 +1,22 @@
 """How many candidates the ranking model should re-score: quality and CPU per count (issue 20).
 
 On a simulated workspace with a ranking model, the engine is loaded once per ranked count
-(``[pipeline] prerank_keep``; retrieval still passes ``[retrieval] candidates`` on) with the
-query, result and response caches off and one compute thread, and measured three ways:
+(``[pipeline] prerank_keep``; retrieval still passes ``[retrieval] candidates`` on) and once
+without the ranking stage, each with the query, result and response caches off and one
+compute thread, and measured two ways:
 
 - **offline**: the requests of a replay of ``--test-sessions`` sessions (seed ``seed + 2000``,
-  served by the first count) are searched by every engine (after a warm-up of ``WARMUP``
-  of them), in an order that alternates from
-  request to request; the top 10 are scored against the simulator's true grades (NDCG@10, with
-  the paired difference against the first count), and each search's CPU is read on the
-  thread's clock;
-- **online**: ``--online-sessions`` sessions (seed ``seed + 3000``) are replayed against each
-  engine; clicks, carts, purchases and GMV per 1,000 requests, with the paired difference
-  against the first count (bootstrap over sessions);
-- **without ranking**, online too, for scale: what the ranking model adds at all.
+  served by the first count) are searched by every engine, after a warm-up of ``WARMUP`` of
+  them; the engines' order rotates from request to request, so each is first as often. The
+  top 10 is scored against the simulator's true grades (NDCG@10, paired against the first
+  count), and each search's CPU is read on the calling thread's clock (with one compute
+  thread, tantivy, faiss and ONNX Runtime all run on it; ``bench stages`` reads the process's
+  clock). Where each count's top 10 came from: how many of its products are beyond
+  retrieval's first 100 (the candidates' order before pre-ranking), and their mean true
+  grade against that of the rest;
+- **online**: ``--online-sessions`` other sessions (seed ``seed + 3000``, the same for every
+  engine) are replayed against each engine: clicks, carts, purchases and GMV per 1,000
+  requests, paired against the first count (95% bootstrap intervals over sessions).
 
     python benchmarks/ranked_candidates.py -w W --keep 200,150,100,50 --report ranked.json
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,26 +72,31 @@ def _offline(
     names = list(engines)
     runs: dict[str, dict[str, list[tuple[str, str]]]] = {name: {} for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
-    rows = zip(
-        requests["request_id"], requests["query"], requests["domain"], requests["user_id"],
-        strict=True,
+    retrieval_order: dict[str, dict[tuple[str, str], int]] = {}
+    rows = list(
+        zip(
+            requests["request_id"], requests["query"], requests["domain"], requests["user_id"],
+            strict=True,
+        )
     )  # fmt: skip
-    warm = requests.head(WARMUP)
-    for engine in engines.values():  # loads lazily built tables before any timing
-        for query, domain in zip(warm["query"], warm["domain"], strict=True):
-            engine.search(SearchParams(query[: engine.settings.search.max_query_chars], domain))
+    for _, query, domain, user in rows[:WARMUP]:  # loads lazily built tables before timing
+        for engine in engines.values():
+            engine.search(_params(engine, query, domain, user, 10))
     for number, (rid, query, domain, user) in enumerate(rows):
-        for name in names if number % 2 == 0 else names[::-1]:
+        turn = number % len(names)
+        for name in names[turn:] + names[:turn]:
             engine = engines[name]
-            params = SearchParams(
-                query[: engine.settings.search.max_query_chars], domain, user, size=10
-            )
             start = time.thread_time()
-            response = engine.search(params)
+            response = engine.search(_params(engine, query, domain, user, 10))
             cpu[name].append(1000 * (time.thread_time() - start))
             runs[name][rid] = [
                 (i.domain, i.product_id) for i in response.items if i.domain == domain
             ]
+        first = engines[names[0]]  # retrieval's order: the candidates before pre-ranking
+        retrieved = first.prepare(_params(first, query, domain, user, 10), "prerank")
+        retrieval_order[rid] = {
+            key: place for place, key in enumerate(retrieved.candidates.keys, 1)
+        }
     ids = requests["request_id"].tolist()
     qrels = truth_qrels(test.truth, workspace.table("products"), ids)
     scored = {
@@ -106,8 +115,34 @@ def _offline(
             "cpu_ms_mean": float(spent.mean()),
             "cpu_ms_p50": float(np.median(spent)),
             "cpu_ms_mean_halves": [float(spent[:half].mean()), float(spent[half:].mean())],
+            **_sources(runs[name], retrieval_order, qrels),
         }
     return out
+
+
+def _params(engine: Engine, query: str, domain: str, user: str, size: int) -> SearchParams:
+    return SearchParams(query[: engine.settings.search.max_query_chars], domain, user, size=size)
+
+
+def _sources(
+    run: dict[str, list[tuple[str, str]]],
+    retrieval_order: dict[str, dict[tuple[str, str], int]],
+    qrels: Mapping[str, Mapping[tuple[str, str], float]],
+) -> dict[str, float]:
+    """Per request, how many of the top 10 lie beyond retrieval's first 100, and the mean true
+    grade of those products and of the others."""
+    deep, grades_deep, grades_rest = [], [], []
+    for rid, keys in run.items():
+        order, grades = retrieval_order[rid], qrels.get(rid, {})
+        beyond = [key for key in keys if order.get(key, 101) > 100]
+        deep.append(len(beyond))
+        grades_deep += [grades.get(key, 0.0) for key in beyond]
+        grades_rest += [grades.get(key, 0.0) for key in keys if key not in beyond]
+    return {
+        "top10_beyond_retrieval_100": float(np.mean(deep)),
+        "grade_beyond_retrieval_100": float(np.mean(grades_deep)) if grades_deep else float("nan"),
+        "grade_within_retrieval_100": float(np.mean(grades_rest)) if grades_rest else float("nan"),
+    }
 
 
 def _online(
@@ -130,20 +165,27 @@ def _online(
     return out
 
 
+def _label(name: str) -> str:
+    return name if name == NO_RANKING else f"ranking {name:>4}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-w", "--workspace", type=Path, required=True)
     parser.add_argument("--keep", default="200,150,100,50", help="ranked counts, first = reference")
-    parser.add_argument("--test-sessions", type=int, default=1500)
-    parser.add_argument("--online-sessions", type=int, default=8000)
+    parser.add_argument("--test-sessions", type=int, default=1500, help="offline replay")
+    parser.add_argument("--online-sessions", type=int, default=8000, help="online replays")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
     workspace = Workspace.open(args.workspace)
     keeps = [int(k) for k in args.keep.split(",")]
+    if len(set(keeps)) != len(keeps) or min(keeps) < 1:
+        raise SystemExit(f"--keep {args.keep}: give distinct counts of at least 1")
     report: dict[str, Any] = {"suite": "benchmarks/ranked_candidates", "keep": keeps}
     with compute_threads_limited(1):
         engines = {str(keep): _engine(workspace, keep) for keep in keeps}
+        engines[NO_RANKING] = _engine(workspace, None)
         offline = _offline(workspace, engines, args.test_sessions, args.seed)
         report["offline"] = offline
         print(f"offline, {offline['requests']} requests:")
@@ -151,19 +193,21 @@ def main() -> None:
             got = offline[name]
             diff = got["ndcg@10_minus_first"]
             print(
-                f"  ranking {name:>4}: NDCG@10 {got['ndcg@10']:.4f} ({diff['mean_diff']:+.4f} "
+                f"  {_label(name)}: NDCG@10 {got['ndcg@10']:.4f} ({diff['mean_diff']:+.4f} "
                 f"[{diff['low']:+.4f}, {diff['high']:+.4f}]), CPU per search "
                 f"{got['cpu_ms_mean']:.2f} ms (halves {got['cpu_ms_mean_halves'][0]:.2f}, "
-                f"{got['cpu_ms_mean_halves'][1]:.2f})",
+                f"{got['cpu_ms_mean_halves'][1]:.2f}); of the top 10, "
+                f"{got['top10_beyond_retrieval_100']:.2f} beyond retrieval's 100 (mean grade "
+                f"{got['grade_beyond_retrieval_100']:.2f} against "
+                f"{got['grade_within_retrieval_100']:.2f})",
                 flush=True,
             )
-        engines[NO_RANKING] = _engine(workspace, None)
         online = _online(workspace, engines, args.online_sessions, args.seed)
     report["online"] = online
     print(f"online, {args.online_sessions} sessions, against ranking {keeps[0]}:")
     for name in list(engines)[1:]:
         got = online[name]
-        print(f"  {name if name == NO_RANKING else 'ranking ' + name}:")
+        print(f"  {_label(name)}:")
         for metric, value in got["minus_first"].items():
             low, high = got["minus_first_ci"][metric]
             print(
