@@ -92,7 +92,7 @@ def _offline(
             runs[name][rid] = [
                 (i.domain, i.product_id) for i in response.items if i.domain == domain
             ]
-        first = engines[names[0]]  # retrieval's order: the candidates before pre-ranking
+        # retrieval's order: the candidates before pre-ranking
         retrieved = first.prepare(_params(first, query, domain, user, 10), "prerank")
         retrieval_order[rid] = {
             key: place for place, key in enumerate(retrieved.candidates.keys, 1)
