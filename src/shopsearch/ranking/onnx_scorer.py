@@ -257,6 +257,7 @@ class OnnxScorer:
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = path
         self.session = _session(path, threads)
         shared = shared_graph_path(path)
         self.shared_session = _session(shared, threads) if shared.is_file() else None
