@@ -18,9 +18,14 @@ compute thread, and measured two ways:
   engine) are replayed against each engine: clicks, carts, purchases and GMV per 1,000
   requests, paired against the first count (95% bootstrap intervals over sessions).
 
-``--int8`` adds an engine that ranks the first count with the ranking graphs quantised to int8
-(ONNX Runtime's dynamic quantisation of the weights, written to a temporary folder): what a
-smaller model call saves, and what its rounding costs in ranking quality.
+``--int8`` adds an engine that ranks the first count with the ranking graphs quantised by ONNX
+Runtime's dynamic quantisation (weights stored as int8, activations quantised at each call;
+written to a temporary folder): what a smaller model call saves, and what its rounding costs
+in ranking quality. It needs a ranking model scored with ONNX Runtime from its saved graph.
+
+CPU is compared per request too: the mean difference from the first count with its 95%
+paired bootstrap interval over requests, so that the machine's drift during a run (which
+every engine sees, as they alternate) cancels.
 
     python benchmarks/ranked_candidates.py -w W --keep 200,150,100,50 --report ranked.json
     python benchmarks/ranked_candidates.py -w W --keep 200 --int8 --report int8.json
@@ -77,18 +82,24 @@ def _quantise(engine: Engine, folder: Path) -> None:
     ranking = engine.ranking
     assert ranking is not None
     scorer = ranking.ranker.onnx
-    if scorer is None:
-        raise SystemExit("--int8: the ranking model is not scored with ONNX Runtime")
+    if scorer is None or not scorer.path.is_file():
+        raise SystemExit(
+            "--int8: the ranking model is not scored with ONNX Runtime from a saved graph "
+            "(retrain the ranking stage to save one)"
+        )
     quantised = folder / scorer.path.name
+    previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # its advice to pre-process the graph, once per graph
     try:
         quantize_dynamic(scorer.path, quantised, weight_type=QuantType.QInt8)
-        shared = shared_graph_path(scorer.path)
-        if shared.is_file():
+        if scorer.shared_session is not None:
+            shared = shared_graph_path(scorer.path)
             quantize_dynamic(shared, shared_graph_path(quantised), weight_type=QuantType.QInt8)
     finally:
-        logging.disable(logging.NOTSET)
-    ranking.ranker.onnx = OnnxScorer(quantised, threads=1)
+        logging.disable(previous)
+    int8 = OnnxScorer(quantised, scorer.threads)
+    assert (int8.shared_session is None) == (scorer.shared_session is None)
+    ranking.ranker.onnx = int8
 
 
 def _offline(
@@ -145,6 +156,7 @@ def _offline(
             "cpu_ms_mean": float(spent.mean()),
             "cpu_ms_p50": float(np.median(spent)),
             "cpu_ms_mean_halves": [float(spent[:half].mean()), float(spent[half:].mean())],
+            "cpu_ms_minus_first": paired_bootstrap_diff(spent, cpu[names[0]])._asdict(),
             **_sources(runs[name], retrieval_order, qrels),
         }
     return out
@@ -205,7 +217,9 @@ def main() -> None:
     parser.add_argument("--keep", default="200,150,100,50", help="ranked counts, first = reference")
     parser.add_argument("--test-sessions", type=int, default=1500, help="offline replay")
     parser.add_argument("--online-sessions", type=int, default=8000, help="online replays")
-    parser.add_argument("--int8", action="store_true", help="and the first count with int8 graphs")
+    parser.add_argument(
+        "--int8", action="store_true", help="also rank the first count with int8 ranking graphs"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
@@ -217,20 +231,21 @@ def main() -> None:
     with compute_threads_limited(1), tempfile.TemporaryDirectory() as tmp:
         engines = {str(keep): _engine(workspace, keep) for keep in keeps}
         if args.int8:
-            engines[f"{keeps[0]} {INT8}"] = _engine(workspace, keeps[0])
-            _quantise(engines[f"{keeps[0]} {INT8}"], Path(tmp))
+            int8 = engines[f"{keeps[0]} {INT8}"] = _engine(workspace, keeps[0])
+            _quantise(int8, Path(tmp))
         engines[NO_RANKING] = _engine(workspace, None)
         offline = _offline(workspace, engines, args.test_sessions, args.seed)
         report["offline"] = offline
         print(f"offline, {offline['requests']} requests:")
         for name in engines:
             got = offline[name]
-            diff = got["ndcg@10_minus_first"]
+            diff, cpu = got["ndcg@10_minus_first"], got["cpu_ms_minus_first"]
             print(
                 f"  {_label(name)}: NDCG@10 {got['ndcg@10']:.4f} ({diff['mean_diff']:+.4f} "
                 f"[{diff['low']:+.4f}, {diff['high']:+.4f}]), CPU per search "
                 f"{got['cpu_ms_mean']:.2f} ms (halves {got['cpu_ms_mean_halves'][0]:.2f}, "
-                f"{got['cpu_ms_mean_halves'][1]:.2f}); of the top 10, "
+                f"{got['cpu_ms_mean_halves'][1]:.2f}; {cpu['mean_diff']:+.3f} "
+                f"[{cpu['low']:+.3f}, {cpu['high']:+.3f}] per request); of the top 10, "
                 f"{got['top10_beyond_retrieval_100']:.2f} beyond retrieval's 100 (mean grade "
                 f"{got['grade_beyond_retrieval_100']:.2f} against "
                 f"{got['grade_within_retrieval_100']:.2f})",

@@ -254,10 +254,18 @@ class OnnxScorer:
     Args:
         path: the ``.onnx`` file of :func:`export_onnx`.
         threads: intra-op threads (the server's compute threads; 0: ONNX Runtime's default).
+
+    Attributes:
+        path, threads: as given. ``path`` may be gone once the sessions are built (a graph
+            exported to a temporary folder at load, when the ranker had none saved).
+        session: the graph's session, for any batch.
+        shared_session: the shared-sequence graph's session, or ``None`` when none was
+            exported.
     """
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         self.path = path
+        self.threads = threads
         self.session = _session(path, threads)
         shared = shared_graph_path(path)
         self.shared_session = _session(shared, threads) if shared.is_file() else None
